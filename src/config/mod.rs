@@ -1,0 +1,125 @@
+//! Configuration: reads `zoo.toml`, expands `${VAR}`, validates, and yields an immutable
+//! [`Config`]. Nothing here binds a port, starts a process or touches the network; every
+//! error points at the file, line and column it came from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+/// A validated configuration. Holds no runtime state: the runtime tables are built from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from, for messages and `zoo check`.
+    pub path: PathBuf,
+    /// Addresses the public proxy listens on (at least one).
+    pub listen: Vec<SocketAddr>,
+    /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.
+    pub grace: Duration,
+    /// Apps in file order; start order follows it.
+    pub apps: Vec<App>,
+    /// Routes in file order (matching does not depend on the order).
+    pub routes: Vec<Route>,
+}
+
+/// One supervised program.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub command: Command,
+    /// Fixed port; `None` means zoo picks a free one at start.
+    pub port: Option<u16>,
+    /// Working directory, already resolved against the config file's directory.
+    pub dir: Option<PathBuf>,
+    /// Extra environment, in file order (zoo also sets `PORT`).
+    pub env: Vec<(String, String)>,
+    pub ready: Ready,
+    pub restart: RestartPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run as `sh -c 'exec LINE'`.
+    Shell(String),
+    /// Run directly, `argv[0]` looked up in `PATH`.
+    Argv(Vec<String>),
+}
+
+/// How zoo decides an app is ready to receive requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    pub probe: Probe,
+    /// Time between two probes.
+    pub interval: Duration,
+    /// Time one probe may take.
+    pub timeout: Duration,
+    /// Time after start within which the app must become ready.
+    pub deadline: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The port accepts a TCP connection.
+    Tcp,
+    /// `GET path` on the app's port answers with a status below 500.
+    Http { path: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// One entry of `[routes]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    /// `/node`, `/node*` or `/`: always starts with `/`.
+    pub key: String,
+    pub action: Action,
+    /// Remove the matched key before forwarding (`app` and `proxy` only).
+    pub strip_prefix: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Forward to a supervised app, by name (validated to exist).
+    App { name: String },
+    /// Forward to an external HTTP(S) server.
+    Proxy {
+        target: ProxyTarget,
+        /// PEM file of extra trusted CA certificates (resolved against the config's directory).
+        ca_file: Option<PathBuf>,
+    },
+    /// Answer directly; `body` is a template with `{path}` `{query}` `{method}` `{host}`.
+    Respond {
+        status: StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: String,
+    },
+    /// Answer with a 3xx and a `Location` built from the same template syntax.
+    Redirect { status: StatusCode, location: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// A parsed `proxy = "https://host:port/base"` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTarget {
+    pub scheme: Scheme,
+    /// Host name or IP literal without brackets (used for SNI and connecting).
+    pub host: String,
+    /// Explicit port or the scheme's default.
+    pub port: u16,
+    /// `host[:port]` as written, used for the `Host` header.
+    pub authority: String,
+    /// Base path, empty or starting with `/`, joined with the request path like Go's
+    /// `singleJoiningSlash`.
+    pub path: String,
+}
