@@ -62,33 +62,33 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
 /// Single-pass check that `path` (non-empty, starting with `/`) is its own normal form.
 /// Conservative: anything unusual (including every error case) returns `false` and is left to
 /// [`normalize_slow`], which is the definitive implementation.
-fn is_normal(b: &[u8]) -> bool {
+fn is_normal(bytes: &[u8]) -> bool {
     let mut seg_start = 1;
-    let mut i = 1;
-    while i < b.len() {
-        match b[i] {
+    let mut pos = 1;
+    while pos < bytes.len() {
+        match bytes[pos] {
             b'/' => {
-                if is_dot_segment(&b[seg_start..i]) || i == seg_start {
+                if is_dot_segment(&bytes[seg_start..pos]) || pos == seg_start {
                     return false;
                 }
-                seg_start = i + 1;
+                seg_start = pos + 1;
             }
-            b'%' => match (b.get(i + 1), b.get(i + 2)) {
-                (Some(&h), Some(&l)) if is_upper_hex(h) && is_upper_hex(l) => {
-                    let v = (hex_val(h) << 4) | hex_val(l);
-                    if is_unreserved(v) || is_control(v) {
+            b'%' => match (bytes.get(pos + 1), bytes.get(pos + 2)) {
+                (Some(&hi), Some(&lo)) if is_upper_hex(hi) && is_upper_hex(lo) => {
+                    let byte = (hex_val(hi) << 4) | hex_val(lo);
+                    if is_unreserved(byte) || is_control(byte) {
                         return false;
                     }
-                    i += 2;
+                    pos += 2;
                 }
                 _ => return false,
             },
-            c if is_control(c) => return false,
+            raw if is_control(raw) => return false,
             _ => {}
         }
-        i += 1;
+        pos += 1;
     }
-    !is_dot_segment(&b[seg_start..])
+    !is_dot_segment(&bytes[seg_start..])
 }
 
 /// The definitive normaliser; see [`normalize`]. `path` is non-empty and starts with `/`.
@@ -127,38 +127,44 @@ fn normalize_slow(path: &str) -> Result<String, PathError> {
 /// Appends `seg` to `out`, decoding unreserved escapes and uppercasing the others.
 /// `offset` is the byte offset of `seg` in the original path, for error reports.
 fn decode_segment(seg: &str, offset: usize, out: &mut String) -> Result<(), PathError> {
-    let b = seg.as_bytes();
+    let bytes = seg.as_bytes();
     let mut run_start = 0;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'%' {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let raw = bytes[pos];
+        if raw == b'%' {
             // Every index sliced at below is that of an ASCII byte, hence a char boundary.
-            out.push_str(&seg[run_start..i]);
-            let err = PathError::BadPercentEncoding { offset: offset + i };
-            let h = b
-                .get(i + 1)
+            out.push_str(&seg[run_start..pos]);
+            let err = PathError::BadPercentEncoding {
+                offset: offset + pos,
+            };
+            let hi = bytes
+                .get(pos + 1)
                 .copied()
                 .and_then(hex_digit)
                 .ok_or(err.clone())?;
-            let l = b.get(i + 2).copied().and_then(hex_digit).ok_or(err)?;
-            let v = (h << 4) | l;
-            if is_control(v) {
-                return Err(PathError::ControlCharacter { offset: offset + i });
+            let lo = bytes.get(pos + 2).copied().and_then(hex_digit).ok_or(err)?;
+            let byte = (hi << 4) | lo;
+            if is_control(byte) {
+                return Err(PathError::ControlCharacter {
+                    offset: offset + pos,
+                });
             }
-            if is_unreserved(v) {
-                out.push(char::from(v));
+            if is_unreserved(byte) {
+                out.push(char::from(byte));
             } else {
                 out.push('%');
-                out.push(char::from(HEX_UPPER[usize::from(h)]));
-                out.push(char::from(HEX_UPPER[usize::from(l)]));
+                out.push(char::from(HEX_UPPER[usize::from(hi)]));
+                out.push(char::from(HEX_UPPER[usize::from(lo)]));
             }
-            i += 3;
-            run_start = i;
-        } else if is_control(c) {
-            return Err(PathError::ControlCharacter { offset: offset + i });
+            pos += 3;
+            run_start = pos;
+        } else if is_control(raw) {
+            return Err(PathError::ControlCharacter {
+                offset: offset + pos,
+            });
         } else {
-            i += 1;
+            pos += 1;
         }
     }
     out.push_str(&seg[run_start..]);
@@ -515,6 +521,8 @@ mod tests {
         }
     }
 
+    type LookupCase<'t> = (&'t RouteTable<&'t str>, &'t str, Option<(&'t str, usize)>);
+
     fn table(keys: &[&'static str]) -> RouteTable<&'static str> {
         RouteTable::new(keys.iter().map(|k| ((*k).to_owned(), *k)))
     }
@@ -523,7 +531,7 @@ mod tests {
     fn lookup_table() {
         let all = table(&["/", "/node", "/node*", "/nodejs", "/google/", "/go", "/a/b"]);
         let no_root = table(&["/node", "/node*", "/api/"]);
-        let cases: &[(&RouteTable<&str>, &str, Option<(&str, usize)>)] = &[
+        let cases: &[LookupCase] = &[
             (&all, "/node", Some(("/node", 5))),
             (&all, "/node/", Some(("/node", 5))),
             (&all, "/node/x", Some(("/node", 5))),
