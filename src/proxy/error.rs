@@ -1,0 +1,164 @@
+//! Why zoo answered a request itself with an error, and the status and one-line body for it.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{Either, Full};
+
+use super::ZooBody;
+use crate::route::PathError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("bad request path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("no route for {path}")]
+    NoRoute { path: String },
+    #[error("{upstream} is not ready (waited {waited:?})")]
+    NotReady { upstream: String, waited: Duration },
+    #[error("{upstream}: {}", innermost_cause(source))]
+    Upstream {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("{upstream} sent no response headers within {after:?}")]
+    Timeout { upstream: String, after: Duration },
+}
+
+impl ProxyError {
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// `STATUS REASON: cause` as one `text/plain` line.
+    #[must_use]
+    pub fn into_response(self) -> Response<ZooBody> {
+        let status = self.status();
+        let body = format!(
+            "{} {}: {self}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Self::NotReady { .. } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// The most specific message in an error chain ("Connection refused (os error 111)" rather
+/// than hyper's "client error (Connect)").
+fn innermost_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_of(error: ProxyError) -> (StatusCode, String, Option<HeaderValue>) {
+        let response = error.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap(), retry)
+    }
+
+    #[tokio::test]
+    async fn bad_path_is_400() {
+        let (status, body, _) = body_of(ProxyError::BadPath(PathError::AboveRoot)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.starts_with("400 Bad Request: bad request path: "),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_route_is_404() {
+        let (status, body, _) = body_of(ProxyError::NoRoute { path: "/x".into() }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::NOT_FOUND, "404 Not Found: no route for /x\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn not_ready_is_503_with_retry_after() {
+        let error = ProxyError::NotReady {
+            upstream: "app `python`".into(),
+            waited: Duration::from_secs(10),
+        };
+        let (status, body, retry) = body_of(error).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "503 Service Unavailable: app `python` is not ready (waited 10s)\n"
+        );
+        assert_eq!(retry.unwrap(), "1");
+    }
+
+    #[tokio::test]
+    async fn timeout_is_504() {
+        let error = ProxyError::Timeout {
+            upstream: "app `node`".into(),
+            after: Duration::from_secs(60),
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            body,
+            "504 Gateway Timeout: app `node` sent no response headers within 60s\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_upstream_is_502_naming_the_cause() {
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        let client: Client<_, http_body_util::Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let source = client
+            .get(format!("http://{closed}/").parse().unwrap())
+            .await
+            .unwrap_err();
+        let error = ProxyError::Upstream {
+            upstream: format!("app `node` at {closed}"),
+            source,
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(
+            body.starts_with(&format!("502 Bad Gateway: app `node` at {closed}: ")),
+            "{body}"
+        );
+        assert!(body.contains("refused"), "{body}");
+        assert_eq!(body.lines().count(), 1, "{body}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 7.6.1, as Go's
+//! httputil and nginx) and the `X-Forwarded-*` set. Pure functions over a `HeaderMap`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never the message: dropped both ways.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes the hop-by-hop headers and every header the `Connection` header names. `TE:
+/// trailers` survives as the one `TE` value that is end to end in meaning.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for value in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        let Ok(names) = value.to_str() else { continue };
+        for name in names
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+        {
+            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+                headers.remove(name);
+            }
+        }
+    }
+    let wants_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("trailers"));
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Replaces whatever the client claimed in `Forwarded` / `X-Forwarded-*` with what zoo saw,
+/// so a client cannot spoof its address to the apps.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<HeaderValue>,
+) {
+    headers.remove(header::FORWARDED);
+    headers.insert(X_FORWARDED_FOR, ip_header_value(client));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let text = match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    HeaderValue::try_from(text).expect("an IP address is a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    HeaderValue::from_str(value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("upgrade", "h2c"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x-checksum"),
+            ("te", "gzip"),
+            ("x-kept", "3"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_survives() {
+        let mut map = headers(&[("te", "gzip, trailers")]);
+        remove_hop_by_hop(&mut map);
+        assert_eq!(map.get("te").unwrap(), "trailers");
+    }
+
+    #[test]
+    fn forwarded_headers_from_the_client_are_replaced() {
+        let mut map = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil"),
+        ]);
+        let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        set_forwarded(
+            &mut map,
+            client,
+            "http",
+            Some(HeaderValue::from_static("example.com")),
+        );
+        assert!(map.get("forwarded").is_none());
+        assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(map["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+        assert_eq!(map["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn ipv6_clients_are_written_plainly() {
+        let mut map = HeaderMap::new();
+        set_forwarded(&mut map, "::1".parse().unwrap(), "http", None);
+        assert_eq!(map["x-forwarded-for"], "::1");
+        assert!(map.get("x-forwarded-host").is_none());
+    }
+}

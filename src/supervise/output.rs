@@ -1,0 +1,136 @@
+//! Apps' output: each line an app writes to stdout or stderr is written to zoo's own stdout or
+//! stderr as `name | line`, names padded to one width (docker compose's look). A line that
+//! never ends is cut at [`MAX_LINE`] rather than buffered without bound, and a partial last
+//! line is flushed when the pipe closes.
+
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::unix::pipe;
+
+/// Longest line kept whole; longer ones are written in pieces of this size.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Width every name is padded to, so that the `|` columns line up across apps and zoo.
+static NAME_WIDTH: AtomicUsize = AtomicUsize::new(3);
+
+/// Widens the name column to fit `name`; call for every app before it starts.
+pub fn reserve_name_width(name: &str) {
+    NAME_WIDTH.fetch_max(name.chars().count(), Ordering::Relaxed);
+}
+
+/// The padded name column followed by the separator.
+#[must_use]
+pub fn prefix(name: &str) -> String {
+    let width = NAME_WIDTH.load(Ordering::Relaxed);
+    format!("{name:<width$} | ")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Copies the pipe `fd` to zoo's `stream`, line by line with the app's prefix, until EOF.
+pub async fn forward_lines(name: String, fd: OwnedFd, stream: Stream) {
+    let receiver = match pipe::Receiver::from_owned_fd(fd) {
+        Ok(receiver) => receiver,
+        Err(error) => {
+            tracing::warn!("{name}: cannot read its output: {error}");
+            return;
+        }
+    };
+    let prefix = prefix(&name);
+    let mut reader = BufReader::with_capacity(MAX_LINE, receiver);
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        match read_line_capped(&mut reader, &mut line).await {
+            Ok(0) => return,
+            Ok(_) => write_line(stream, &prefix, &line),
+            Err(error) => {
+                tracing::warn!("{name}: reading its output failed: {error}");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads up to and including `\n`, or [`MAX_LINE`] bytes, whichever comes first.
+async fn read_line_capped<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(line.len());
+        }
+        let room = MAX_LINE - line.len();
+        let window = &available[..available.len().min(room)];
+        let (taken, done) = match window.iter().position(|&byte| byte == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (window.len(), line.len() + window.len() == MAX_LINE),
+        };
+        line.extend_from_slice(&window[..taken]);
+        reader.consume(taken);
+        if done {
+            return Ok(line.len());
+        }
+    }
+}
+
+fn write_line(stream: Stream, prefix: &str, line: &[u8]) {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    let mut record = Vec::with_capacity(prefix.len() + body.len() + 1);
+    record.extend_from_slice(prefix.as_bytes());
+    record.extend_from_slice(body);
+    record.push(b'\n');
+    // One write per line keeps lines of different apps from interleaving; a closed stdout
+    // must not take the apps down, so the error is dropped.
+    let _ = match stream {
+        Stream::Stdout => std::io::stdout().lock().write_all(&record),
+        Stream::Stderr => std::io::stderr().lock().write_all(&record),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_of(input: &[u8]) -> Vec<Vec<u8>> {
+        let mut reader = BufReader::with_capacity(64, input);
+        let mut lines = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            if read_line_capped(&mut reader, &mut line).await.unwrap() == 0 {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_split_on_newline_and_keep_partial_last_line() {
+        let lines = lines_of(b"one\ntwo\nthree").await;
+        assert_eq!(lines, [&b"one\n"[..], b"two\n", b"three"]);
+    }
+
+    #[tokio::test]
+    async fn endless_line_is_cut_at_the_cap() {
+        let input = vec![b'x'; MAX_LINE * 2 + 5];
+        let lines = lines_of(&input).await;
+        let lengths: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [MAX_LINE, MAX_LINE, 5]);
+    }
+
+    #[test]
+    fn prefix_pads_to_the_widest_name() {
+        reserve_name_width("python");
+        assert_eq!(prefix("zoo"), "zoo    | ");
+    }
+}
