@@ -230,3 +230,6 @@ pub struct ProxyTarget {
     /// `singleJoiningSlash`.
     pub path: String,
 }
+
+#[cfg(test)]
+mod tests;
