@@ -57,6 +57,7 @@ impl Diagnostic {
     }
 
     /// Renders the headline and snippet, naming the file as the user gave it.
+    #[must_use]
     pub fn display<'a>(&'a self, path: &'a Path) -> impl fmt::Display + 'a {
         Rendered {
             diagnostic: self,

@@ -253,13 +253,13 @@ fn parse_argv_command_env_and_restart() {
 #[test]
 fn parse_respond_and_redirect_routes() {
     assert_eq!(
-        route(r#""/go" = { respond = "hi", status = 404, headers = { "Content-Type" = "text/plain" } }"#)
+        route(r#""/go" = { respond = "hi", status = 404, headers = { "Content-Type" = "text/plain; charset=é" } }"#)
             .action,
         Action::Respond {
             status: StatusCode::NOT_FOUND,
             headers: vec![(
                 HeaderName::from_static("content-type"),
-                HeaderValue::from_static("text/plain")
+                HeaderValue::from_bytes("text/plain; charset=é".as_bytes()).unwrap()
             )],
             body: "hi".to_owned(),
         }
@@ -294,15 +294,23 @@ fn error_renders_file_line_column_and_caret() {
 
 #[test]
 fn error_lists_every_problem_in_source_order() {
-    let source = "grace = \"soon\"\n[apps.web]\ncomand = \"x\"\n";
+    let source = "grace = \"soon\"\n[apps.web]\ncomand = \"x\"\nport = true\n";
     let Err(error) = parse(source, Path::new("zoo.toml"), &env) else {
         panic!("expected an error");
     };
     assert_eq!(
         error.to_string(),
         "zoo.toml:1:9: error: grace: expected a duration like \"250ms\", \"10s\", \"2m\" or \"1h\", found \"soon\"\n  |\n1 | grace = \"soon\"\n  |         ^^^^^^\n\n\
-         zoo.toml:2:1: error: apps.web: missing `command` (a string run by `sh -c`, or an array of arguments)\n  |\n2 | [apps.web]\n  | ^^^^^^^^^^\n\n\
-         zoo.toml:3:1: error: apps.web: unknown key `comand`; did you mean `command`?\n  |\n3 | comand = \"x\"\n  | ^^^^^^"
+         zoo.toml:3:1: error: apps.web: unknown key `comand`; did you mean `command`?\n  |\n3 | comand = \"x\"\n  | ^^^^^^\n\n\
+         zoo.toml:4:8: error: apps.web.port: expected an integer, found a boolean\n  |\n4 | port = true\n  |        ^^^^"
+    );
+}
+
+#[test]
+fn error_typo_is_not_also_reported_as_missing() {
+    assert_eq!(
+        route_error(r#""/" = { aap = "web" }"#).2,
+        "routes.\"/\": unknown key `aap`; did you mean `app`?"
     );
 }
 

@@ -95,6 +95,9 @@ struct Walker<'e> {
 /// The entries of one table whose keys were all checked against an allowed list.
 struct Fields<'t, 'i> {
     entries: Vec<(&'t str, Range<usize>, &'t Value<'i>)>,
+    /// Whether some key was unknown (and reported), so that a follow-on "missing" error,
+    /// most likely caused by the same typo, can be left out.
+    had_unknown: bool,
 }
 
 impl<'t, 'i> Fields<'t, 'i> {
@@ -141,7 +144,8 @@ impl Walker<'_> {
         allowed: &[&str],
     ) -> Fields<'t, 'i> {
         let mut entries = Vec::with_capacity(table.len());
-        for (key, value) in table.iter() {
+        let mut had_unknown = false;
+        for (key, value) in table {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
                 entries.push((name, key.span(), value));
@@ -152,8 +156,12 @@ impl Walker<'_> {
                 None => format!("expected one of {}", list(allowed)),
             };
             self.error(key.span(), at, format!("unknown key `{name}`; {hint}"));
+            had_unknown = true;
         }
-        Fields { entries }
+        Fields {
+            entries,
+            had_unknown,
+        }
     }
 
     fn table<'t, 'i>(&mut self, at: &str, value: &'t Value<'i>) -> Option<&'t DeTable<'i>> {
@@ -359,7 +367,7 @@ impl Walker<'_> {
         let mut apps = Some(Vec::with_capacity(table.len()));
         // Which app took which port first, to name it when a later one collides.
         let mut taken: Vec<(u16, String)> = Vec::new();
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name: &str = key.get_ref();
             let valid_name = self.app_name(key.span(), name);
             let app = self.app(name, value, listen, &mut taken);
@@ -404,6 +412,8 @@ impl Walker<'_> {
         let fields = self.fields(&at, table, APP_KEYS);
         let command = if let Some(value) = fields.get("command") {
             self.command(&join(&at, "command"), value)
+        } else if fields.had_unknown {
+            None
         } else {
             self.error(
                 value.span(),
@@ -502,7 +512,7 @@ impl Walker<'_> {
     fn env(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(String, String)>> {
         let table = self.table(at, value)?;
         let mut vars = Some(Vec::with_capacity(table.len()));
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name: &str = key.get_ref();
             let var_at = join(at, name);
             let valid = if name.is_empty() || name.contains(['=', '\0']) {
@@ -605,7 +615,7 @@ impl Walker<'_> {
     fn routes(&mut self, value: &Value<'_>, apps: &[String]) -> Option<Vec<Route>> {
         let table = self.table("routes", value)?;
         let mut routes = Some(Vec::with_capacity(table.len()));
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let path: &str = key.get_ref();
             let at = join("routes", path);
             let valid_key = self.route_key(key.span(), &at, path);
@@ -645,8 +655,10 @@ impl Walker<'_> {
             .collect();
         let action = match actions.as_slice() {
             [] => {
-                let message = format!("expected one of {}", list(ACTIONS));
-                self.error(value.span(), at, message);
+                if !fields.had_unknown {
+                    let message = format!("expected one of {}", list(ACTIONS));
+                    self.error(value.span(), at, message);
+                }
                 return None;
             }
             [action] => *action,
@@ -780,7 +792,7 @@ impl Walker<'_> {
         let location = self
             .non_empty_string(&location_at, value)
             .and_then(|location| {
-                if HeaderValue::from_str(&location).is_err() {
+                if HeaderValue::from_bytes(location.as_bytes()).is_err() {
                     let message = "a `Location` cannot contain control characters";
                     self.error(value.span(), &location_at, message);
                     return None;
@@ -810,7 +822,7 @@ impl Walker<'_> {
     fn headers(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
         let table = self.table(at, value)?;
         let mut headers = Some(Vec::with_capacity(table.len()));
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name: &str = key.get_ref();
             let header_at = join(at, name);
             let header_name = HeaderName::from_bytes(name.as_bytes()).ok();
@@ -818,7 +830,7 @@ impl Walker<'_> {
                 self.error(key.span(), at, format!("invalid header name \"{name}\""));
             }
             let header_value = self.string(&header_at, value).and_then(|text| {
-                let header_value = HeaderValue::from_str(&text).ok();
+                let header_value = HeaderValue::from_bytes(text.as_bytes()).ok();
                 if header_value.is_none() {
                     let message = "invalid header value: control characters are not allowed";
                     self.error(value.span(), &header_at, message);
