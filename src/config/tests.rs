@@ -309,6 +309,13 @@ fn error_lists_every_problem_in_source_order() {
 #[test]
 fn error_typo_is_not_also_reported_as_missing() {
     assert_eq!(
+        errors("[apps.web]\nprot = 1\n"),
+        vec![
+            "apps.web: missing `command` (a string run by `sh -c`, or an array of arguments)",
+            "apps.web: unknown key `prot`; did you mean `port`?",
+        ]
+    );
+    assert_eq!(
         route_error(r#""/" = { aap = "web" }"#).2,
         "routes.\"/\": unknown key `aap`; did you mean `app`?"
     );

@@ -95,9 +95,9 @@ struct Walker<'e> {
 /// The entries of one table whose keys were all checked against an allowed list.
 struct Fields<'t, 'i> {
     entries: Vec<(&'t str, Range<usize>, &'t Value<'i>)>,
-    /// Whether some key was unknown (and reported), so that a follow-on "missing" error,
-    /// most likely caused by the same typo, can be left out.
-    had_unknown: bool,
+    /// The keys offered as "did you mean" for unknown ones: a "missing `command`" error after
+    /// "unknown key `comand`; did you mean `command`?" would report the same typo twice.
+    suggested: Vec<&'static str>,
 }
 
 impl<'t, 'i> Fields<'t, 'i> {
@@ -141,10 +141,10 @@ impl Walker<'_> {
         &mut self,
         at: &str,
         table: &'t DeTable<'i>,
-        allowed: &[&str],
+        allowed: &[&'static str],
     ) -> Fields<'t, 'i> {
         let mut entries = Vec::with_capacity(table.len());
-        let mut had_unknown = false;
+        let mut suggested = Vec::new();
         for (key, value) in table {
             let name: &str = key.get_ref();
             if allowed.contains(&name) {
@@ -152,16 +152,15 @@ impl Walker<'_> {
                 continue;
             }
             let hint = match suggest::closest(name, allowed.iter().copied()) {
-                Some(close) => format!("did you mean `{close}`?"),
+                Some(close) => {
+                    suggested.push(close);
+                    format!("did you mean `{close}`?")
+                }
                 None => format!("expected one of {}", list(allowed)),
             };
             self.error(key.span(), at, format!("unknown key `{name}`; {hint}"));
-            had_unknown = true;
         }
-        Fields {
-            entries,
-            had_unknown,
-        }
+        Fields { entries, suggested }
     }
 
     fn table<'t, 'i>(&mut self, at: &str, value: &'t Value<'i>) -> Option<&'t DeTable<'i>> {
@@ -412,7 +411,7 @@ impl Walker<'_> {
         let fields = self.fields(&at, table, APP_KEYS);
         let command = if let Some(value) = fields.get("command") {
             self.command(&join(&at, "command"), value)
-        } else if fields.had_unknown {
+        } else if fields.suggested.contains(&"command") {
             None
         } else {
             self.error(
@@ -655,7 +654,10 @@ impl Walker<'_> {
             .collect();
         let action = match actions.as_slice() {
             [] => {
-                if !fields.had_unknown {
+                if !ACTIONS
+                    .iter()
+                    .any(|action| fields.suggested.contains(action))
+                {
                     let message = format!("expected one of {}", list(ACTIONS));
                     self.error(value.span(), at, message);
                 }
