@@ -680,3 +680,29 @@ fn load_reports_unreadable_file() {
         "{error}"
     );
 }
+
+#[test]
+fn parse_docs_example() {
+    // Keeps docs/config.md honest: its first TOML block must be a valid config.
+    let docs = include_str!("../../docs/config.md");
+    let start = docs.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + docs[start..].find("```").expect("a closed block");
+    let config = ok(&docs[start..end]);
+    assert_eq!(config.apps.len(), 2);
+    assert_eq!(config.apps[1].port, Some(9100));
+    assert_eq!(config.routes.len(), 5);
+}
+
+#[test]
+fn error_output_matches_docs() {
+    let source = "listen = \"0.0.0.0:8000\"\n[apps.web]\ncomand = \"uvicorn main:app\"\nport = 9000\n\n[routes]\n\"/go\" = { respond = \"hi\" }\n\"/old\" = { redirect = \"/\" }\n\"/\" = { app = \"wbe\" }\n";
+    let Err(error) = parse(source, Path::new("zoo.toml"), &env) else {
+        panic!("expected an error");
+    };
+    let docs = include_str!("../../docs/config.md");
+    let rendered = format!("```\n{error}\n```");
+    assert!(
+        docs.contains(&rendered),
+        "docs/config.md should show:\n{rendered}"
+    );
+}
