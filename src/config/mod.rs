@@ -2,11 +2,115 @@
 //! [`Config`]. Nothing here binds a port, starts a process or touches the network; every
 //! error points at the file, line and column it came from.
 
+mod diagnostic;
+mod duration;
+mod expand;
+mod suggest;
+mod url;
+mod walk;
+
+use std::fmt;
+use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
+
+pub use diagnostic::Diagnostic;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The file was read but is not a valid config; every problem found is listed.
+    #[error("{}", Rendered { path, diagnostics })]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Renders every diagnostic, separated by a blank line like rustc does.
+struct Rendered<'a> {
+    path: &'a Path,
+    diagnostics: &'a [Diagnostic],
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, diagnostic) in self.diagnostics.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n\n")?;
+            }
+            write!(f, "{}", diagnostic.display(self.path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates the config file at `path`, expanding `${VAR}` from the process
+/// environment.
+///
+/// # Errors
+/// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`] listing every
+/// problem otherwise.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&source, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config `source`. Pure: `path` only names the file in messages and
+/// anchors relative `dir` and `ca_file`; variables are looked up through `env` alone.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] with one diagnostic per problem found, in source order.
+pub fn parse(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(source);
+    let problems = if syntax_errors.is_empty() {
+        match walk::walk(root.get_ref(), path, env) {
+            Ok(config) => return Ok(config),
+            Err(problems) => problems
+                .into_iter()
+                .map(|problem| (problem.span, problem.message))
+                .collect(),
+        }
+    } else {
+        // A tree recovered from broken syntax would only add confusing follow-on errors.
+        syntax_errors
+            .into_iter()
+            .map(|error| {
+                let span = error.span().unwrap_or(0..0);
+                (span, format!("invalid TOML: {}", error.message()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut diagnostics: Vec<(usize, Diagnostic)> = problems
+        .into_iter()
+        .map(|(span, message)| (span.start, Diagnostic::new(source, span, message)))
+        .collect();
+    diagnostics.sort_by_key(|(start, _)| *start);
+    Err(ConfigError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics: diagnostics
+            .into_iter()
+            .map(|(_, diagnostic)| diagnostic)
+            .collect(),
+    })
+}
 
 /// A validated configuration. Holds no runtime state: the runtime tables are built from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,11 +231,5 @@ pub struct ProxyTarget {
     pub path: String,
 }
 
-/// Stand-in until the parser lands.
-#[derive(Debug, thiserror::Error)]
-#[error("config parser not merged yet")]
-pub struct ConfigError;
-
-pub fn load(_path: &std::path::Path) -> Result<Config, ConfigError> {
-    Err(ConfigError)
-}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,708 @@
+//! Tests of `parse` as a whole: the DESIGN.md example, defaults, and the text of each error.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "NODE_PORT" => Some("9100".to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn ok(source: &str) -> Config {
+    match parse(source, Path::new("/srv/zoo.toml"), &env) {
+        Ok(config) => config,
+        Err(error) => panic!("expected a valid config, got:\n{error}"),
+    }
+}
+
+fn invalid(source: &str) -> Vec<Diagnostic> {
+    match parse(source, Path::new("zoo.toml"), &env) {
+        Ok(config) => panic!("expected an error, got {config:#?}"),
+        Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+        Err(error) => panic!("expected Invalid, got {error:?}"),
+    }
+}
+
+/// The messages, in order.
+fn errors(source: &str) -> Vec<String> {
+    invalid(source).into_iter().map(|d| d.message).collect()
+}
+
+/// The single message, with its line and column.
+fn error(source: &str) -> (usize, usize, String) {
+    let mut diagnostics = invalid(source);
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    let d = diagnostics.remove(0);
+    (d.line, d.column, d.message)
+}
+
+fn app(source: &str) -> App {
+    ok(&format!("[apps.web]\ncommand = \"x\"\n{source}"))
+        .apps
+        .remove(0)
+}
+
+fn route(source: &str) -> Route {
+    ok(&format!("[apps.web]\ncommand = \"x\"\n[routes]\n{source}"))
+        .routes
+        .remove(0)
+}
+
+fn route_error(source: &str) -> (usize, usize, String) {
+    error(&format!("[apps.web]\ncommand = \"x\"\n[routes]\n{source}"))
+}
+
+const DESIGN_EXAMPLE: &str = r#"
+listen = "0.0.0.0:${PORT:-8000}"     # ${VAR} and ${VAR:-default} expand from the environment
+
+[apps.python]
+command = "uvicorn main:app --port $PORT"   # run as `sh -c 'exec ...'`; or an argv array
+port = 9000              # zoo sets PORT for the app; omit it and zoo picks a free port
+dir = "."                # working directory
+env = { PYTHONUNBUFFERED = "1" }
+ready = { http = "/" }   # default: the port accepts a TCP connection
+restart = "always"       # always | on-failure | never
+
+[apps.node]
+command = "node main.js"
+port = 9100
+
+[routes]
+"/node"   = { app = "node" }
+"/go"     = { respond = "I'm Go!\r\n[{path}]\n" }
+"/google" = { proxy = "https://google.com", strip_prefix = true }
+"/"       = { app = "python" }
+"#;
+
+#[test]
+fn parse_design_example() {
+    let config = ok(DESIGN_EXAMPLE);
+    let expected = Config {
+        path: PathBuf::from("/srv/zoo.toml"),
+        listen: vec!["0.0.0.0:8000".parse().unwrap()],
+        grace: Duration::from_secs(10),
+        apps: vec![
+            App {
+                name: "python".to_owned(),
+                command: Command::Shell("uvicorn main:app --port $PORT".to_owned()),
+                port: Some(9000),
+                dir: Some(PathBuf::from("/srv/.")),
+                env: vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())],
+                ready: Ready {
+                    probe: Probe::Http {
+                        path: "/".to_owned(),
+                    },
+                    interval: Duration::from_millis(100),
+                    timeout: Duration::from_secs(1),
+                    deadline: Duration::from_secs(60),
+                },
+                restart: RestartPolicy::Always,
+            },
+            App {
+                name: "node".to_owned(),
+                command: Command::Shell("node main.js".to_owned()),
+                port: Some(9100),
+                dir: None,
+                env: vec![],
+                ready: Ready {
+                    probe: Probe::Tcp,
+                    interval: Duration::from_millis(100),
+                    timeout: Duration::from_secs(1),
+                    deadline: Duration::from_secs(60),
+                },
+                restart: RestartPolicy::Always,
+            },
+        ],
+        routes: vec![
+            Route {
+                key: "/node".to_owned(),
+                action: Action::App {
+                    name: "node".to_owned(),
+                },
+                strip_prefix: false,
+            },
+            Route {
+                key: "/go".to_owned(),
+                action: Action::Respond {
+                    status: StatusCode::OK,
+                    headers: vec![],
+                    body: "I'm Go!\r\n[{path}]\n".to_owned(),
+                },
+                strip_prefix: false,
+            },
+            Route {
+                key: "/google".to_owned(),
+                action: Action::Proxy {
+                    target: ProxyTarget {
+                        scheme: Scheme::Https,
+                        host: "google.com".to_owned(),
+                        port: 443,
+                        authority: "google.com".to_owned(),
+                        path: String::new(),
+                    },
+                    ca_file: None,
+                },
+                strip_prefix: true,
+            },
+            Route {
+                key: "/".to_owned(),
+                action: Action::App {
+                    name: "python".to_owned(),
+                },
+                strip_prefix: false,
+            },
+        ],
+    };
+    assert_eq!(config, expected);
+}
+
+#[test]
+fn parse_empty_file_gets_defaults() {
+    let config = ok("");
+    assert_eq!(config.listen, vec!["0.0.0.0:8000".parse().unwrap()]);
+    assert_eq!(config.grace, Duration::from_secs(10));
+    assert!(config.apps.is_empty() && config.routes.is_empty());
+}
+
+#[test]
+fn parse_app_defaults() {
+    let app = app("");
+    assert_eq!(app.port, None);
+    assert_eq!(app.dir, None);
+    assert!(app.env.is_empty());
+    assert_eq!(app.ready.probe, Probe::Tcp);
+    assert_eq!(app.ready.interval, Duration::from_millis(100));
+    assert_eq!(app.restart, RestartPolicy::Always);
+}
+
+#[test]
+fn parse_listen_array_and_ipv6() {
+    let config = ok(r#"listen = ["127.0.0.1:0", "[::1]:8000"]"#);
+    assert_eq!(
+        config.listen,
+        vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "[::1]:8000".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn parse_grace_and_ready_durations() {
+    assert_eq!(ok("grace = \"1m30s\"").grace, Duration::from_secs(90));
+    assert_eq!(ok("grace = 3").grace, Duration::from_secs(3));
+    let ready =
+        app(r#"ready = { tcp = true, interval = "250ms", timeout = 2, deadline = "2m" }"#).ready;
+    assert_eq!(
+        ready,
+        Ready {
+            probe: Probe::Tcp,
+            interval: Duration::from_millis(250),
+            timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(120),
+        }
+    );
+}
+
+#[test]
+fn parse_port_from_expanded_string() {
+    assert_eq!(app(r#"port = "${P:-9100}""#).port, Some(9100));
+    assert_eq!(app(r#"port = "${NODE_PORT}""#).port, Some(9100));
+}
+
+#[test]
+fn parse_resolves_relative_paths_against_config_dir() {
+    assert_eq!(app("dir = \"web\"").dir, Some(PathBuf::from("/srv/web")));
+    assert_eq!(
+        app("dir = \"/opt/web\"").dir,
+        Some(PathBuf::from("/opt/web"))
+    );
+    let Action::Proxy { ca_file, .. } =
+        route(r#""/x" = { proxy = "https://a.com", ca_file = "ca.pem" }"#).action
+    else {
+        panic!("expected a proxy route");
+    };
+    assert_eq!(ca_file, Some(PathBuf::from("/srv/ca.pem")));
+}
+
+#[test]
+fn parse_argv_command_env_and_restart() {
+    let app = ok(
+        "[apps.web]\ncommand = [\"node\", \"main.js\", \"${EMPTY:-x}\"]\nenv = { B = \"2\", A = \"$${X}\" }\nrestart = \"on-failure\"",
+    )
+    .apps
+    .remove(0);
+    assert_eq!(
+        app.command,
+        Command::Argv(vec!["node".into(), "main.js".into(), "x".into()])
+    );
+    assert_eq!(
+        app.env,
+        vec![("B".into(), "2".into()), ("A".into(), "${X}".into())]
+    );
+    assert_eq!(app.restart, RestartPolicy::OnFailure);
+}
+
+#[test]
+fn parse_respond_and_redirect_routes() {
+    assert_eq!(
+        route(r#""/go" = { respond = "hi", status = 404, headers = { "Content-Type" = "text/plain; charset=é" } }"#)
+            .action,
+        Action::Respond {
+            status: StatusCode::NOT_FOUND,
+            headers: vec![(
+                HeaderName::from_static("content-type"),
+                HeaderValue::from_bytes("text/plain; charset=é".as_bytes()).unwrap()
+            )],
+            body: "hi".to_owned(),
+        }
+    );
+    assert_eq!(
+        route(r#""/old*" = { redirect = "https://example.com{path}" }"#).action,
+        Action::Redirect {
+            status: StatusCode::FOUND,
+            location: "https://example.com{path}".to_owned(),
+        }
+    );
+    assert_eq!(
+        route(r#""/old" = { redirect = "/new", status = 308 }"#).action,
+        Action::Redirect {
+            status: StatusCode::PERMANENT_REDIRECT,
+            location: "/new".to_owned(),
+        }
+    );
+}
+
+#[test]
+fn error_renders_file_line_column_and_caret() {
+    let source = "[apps.web]\ncommand = \"x\"\nport = \"abc\"\n";
+    let Err(error) = parse(source, Path::new("zoo.toml"), &env) else {
+        panic!("expected an error");
+    };
+    assert_eq!(
+        error.to_string(),
+        "zoo.toml:3:8: error: apps.web.port: expected an integer port, found \"abc\"\n  |\n3 | port = \"abc\"\n  |        ^^^^^"
+    );
+}
+
+#[test]
+fn error_lists_every_problem_in_source_order() {
+    let source = "grace = \"soon\"\n[apps.web]\ncomand = \"x\"\nport = true\n";
+    let Err(error) = parse(source, Path::new("zoo.toml"), &env) else {
+        panic!("expected an error");
+    };
+    assert_eq!(
+        error.to_string(),
+        "zoo.toml:1:9: error: grace: expected a duration like \"250ms\", \"10s\", \"2m\" or \"1h\", found \"soon\"\n  |\n1 | grace = \"soon\"\n  |         ^^^^^^\n\n\
+         zoo.toml:3:1: error: apps.web: unknown key `comand`; did you mean `command`?\n  |\n3 | comand = \"x\"\n  | ^^^^^^\n\n\
+         zoo.toml:4:8: error: apps.web.port: expected an integer, found a boolean\n  |\n4 | port = true\n  |        ^^^^"
+    );
+}
+
+#[test]
+fn error_typo_is_not_also_reported_as_missing() {
+    assert_eq!(
+        errors("[apps.web]\nprot = 1\n"),
+        vec![
+            "apps.web: missing `command` (a string run by `sh -c`, or an array of arguments)",
+            "apps.web: unknown key `prot`; did you mean `port`?",
+        ]
+    );
+    assert_eq!(
+        route_error(r#""/" = { aap = "web" }"#).2,
+        "routes.\"/\": unknown key `aap`; did you mean `app`?"
+    );
+}
+
+#[test]
+fn error_toml_syntax() {
+    assert_eq!(
+        error("a = 1\na = 2\n"),
+        (2, 1, "invalid TOML: duplicate key".to_owned())
+    );
+    let (line, column, message) = error("listen = \n");
+    assert_eq!((line, column), (1, 10));
+    assert!(message.starts_with("invalid TOML: "), "{message}");
+}
+
+#[test]
+fn error_unknown_top_level_key() {
+    assert_eq!(
+        error("lisen = \"0.0.0.0:1\""),
+        (
+            1,
+            1,
+            "unknown key `lisen`; did you mean `listen`?".to_owned()
+        )
+    );
+    assert_eq!(
+        error("xyz = 1"),
+        (
+            1,
+            1,
+            "unknown key `xyz`; expected one of `listen`, `grace`, `apps`, `routes`".to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_unknown_keys_in_app_route_and_ready() {
+    assert_eq!(
+        errors(
+            "[apps.web]\ncommand = \"x\"\nprot = 1\nready = { htp = \"/\" }\n[routes]\n\"/\" = { app = \"web\", strip = true }\n"
+        ),
+        vec![
+            "apps.web: unknown key `prot`; did you mean `port`?",
+            "apps.web.ready: unknown key `htp`; did you mean `http`?",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `strip_prefix`, `ca_file`, `status`, `headers`",
+        ]
+    );
+}
+
+#[test]
+fn error_wrong_types() {
+    assert_eq!(
+        errors("grace = true\n[apps.web]\ncommand = 5\nrestart = 1\nenv = { A = 1 }\n"),
+        vec![
+            "grace: expected a duration like \"10s\" or \"250ms\", found a boolean",
+            "apps.web.command: expected a string or an array of strings, found an integer",
+            "apps.web.restart: expected a string, found an integer",
+            "apps.web.env.A: expected a string, found an integer",
+        ]
+    );
+    assert_eq!(
+        error("apps = 1"),
+        (1, 8, "apps: expected a table, found an integer".to_owned())
+    );
+    assert_eq!(
+        error("[[apps]]\ncommand = \"x\""),
+        (1, 1, "apps: expected a table, found an array".to_owned())
+    )
+}
+
+#[test]
+fn error_route_to_missing_app() {
+    assert_eq!(
+        route_error(r#""/" = { app = "wbe" }"#),
+        (
+            4,
+            15,
+            "routes.\"/\".app: no app named `wbe`; did you mean `web`?".to_owned()
+        )
+    );
+    assert_eq!(
+        route_error(r#""/" = { app = "python" }"#).2,
+        "routes.\"/\".app: no app named `python`; the apps are `web`"
+    );
+    assert_eq!(
+        error("[routes]\n\"/\" = { app = \"web\" }").2,
+        "routes.\"/\".app: no app named `web`; define it as [apps.web]"
+    );
+}
+
+#[test]
+fn error_route_to_broken_app_is_not_also_missing() {
+    assert_eq!(
+        errors("[apps.web]\n[routes]\n\"/\" = { app = \"web\" }"),
+        vec!["apps.web: missing `command` (a string run by `sh -c`, or an array of arguments)"]
+    );
+}
+
+#[test]
+fn error_two_apps_on_one_port() {
+    assert_eq!(
+        error("[apps.a]\ncommand = \"x\"\nport = 9000\n[apps.b]\ncommand = \"y\"\nport = 9000\n"),
+        (
+            6,
+            8,
+            "apps.b.port: port 9000 is already used by app `a`".to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_app_port_is_listen_port() {
+    assert_eq!(
+        error("listen = \"0.0.0.0:9000\"\n[apps.a]\ncommand = \"x\"\nport = 9000\n"),
+        (
+            4,
+            8,
+            "apps.a.port: port 9000 is also a `listen` port; give the app another one".to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_app_port_out_of_range() {
+    assert_eq!(
+        errors("[apps.a]\ncommand = \"x\"\nport = 0\n[apps.b]\ncommand = \"x\"\nport = 70000\n"),
+        vec![
+            "apps.a.port: port must be between 1 and 65535, found 0",
+            "apps.b.port: port must be between 1 and 65535, found 70000",
+        ]
+    );
+}
+
+#[test]
+fn error_route_keys() {
+    assert_eq!(
+        route_error(r#"node = { app = "web" }"#),
+        (
+            4,
+            1,
+            "routes.node: a route key is a path and must start with `/`".to_owned()
+        )
+    );
+    assert_eq!(
+        route_error(r#""/a*b" = { app = "web" }"#).2,
+        "routes.\"/a*b\": `*` may only end a route key, as in \"/node*\""
+    );
+    assert_eq!(
+        route_error(r#""/a?b" = { app = "web" }"#).2,
+        "routes.\"/a?b\": a route key is a path: it cannot contain whitespace, `?` or `#`"
+    );
+}
+
+#[test]
+fn error_route_without_action() {
+    assert_eq!(
+        route_error(r#""/" = { strip_prefix = true }"#),
+        (
+            4,
+            7,
+            "routes.\"/\": expected one of `app`, `proxy`, `respond`, `redirect`".to_owned()
+        )
+    );
+    assert_eq!(
+        route_error(r#""/" = "web""#).2,
+        "routes.\"/\": expected a table, found a string"
+    );
+}
+
+#[test]
+fn error_route_with_two_actions() {
+    assert_eq!(
+        route_error(r#""/" = { proxy = "http://a", app = "web" }"#),
+        (
+            4,
+            29,
+            "routes.\"/\": `proxy` and `app` cannot be combined: a route has exactly one action"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_bad_proxy_url() {
+    assert_eq!(
+        route_error(r#""/" = { proxy = "ftp://a.com" }"#),
+        (
+            4,
+            17,
+            "routes.\"/\".proxy: unsupported scheme `ftp`: expected http:// or https://".to_owned()
+        )
+    );
+    assert_eq!(
+        route_error(r#""/" = { proxy = "https://a.com/?q" }"#).2,
+        "routes.\"/\".proxy: a proxy URL cannot have a query or fragment: the request's own query is forwarded"
+    );
+}
+
+#[test]
+fn error_options_on_the_wrong_action() {
+    assert_eq!(
+        route_error(r#""/" = { respond = "x", strip_prefix = true }"#).2,
+        "routes.\"/\": `strip_prefix` applies only to `app` and `proxy` routes, not `respond`"
+    );
+    assert_eq!(
+        route_error(r#""/" = { redirect = "/x", strip_prefix = false }"#).2,
+        "routes.\"/\": `strip_prefix` applies only to `app` and `proxy` routes, not `redirect`"
+    );
+    assert_eq!(
+        route_error(r#""/" = { app = "web", ca_file = "a.pem" }"#).2,
+        "routes.\"/\": `ca_file` applies only to `proxy` routes, not `app`"
+    );
+    assert_eq!(
+        route_error(r#""/" = { app = "web", status = 200 }"#).2,
+        "routes.\"/\": `status` applies only to `respond` and `redirect` routes, not `app`"
+    );
+    assert_eq!(
+        route_error(r#""/" = { proxy = "http://a.com", ca_file = "a.pem" }"#),
+        (
+            4,
+            33,
+            "routes.\"/\".ca_file: `ca_file` needs an https:// proxy URL".to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_bad_headers_and_statuses() {
+    assert_eq!(
+        errors(
+            "[routes]\n\"/a\" = { respond = \"x\", headers = { \"bad name\" = \"v\", ok = \"a\\u0001\" } }\n\"/b\" = { respond = \"x\", status = 600 }\n\"/c\" = { redirect = \"/\", status = 200 }\n"
+        ),
+        vec![
+            "routes.\"/a\".headers: invalid header name \"bad name\"",
+            "routes.\"/a\".headers.ok: invalid header value: control characters are not allowed",
+            "routes.\"/b\".status: expected an HTTP status from 100 to 599, found 600",
+            "routes.\"/c\".status: expected a redirect status (301, 302, 303, 307 or 308), found 200",
+        ]
+    );
+}
+
+#[test]
+fn error_missing_or_empty_command() {
+    assert_eq!(
+        error("[apps.web]\nport = 9000\n"),
+        (
+            1,
+            1,
+            "apps.web: missing `command` (a string run by `sh -c`, or an array of arguments)"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        errors("[apps.a]\ncommand = \" \"\n[apps.b]\ncommand = []\n[apps.c]\ncommand = [\"\"]\n"),
+        vec![
+            "apps.a.command: command is empty",
+            "apps.b.command: command is empty: expected at least the program",
+            "apps.c.command[0]: the program name is empty",
+        ]
+    );
+}
+
+#[test]
+fn error_invalid_app_name() {
+    assert_eq!(
+        error("[apps.\"-web\"]\ncommand = \"x\"\n"),
+        (
+            1,
+            7,
+            "apps: invalid app name \"-web\": use ASCII letters, digits, `-` and `_`, starting with a letter or digit"
+                .to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_invalid_listen_address() {
+    assert_eq!(
+        error("listen = \"localhost:80\""),
+        (
+            1,
+            10,
+            "listen: expected IP:PORT, like 0.0.0.0:8000 or [::]:8000, found \"localhost:80\""
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        errors("listen = [\"1.2.3.4:1\", \"::1:80\"]"),
+        vec!["listen[1]: expected IP:PORT, like 0.0.0.0:8000 or [::]:8000, found \"::1:80\""]
+    );
+    assert_eq!(
+        errors("listen = []"),
+        vec!["listen: expected at least one address"]
+    );
+}
+
+#[test]
+fn error_env_expansion() {
+    assert_eq!(
+        error("listen = \"0.0.0.0:${PORT}\""),
+        (
+            1,
+            10,
+            "listen: environment variable `PORT` is not set (use ${PORT:-default} to give a default)"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        errors("[apps.web]\ncommand = \"run ${X\"\nenv = { A = \"${1}\" }\n"),
+        vec![
+            "apps.web.command: unterminated `${`: add a closing `}`, or write `$${` for a literal `${`",
+            "apps.web.env.A: invalid `${1}`: expected `${NAME}` or `${NAME:-default}`, where NAME is letters, digits and `_`, not starting with a digit",
+        ]
+    );
+}
+
+#[test]
+fn error_ready_probe() {
+    assert_eq!(
+        errors(
+            "[apps.a]\ncommand = \"x\"\nready = { tcp = true, http = \"/\" }\n[apps.b]\ncommand = \"x\"\nready = { http = \"health\", interval = \"0s\" }\n"
+        ),
+        vec![
+            "apps.a.ready: `tcp` and `http` cannot be combined: choose one probe",
+            "apps.b.ready.http: expected a path starting with `/`, found \"health\"",
+            "apps.b.ready.interval: must be greater than zero",
+        ]
+    );
+}
+
+#[test]
+fn error_restart_policy_did_you_mean() {
+    assert_eq!(
+        app_error("restart = \"alway\""),
+        "apps.web.restart: unknown restart policy \"alway\"; did you mean `always`?"
+    );
+}
+
+#[test]
+fn error_env_port_is_set_by_zoo() {
+    assert_eq!(
+        app_error("env = { PORT = \"1\" }"),
+        "apps.web.env.PORT: zoo sets `PORT` itself from the app's `port`; set `port` instead"
+    );
+}
+
+fn app_error(source: &str) -> String {
+    error(&format!("[apps.web]\ncommand = \"x\"\n{source}")).2
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let Err(error) = load(Path::new("/nonexistent/zoo.toml")) else {
+        panic!("expected an error");
+    };
+    assert!(matches!(error, ConfigError::Read { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot read config file /nonexistent/zoo.toml: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn parse_docs_example() {
+    // Keeps docs/config.md honest: its first TOML block must be a valid config.
+    let docs = include_str!("../../docs/config.md");
+    let start = docs.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + docs[start..].find("```").expect("a closed block");
+    let config = ok(&docs[start..end]);
+    assert_eq!(config.apps.len(), 2);
+    assert_eq!(config.apps[1].port, Some(9100));
+    assert_eq!(config.routes.len(), 5);
+}
+
+#[test]
+fn error_output_matches_docs() {
+    let source = "listen = \"0.0.0.0:8000\"\n[apps.web]\ncomand = \"uvicorn main:app\"\nport = 9000\n\n[routes]\n\"/go\" = { respond = \"hi\" }\n\"/old\" = { redirect = \"/\" }\n\"/\" = { app = \"wbe\" }\n";
+    let Err(error) = parse(source, Path::new("zoo.toml"), &env) else {
+        panic!("expected an error");
+    };
+    let docs = include_str!("../../docs/config.md");
+    let rendered = format!("```\n{error}\n```");
+    assert!(
+        docs.contains(&rendered),
+        "docs/config.md should show:\n{rendered}"
+    );
+}

@@ -1,0 +1,904 @@
+//! The validating walk over the spanned TOML tree: turns `toml::de::DeTable` into a typed
+//! [`Config`], expanding `${VAR}` in string values on the way. It walks by hand (rather than
+//! through serde) so that it can report every problem at once, each at its own span, with a
+//! "did you mean" for misspelt keys and app names. No I/O: relative paths are only joined to
+//! the config's directory, never checked on disk.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::{
+    Action, App, Command, Config, Probe, ProxyTarget, Ready, RestartPolicy, Route, Scheme,
+};
+use super::{duration, expand, suggest, url};
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// One problem, located by a byte span of the source; `mod.rs` turns it into a diagnostic.
+pub(super) struct Problem {
+    pub(super) span: Range<usize>,
+    pub(super) message: String,
+}
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000);
+/// Docker's own stop timeout, so `docker stop` and zoo agree.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+
+const ROOT_KEYS: &[&str] = &["listen", "grace", "apps", "routes"];
+const APP_KEYS: &[&str] = &["command", "port", "dir", "env", "ready", "restart"];
+const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
+const ROUTE_KEYS: &[&str] = &[
+    "app",
+    "proxy",
+    "respond",
+    "redirect",
+    "strip_prefix",
+    "ca_file",
+    "status",
+    "headers",
+];
+const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect"];
+/// Route keys that only some actions accept: (key, actions that accept it, how to say so).
+const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
+    (
+        "strip_prefix",
+        &["app", "proxy"],
+        "`app` and `proxy` routes",
+    ),
+    ("ca_file", &["proxy"], "`proxy` routes"),
+    (
+        "status",
+        &["respond", "redirect"],
+        "`respond` and `redirect` routes",
+    ),
+    ("headers", &["respond"], "`respond` routes"),
+];
+const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
+const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
+
+/// Validates the whole document; `path` is the config file (its directory anchors relative
+/// paths).
+pub(super) fn walk(
+    root: &DeTable<'_>,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut walker = Walker {
+        env,
+        base: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+        problems: Vec::new(),
+    };
+    let config = walker.config(root, path);
+    match config {
+        Some(config) if walker.problems.is_empty() => Ok(config),
+        _ => Err(walker.problems),
+    }
+}
+
+struct Walker<'e> {
+    env: &'e dyn Fn(&str) -> Option<String>,
+    /// The config file's directory, which relative `dir` and `ca_file` are joined to.
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+/// The entries of one table whose keys were all checked against an allowed list.
+struct Fields<'t, 'i> {
+    entries: Vec<(&'t str, Range<usize>, &'t Value<'i>)>,
+    /// The keys offered as "did you mean" for unknown ones: a "missing `command`" error after
+    /// "unknown key `comand`; did you mean `command`?" would report the same typo twice.
+    suggested: Vec<&'static str>,
+}
+
+impl<'t, 'i> Fields<'t, 'i> {
+    fn get(&self, name: &str) -> Option<&'t Value<'i>> {
+        self.entries
+            .iter()
+            .find(|(key, _, _)| *key == name)
+            .map(|(_, _, value)| *value)
+    }
+
+    fn key_span(&self, name: &str) -> Option<Range<usize>> {
+        self.entries
+            .iter()
+            .find(|(key, _, _)| *key == name)
+            .map(|(_, span, _)| span.clone())
+    }
+}
+
+impl Walker<'_> {
+    fn error(&mut self, span: Range<usize>, at: &str, message: impl Into<String>) {
+        let message = message.into();
+        let message = if at.is_empty() {
+            message
+        } else {
+            format!("{at}: {message}")
+        };
+        self.problems.push(Problem { span, message });
+    }
+
+    fn mismatch(&mut self, at: &str, value: &Value<'_>, expected: &str) {
+        let found = found(value.get_ref());
+        self.error(
+            value.span(),
+            at,
+            format!("expected {expected}, found {found}"),
+        );
+    }
+
+    /// Checks the keys of `table` against `allowed`, reporting each unknown one.
+    fn fields<'t, 'i>(
+        &mut self,
+        at: &str,
+        table: &'t DeTable<'i>,
+        allowed: &[&'static str],
+    ) -> Fields<'t, 'i> {
+        let mut entries = Vec::with_capacity(table.len());
+        let mut suggested = Vec::new();
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            if allowed.contains(&name) {
+                entries.push((name, key.span(), value));
+                continue;
+            }
+            let hint = match suggest::closest(name, allowed.iter().copied()) {
+                Some(close) => {
+                    suggested.push(close);
+                    format!("did you mean `{close}`?")
+                }
+                None => format!("expected one of {}", list(allowed)),
+            };
+            self.error(key.span(), at, format!("unknown key `{name}`; {hint}"));
+        }
+        Fields { entries, suggested }
+    }
+
+    fn table<'t, 'i>(&mut self, at: &str, value: &'t Value<'i>) -> Option<&'t DeTable<'i>> {
+        if let DeValue::Table(table) = value.get_ref() {
+            Some(table)
+        } else {
+            self.mismatch(at, value, "a table");
+            None
+        }
+    }
+
+    fn expand(&mut self, at: &str, span: Range<usize>, text: &str) -> Option<String> {
+        match expand::expand(text, self.env) {
+            Ok(expanded) => Some(expanded),
+            Err(message) => {
+                self.error(span, at, message);
+                None
+            }
+        }
+    }
+
+    /// A string value, `${VAR}`-expanded.
+    fn string(&mut self, at: &str, value: &Value<'_>) -> Option<String> {
+        if let DeValue::String(text) = value.get_ref() {
+            self.expand(at, value.span(), text)
+        } else {
+            self.mismatch(at, value, "a string");
+            None
+        }
+    }
+
+    fn non_empty_string(&mut self, at: &str, value: &Value<'_>) -> Option<String> {
+        let text = self.string(at, value)?;
+        if text.is_empty() {
+            self.error(value.span(), at, "must not be empty");
+            return None;
+        }
+        Some(text)
+    }
+
+    fn integer(&mut self, at: &str, value: &Value<'_>) -> Option<i64> {
+        let DeValue::Integer(integer) = value.get_ref() else {
+            self.mismatch(at, value, "an integer");
+            return None;
+        };
+        let parsed = i64::from_str_radix(integer.as_str(), integer.radix()).ok();
+        if parsed.is_none() {
+            self.error(value.span(), at, "integer out of range");
+        }
+        parsed
+    }
+
+    fn boolean(&mut self, at: &str, value: &Value<'_>) -> Option<bool> {
+        if let DeValue::Boolean(boolean) = value.get_ref() {
+            Some(*boolean)
+        } else {
+            self.mismatch(at, value, "a boolean (true or false)");
+            None
+        }
+    }
+
+    /// `"250ms"`, `"1m30s"`, or an integer number of seconds.
+    fn duration(&mut self, at: &str, value: &Value<'_>) -> Option<Duration> {
+        match value.get_ref() {
+            DeValue::String(text) => {
+                let text = self.expand(at, value.span(), text)?;
+                duration::parse(&text)
+                    .map_err(|message| self.error(value.span(), at, message))
+                    .ok()
+            }
+            DeValue::Integer(_) => {
+                let seconds = self.integer(at, value)?;
+                let seconds = u64::try_from(seconds)
+                    .map_err(|_| self.error(value.span(), at, "a duration cannot be negative"))
+                    .ok()?;
+                Some(Duration::from_secs(seconds))
+            }
+            _ => {
+                self.mismatch(at, value, "a duration like \"10s\" or \"250ms\"");
+                None
+            }
+        }
+    }
+
+    /// A duration that must not be zero (a zero probe interval would spin).
+    fn positive_duration(&mut self, at: &str, value: &Value<'_>) -> Option<Duration> {
+        let duration = self.duration(at, value)?;
+        if duration.is_zero() {
+            self.error(value.span(), at, "must be greater than zero");
+            return None;
+        }
+        Some(duration)
+    }
+
+    /// An app port: an integer, or a string that is one after expansion (`"${P:-9100}"`).
+    fn port(&mut self, at: &str, value: &Value<'_>) -> Option<u16> {
+        let number = match value.get_ref() {
+            DeValue::Integer(_) => self.integer(at, value)?,
+            DeValue::String(text) => {
+                let text = self.expand(at, value.span(), text)?;
+                if let Ok(number) = text.trim().parse::<i64>() {
+                    number
+                } else {
+                    self.error(
+                        value.span(),
+                        at,
+                        format!("expected an integer port, found \"{text}\""),
+                    );
+                    return None;
+                }
+            }
+            _ => {
+                self.mismatch(at, value, "an integer");
+                return None;
+            }
+        };
+        match u16::try_from(number) {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                self.error(
+                    value.span(),
+                    at,
+                    format!("port must be between 1 and 65535, found {number}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, root: &DeTable<'_>, path: &Path) -> Option<Config> {
+        let fields = self.fields("", root, ROOT_KEYS);
+        let listen = match fields.get("listen") {
+            Some(value) => self.listen(value),
+            None => Some(vec![DEFAULT_LISTEN]),
+        };
+        let grace = fields
+            .get("grace")
+            .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
+        let (apps, names) = match fields.get("apps") {
+            Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
+            None => (Some(Vec::new()), Vec::new()),
+        };
+        let routes = fields
+            .get("routes")
+            .map_or(Some(Vec::new()), |value| self.routes(value, &names));
+        Some(Config {
+            path: path.to_path_buf(),
+            listen: listen?,
+            grace: grace?,
+            apps: apps?,
+            routes: routes?,
+        })
+    }
+
+    fn listen(&mut self, value: &Value<'_>) -> Option<Vec<SocketAddr>> {
+        match value.get_ref() {
+            DeValue::String(_) => self
+                .listen_address("listen", value)
+                .map(|address| vec![address]),
+            DeValue::Array(items) if items.is_empty() => {
+                self.error(value.span(), "listen", "expected at least one address");
+                None
+            }
+            DeValue::Array(items) => {
+                let addresses: Vec<_> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.listen_address(&format!("listen[{index}]"), item))
+                    .collect();
+                addresses.into_iter().collect()
+            }
+            _ => {
+                self.mismatch("listen", value, "a string or an array of strings");
+                None
+            }
+        }
+    }
+
+    fn listen_address(&mut self, at: &str, value: &Value<'_>) -> Option<SocketAddr> {
+        let text = self.string(at, value)?;
+        let address = text.parse().ok();
+        if address.is_none() {
+            self.error(
+                value.span(),
+                at,
+                format!("expected IP:PORT, like 0.0.0.0:8000 or [::]:8000, found \"{text}\""),
+            );
+        }
+        address
+    }
+
+    /// Returns the apps (if all are valid) and every name under `[apps]`, valid or not, so that
+    /// routes to a broken app are not also reported as routes to a missing one.
+    fn apps(
+        &mut self,
+        value: &Value<'_>,
+        listen: &[SocketAddr],
+    ) -> (Option<Vec<App>>, Vec<String>) {
+        let Some(table) = self.table("apps", value) else {
+            return (None, Vec::new());
+        };
+        let names = table.keys().map(|key| key.get_ref().to_string()).collect();
+        let mut apps = Some(Vec::with_capacity(table.len()));
+        // Which app took which port first, to name it when a later one collides.
+        let mut taken: Vec<(u16, String)> = Vec::new();
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            let valid_name = self.app_name(key.span(), name);
+            let app = self.app(name, value, listen, &mut taken);
+            match (app, valid_name, apps.as_mut()) {
+                (Some(app), true, Some(apps)) => apps.push(app),
+                _ => apps = None,
+            }
+        }
+        (apps, names)
+    }
+
+    fn app_name(&mut self, span: Range<usize>, name: &str) -> bool {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            self.error(
+                span,
+                "apps",
+                format!(
+                    "invalid app name \"{name}\": use ASCII letters, digits, `-` and `_`, \
+                     starting with a letter or digit"
+                ),
+            );
+        }
+        valid
+    }
+
+    fn app(
+        &mut self,
+        name: &str,
+        value: &Value<'_>,
+        listen: &[SocketAddr],
+        taken: &mut Vec<(u16, String)>,
+    ) -> Option<App> {
+        let at = join("apps", name);
+        let table = self.table(&at, value)?;
+        let fields = self.fields(&at, table, APP_KEYS);
+        let command = if let Some(value) = fields.get("command") {
+            self.command(&join(&at, "command"), value)
+        } else if fields.suggested.contains(&"command") {
+            None
+        } else {
+            self.error(
+                value.span(),
+                &at,
+                "missing `command` (a string run by `sh -c`, or an array of arguments)",
+            );
+            None
+        };
+        let port = optional(fields.get("port"), |value| {
+            let at = join(&at, "port");
+            let port = self.port(&at, value)?;
+            if listen.iter().any(|address| address.port() == port) {
+                self.error(
+                    value.span(),
+                    &at,
+                    format!("port {port} is also a `listen` port; give the app another one"),
+                );
+                return None;
+            }
+            if let Some((_, owner)) = taken.iter().find(|(used, _)| *used == port) {
+                let message = format!("port {port} is already used by app `{owner}`");
+                self.error(value.span(), &at, message);
+                return None;
+            }
+            taken.push((port, name.to_owned()));
+            Some(port)
+        });
+        let dir = optional(fields.get("dir"), |value| {
+            let dir = self.non_empty_string(&join(&at, "dir"), value)?;
+            Some(self.base.join(dir))
+        });
+        let env = optional(fields.get("env"), |value| {
+            self.env(&join(&at, "env"), value)
+        });
+        let ready = fields.get("ready").map_or(Some(default_ready()), |value| {
+            self.ready(&join(&at, "ready"), value)
+        });
+        let restart = fields
+            .get("restart")
+            .map_or(Some(RestartPolicy::Always), |value| {
+                self.restart(&join(&at, "restart"), value)
+            });
+        Some(App {
+            name: name.to_owned(),
+            command: command?,
+            port: port?,
+            dir: dir?,
+            env: env?.unwrap_or_default(),
+            ready: ready?,
+            restart: restart?,
+        })
+    }
+
+    fn command(&mut self, at: &str, value: &Value<'_>) -> Option<Command> {
+        match value.get_ref() {
+            DeValue::String(_) => {
+                let line = self.string(at, value)?;
+                if line.trim().is_empty() {
+                    self.error(value.span(), at, "command is empty");
+                    return None;
+                }
+                Some(Command::Shell(line))
+            }
+            DeValue::Array(items) if items.is_empty() => {
+                self.error(
+                    value.span(),
+                    at,
+                    "command is empty: expected at least the program",
+                );
+                None
+            }
+            DeValue::Array(items) => {
+                let argv: Vec<_> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.string(&format!("{at}[{index}]"), item))
+                    .collect();
+                let argv: Vec<String> = argv.into_iter().collect::<Option<_>>()?;
+                if argv[0].is_empty() {
+                    self.error(
+                        items[0].span(),
+                        &format!("{at}[0]"),
+                        "the program name is empty",
+                    );
+                    return None;
+                }
+                Some(Command::Argv(argv))
+            }
+            _ => {
+                self.mismatch(at, value, "a string or an array of strings");
+                None
+            }
+        }
+    }
+
+    fn env(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(String, String)>> {
+        let table = self.table(at, value)?;
+        let mut vars = Some(Vec::with_capacity(table.len()));
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            let var_at = join(at, name);
+            let valid = if name.is_empty() || name.contains(['=', '\0']) {
+                let message = format!("invalid environment variable name \"{name}\"");
+                self.error(key.span(), at, message);
+                false
+            } else if name == "PORT" {
+                let message = "zoo sets `PORT` itself from the app's `port`; set `port` instead";
+                self.error(key.span(), &var_at, message);
+                false
+            } else {
+                true
+            };
+            let text = self.string(&var_at, value).and_then(|text| {
+                if text.contains('\0') {
+                    self.error(value.span(), &var_at, "a NUL character cannot be passed");
+                    None
+                } else {
+                    Some(text)
+                }
+            });
+            match (text, valid, vars.as_mut()) {
+                (Some(text), true, Some(vars)) => vars.push((name.to_owned(), text)),
+                _ => vars = None,
+            }
+        }
+        vars
+    }
+
+    fn ready(&mut self, at: &str, value: &Value<'_>) -> Option<Ready> {
+        let table = self.table(at, value)?;
+        let fields = self.fields(at, table, READY_KEYS);
+        let tcp = optional(fields.get("tcp"), |value| {
+            let at = join(at, "tcp");
+            let tcp = self.boolean(&at, value)?;
+            if !tcp {
+                let message = "`tcp = false` is not a probe: write `tcp = true`, or use `http`";
+                self.error(value.span(), &at, message);
+                return None;
+            }
+            Some(())
+        });
+        let http = optional(fields.get("http"), |value| {
+            let at = join(at, "http");
+            let path = self.string(&at, value)?;
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                let message = format!("expected a path starting with `/`, found \"{path}\"");
+                self.error(value.span(), &at, message);
+                return None;
+            }
+            Some(path)
+        });
+        let mut duration = |key: &str, default: Duration| {
+            fields.get(key).map_or(Some(default), |value| {
+                self.positive_duration(&join(at, key), value)
+            })
+        };
+        let interval = duration("interval", DEFAULT_INTERVAL);
+        let timeout = duration("timeout", DEFAULT_TIMEOUT);
+        let deadline = duration("deadline", DEFAULT_DEADLINE);
+        let probe = match (tcp?, http?) {
+            (Some(()), Some(_)) => {
+                let span = fields.key_span("http").unwrap_or_else(|| value.span());
+                self.error(
+                    span,
+                    at,
+                    "`tcp` and `http` cannot be combined: choose one probe",
+                );
+                return None;
+            }
+            (_, Some(path)) => Probe::Http { path },
+            (_, None) => Probe::Tcp,
+        };
+        Some(Ready {
+            probe,
+            interval: interval?,
+            timeout: timeout?,
+            deadline: deadline?,
+        })
+    }
+
+    fn restart(&mut self, at: &str, value: &Value<'_>) -> Option<RestartPolicy> {
+        let text = self.string(at, value)?;
+        match text.as_str() {
+            "always" => Some(RestartPolicy::Always),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "never" => Some(RestartPolicy::Never),
+            _ => {
+                let hint = match suggest::closest(&text, RESTART_POLICIES.iter().copied()) {
+                    Some(close) => format!("did you mean `{close}`?"),
+                    None => format!("expected one of {}", list(RESTART_POLICIES)),
+                };
+                let message = format!("unknown restart policy \"{text}\"; {hint}");
+                self.error(value.span(), at, message);
+                None
+            }
+        }
+    }
+
+    fn routes(&mut self, value: &Value<'_>, apps: &[String]) -> Option<Vec<Route>> {
+        let table = self.table("routes", value)?;
+        let mut routes = Some(Vec::with_capacity(table.len()));
+        for (key, value) in table {
+            let path: &str = key.get_ref();
+            let at = join("routes", path);
+            let valid_key = self.route_key(key.span(), &at, path);
+            let route = self.route(&at, path, value, apps);
+            match (route, valid_key, routes.as_mut()) {
+                (Some(route), true, Some(routes)) => routes.push(route),
+                _ => routes = None,
+            }
+        }
+        routes
+    }
+
+    fn route_key(&mut self, span: Range<usize>, at: &str, key: &str) -> bool {
+        let message = if !key.starts_with('/') {
+            "a route key is a path and must start with `/`"
+        } else if key.find('*').is_some_and(|star| star + 1 != key.len()) {
+            "`*` may only end a route key, as in \"/node*\""
+        } else if key
+            .contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            "a route key is a path: it cannot contain whitespace, `?` or `#`"
+        } else {
+            return true;
+        };
+        self.error(span, at, message);
+        false
+    }
+
+    fn route(&mut self, at: &str, key: &str, value: &Value<'_>, apps: &[String]) -> Option<Route> {
+        let table = self.table(at, value)?;
+        let fields = self.fields(at, table, ROUTE_KEYS);
+        let actions: Vec<&str> = fields
+            .entries
+            .iter()
+            .map(|(name, _, _)| *name)
+            .filter(|name| ACTIONS.contains(name))
+            .collect();
+        let action = match actions.as_slice() {
+            [] => {
+                if !ACTIONS
+                    .iter()
+                    .any(|action| fields.suggested.contains(action))
+                {
+                    let message = format!("expected one of {}", list(ACTIONS));
+                    self.error(value.span(), at, message);
+                }
+                return None;
+            }
+            [action] => *action,
+            [first, second, ..] => {
+                let span = fields.key_span(second).unwrap_or_else(|| value.span());
+                let message = format!(
+                    "`{first}` and `{second}` cannot be combined: a route has exactly one action"
+                );
+                self.error(span, at, message);
+                return None;
+            }
+        };
+        let mut misplaced = false;
+        for (option, accepted_by, description) in ACTION_KEYS {
+            if let Some(span) = fields.key_span(option)
+                && !accepted_by.contains(&action)
+            {
+                let message = format!("`{option}` applies only to {description}, not `{action}`");
+                self.error(span, at, message);
+                misplaced = true;
+            }
+        }
+        let strip_prefix = optional(fields.get("strip_prefix"), |value| {
+            self.boolean(&join(at, "strip_prefix"), value)
+        });
+        let action_value = fields.get(action)?;
+        let action_at = join(at, action);
+        let built = match action {
+            "app" => self.app_action(&action_at, action_value, apps),
+            "proxy" => self.proxy_action(at, action_value, &fields),
+            "respond" => self.respond_action(at, action_value, &fields),
+            _ => self.redirect_action(at, action_value, &fields),
+        };
+        if misplaced {
+            return None;
+        }
+        Some(Route {
+            key: key.to_owned(),
+            action: built?,
+            strip_prefix: strip_prefix?.unwrap_or(false),
+        })
+    }
+
+    fn app_action(&mut self, at: &str, value: &Value<'_>, apps: &[String]) -> Option<Action> {
+        let name = self.string(at, value)?;
+        if apps.contains(&name) {
+            return Some(Action::App { name });
+        }
+        let hint = if apps.is_empty() {
+            format!("define it as [apps.{name}]")
+        } else if let Some(close) = suggest::closest(&name, apps.iter().map(String::as_str)) {
+            format!("did you mean `{close}`?")
+        } else {
+            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+            format!("the apps are {}", list(&names))
+        };
+        self.error(value.span(), at, format!("no app named `{name}`; {hint}"));
+        None
+    }
+
+    fn proxy_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let proxy_at = join(at, "proxy");
+        let url = self.string(&proxy_at, value)?;
+        let target = url::parse(&url)
+            .map_err(|message| self.error(value.span(), &proxy_at, message))
+            .ok();
+        let ca_file = optional(fields.get("ca_file"), |ca_value| {
+            let ca_at = join(at, "ca_file");
+            let file = self.non_empty_string(&ca_at, ca_value)?;
+            if let Some(ProxyTarget {
+                scheme: Scheme::Http,
+                ..
+            }) = &target
+            {
+                let span = fields
+                    .key_span("ca_file")
+                    .unwrap_or_else(|| ca_value.span());
+                self.error(span, &ca_at, "`ca_file` needs an https:// proxy URL");
+                return None;
+            }
+            Some(self.base.join(file))
+        });
+        Some(Action::Proxy {
+            target: target?,
+            ca_file: ca_file?,
+        })
+    }
+
+    fn respond_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let body = self.string(&join(at, "respond"), value);
+        let status = optional(fields.get("status"), |value| {
+            let at = join(at, "status");
+            let code = self.integer(&at, value)?;
+            let status = u16::try_from(code)
+                .ok()
+                .filter(|code| (100..=599).contains(code))
+                .and_then(|code| StatusCode::from_u16(code).ok());
+            if status.is_none() {
+                let message = format!("expected an HTTP status from 100 to 599, found {code}");
+                self.error(value.span(), &at, message);
+            }
+            status
+        });
+        let headers = optional(fields.get("headers"), |value| {
+            self.headers(&join(at, "headers"), value)
+        });
+        Some(Action::Respond {
+            status: status?.unwrap_or(StatusCode::OK),
+            headers: headers?.unwrap_or_default(),
+            body: body?,
+        })
+    }
+
+    fn redirect_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let location_at = join(at, "redirect");
+        let location = self
+            .non_empty_string(&location_at, value)
+            .and_then(|location| {
+                if HeaderValue::from_bytes(location.as_bytes()).is_err() {
+                    let message = "a `Location` cannot contain control characters";
+                    self.error(value.span(), &location_at, message);
+                    return None;
+                }
+                Some(location)
+            });
+        let status = optional(fields.get("status"), |value| {
+            let at = join(at, "status");
+            let code = self.integer(&at, value)?;
+            let status = u16::try_from(code)
+                .ok()
+                .filter(|code| REDIRECT_STATUSES.contains(code))
+                .and_then(|code| StatusCode::from_u16(code).ok());
+            if status.is_none() {
+                let message =
+                    format!("expected a redirect status (301, 302, 303, 307 or 308), found {code}");
+                self.error(value.span(), &at, message);
+            }
+            status
+        });
+        Some(Action::Redirect {
+            status: status?.unwrap_or(StatusCode::FOUND),
+            location: location?,
+        })
+    }
+
+    fn headers(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        let table = self.table(at, value)?;
+        let mut headers = Some(Vec::with_capacity(table.len()));
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            let header_at = join(at, name);
+            let header_name = HeaderName::from_bytes(name.as_bytes()).ok();
+            if header_name.is_none() {
+                self.error(key.span(), at, format!("invalid header name \"{name}\""));
+            }
+            let header_value = self.string(&header_at, value).and_then(|text| {
+                let header_value = HeaderValue::from_bytes(text.as_bytes()).ok();
+                if header_value.is_none() {
+                    let message = "invalid header value: control characters are not allowed";
+                    self.error(value.span(), &header_at, message);
+                }
+                header_value
+            });
+            match (header_name, header_value, headers.as_mut()) {
+                (Some(name), Some(value), Some(headers)) => headers.push((name, value)),
+                _ => headers = None,
+            }
+        }
+        headers
+    }
+}
+
+fn default_ready() -> Ready {
+    Ready {
+        probe: Probe::Tcp,
+        interval: DEFAULT_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        deadline: DEFAULT_DEADLINE,
+    }
+}
+
+/// `Some(None)` when the key is absent, `None` when it is present but invalid.
+fn optional<'t, 'i, T>(
+    value: Option<&'t Value<'i>>,
+    check: impl FnOnce(&'t Value<'i>) -> Option<T>,
+) -> Option<Option<T>> {
+    match value {
+        None => Some(None),
+        Some(value) => check(value).map(Some),
+    }
+}
+
+/// The dotted path of `key` under `parent`, quoting keys that are not bare TOML keys.
+fn join(parent: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let key = if bare {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if parent.is_empty() {
+        key
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    quoted.join(", ")
+}
+
+fn found(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
