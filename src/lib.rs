@@ -4,6 +4,7 @@
 //! Data flows one way: [`config`] (parse and validate) -> runtime tables ([`route`],
 //! [`proxy::RuntimeTable`], [`supervise::AppHandle`]) -> request handling ([`proxy`]).
 
+pub mod admin;
 pub mod config;
 pub mod log;
 pub mod proxy;

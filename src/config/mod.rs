@@ -208,6 +208,15 @@ pub enum Action {
         status: StatusCode,
         location: String,
     },
+    /// Answered by zoo itself; exists only where a route names it.
+    Builtin(Builtin),
+}
+
+/// What zoo can answer about itself on a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    /// 200 when every app is ready, 503 otherwise, with a JSON body of each app's state.
+    Health,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

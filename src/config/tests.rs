@@ -361,7 +361,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `strip_prefix`, `ca_file`, `status`, `headers`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`",
         ]
     );
 }
@@ -477,7 +477,8 @@ fn error_route_without_action() {
         (
             4,
             7,
-            "routes.\"/\": expected one of `app`, `proxy`, `respond`, `redirect`".to_owned()
+            "routes.\"/\": expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`"
+                .to_owned()
         )
     );
     assert_eq!(
@@ -704,5 +705,26 @@ fn error_output_matches_docs() {
     assert!(
         docs.contains(&rendered),
         "docs/config.md should show:\n{rendered}"
+    );
+}
+
+#[test]
+fn parse_builtin_health_route() {
+    assert_eq!(
+        route("\"/health\" = { builtin = \"health\" }").action,
+        Action::Builtin(Builtin::Health)
+    );
+}
+
+#[test]
+fn error_unknown_builtin() {
+    assert_eq!(
+        route_error("\"/m\" = { builtin = \"metrix\" }"),
+        (
+            4,
+            20,
+            "routes.\"/m\".builtin: no built-in named `metrix`; expected one of `health`"
+                .to_owned()
+        )
     );
 }

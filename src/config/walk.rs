@@ -14,7 +14,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Command, Config, Probe, ProxyTarget, Ready, RestartPolicy, Route, Scheme,
+    Action, App, Builtin, Command, Config, Probe, ProxyTarget, Ready, RestartPolicy, Route, Scheme,
 };
 use super::{duration, expand, suggest, url};
 
@@ -42,12 +42,14 @@ const ROUTE_KEYS: &[&str] = &[
     "proxy",
     "respond",
     "redirect",
+    "builtin",
     "strip_prefix",
     "ca_file",
     "status",
     "headers",
 ];
-const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect"];
+const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
+const BUILTINS: &[&str] = &["health"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
 const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     (
@@ -692,6 +694,7 @@ impl Walker<'_> {
             "app" => self.app_action(&action_at, action_value, apps),
             "proxy" => self.proxy_action(at, action_value, &fields),
             "respond" => self.respond_action(at, action_value, &fields),
+            "builtin" => self.builtin_action(&action_at, action_value),
             _ => self.redirect_action(at, action_value, &fields),
         };
         if misplaced {
@@ -719,6 +722,20 @@ impl Walker<'_> {
         };
         self.error(value.span(), at, format!("no app named `{name}`; {hint}"));
         None
+    }
+
+    fn builtin_action(&mut self, at: &str, value: &Value<'_>) -> Option<Action> {
+        match self.string(at, value)?.as_str() {
+            "health" => Some(Action::Builtin(Builtin::Health)),
+            other => {
+                let message = format!(
+                    "no built-in named `{other}`; expected one of {}",
+                    list(BUILTINS)
+                );
+                self.error(value.span(), at, message);
+                None
+            }
+        }
     }
 
     fn proxy_action(

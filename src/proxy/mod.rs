@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Action, Config, ProxyTarget, Scheme};
+use crate::config::{self, Action, Builtin, Config, ProxyTarget, Scheme};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
 pub use error::ProxyError;
@@ -63,6 +63,8 @@ enum RouteAction {
         status: StatusCode,
         location: Template,
     },
+    /// The `health` built-in: readiness of these apps (every supervised app).
+    Health { apps: Vec<Arc<AppHandle>> },
 }
 
 enum Upstream {
@@ -124,12 +126,14 @@ pub enum BuildError {
 impl RuntimeTable {
     /// Resolves every route of `config` against the running apps. Fails on what the config
     /// check cannot see: an unreadable `ca_file`, say.
-    pub fn build(config: &Config, apps: &[Arc<AppHandle>]) -> Result<Self, BuildError> {
-        let apps: HashMap<&str, &Arc<AppHandle>> =
-            apps.iter().map(|app| (app.name.as_str(), app)).collect();
+    pub fn build(config: &Config, all_apps: &[Arc<AppHandle>]) -> Result<Self, BuildError> {
+        let apps: HashMap<&str, &Arc<AppHandle>> = all_apps
+            .iter()
+            .map(|app| (app.name.as_str(), app))
+            .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            routes.push((route.key.clone(), resolve(route, &apps)?));
+            routes.push((route.key.clone(), resolve(route, &apps, all_apps)?));
         }
         Ok(Self {
             routes: RouteTable::new(routes),
@@ -156,6 +160,7 @@ impl RuntimeTable {
                     RouteAction::Redirect { status, location } => {
                         format!("redirect {} {location:?}", status.as_u16())
                     }
+                    RouteAction::Health { .. } => "builtin health".to_owned(),
                 };
                 format!("{key:<16} {what}")
             })
@@ -166,6 +171,7 @@ impl RuntimeTable {
 fn resolve(
     route: &config::Route,
     apps: &HashMap<&str, &Arc<AppHandle>>,
+    all_apps: &[Arc<AppHandle>],
 ) -> Result<RouteAction, BuildError> {
     Ok(match &route.action {
         Action::App { name } => RouteAction::Forward {
@@ -214,6 +220,9 @@ fn resolve(
         Action::Redirect { status, location } => RouteAction::Redirect {
             status: *status,
             location: Template::parse(location),
+        },
+        Action::Builtin(Builtin::Health) => RouteAction::Health {
+            apps: all_apps.to_vec(),
         },
     })
 }
@@ -284,9 +293,7 @@ impl ProxyService {
                 body,
             } => {
                 let body = body.render(&template_values(&request, &path));
-                let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-                *response.status_mut() = *status;
-                *response.headers_mut() = headers.clone();
+                let mut response = full_response(*status, headers.clone(), body);
                 response
                     .headers_mut()
                     .entry(header::CONTENT_TYPE)
@@ -295,12 +302,21 @@ impl ProxyService {
             }
             RouteAction::Redirect { status, location } => {
                 let location = location.render(&template_values(&request, &path));
-                let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
-                *response.status_mut() = *status;
+                let mut headers = HeaderMap::new();
+                // Validated at load time; a placeholder could still bring in a bad byte.
                 if let Ok(location) = HeaderValue::try_from(location) {
-                    response.headers_mut().insert(header::LOCATION, location);
+                    headers.insert(header::LOCATION, location);
                 }
-                Ok(response)
+                Ok(full_response(*status, headers, String::new()))
+            }
+            RouteAction::Health { apps } => {
+                let (status, body) = crate::admin::health(apps);
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(full_response(status, headers, body))
             }
         }
     }
@@ -417,6 +433,13 @@ where
         parts
     })
     .expect("scheme, authority and path are all set"))
+}
+
+fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Response<ZooBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<'a> {

@@ -56,7 +56,7 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
-    fn new(name: String, port: u16) -> Self {
+    pub(crate) fn new(name: String, port: u16) -> Self {
         Self {
             name,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -84,7 +84,7 @@ impl AppHandle {
         }
     }
 
-    fn set_ready(&self, ready: bool) {
+    pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
         self.ready_changed.notify_waiters();
     }
