@@ -46,6 +46,8 @@ pub enum RunError {
 /// stop, the app's status (128+N for signal N) when an app took the container down, 1 when
 /// an app had to be killed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
+    let handles = supervise::plan(&config.apps)?;
+    let shared = Shared::new(RuntimeTable::build(&config, &handles)?);
     let mut listeners = Vec::with_capacity(config.listen.len());
     for &addr in &config.listen {
         let listener = TcpListener::bind(addr)
@@ -58,8 +60,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         listeners.push(listener);
     }
 
-    let handles = supervise::plan(&config.apps)?;
-    let shared = Shared::new(RuntimeTable::build(&config, &handles)?);
     let mut supervisor = Supervisor::start(&config.apps, &handles)?;
 
     let stop_accepting = CancellationToken::new();
