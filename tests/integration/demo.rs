@@ -85,7 +85,12 @@ fn check_prints_route_table() {
         &["check", "--config", config.to_str().unwrap()],
         Duration::from_secs(10),
     );
-    assert_eq!(run.code(), Some(0), "zoo check on the demo config\n{}", run.output);
+    assert_eq!(
+        run.code(),
+        Some(0),
+        "zoo check on the demo config\n{}",
+        run.output
+    );
     for needle in ["/node", "/go", "/google", "python", "node", "google.com"] {
         assert!(
             run.stdout.contains(needle),
@@ -94,7 +99,9 @@ fn check_prints_route_table() {
         );
     }
     assert!(
-        run.stdout.lines().any(|line| line.contains('/') && line.contains("python")),
+        run.stdout
+            .lines()
+            .any(|line| line.contains('/') && line.contains("python")),
         "a line of the route table should route `/` to python\n{}",
         run.output
     );

@@ -6,7 +6,11 @@ use crate::util::https::{HttpsUpstream, Seen, UPSTREAM_BODY};
 use crate::util::{READY_DEADLINE, Zoo, poll_until};
 
 fn config(port: u16, ca_file: bool) -> String {
-    let ca = if ca_file { ", ca_file = \"ca.pem\"" } else { "" };
+    let ca = if ca_file {
+        ", ca_file = \"ca.pem\""
+    } else {
+        ""
+    };
     format!(
         "listen = \"127.0.0.1:0\"\n\
          \n\

@@ -43,8 +43,18 @@ fn sigterm_stops_apps_and_exits_0() {
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|text| text.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{} should hold the app's pid\n{}", pid_file.display(), zoo.output()));
-    assert!(process_alive(pid), "app {pid} should be running\n{}", zoo.output());
+        .unwrap_or_else(|| {
+            panic!(
+                "{} should hold the app's pid\n{}",
+                pid_file.display(),
+                zoo.output()
+            )
+        });
+    assert!(
+        process_alive(pid),
+        "app {pid} should be running\n{}",
+        zoo.output()
+    );
 
     let status = zoo.terminate();
     assert_eq!(

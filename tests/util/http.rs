@@ -150,6 +150,9 @@ fn harness_parses_chunked_and_sized_bodies() {
         b"HTTP/1.1 502 Bad Gateway\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
     )
     .unwrap();
-    assert_eq!((chunked.status, chunked.body.as_slice()), (502, &b"abcde"[..]));
+    assert_eq!(
+        (chunked.status, chunked.body.as_slice()),
+        (502, &b"abcde"[..])
+    );
     assert_eq!(chunked.header("Transfer-Encoding"), Some("chunked"));
 }

@@ -174,3 +174,61 @@ fn make_acceptor() -> (String, TlsAcceptor) {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     (ca_cert.pem(), TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The upstream itself, checked with a rustls client that trusts only the test CA: it must
+/// record the SNI, `Host` and target.
+#[test]
+fn harness_https_upstream_records_sni_host_and_target() {
+    use rustls::pki_types::ServerName;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let upstream = HttpsUpstream::start();
+    let port = upstream.port;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = upstream.ca_pem.clone();
+    let der = pem_to_der(&pem);
+    roots.add(der.into()).expect("add test CA");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .await
+            .unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+        let request =
+            format!("GET /?q=abc HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut reply)).await;
+        reply
+    });
+    let response = super::http::parse(&reply).expect("parse upstream reply");
+    assert_eq!(response.body, UPSTREAM_BODY.as_bytes());
+    assert_eq!(
+        upstream.seen(),
+        vec![Seen {
+            method: "GET".into(),
+            target: "/?q=abc".into(),
+            host: Some(format!("localhost:{port}")),
+            sni: Some("localhost".into()),
+        }]
+    );
+}
+
+/// The DER bytes of the first PEM block.
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("CA PEM")
+        .to_vec()
+}
