@@ -32,7 +32,7 @@ pub struct Seen {
     pub target: String,
     /// The `Host` header (or, over HTTP/2, the `:authority`).
     pub host: Option<String>,
-    /// The server name the client sent in its TLS ClientHello.
+    /// The server name the client sent in its TLS `ClientHello`.
     pub sni: Option<String>,
 }
 

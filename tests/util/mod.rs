@@ -299,14 +299,14 @@ impl Zoo {
             zoo.addr = captured.wait_for(left.min(Duration::from_millis(500)), |_, line| {
                 parse_listening(line)
             });
-            if zoo.addr.is_none() {
-                if let Some(status) = zoo.try_status() {
-                    panic!(
-                        "zoo exited ({}) before it logged `listening on http://ADDR`\n{}",
-                        describe(status),
-                        zoo.output()
-                    );
-                }
+            if zoo.addr.is_none()
+                && let Some(status) = zoo.try_status()
+            {
+                panic!(
+                    "zoo exited ({}) before it logged `listening on http://ADDR`\n{}",
+                    describe(status),
+                    zoo.output()
+                );
             }
         }
         zoo
@@ -352,12 +352,11 @@ impl Zoo {
 
     /// The exit status if zoo has exited, without blocking.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.status = Some(status);
-                }
-            }
+        if self.status.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.status = Some(status);
         }
         self.status
     }
