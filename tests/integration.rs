@@ -1,0 +1,13 @@
+//! The one integration test crate: runs the built `zoo` binary as a black box against real
+//! apps (uvicorn from the venv that `scripts/setup` makes, node from PATH) and in-test servers.
+//! The harness is `util`; the scenarios live in `integration/`, one file per subject.
+
+mod util;
+
+mod integration {
+    mod config;
+    mod demo;
+    mod errors;
+    mod proxy;
+    mod shutdown;
+}
