@@ -57,6 +57,18 @@ fn demo_serves_the_articles_six_answers() {
     // Dot-segments are resolved before matching, and the normalised path is what is forwarded.
     zoo.assert_body("/node/../x", "I'm Python!\r\n[x]\r\n");
 
+    // `/health` is zoo's own built-in, only because the demo config names it.
+    let health = zoo.get("/health");
+    assert_eq!(
+        (health.status, health.text()),
+        (
+            200,
+            "{\"status\":\"ok\",\"apps\":{\"python\":\"ready\",\"node\":\"ready\"}}\n".to_owned()
+        ),
+        "{}",
+        zoo.output()
+    );
+
     // App output reaches zoo's streams as `NAME | line`: uvicorn's access log is on stdout,
     // its startup lines on stderr.
     let access = "\"GET /a/b/c HTTP/1.1\" 200";
