@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod control;
 pub mod log;
 pub mod proxy;
 pub mod route;
@@ -18,11 +19,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use config::Config;
+use control::Control;
 use proxy::{BuildError, RuntimeTable, Shared};
 use supervise::{SuperviseError, Supervisor};
 
@@ -48,19 +51,53 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
     let handles = supervise::plan(&config.apps)?;
     let shared = Shared::new(RuntimeTable::build(&config, &handles)?);
+
+    // Everything is bound before the first "listening on" line, so whoever waits for that line
+    // can use the admin endpoints and the control socket at once.
+    let admin_listener = match config.admin {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let socket_path = admin::socket::default_path();
+    let control_socket = admin::socket::bind(&socket_path)
+        .inspect_err(|error| {
+            tracing::warn!("{error}: `zoo status` and `zoo reload` will not reach this zoo");
+        })
+        .ok();
     let mut listeners = Vec::with_capacity(config.listen.len());
     for &addr in &config.listen {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RunError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| RunError::Bind { addr, source })?;
-        tracing::info!("listening on http://{bound}");
-        listeners.push(listener);
+        listeners.push(bind(addr).await?);
+    }
+    if let (Some(listener), Some(addr)) = (&admin_listener, config.admin) {
+        tracing::info!("admin endpoints on http://{}", local_addr(listener, addr)?);
+    }
+    if control_socket.is_some() {
+        tracing::info!("control socket {}", socket_path.display());
+    }
+    for (listener, &addr) in listeners.iter().zip(&config.listen) {
+        tracing::info!("listening on http://{}", local_addr(listener, addr)?);
     }
 
     let mut supervisor = Supervisor::start(&config.apps, &handles)?;
+    let grace = config.grace;
+    let control = Arc::new(Control::new(config, Arc::clone(&shared), handles));
+    let admin_shutdown = CancellationToken::new();
+    let socket_bound = control_socket.is_some();
+    if let Some(listener) = control_socket {
+        tokio::spawn(admin::serve(
+            listener,
+            Arc::clone(&control),
+            admin_shutdown.clone(),
+        ));
+    }
+    if let Some(listener) = admin_listener {
+        tokio::spawn(admin::serve(
+            listener,
+            Arc::clone(&control),
+            admin_shutdown.clone(),
+        ));
+    }
+    tokio::spawn(reload_on_sighup(Arc::clone(&control)));
 
     let stop_accepting = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -80,7 +117,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         exit = supervisor.final_exit() => Some(exit),
     };
     tracing::info!("shutting down: draining connections, then stopping apps");
-    let deadline = Instant::now() + config.grace;
+    let deadline = Instant::now() + grace;
     stop_accepting.cancel();
     acceptors.wait().await;
     connections.close();
@@ -94,11 +131,45 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         );
     }
     let clean = supervisor.stop_all(deadline).await;
+    admin_shutdown.cancel();
+    if socket_bound {
+        let _ = std::fs::remove_file(&socket_path);
+    }
     Ok(match final_exit {
         Some(exit) => exit.status.as_code(),
         None if clean => 0,
         None => 1,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// The address actually bound (port 0 becomes the port the kernel chose).
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, RunError> {
+    listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// SIGHUP re-reads the config, like `zoo reload` (a reload that fails keeps the old one).
+async fn reload_on_sighup(control: Arc<Control>) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::warn!("cannot watch SIGHUP, reload only with `zoo reload`: {error}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("received SIGHUP: reloading");
+        if let Err(error) = control.reload().await {
+            tracing::error!("reload rejected, the running config is kept:\n{error}");
+        }
+    }
 }
 
 /// Builds everything `run` would build except processes and listeners, and describes the

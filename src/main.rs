@@ -1,8 +1,11 @@
 //! The `zoo` command line: parses arguments, sets up logging and the runtime, and maps the
 //! outcome to an exit code. Everything else lives in the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
+
+use http::{Method, StatusCode};
 
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
@@ -41,18 +44,19 @@ struct Cli {
 enum Command {
     /// Validate the config, print the resolved routes and apps, and exit (0 ok, 2 invalid).
     Check,
+    /// Show the running zoo's apps and routes (over its control socket).
+    Status {
+        /// Print the raw JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the running zoo re-read its config; an invalid one is rejected and the old kept.
+    Reload,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     zoo::log::init(&cli.log_level);
-    let config = match zoo::config::load(&cli.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -64,34 +68,108 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Check) => runtime.block_on(async {
-            match zoo::check(&config) {
-                Ok(summary) => {
-                    print!("{summary}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("{}: error: {error}", cli.config.display());
-                    ExitCode::from(EXIT_INVALID)
-                }
+        None => runtime.block_on(serve(&cli.config)),
+        Some(Command::Check) => check(&cli.config),
+        Some(Command::Status { json }) => runtime.block_on(status(json)),
+        Some(Command::Reload) => runtime.block_on(control(Method::POST, "/reload")),
+    }
+}
+
+fn load(path: &Path) -> Result<zoo::config::Config, ExitCode> {
+    zoo::config::load(path).map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+async fn serve(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(error) => {
+            tracing::error!("cannot watch for shutdown signals: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match zoo::run(config, shutdown).await {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            tracing::error!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match zoo::check(&config) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}: error: {error}", path.display());
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+async fn status(json: bool) -> ExitCode {
+    let socket = zoo::admin::socket::default_path();
+    match zoo::admin::client::request(&socket, Method::GET, "/status").await {
+        Ok((StatusCode::OK, body)) if json => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((StatusCode::OK, body)) => match serde_json::from_str::<zoo::control::Status>(&body) {
+            Ok(status) => {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                print!("{}", status.render(now));
+                ExitCode::SUCCESS
             }
-        }),
-        None => runtime.block_on(async {
-            let shutdown = match shutdown_signal() {
-                Ok(shutdown) => shutdown,
-                Err(error) => {
-                    tracing::error!("cannot watch for shutdown signals: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match zoo::run(config, shutdown).await {
-                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-                Err(error) => {
-                    tracing::error!("{error}");
-                    ExitCode::FAILURE
-                }
+            Err(error) => {
+                eprintln!(
+                    "zoo status: unexpected answer from {}: {error}",
+                    socket.display()
+                );
+                ExitCode::FAILURE
             }
-        }),
+        },
+        Ok((status, body)) => {
+            eprint!("zoo status: {status}: {body}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("zoo status: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sends one control request to the running zoo and prints its answer.
+async fn control(method: Method, path: &str) -> ExitCode {
+    let socket = zoo::admin::socket::default_path();
+    match zoo::admin::client::request(&socket, method, path).await {
+        Ok((status, body)) if status.is_success() => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((_, body)) => {
+            eprint!("{body}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("zoo: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod util;
 
 mod integration {
     mod config;
+    mod control;
     mod demo;
     mod errors;
     mod proxy;

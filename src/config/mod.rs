@@ -119,6 +119,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Addresses the public proxy listens on (at least one).
     pub listen: Vec<SocketAddr>,
+    /// Optional TCP address of the admin endpoints (probes, status, reload), off the public
+    /// port; the control socket serves them in any case.
+    pub admin: Option<SocketAddr>,
     /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.
     pub grace: Duration,
     /// Apps in file order; start order follows it.

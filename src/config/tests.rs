@@ -87,6 +87,7 @@ fn parse_design_example() {
     let expected = Config {
         path: PathBuf::from("/srv/zoo.toml"),
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
+        admin: None,
         grace: Duration::from_secs(10),
         apps: vec![
             App {
@@ -347,7 +348,8 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `grace`, `apps`, `routes`".to_owned()
+            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `apps`, `routes`"
+                .to_owned()
         )
     );
 }
@@ -727,4 +729,17 @@ fn error_unknown_builtin() {
                 .to_owned()
         )
     );
+}
+
+#[test]
+fn parse_admin_address() {
+    let config = ok("admin = \"127.0.0.1:9901\"");
+    assert_eq!(config.admin, Some("127.0.0.1:9901".parse().unwrap()));
+}
+
+#[test]
+fn error_bad_admin_address() {
+    let (line, column, message) = error("admin = \"localhost\"");
+    assert_eq!((line, column), (1, 9));
+    assert!(message.starts_with("admin: expected IP:PORT"), "{message}");
 }

@@ -34,7 +34,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-const ROOT_KEYS: &[&str] = &["listen", "grace", "apps", "routes"];
+const ROOT_KEYS: &[&str] = &["listen", "admin", "grace", "apps", "routes"];
 const APP_KEYS: &[&str] = &["command", "port", "dir", "env", "ready", "restart"];
 const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
 const ROUTE_KEYS: &[&str] = &[
@@ -298,6 +298,9 @@ impl Walker<'_> {
             Some(value) => self.listen(value),
             None => Some(vec![DEFAULT_LISTEN]),
         };
+        let admin = optional(fields.get("admin"), |value| {
+            self.listen_address("admin", value)
+        });
         let grace = fields
             .get("grace")
             .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
@@ -311,6 +314,7 @@ impl Walker<'_> {
         Some(Config {
             path: path.to_path_buf(),
             listen: listen?,
+            admin: admin?,
             grace: grace?,
             apps: apps?,
             routes: routes?,

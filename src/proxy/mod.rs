@@ -155,10 +155,10 @@ impl RuntimeTable {
                         format!("-> {}{strip}", upstream.describe())
                     }
                     RouteAction::Respond { status, body, .. } => {
-                        format!("respond {} {body:?}", status.as_u16())
+                        format!("respond {} {:?}", status.as_u16(), body.source())
                     }
                     RouteAction::Redirect { status, location } => {
-                        format!("redirect {} {location:?}", status.as_u16())
+                        format!("redirect {} {:?}", status.as_u16(), location.source())
                     }
                     RouteAction::Health { .. } => "builtin health".to_owned(),
                 };

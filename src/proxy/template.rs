@@ -5,6 +5,8 @@
 /// A template split into literal text and placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// As written in the config, for `zoo check` and `zoo status`.
+    source: String,
     parts: Vec<Part>,
 }
 
@@ -57,7 +59,15 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
-        Self { parts }
+        Self {
+            source: text.to_owned(),
+            parts,
+        }
+    }
+
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     #[must_use]

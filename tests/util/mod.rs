@@ -93,6 +93,8 @@ fn command(dir: &Path, args: &[&str]) -> Command {
         .env_clear()
         .env("PATH", std::env::join_paths(paths).expect("join PATH"))
         .env("NO_COLOR", "1")
+        // One control socket per test dir, so parallel tests never reach each other's zoo.
+        .env("ZOO_SOCKET", dir.join("zoo.sock"))
         .env("RUST_BACKTRACE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -377,7 +379,7 @@ impl Zoo {
         }
     }
 
-    fn pid(&self) -> Pid {
+    pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.as_ref().expect("child").id()).unwrap())
     }
 

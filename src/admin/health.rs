@@ -1,6 +1,6 @@
-//! What zoo tells about itself: the `health` built-in a route can name. It answers 200 when
-//! every supervised app is ready and 503 otherwise, with a JSON body naming each app's state,
-//! so a Docker `HEALTHCHECK` or a Kubernetes probe can point at it.
+//! Health: 200 when every supervised app is ready and 503 otherwise, with a JSON body naming
+//! each app's state, so a Docker `HEALTHCHECK` or a Kubernetes probe can point at it. Served by
+//! the `health` built-in route and by `/readyz` on the admin endpoints.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

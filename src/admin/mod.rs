@@ -1,0 +1,124 @@
+//! What zoo tells about itself and how it is driven while running: the admin HTTP endpoints,
+//! served on the control socket (always) and on the optional `admin` TCP listener, never on
+//! the public port unless a route names a built-in.
+//!
+//! | endpoint | answer |
+//! | --- | --- |
+//! | `GET /livez` | 200 while zoo serves |
+//! | `GET /readyz` | 200 when every app is ready, else 503; JSON per app ([`health`]) |
+//! | `GET /status` | JSON: config, load time, listeners, apps, routes |
+//! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) |
+
+pub mod client;
+mod health;
+pub mod socket;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::control::Control;
+pub use health::health;
+
+/// A listener the admin endpoints can be served on: the control socket or a TCP address.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept_stream(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    async fn accept_stream(&self) -> io::Result<UnixStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    async fn accept_stream(&self) -> io::Result<TcpStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+/// Accepts admin connections until `shutdown`; each is served over HTTP/1.1.
+pub async fn serve(listener: impl Listener, control: Arc<Control>, shutdown: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept_stream() => match accepted {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::warn!("admin accept failed: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let control = Arc::clone(&control);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let control = Arc::clone(&control);
+                async move { Ok::<_, Infallible>(answer(&control, &request).await) }
+            });
+            // A client that hangs up mid-request is its own problem, not zoo's.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n".to_owned()),
+        (&Method::GET, "/readyz") => {
+            let (status, body) = health(control.apps());
+            json(status, body)
+        }
+        (&Method::GET, "/status") => match serde_json::to_string_pretty(&control.status()) {
+            Ok(body) => json(StatusCode::OK, body + "\n"),
+            Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+        },
+        (&Method::POST, "/reload") => match control.reload().await {
+            Ok(()) => text(StatusCode::OK, "reloaded\n".to_owned()),
+            Err(error) => {
+                tracing::error!("reload rejected, the running config is kept:\n{error}");
+                text(StatusCode::UNPROCESSABLE_ENTITY, format!("{error}\n"))
+            }
+        },
+        (_, path) => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    with_type(status, body, "text/plain; charset=utf-8")
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    with_type(status, body, "application/json")
+}
+
+fn with_type(
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}

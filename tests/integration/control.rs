@@ -1,0 +1,139 @@
+//! Driving a running zoo: `zoo reload` and SIGHUP swap the config or reject it with
+//! file:line:col while the old one keeps serving; `zoo status` shows the apps and routes; the
+//! optional admin listener serves the probes; the CLI says plainly when no zoo is running.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+
+use crate::util::{self, Zoo};
+
+const CLI_DEADLINE: Duration = Duration::from_secs(10);
+
+fn config_with_body(body: &str) -> String {
+    format!("listen = \"127.0.0.1:0\"\n[routes]\n\"/hello\" = {{ respond = \"{body}\" }}\n")
+}
+
+fn write_config(zoo: &Zoo, config: &str) {
+    std::fs::write(zoo.dir().join("zoo.toml"), config).expect("rewrite zoo.toml");
+}
+
+#[test]
+fn reload_swaps_the_config_and_rejects_an_invalid_one() {
+    let zoo = Zoo::start(&config_with_body("v1"), &[]);
+    zoo.assert_body("/hello", "v1");
+
+    write_config(&zoo, &config_with_body("v2"));
+    let reload = util::run_to_end(zoo.dir(), &["reload"], CLI_DEADLINE);
+    assert_eq!(
+        reload.code(),
+        Some(0),
+        "zoo reload\n{}\n{}",
+        reload.output,
+        zoo.output()
+    );
+    // The reload has returned, so the new table is already the one serving.
+    zoo.assert_body("/hello", "v2");
+
+    write_config(
+        &zoo,
+        "listen = \"127.0.0.1:0\"\n[routes]\n\"/hello\" = { respnd = \"v3\" }\n",
+    );
+    let rejected = util::run_to_end(zoo.dir(), &["reload"], CLI_DEADLINE);
+    assert_eq!(
+        rejected.code(),
+        Some(1),
+        "zoo reload of a broken config\n{}",
+        rejected.output
+    );
+    assert!(
+        rejected.stderr.contains(
+            "zoo.toml:3:14: error: routes.\"/hello\": unknown key `respnd`; did you mean `respond`?"
+        ),
+        "the CLI shows the error with line:col\n{}",
+        rejected.output
+    );
+    zoo.assert_body("/hello", "v2");
+    assert!(
+        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
+            .contains("zoo.toml:3:14: error")),
+        "zoo's log names the error with line:col\n{}",
+        zoo.output()
+    );
+
+    write_config(&zoo, &config_with_body("v4"));
+    kill(zoo.pid(), Signal::SIGHUP).expect("send SIGHUP");
+    assert!(
+        util::poll_until(CLI_DEADLINE, || zoo.get("/hello").body == b"v4"),
+        "SIGHUP reloads the config\n{}",
+        zoo.output()
+    );
+}
+
+#[test]
+fn status_shows_apps_and_routes() {
+    let config = "listen = \"127.0.0.1:0\"\n\
+                  [apps.web]\n\
+                  command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+                  [routes]\n\
+                  \"/\" = { app = \"web\" }\n";
+    let mut zoo = Zoo::start(config, &[]);
+    zoo.wait_ready("/", util::READY_DEADLINE);
+
+    let status = util::run_to_end(zoo.dir(), &["status"], CLI_DEADLINE);
+    assert_eq!(status.code(), Some(0), "zoo status\n{}", status.output);
+    let app_line = status
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("web "))
+        .unwrap_or_else(|| panic!("a line for app `web`\n{}", status.output));
+    assert!(app_line.ends_with(" yes"), "web is ready: {app_line:?}");
+    assert!(
+        status.stdout.contains("-> app `web`"),
+        "routes listed\n{}",
+        status.output
+    );
+
+    let json = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("status --json is JSON ({e})\n{}", json.output));
+    assert_eq!(parsed["apps"][0]["name"], "web", "{parsed}");
+    assert_eq!(parsed["apps"][0]["ready"], true, "{parsed}");
+}
+
+#[test]
+fn admin_listener_serves_probes_off_the_public_port() {
+    let admin_port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\n[routes]\n\"/x\" = {{ respond = \"x\" }}\n"
+    );
+    let zoo = Zoo::start(&config, &[]);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let get = |target: &str| {
+        util::http::get(admin, target)
+            .unwrap_or_else(|e| panic!("GET {target} on admin: {e}\n{}", zoo.output()))
+    };
+    let livez = get("/livez");
+    assert_eq!((livez.status, livez.text().as_str()), (200, "ok\n"));
+    let readyz = get("/readyz");
+    assert_eq!(
+        (readyz.status, readyz.text().as_str()),
+        (200, "{\"status\":\"ok\",\"apps\":{}}\n")
+    );
+    assert_eq!(get("/status").status, 200);
+    assert_eq!(get("/nope").status, 404);
+    // The public port answers only what routes name.
+    assert_eq!(zoo.get("/livez").status, 404, "{}", zoo.output());
+}
+
+#[test]
+fn cli_says_when_no_zoo_is_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = util::run_to_end(dir.path(), &["status"], CLI_DEADLINE);
+    assert_eq!(status.code(), Some(1), "{}", status.output);
+    assert!(
+        status.stderr.contains("no zoo is running at"),
+        "{}",
+        status.output
+    );
+}
