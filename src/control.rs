@@ -11,9 +11,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin::{Health, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::{BuildError, RuntimeTable, Shared};
-use crate::supervise::AppHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -33,8 +33,9 @@ pub struct Control {
     current: Mutex<(Config, SystemTime)>,
     /// The proxy's shared state, whose table a reload swaps.
     shared: Arc<Shared>,
-    /// The supervised apps, in start order.
-    apps: Vec<Arc<AppHandle>>,
+    /// The apps' readiness and whether zoo is draining; also the apps' list, in start order.
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
     /// Serialises reloads so that two cannot interleave their check and swap.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -87,19 +88,30 @@ impl Status {
 
 impl Control {
     #[must_use]
-    pub fn new(config: Config, shared: Arc<Shared>, apps: Vec<Arc<AppHandle>>) -> Self {
+    pub fn new(
+        config: Config,
+        shared: Arc<Shared>,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             path: config.path.clone(),
             current: Mutex::new((config, SystemTime::now())),
             shared,
-            apps,
+            health,
+            metrics,
             reloading: tokio::sync::Mutex::new(()),
         }
     }
 
     #[must_use]
-    pub fn apps(&self) -> &[Arc<AppHandle>] {
-        &self.apps
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Re-reads the config file and, when it is valid, swaps in its runtime table. On any
@@ -116,7 +128,7 @@ impl Control {
                 });
             }
         }
-        let table = RuntimeTable::build(&config, &self.apps)?;
+        let table = RuntimeTable::build(&config, &self.health, &self.metrics)?;
         self.shared.table.store(Arc::new(table));
         *self.lock() = (config, SystemTime::now());
         tracing::info!("reloaded {}", self.path.display());
@@ -134,7 +146,8 @@ impl Control {
                 .map_or(0, |since| since.as_secs()),
             listen: config.listen.iter().map(ToString::to_string).collect(),
             apps: self
-                .apps
+                .health
+                .apps()
                 .iter()
                 .map(|app| AppStatus {
                     name: app.name.clone(),

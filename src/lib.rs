@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use admin::{Health, Metrics};
 use config::Config;
 use control::Control;
 use proxy::{BuildError, RuntimeTable, Shared};
@@ -50,7 +51,9 @@ pub enum RunError {
 /// an app had to be killed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
     let handles = supervise::plan(&config.apps)?;
-    let shared = Shared::new(RuntimeTable::build(&config, &handles)?);
+    let health = Health::new(handles.clone());
+    let metrics = Metrics::new(handles.clone());
+    let shared = Shared::new(RuntimeTable::build(&config, &health, &metrics)?);
 
     // Everything is bound before the first "listening on" line, so whoever waits for that line
     // can use the admin endpoints and the control socket at once.
@@ -79,8 +82,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     }
 
     let mut supervisor = Supervisor::start(&config.apps, &handles)?;
-    let grace = config.grace;
-    let control = Arc::new(Control::new(config, Arc::clone(&shared), handles));
+    let (grace, shutdown_delay) = (config.grace, config.shutdown_delay);
+    let control = Arc::new(Control::new(
+        config,
+        Arc::clone(&shared),
+        Arc::clone(&health),
+        metrics,
+    ));
     let admin_shutdown = CancellationToken::new();
     let socket_bound = control_socket.is_some();
     if let Some(listener) = control_socket {
@@ -116,6 +124,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         () = shutdown => None,
         exit = supervisor.final_exit() => Some(exit),
     };
+    health.start_draining();
+    if final_exit.is_none() && !shutdown_delay.is_zero() {
+        tracing::info!(
+            "still serving for {shutdown_delay:?} (shutdown_delay) while /readyz answers 503"
+        );
+        tokio::time::sleep(shutdown_delay).await;
+    }
     tracing::info!("shutting down: draining connections, then stopping apps");
     let deadline = Instant::now() + grace;
     stop_accepting.cancel();
@@ -176,7 +191,11 @@ async fn reload_on_sighup(control: Arc<Control>) {
 /// result for `zoo check`.
 pub fn check(config: &Config) -> Result<String, RunError> {
     let handles = supervise::plan(&config.apps)?;
-    let table = RuntimeTable::build(config, &handles)?;
+    let table = RuntimeTable::build(
+        config,
+        &Health::new(handles.clone()),
+        &Metrics::new(handles),
+    )?;
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok", config.path.display());
     for addr in &config.listen {

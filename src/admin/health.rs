@@ -4,38 +4,68 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::StatusCode;
 
 use crate::supervise::AppHandle;
 
-/// The status and JSON body of a health answer for `apps`.
-#[must_use]
-pub fn health(apps: &[Arc<AppHandle>]) -> (StatusCode, String) {
-    let all_ready = apps.iter().all(|app| app.is_ready());
-    let mut body = String::from("{\"status\":");
-    body.push_str(if all_ready {
-        "\"ok\""
-    } else {
-        "\"unavailable\""
-    });
-    body.push_str(",\"apps\":{");
-    for (index, app) in apps.iter().enumerate() {
-        if index > 0 {
-            body.push(',');
-        }
-        let state = if app.is_ready() { "ready" } else { "not ready" };
-        // App names are ASCII letters, digits, '-' and '_' (config validation), so they need
-        // no JSON escaping.
-        let _ = write!(body, "\"{}\":\"{state}\"", app.name);
+/// The readiness of the container as a whole: its apps, and whether zoo is shutting down.
+#[derive(Debug)]
+pub struct Health {
+    apps: Vec<Arc<AppHandle>>,
+    /// Set at the start of shutdown, so that load balancers stop sending before zoo stops
+    /// accepting (`shutdown_delay`).
+    draining: AtomicBool,
+}
+
+impl Health {
+    #[must_use]
+    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+        Arc::new(Self {
+            apps,
+            draining: AtomicBool::new(false),
+        })
     }
-    body.push_str("}}\n");
-    let status = if all_ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, body)
+
+    #[must_use]
+    pub fn apps(&self) -> &[Arc<AppHandle>] {
+        &self.apps
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// 200 with `"status":"ok"` when every app is ready and zoo is not draining, else 503;
+    /// the JSON body names each app's state.
+    #[must_use]
+    pub fn answer(&self) -> (StatusCode, String) {
+        let draining = self.draining.load(Ordering::Acquire);
+        let all_ready = self.apps.iter().all(|app| app.is_ready());
+        let overall = match (draining, all_ready) {
+            (true, _) => "draining",
+            (false, true) => "ok",
+            (false, false) => "unavailable",
+        };
+        let mut body = format!("{{\"status\":\"{overall}\",\"apps\":{{");
+        for (index, app) in self.apps.iter().enumerate() {
+            if index > 0 {
+                body.push(',');
+            }
+            let state = if app.is_ready() { "ready" } else { "not ready" };
+            // App names are ASCII letters, digits, '-' and '_' (config validation), so they
+            // need no JSON escaping.
+            let _ = write!(body, "\"{}\":\"{state}\"", app.name);
+        }
+        body.push_str("}}\n");
+        let status = if overall == "ok" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, body)
+    }
 }
 
 #[cfg(test)]
@@ -47,25 +77,41 @@ mod tests {
         let python = Arc::new(AppHandle::new("python".into(), 9000));
         let node = Arc::new(AppHandle::new("node".into(), 9100));
         python.set_ready(true);
-        let apps = [python, Arc::clone(&node)];
+        let health = Health::new(vec![python, Arc::clone(&node)]);
         assert_eq!(
-            health(&apps),
+            health.answer(),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "{\"status\":\"unavailable\",\"apps\":{\"python\":\"ready\",\"node\":\"not ready\"}}\n".to_owned()
+                "{\"status\":\"unavailable\",\"apps\":{\"python\":\"ready\",\"node\":\"not ready\"}}\n"
+                    .to_owned()
             )
         );
         node.set_ready(true);
-        assert_eq!(health(&apps).0, StatusCode::OK);
+        assert_eq!(health.answer().0, StatusCode::OK);
     }
 
     #[test]
     fn health_without_apps_is_ok() {
         assert_eq!(
-            health(&[]),
+            Health::new(Vec::new()).answer(),
             (
                 StatusCode::OK,
                 "{\"status\":\"ok\",\"apps\":{}}\n".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn draining_is_unavailable_even_when_every_app_is_ready() {
+        let app = Arc::new(AppHandle::new("web".into(), 9000));
+        app.set_ready(true);
+        let health = Health::new(vec![app]);
+        health.start_draining();
+        assert_eq!(
+            health.answer(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{\"status\":\"draining\",\"apps\":{\"web\":\"ready\"}}\n".to_owned()
             )
         );
     }

@@ -5,12 +5,14 @@
 //! | endpoint | answer |
 //! | --- | --- |
 //! | `GET /livez` | 200 while zoo serves |
-//! | `GET /readyz` | 200 when every app is ready, else 503; JSON per app ([`health`]) |
+//! | `GET /readyz` | 200 when every app is ready and zoo is not draining, else 503 ([`Health`]) |
+//! | `GET /metrics` | Prometheus text ([`Metrics`]) |
 //! | `GET /status` | JSON: config, load time, listeners, apps, routes |
 //! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) |
 
 pub mod client;
 mod health;
+mod metrics;
 pub mod socket;
 
 use std::convert::Infallible;
@@ -30,7 +32,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::Control;
-pub use health::health;
+pub use health::Health;
+pub use metrics::{Metrics, RouteMetrics};
 
 /// A listener the admin endpoints can be served on: the control socket or a TCP address.
 pub trait Listener: Send + 'static {
@@ -84,9 +87,10 @@ async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n".to_owned()),
         (&Method::GET, "/readyz") => {
-            let (status, body) = health(control.apps());
+            let (status, body) = control.health().answer();
             json(status, body)
         }
+        (&Method::GET, "/metrics") => metrics_response(control.metrics()),
         (&Method::GET, "/status") => match serde_json::to_string_pretty(&control.status()) {
             Ok(body) => json(StatusCode::OK, body + "\n"),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
@@ -100,6 +104,16 @@ async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full
         },
         (_, path) => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
     }
+}
+
+/// The Prometheus text exposition, for `/metrics` here and the `metrics` built-in route.
+#[must_use]
+pub fn metrics_response(metrics: &Metrics) -> Response<Full<Bytes>> {
+    with_type(
+        StatusCode::OK,
+        metrics.render(),
+        "text/plain; version=0.0.4; charset=utf-8",
+    )
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -124,6 +124,9 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.
     pub grace: Duration,
+    /// Time zoo keeps serving after SIGTERM while `/readyz` answers 503, so that a load
+    /// balancer stops sending before zoo stops accepting; `grace` counts after it.
+    pub shutdown_delay: Duration,
     /// Apps in file order; start order follows it.
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
@@ -220,6 +223,8 @@ pub enum Action {
 pub enum Builtin {
     /// 200 when every app is ready, 503 otherwise, with a JSON body of each app's state.
     Health,
+    /// Prometheus text of zoo's metrics.
+    Metrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

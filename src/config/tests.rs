@@ -89,6 +89,7 @@ fn parse_design_example() {
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         admin: None,
         grace: Duration::from_secs(10),
+        shutdown_delay: Duration::ZERO,
         apps: vec![
             App {
                 name: "python".to_owned(),
@@ -348,7 +349,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `shutdown_delay`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -725,7 +726,7 @@ fn error_unknown_builtin() {
         (
             4,
             20,
-            "routes.\"/m\".builtin: no built-in named `metrix`; expected one of `health`"
+            "routes.\"/m\".builtin: no built-in named `metrix`; expected one of `health`, `metrics`"
                 .to_owned()
         )
     );

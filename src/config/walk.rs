@@ -34,7 +34,14 @@ const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-const ROOT_KEYS: &[&str] = &["listen", "admin", "grace", "apps", "routes"];
+const ROOT_KEYS: &[&str] = &[
+    "listen",
+    "admin",
+    "grace",
+    "shutdown_delay",
+    "apps",
+    "routes",
+];
 const APP_KEYS: &[&str] = &["command", "port", "dir", "env", "ready", "restart"];
 const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
 const ROUTE_KEYS: &[&str] = &[
@@ -49,7 +56,7 @@ const ROUTE_KEYS: &[&str] = &[
     "headers",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
-const BUILTINS: &[&str] = &["health"];
+const BUILTINS: &[&str] = &["health", "metrics"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
 const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     (
@@ -304,6 +311,11 @@ impl Walker<'_> {
         let grace = fields
             .get("grace")
             .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
+        let shutdown_delay = fields
+            .get("shutdown_delay")
+            .map_or(Some(Duration::ZERO), |value| {
+                self.duration("shutdown_delay", value)
+            });
         let (apps, names) = match fields.get("apps") {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
@@ -316,6 +328,7 @@ impl Walker<'_> {
             listen: listen?,
             admin: admin?,
             grace: grace?,
+            shutdown_delay: shutdown_delay?,
             apps: apps?,
             routes: routes?,
         })
@@ -731,6 +744,7 @@ impl Walker<'_> {
     fn builtin_action(&mut self, at: &str, value: &Value<'_>) -> Option<Action> {
         match self.string(at, value)?.as_str() {
             "health" => Some(Action::Builtin(Builtin::Health)),
+            "metrics" => Some(Action::Builtin(Builtin::Metrics)),
             other => {
                 let message = format!(
                     "no built-in named `{other}`; expected one of {}",

@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::{Health, Metrics};
 use crate::config::{self, Action, Builtin, Config, ProxyTarget, Scheme};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
@@ -63,8 +64,10 @@ enum RouteAction {
         status: StatusCode,
         location: Template,
     },
-    /// The `health` built-in: readiness of these apps (every supervised app).
-    Health { apps: Vec<Arc<AppHandle>> },
+    /// The `health` built-in.
+    Health(Arc<Health>),
+    /// The `metrics` built-in.
+    Metrics(Arc<Metrics>),
 }
 
 enum Upstream {
@@ -126,14 +129,19 @@ pub enum BuildError {
 impl RuntimeTable {
     /// Resolves every route of `config` against the running apps. Fails on what the config
     /// check cannot see: an unreadable `ca_file`, say.
-    pub fn build(config: &Config, all_apps: &[Arc<AppHandle>]) -> Result<Self, BuildError> {
-        let apps: HashMap<&str, &Arc<AppHandle>> = all_apps
+    pub fn build(
+        config: &Config,
+        health: &Arc<Health>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, BuildError> {
+        let apps: HashMap<&str, &Arc<AppHandle>> = health
+            .apps()
             .iter()
             .map(|app| (app.name.as_str(), app))
             .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            routes.push((route.key.clone(), resolve(route, &apps, all_apps)?));
+            routes.push((route.key.clone(), resolve(route, &apps, health, metrics)?));
         }
         Ok(Self {
             routes: RouteTable::new(routes),
@@ -160,7 +168,8 @@ impl RuntimeTable {
                     RouteAction::Redirect { status, location } => {
                         format!("redirect {} {:?}", status.as_u16(), location.source())
                     }
-                    RouteAction::Health { .. } => "builtin health".to_owned(),
+                    RouteAction::Health(_) => "builtin health".to_owned(),
+                    RouteAction::Metrics(_) => "builtin metrics".to_owned(),
                 };
                 format!("{key:<16} {what}")
             })
@@ -171,7 +180,8 @@ impl RuntimeTable {
 fn resolve(
     route: &config::Route,
     apps: &HashMap<&str, &Arc<AppHandle>>,
-    all_apps: &[Arc<AppHandle>],
+    health: &Arc<Health>,
+    metrics: &Arc<Metrics>,
 ) -> Result<RouteAction, BuildError> {
     Ok(match &route.action {
         Action::App { name } => RouteAction::Forward {
@@ -221,9 +231,8 @@ fn resolve(
             status: *status,
             location: Template::parse(location),
         },
-        Action::Builtin(Builtin::Health) => RouteAction::Health {
-            apps: all_apps.to_vec(),
-        },
+        Action::Builtin(Builtin::Health) => RouteAction::Health(Arc::clone(health)),
+        Action::Builtin(Builtin::Metrics) => RouteAction::Metrics(Arc::clone(metrics)),
     })
 }
 
@@ -309,14 +318,17 @@ impl ProxyService {
                 }
                 Ok(full_response(*status, headers, String::new()))
             }
-            RouteAction::Health { apps } => {
-                let (status, body) = crate::admin::health(apps);
+            RouteAction::Health(health) => {
+                let (status, body) = health.answer();
                 let mut headers = HeaderMap::new();
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
                 Ok(full_response(status, headers, body))
+            }
+            RouteAction::Metrics(metrics) => {
+                Ok(crate::admin::metrics_response(metrics).map(Either::Right))
             }
         }
     }

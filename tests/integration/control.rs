@@ -137,3 +137,67 @@ fn cli_says_when_no_zoo_is_running() {
         status.output
     );
 }
+
+#[test]
+fn metrics_are_served_on_admin_and_where_a_route_names_them() {
+    let admin_port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\n\
+         [apps.web]\ncommand = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+         [routes]\n\"/metrics\" = {{ builtin = \"metrics\" }}\n\"/\" = {{ app = \"web\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/", util::READY_DEADLINE);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let scraped = util::http::get(admin, "/metrics")
+        .unwrap_or_else(|e| panic!("GET /metrics on admin: {e}\n{}", zoo.output()));
+    assert_eq!(scraped.status, 200);
+    let text = scraped.text();
+    for needle in [
+        "zoo_app_ready{app=\"web\"} 1\n",
+        "# TYPE process_resident_memory_bytes gauge\n",
+    ] {
+        assert!(
+            text.contains(needle),
+            "admin /metrics has {needle:?}\n{text}"
+        );
+    }
+    let public = zoo.get("/metrics");
+    assert_eq!(public.status, 200, "{}", zoo.output());
+    assert!(
+        public.text().contains("zoo_app_ready{app=\"web\"} 1\n"),
+        "{}",
+        public.text()
+    );
+}
+
+#[test]
+fn shutdown_delay_keeps_serving_while_readyz_says_draining() {
+    let admin_port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\nshutdown_delay = \"2s\"\n\
+         [routes]\n\"/x\" = {{ respond = \"still here\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let readyz =
+        || util::http::get(admin, "/readyz").map(|response| (response.status, response.text()));
+    assert_eq!(readyz().unwrap().0, 200);
+
+    kill(zoo.pid(), Signal::SIGTERM).expect("send SIGTERM");
+    assert!(
+        util::poll_until(CLI_DEADLINE, || readyz()
+            .is_ok_and(|(status, _)| status == 503)),
+        "/readyz turns 503 at SIGTERM\n{}",
+        zoo.output()
+    );
+    assert_eq!(
+        readyz().unwrap().1,
+        "{\"status\":\"draining\",\"apps\":{}}\n"
+    );
+    zoo.assert_body("/x", "still here");
+    let status = zoo
+        .wait_exit(CLI_DEADLINE)
+        .unwrap_or_else(|| panic!("zoo exits after the delay\n{}", zoo.output()));
+    assert_eq!(status.code(), Some(0), "{}", zoo.output());
+}

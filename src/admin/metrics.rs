@@ -1,0 +1,387 @@
+//! Prometheus metrics, served as text at `/metrics` (admin endpoints, or a route naming the
+//! `metrics` built-in). Label values come from the config (route keys, app names) and from
+//! fixed classes (method, status), never from the request path, so cardinality is bounded by
+//! the config.
+//!
+//! The request path pays one `OnceLock` read and a few atomic adds per request: each route's
+//! counters are looked up in their family once, on first use, and cached in [`RouteMetrics`].
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::supervise::AppHandle;
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms)] // the variant names are the exported label values
+enum MethodClass {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    DELETE,
+    OTHER,
+}
+
+const METHOD_CLASS_COUNT: usize = MethodClass::OTHER as usize + 1;
+
+impl MethodClass {
+    fn of(method: &Method) -> Self {
+        match *method {
+            Method::GET => Self::GET,
+            Method::HEAD => Self::HEAD,
+            Method::POST => Self::POST,
+            Method::PUT => Self::PUT,
+            Method::DELETE => Self::DELETE,
+            _ => Self::OTHER,
+        }
+    }
+}
+
+/// `1xx` .. `5xx`; anything else HTTP allows (up to 999) counts as `5xx`.
+fn status_class(status: StatusCode) -> usize {
+    usize::from(status.as_u16() / 100).clamp(1, 5) - 1
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: Arc<str>,
+    method: MethodClass,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: Arc<str>,
+    kind: &'static str,
+}
+
+type DurationFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 1 ms .. ~32 s, doubling.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric zoo exports, registered once at start.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: DurationFamily,
+    upstream_errors: Family<UpstreamLabels, Counter>,
+    /// Requests being handled now (from head received to response head sent).
+    pub in_flight: Gauge,
+    /// Upgraded connections (WebSocket and other tunnels) open now.
+    pub open_tunnels: Gauge,
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+        // No registry prefix: the `process_*` names are the standard ones every dashboard knows.
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "zoo_requests",
+            "Requests answered, by route, method class and status class",
+            requests.clone(),
+        );
+        let durations: DurationFamily = Family::new_with_constructor(duration_histogram);
+        registry.register(
+            "zoo_request_duration_seconds",
+            "Time from request head to response head, by route",
+            durations.clone(),
+        );
+        let upstream_errors = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "zoo_upstream_errors",
+            "Failed upstream exchanges, by upstream and kind (connect, timeout, not_ready)",
+            upstream_errors.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "zoo_requests_in_flight",
+            "Requests being handled",
+            in_flight.clone(),
+        );
+        let open_tunnels = Gauge::default();
+        registry.register(
+            "zoo_open_tunnels",
+            "Upgraded connections open",
+            open_tunnels.clone(),
+        );
+        registry.register_collector(Box::new(collect::Apps(apps)));
+        registry.register_collector(Box::new(collect::Process));
+        Arc::new(Self {
+            registry,
+            requests,
+            durations,
+            upstream_errors,
+            in_flight,
+            open_tunnels,
+        })
+    }
+
+    /// The handles one route records into; built with the runtime table.
+    #[must_use]
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: Arc::from(route),
+            requests: self.requests.clone(),
+            counters: std::array::from_fn(|_| OnceLock::new()),
+            duration: self
+                .durations
+                .get_or_create(&RouteLabels {
+                    route: Arc::from(route),
+                })
+                .clone(),
+        }
+    }
+
+    /// Counts one failed exchange with `upstream` (an app name or a target authority).
+    pub fn upstream_error(&self, upstream: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: Arc::from(upstream),
+                kind,
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            let _ = writeln!(out, "# encoding failed");
+        }
+        out
+    }
+}
+
+/// One route's request counters and duration histogram.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    route: Arc<str>,
+    requests: Family<RequestLabels, Counter>,
+    /// Indexed by method class x status class; filled on first use so that only series that
+    /// happened are exported.
+    counters: [OnceLock<Counter>; METHOD_CLASS_COUNT * STATUS_CLASSES.len()],
+    duration: Histogram,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, method: &Method, status: StatusCode, elapsed: Duration) {
+        let method = MethodClass::of(method);
+        let class = status_class(status);
+        let index = method as usize * STATUS_CLASSES.len() + class;
+        self.counters[index]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: Arc::clone(&self.route),
+                        method,
+                        status: STATUS_CLASSES[class],
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Metrics read at scrape time rather than counted on the way.
+mod collect {
+    use std::sync::Arc;
+
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    use crate::supervise::AppHandle;
+
+    /// Readiness of each app.
+    #[derive(Debug)]
+    pub struct Apps(pub Vec<Arc<AppHandle>>);
+
+    impl Collector for Apps {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(
+                "zoo_app_ready",
+                "1 when the app passed its readiness check and has not exited since",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for app in &self.0 {
+                let labels = [("app", app.name.as_str())];
+                ConstGauge::new(i64::from(app.is_ready()))
+                    .encode(family.encode_family(&labels)?)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// zoo's own process, the standard `process_*` names.
+    #[derive(Debug)]
+    pub struct Process;
+
+    impl Collector for Process {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let Some(sample) = super::process::sample() else {
+                return Ok(());
+            };
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "User and system CPU time of zoo itself",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            ConstCounter::new(sample.cpu_seconds).encode(metric)?;
+            for (name, help, value) in [
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory of zoo itself",
+                    sample.resident_bytes,
+                ),
+                (
+                    "process_open_fds",
+                    "Open file descriptors of zoo itself",
+                    sample.open_fds,
+                ),
+                (
+                    "process_start_time_seconds",
+                    "Start of zoo since the Unix epoch",
+                    sample.start_time_seconds,
+                ),
+            ] {
+                let metric = encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    prometheus_client::metrics::MetricType::Gauge,
+                )?;
+                ConstGauge::new(value).encode(metric)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads zoo's own figures from /proc.
+mod process {
+    pub struct Sample {
+        pub cpu_seconds: f64,
+        pub resident_bytes: i64,
+        pub open_fds: i64,
+        pub start_time_seconds: i64,
+    }
+
+    pub fn sample() -> Option<Sample> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |number: usize| fields.get(number - 3)?.parse::<u64>().ok();
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+        let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+        let ticks = u64::try_from(ticks).ok()?;
+        #[allow(clippy::cast_precision_loss)]
+        let cpu_seconds = (field(14)? + field(15)?) as f64 / ticks as f64;
+        let resident_bytes =
+            i64::try_from(field(24)?.checked_mul(u64::try_from(page).ok()?)?).ok()?;
+        let open_fds = i64::try_from(std::fs::read_dir("/proc/self/fd").ok()?.count()).ok()?;
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+        let start_time_seconds = i64::try_from(boot_time + field(22)? / ticks).ok()?;
+        Some(Sample {
+            cpu_seconds,
+            resident_bytes,
+            open_fds,
+            start_time_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_requests_are_counted_by_class_with_bounded_labels() {
+        let metrics = Metrics::new(Vec::new());
+        let node = metrics.route("/node");
+        node.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3));
+        node.observe(
+            &Method::GET,
+            StatusCode::NO_CONTENT,
+            Duration::from_millis(3),
+        );
+        node.observe(
+            &Method::PATCH,
+            StatusCode::BAD_GATEWAY,
+            Duration::from_millis(3),
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains("zoo_requests_total{route=\"/node\",method=\"GET\",status=\"2xx\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "zoo_requests_total{route=\"/node\",method=\"OTHER\",status=\"5xx\"} 1\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("zoo_request_duration_seconds_count{route=\"/node\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("method=\"POST\""),
+            "only series that happened: {text}"
+        );
+    }
+
+    #[test]
+    fn app_readiness_and_process_figures_are_exported() {
+        let app = Arc::new(AppHandle::new("python".into(), 9000));
+        app.set_ready(true);
+        let metrics = Metrics::new(vec![app]);
+        metrics.upstream_error("python", "connect");
+        let text = metrics.render();
+        assert!(text.contains("zoo_app_ready{app=\"python\"} 1\n"), "{text}");
+        assert!(
+            text.contains("zoo_upstream_errors_total{upstream=\"python\",kind=\"connect\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        assert!(text.contains("\nprocess_open_fds "), "{text}");
+    }
+
+    #[test]
+    fn status_classes_cover_every_status() {
+        assert_eq!(status_class(StatusCode::CONTINUE), 0);
+        assert_eq!(status_class(StatusCode::OK), 1);
+        assert_eq!(status_class(StatusCode::NOT_FOUND), 3);
+        assert_eq!(status_class(StatusCode::from_u16(599).unwrap()), 4);
+        assert_eq!(status_class(StatusCode::from_u16(999).unwrap()), 4);
+    }
+}
