@@ -36,6 +36,16 @@ struct Cli {
     /// Log level of zoo's own lines (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
+    /// Shape of log lines, zoo's and the apps': `text` (`name | line`) or `json` (one object
+    /// per line, the app's name in `source`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ZOO_LOG_FORMAT"
+    )]
+    log_format: zoo::log::Format,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -56,7 +66,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    zoo::log::init(&cli.log_level);
+    zoo::log::init(&cli.log_level, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
