@@ -9,6 +9,7 @@ mod integration {
     mod control;
     mod demo;
     mod errors;
+    mod examples;
     mod proxy;
     mod shutdown;
 }
