@@ -10,4 +10,5 @@ mod integration {
     mod errors;
     mod proxy;
     mod shutdown;
+    mod supervise;
 }
