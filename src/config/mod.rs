@@ -211,7 +211,7 @@ pub struct Live {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Run as `sh -c 'exec LINE'`.
+    /// Run by `sh -c`, as `exec LINE` when it is a simple command (supervise decides).
     Shell(String),
     /// Run directly, `argv[0]` looked up in `PATH`.
     Argv(Vec<String>),

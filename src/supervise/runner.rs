@@ -218,7 +218,7 @@ impl AppRunner {
         let mut command = match &app.command {
             config::Command::Shell(line) => {
                 let mut command = Command::new("/bin/sh");
-                command.arg("-c").arg(format!("exec {line}"));
+                command.arg("-c").arg(shell_line(line));
                 command
             }
             config::Command::Argv(argv) => {
@@ -410,6 +410,25 @@ async fn until_control<T>(
     }
 }
 
+/// Words that cannot follow `exec`: shell builtins and keywords a command line may start with.
+const NOT_EXECUTABLE: &[&str] = &[
+    "!", ".", ":", "{", "case", "cd", "exec", "exit", "export", "for", "if", "set", "source",
+    "trap", "ulimit", "umask", "unset", "until", "wait", "while",
+];
+
+/// The `sh -c` script for a command line: a simple command is `exec`ed, so that the app (not a
+/// shell) is the group leader whose exit status zoo sees and signals go to first; a compound
+/// line (`cd app && npm start`, `a; b`) or one starting with a builtin runs as written.
+fn shell_line(line: &str) -> String {
+    let compound = line.contains([';', '&', '|', '\n', '(', ')', '`']);
+    let first = line.split_whitespace().next().unwrap_or_default();
+    if compound || first.contains('=') || NOT_EXECUTABLE.contains(&first) {
+        line.to_owned()
+    } else {
+        format!("exec {line}")
+    }
+}
+
 fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
     match policy {
         RestartPolicy::Always => true,
@@ -455,6 +474,23 @@ mod tests {
         assert!(should_restart(RestartPolicy::OnFailure, killed));
         assert!(!should_restart(RestartPolicy::OnFailure, clean));
         assert!(!should_restart(RestartPolicy::Never, failed));
+    }
+
+    #[test]
+    fn simple_command_lines_are_execed_and_others_run_as_written() {
+        assert_eq!(
+            shell_line("uvicorn main:app --port $PORT"),
+            "exec uvicorn main:app --port $PORT"
+        );
+        for line in [
+            "cd app && npm start",
+            "exit 3",
+            "A=1 node x.js",
+            "a; b",
+            "x | y",
+        ] {
+            assert_eq!(shell_line(line), line);
+        }
     }
 
     #[test]

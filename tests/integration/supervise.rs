@@ -73,23 +73,34 @@ fn zoo_pid(zoo: &Zoo, wrapped: bool) -> i32 {
     inner.unwrap_or_else(|| panic!("unshare {pid} has no child\n{}", zoo.output()))
 }
 
-/// The number an app printed after `label ` (a pid, say).
-fn number_after(zoo: &Zoo, label: &str) -> i32 {
+/// The text of a `name | text` line (names are padded to one width), if `line` is `app`'s.
+fn said<'l>(line: &'l str, app: &str) -> Option<&'l str> {
+    let (name, text) = line.split_once(" | ")?;
+    (name.trim_end() == app).then_some(text)
+}
+
+/// The number `app` printed after `label ` (a pid, say).
+fn number_after(zoo: &Zoo, app: &str, label: &str) -> i32 {
     let found = std::cell::Cell::new(None);
     zoo.wait_for_line(LINE_DEADLINE, |_, line| {
         found.set(
-            line.split_once(label)
-                .and_then(|(_, rest)| rest.trim().parse().ok()),
+            said(line, app)
+                .and_then(|text| text.strip_prefix(label))
+                .and_then(|rest| rest.trim().parse().ok()),
         );
         found.get().is_some()
     });
-    found.get().unwrap_or_else(|| panic!("no `{label} N` line\n{}", zoo.output()))
+    found
+        .get()
+        .unwrap_or_else(|| panic!("no `{app} | {label} N` line\n{}", zoo.output()))
 }
 
-fn wait_line(zoo: &Zoo, text: &str) {
+/// Waits for a line of `app` (`"zoo"` for zoo's own) containing `text`.
+fn wait_line(zoo: &Zoo, app: &str, text: &str) {
     assert!(
-        zoo.wait_for_line(LINE_DEADLINE, |_, line| line.contains(text)),
-        "no line containing {text:?}\n{}",
+        zoo.wait_for_line(LINE_DEADLINE, |_, line| said(line, app)
+            .is_some_and(|said| said.contains(text))),
+        "no `{app} | ...{text}...` line\n{}",
         zoo.output()
     );
 }
@@ -114,8 +125,8 @@ fn exit_codes_of_a_never_restarted_app_become_zoos() {
         ("exit 0", 0),
         ("exit 3", 3),
         ("exit 255", 255),
-        ("kill -TERM $$", 143),
-        ("kill -KILL $$", 137),
+        ("kill -TERM $$$$", 143),
+        ("kill -KILL $$$$", 137),
     ] {
         let apps = format!(
             "[apps.app]\ncommand = [\"sh\", \"-c\", \"sleep 0.1; {command}\"]\nrestart = \"never\"\n\
@@ -187,7 +198,7 @@ const ORPHAN_STORM: &str = "[apps.storm]\n\
 fn orphan_storm_leaves_no_zombie(wrapper: &[&str]) {
     let mut zoo = Zoo::start_wrapped(wrapper, &config(ORPHAN_STORM), &[]);
     let pid = zoo_pid(&zoo, !wrapper.is_empty());
-    wait_line(&zoo, "storm | storm done");
+    wait_line(&zoo, "storm", "storm done");
     // The orphans are zoo's children until they exit; then only the app itself is left.
     let settled = poll_until(Duration::from_secs(10), || children_of(pid).len() == 1);
     let children = children_of(pid);
@@ -226,11 +237,15 @@ fn zombie_check_sees_an_unreaped_child() {
 #[test]
 fn shutdown_is_quick_for_apps_that_stop_and_kills_at_grace_for_those_that_do_not() {
     let mut zoo = Zoo::start(&config("[apps.polite]\ncommand = \"sleep 30\"\n"), &[]);
-    wait_line(&zoo, "polite started");
+    wait_line(&zoo, "zoo", "polite started");
     let pid = zoo_pid(&zoo, false);
     let (code, took) = terminate_timed(&mut zoo, pid);
     assert_eq!(code, Some(0), "{}", zoo.output());
-    assert!(took < Duration::from_secs(1), "took {took:?}\n{}", zoo.output());
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}\n{}",
+        zoo.output()
+    );
     eprintln!("well-behaved app: shutdown took {took:?}");
 
     // The leader exits on SIGTERM, its child ignores it: the whole group must still go.
@@ -240,32 +255,45 @@ fn shutdown_is_quick_for_apps_that_stop_and_kills_at_grace_for_those_that_do_not
         command = [\"sh\", \"-c\", \"trap '' TERM; echo deaf; while :; do sleep 0.05; done\"]\n\
         grace = \"1s\"\n";
     let mut zoo = Zoo::start(&config(apps), &[]);
-    let child = number_after(&zoo, "stubborn | child");
-    wait_line(&zoo, "deaf | deaf");
+    let child = number_after(&zoo, "stubborn", "child");
+    wait_line(&zoo, "deaf", "deaf");
     let pid = zoo_pid(&zoo, false);
     let (code, took) = terminate_timed(&mut zoo, pid);
-    assert_eq!(code, Some(1), "a killed app is not a clean stop\n{}", zoo.output());
+    assert_eq!(
+        code,
+        Some(1),
+        "a killed app is not a clean stop\n{}",
+        zoo.output()
+    );
     assert!(
         (Duration::from_secs(1)..Duration::from_secs(2)).contains(&took),
         "shutdown should take the 1s grace plus <1s, took {took:?}\n{}",
         zoo.output()
     );
     eprintln!("app ignoring SIGTERM with grace 1s: shutdown took {took:?}");
-    assert!(!process_alive(child), "child {child} outlived its group\n{}", zoo.output());
-    wait_line(&zoo, "deaf did not stop in time: sending SIGKILL");
+    assert!(
+        !process_alive(child),
+        "child {child} outlived its group\n{}",
+        zoo.output()
+    );
+    wait_line(&zoo, "zoo", "deaf did not stop in time: sending SIGKILL");
 }
 
 #[test]
 fn setsid_grandchild_holding_stdout_does_not_hang_shutdown() {
     let apps = "[apps.leaky]\n\
-        command = [\"sh\", \"-c\", \"setsid sh -c 'echo grandchild $$; exec sleep 30' & exec sleep 30\"]\n";
+        command = [\"sh\", \"-c\", \"setsid sh -c 'echo grandchild $$$$; exec sleep 30' & exec sleep 30\"]\n";
     let mut zoo = Zoo::start(&config(apps), &[]);
-    let grandchild = number_after(&zoo, "leaky | grandchild");
+    let grandchild = number_after(&zoo, "leaky", "grandchild");
     let pid = zoo_pid(&zoo, false);
     let (code, took) = terminate_timed(&mut zoo, pid);
     let _ = kill(Pid::from_raw(grandchild), Signal::SIGKILL);
     assert_eq!(code, Some(0), "{}", zoo.output());
-    assert!(took < Duration::from_secs(2), "took {took:?}\n{}", zoo.output());
+    assert!(
+        took < Duration::from_secs(2),
+        "took {took:?}\n{}",
+        zoo.output()
+    );
 }
 
 const HTTP_APP: &str = "python3 -m http.server $PORT --bind 127.0.0.1";
@@ -274,16 +302,10 @@ const HTTP_APP: &str = "python3 -m http.server $PORT --bind 127.0.0.1";
 fn depends_on_starts_after_ready_and_stops_first() {
     let apps = format!(
         "[apps.web]\ncommand = \"{HTTP_APP}\"\ndepends_on = [\"db\"]\n\
-         [apps.db]\ncommand = \"sleep 0.3; {HTTP_APP}\"\n"
-    );
-    // `sleep 0.3; python3` is one shell line: zoo runs it as `exec sleep 0.3; ...`, which
-    // would end at the sleep, so the db's command goes through an explicit shell.
-    let apps = apps.replace(
-        &format!("command = \"sleep 0.3; {HTTP_APP}\""),
-        &format!("command = [\"sh\", \"-c\", \"sleep 0.3; exec {HTTP_APP}\"]"),
+         [apps.db]\ncommand = \"sleep 0.3; exec {HTTP_APP}\"\n"
     );
     let mut zoo = Zoo::start(&config(&apps), &[]);
-    wait_line(&zoo, "web ready on");
+    wait_line(&zoo, "zoo", "web ready on");
     let pid = zoo_pid(&zoo, false);
     let (code, _) = terminate_timed(&mut zoo, pid);
     assert_eq!(code, Some(0), "{}", zoo.output());
@@ -293,7 +315,10 @@ fn depends_on_starts_after_ready_and_stops_first() {
             .find(text)
             .unwrap_or_else(|| panic!("no {text:?}\n{output}"))
     };
-    assert!(at("web waiting for db to be ready") < at("db ready on"), "{output}");
+    assert!(
+        at("web waiting for db to be ready") < at("db ready on"),
+        "{output}"
+    );
     assert!(at("db ready on") < at("web started"), "{output}");
     assert!(at("web stopped") < at("db stopped"), "{output}");
 }
@@ -304,11 +329,15 @@ fn dependency_cycle_is_a_config_error_with_its_position() {
                 [apps.b]\ncommand = \"x\"\ndepends_on = [\"a\"]\n";
     let dir = prepare_dir(&config(apps), &[]);
     let path = dir.path().join("zoo.toml");
-    let run = run_to_end(dir.path(), &["--config", path.to_str().unwrap(), "check"], EXIT_DEADLINE);
+    let run = run_to_end(
+        dir.path(),
+        &["--config", path.to_str().unwrap(), "check"],
+        EXIT_DEADLINE,
+    );
     assert_eq!(run.code(), Some(2), "{}", run.output);
     assert!(
         run.stderr
-            .contains("zoo.toml:6:15: apps.a.depends_on: dependency cycle: a -> b -> a"),
+            .contains("zoo.toml:6:15: error: apps.a.depends_on: dependency cycle: a -> b -> a"),
         "{}",
         run.output
     );
@@ -320,16 +349,16 @@ fn sigusr1_reaches_the_apps_and_a_second_sigterm_keeps_the_grace() {
         command = [\"sh\", \"-c\", \"trap 'echo got USR1' USR1; trap '' TERM; echo armed; while :; do sleep 0.05; done\"]\n\
         grace = \"1s\"\n";
     let mut zoo = Zoo::start(&config(apps), &[]);
-    wait_line(&zoo, "listener | armed");
+    wait_line(&zoo, "listener", "armed");
     let pid = zoo_pid(&zoo, false);
     signal(pid, Signal::SIGUSR1);
-    wait_line(&zoo, "listener | got USR1");
+    wait_line(&zoo, "listener", "got USR1");
 
     let started = Instant::now();
     signal(pid, Signal::SIGTERM);
-    wait_line(&zoo, "shutting down");
+    wait_line(&zoo, "zoo", "shutting down");
     signal(pid, Signal::SIGTERM);
-    wait_line(&zoo, "received SIGTERM again");
+    wait_line(&zoo, "zoo", "received SIGTERM again");
     let status = zoo.wait_exit(Duration::from_secs(10)).expect("zoo exits");
     let took = started.elapsed();
     assert!(
@@ -346,30 +375,58 @@ fn sigterm_during_startup_and_backoff_stops_at_once() {
                 [apps.after]\ncommand = \"sleep 30\"\ndepends_on = [\"slow\"]\n\
                 [apps.crash]\ncommand = \"exit 1\"\nbackoff = { first = \"30s\" , max = \"30s\" }\n";
     let mut zoo = Zoo::start(&config(apps), &[]);
-    wait_line(&zoo, "slow started");
-    wait_line(&zoo, "after waiting for slow to be ready");
-    wait_line(&zoo, "crash exited with exit code 1; restarting in 30s");
+    wait_line(&zoo, "zoo", "slow started");
+    wait_line(&zoo, "zoo", "after waiting for slow to be ready");
+    wait_line(
+        &zoo,
+        "zoo",
+        "crash exited with exit code 1; restarting in 30s",
+    );
     let pid = zoo_pid(&zoo, false);
     let (code, took) = terminate_timed(&mut zoo, pid);
     assert_eq!(code, Some(0), "{}", zoo.output());
-    assert!(took < Duration::from_secs(1), "took {took:?}\n{}", zoo.output());
-    wait_line(&zoo, "crash: pending restart cancelled");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}\n{}",
+        zoo.output()
+    );
+    wait_line(&zoo, "zoo", "crash: pending restart cancelled");
 }
 
 #[test]
 fn apps_that_cannot_start_get_one_line_and_the_shell_status() {
     let cases = [
-        ("command = [\"/nonexistent/program\"]", 127, "/nonexistent/program: No such file"),
-        ("command = [\"./script\"]", 126, "./script: Permission denied"),
+        (
+            "command = [\"/nonexistent/program\"]",
+            127,
+            "/nonexistent/program: No such file",
+        ),
+        (
+            "command = [\"./script\"]",
+            126,
+            "./script: Permission denied",
+        ),
         ("command = \"no-such-command-zoo\"", 127, "not found"),
-        ("command = \"true\"\ndir = \"missing\"", 126, "working directory"),
-        ("command = \"true\"\nenv_file = \"missing.env\"", 126, "env_file"),
+        (
+            "command = \"true\"\ndir = \"missing\"",
+            126,
+            "working directory",
+        ),
+        (
+            "command = \"true\"\nenv_file = \"missing.env\"",
+            126,
+            "env_file",
+        ),
     ];
     for (command, code, cause) in cases {
         let apps = format!("[apps.broken]\n{command}\nrestart = \"never\"\n");
         let run = run_until_exit(&apps, &[("script", "#!/bin/sh\necho hi\n")]);
         assert_eq!(run.code(), Some(code), "{command}\n{}", run.output);
-        assert!(run.output.contains(cause), "{command}: {cause:?}\n{}", run.output);
+        assert!(
+            run.output.contains(cause),
+            "{command}: {cause:?}\n{}",
+            run.output
+        );
     }
 }
 
@@ -378,8 +435,15 @@ fn env_file_is_loaded_and_the_partial_last_line_is_flushed() {
     let apps = "[apps.app]\n\
         command = [\"sh\", \"-c\", \"echo \\\"greeting=$GREETING\\\"; printf 'no newline'\"]\n\
         env_file = \"app.env\"\nrestart = \"never\"\n";
-    let run = run_until_exit(apps, &[("app.env", "# comment\nGREETING=\"hello world\"\n")]);
+    let run = run_until_exit(
+        apps,
+        &[("app.env", "# comment\nGREETING=\"hello world\"\n")],
+    );
     assert_eq!(run.code(), Some(0), "{}", run.output);
-    assert!(run.stdout.contains("app | greeting=hello world"), "{}", run.output);
+    assert!(
+        run.stdout.contains("app | greeting=hello world"),
+        "{}",
+        run.output
+    );
     assert!(run.stdout.contains("app | no newline"), "{}", run.output);
 }
