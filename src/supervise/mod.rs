@@ -489,7 +489,7 @@ mod tests {
     }
 
     fn app(name: &str, depends_on: &[&str]) -> config::App {
-        let source = format!("[apps.{name}]\ncommand = \"x\"\n");
+        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n");
         let mut app = config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
             .expect("valid config")
             .apps
@@ -507,5 +507,61 @@ mod tests {
             app("cache", &[]),
         ];
         assert_eq!(stop_levels(&apps), [2, 0, 1, 0]);
+    }
+
+    /// Polls `controller`'s status of its first app until `check` holds (5 s at most).
+    async fn until(controller: &Controller, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = controller.status().remove(0);
+            if check(&status) || Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn commands_restart_stop_and_start_one_app() {
+        let apps = [app("idle", &[])];
+        let handles = plan(&apps).unwrap();
+        let supervisor = Supervisor::start(&apps, &handles).unwrap();
+        let controller = supervisor.controller();
+        let first = until(&controller, |status| status.pid.is_some()).await;
+        assert_eq!(first.state, AppState::Starting);
+
+        controller.send("idle", AppCommand::Restart).unwrap();
+        let restarted = until(&controller, |status| {
+            status.pid.is_some() && status.pid != first.pid
+        })
+        .await;
+        assert!(
+            restarted.pid.is_some() && restarted.pid != first.pid,
+            "{restarted:?}"
+        );
+        assert_eq!(restarted.last_exit, Some(ExitStatus::Signal(15)));
+        assert_eq!(restarted.restarts, 0, "a requested restart is not counted");
+
+        controller.send("idle", AppCommand::Stop).unwrap();
+        let stopped = until(&controller, |status| status.state == AppState::Stopped).await;
+        assert_eq!((stopped.state, stopped.pid), (AppState::Stopped, None));
+
+        controller.send("idle", AppCommand::Start).unwrap();
+        let started = until(&controller, |status| status.pid.is_some()).await;
+        assert!(started.uptime.is_some(), "{started:?}");
+
+        assert!(matches!(
+            controller.send("nope", AppCommand::Start),
+            Err(SuperviseError::UnknownApp { .. })
+        ));
+        assert!(
+            supervisor
+                .stop_all(Instant::now() + Duration::from_secs(5))
+                .await
+        );
+        assert!(matches!(
+            controller.send("idle", AppCommand::Start),
+            Err(SuperviseError::Gone { .. })
+        ));
     }
 }

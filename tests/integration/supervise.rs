@@ -121,31 +121,73 @@ fn terminate_timed(zoo: &mut Zoo, pid: i32) -> (Option<i32>, Duration) {
 
 #[test]
 fn exit_codes_of_a_never_restarted_app_become_zoos() {
-    for (command, expected) in [
-        ("exit 0", 0),
-        ("exit 3", 3),
-        ("exit 255", 255),
-        ("kill -TERM $$$$", 143),
-        ("kill -KILL $$$$", 137),
-    ] {
-        let apps = format!(
-            "[apps.app]\ncommand = [\"sh\", \"-c\", \"sleep 0.1; {command}\"]\nrestart = \"never\"\n\
-             [apps.other]\ncommand = \"sleep 30\"\n"
-        );
-        let run = run_until_exit(&apps, &[]);
-        assert_eq!(
-            run.code(),
-            Some(expected),
-            "`{command}`: zoo ended with {}\n{}",
-            describe(run.status),
-            run.output
-        );
-        assert!(
-            run.output.contains("other stopped"),
-            "the other app should be stopped\n{}",
-            run.output
-        );
+    for wrapper in [&[][..], PID_NAMESPACE] {
+        for (command, expected) in [
+            ("exit 0", 0),
+            ("exit 3", 3),
+            ("exit 255", 255),
+            ("kill -TERM $$$$", 143),
+            ("kill -KILL $$$$", 137),
+        ] {
+            let apps = format!(
+                "[apps.app]\ncommand = \"sleep 0.1; {command}\"\nrestart = \"never\"\n\
+                 [apps.other]\ncommand = \"sleep 30\"\n"
+            );
+            let mut zoo = Zoo::start_wrapped(wrapper, &config(&apps), &[]);
+            let status = zoo
+                .wait_exit(EXIT_DEADLINE)
+                .unwrap_or_else(|| panic!("zoo did not exit\n{}", zoo.output()));
+            assert_eq!(
+                status.code(),
+                Some(expected),
+                "`{command}` under {wrapper:?}: zoo ended with {}\n{}",
+                describe(status),
+                zoo.output()
+            );
+            wait_line(&zoo, "zoo", "other stopped");
+        }
     }
+}
+
+#[test]
+fn exec_probes_gate_readiness_and_failed_liveness_restarts_the_app() {
+    let apps = "[apps.web]\n\
+        command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+        ready = { exec = \"test -e go\", interval = \"50ms\" }\n\
+        live = { exec = \"test ! -e dead\", interval = \"100ms\", failures = 2 }\n\
+        backoff = { first = \"100ms\" }\n";
+    let mut zoo = Zoo::start(&config(apps), &[]);
+    wait_line(&zoo, "zoo", "web started");
+    let ready = |zoo: &Zoo, deadline| {
+        zoo.wait_for_line(deadline, |_, line| {
+            said(line, "zoo").is_some_and(|text| text.starts_with("web ready on"))
+        })
+    };
+    assert!(
+        !ready(&zoo, Duration::from_millis(500)),
+        "ready before `go`\n{}",
+        zoo.output()
+    );
+    std::fs::write(zoo.dir().join("go"), "").unwrap();
+    assert!(
+        ready(&zoo, LINE_DEADLINE),
+        "not ready after `go`\n{}",
+        zoo.output()
+    );
+    std::fs::write(zoo.dir().join("dead"), "").unwrap();
+    wait_line(
+        &zoo,
+        "zoo",
+        "web failed 2 liveness probes in a row: stopping it",
+    );
+    wait_line(
+        &zoo,
+        "zoo",
+        "web exited with signal 15 (SIGTERM); restarting in 100ms",
+    );
+    let pid = zoo_pid(&zoo, false);
+    let (code, _) = terminate_timed(&mut zoo, pid);
+    assert_eq!(code, Some(0), "{}", zoo.output());
 }
 
 #[test]
