@@ -244,7 +244,7 @@ pub struct Supervisor {
     /// dependencies; the deepest stop first.
     levels: Vec<usize>,
     final_exits: mpsc::UnboundedReceiver<FinalExit>,
-    /// Forwards SIGUSR1, SIGUSR2 and SIGWINCH to the apps until zoo stops.
+    /// Forwards SIGUSR1, SIGUSR2 and SIGWINCH to the apps (and absorbs SIGHUP) until zoo stops.
     forwarder: JoinHandle<()>,
 }
 
@@ -265,18 +265,13 @@ impl Supervisor {
     /// [`SuperviseError::Reaper`] when SIGCHLD or the forwarded signals cannot be watched.
     pub fn start(apps: &[config::App], handles: &[Arc<AppHandle>]) -> Result<Self, SuperviseError> {
         let reaper = Reaper::start().map_err(SuperviseError::Reaper)?;
-        let forwarded = [
-            SignalKind::user_defined1(),
-            SignalKind::user_defined2(),
-            SignalKind::window_change(),
-        ]
-        .map(signal);
-        let [usr1, usr2, winch] = forwarded;
-        let (usr1, usr2, winch) = (
-            usr1.map_err(SuperviseError::Reaper)?,
-            usr2.map_err(SuperviseError::Reaper)?,
-            winch.map_err(SuperviseError::Reaper)?,
-        );
+        let watch = |kind| signal(kind).map_err(SuperviseError::Reaper);
+        let forwarded = ForwardedSignals {
+            usr1: watch(SignalKind::user_defined1())?,
+            usr2: watch(SignalKind::user_defined2())?,
+            winch: watch(SignalKind::window_change())?,
+            hup: watch(SignalKind::hangup())?,
+        };
         let (final_sender, final_exits) = mpsc::unbounded_channel();
         let mut tracked = Vec::with_capacity(apps.len());
         let mut inboxes = Vec::with_capacity(apps.len());
@@ -321,7 +316,7 @@ impl Supervisor {
         let controller = Controller {
             apps: tracked.into(),
         };
-        let forwarder = tokio::spawn(forward_signals(controller.clone(), usr1, usr2, winch));
+        let forwarder = tokio::spawn(forwarded.run(controller.clone()));
         Ok(Self {
             controller,
             tasks,
@@ -387,23 +382,34 @@ impl Supervisor {
     }
 }
 
-/// Relays the signals a container runtime sends for the apps (log reopening, reloads, terminal
-/// size) to every app's process group, as tini does with its child.
-async fn forward_signals(
-    controller: Controller,
-    mut usr1: tokio::signal::unix::Signal,
-    mut usr2: tokio::signal::unix::Signal,
-    mut winch: tokio::signal::unix::Signal,
-) {
-    loop {
-        let signal = tokio::select! {
-            Some(()) = usr1.recv() => Signal::SIGUSR1,
-            Some(()) = usr2.recv() => Signal::SIGUSR2,
-            Some(()) = winch.recv() => Signal::SIGWINCH,
-            else => return,
-        };
-        tracing::info!("forwarding {signal} to the apps");
-        controller.signal_all(signal);
+/// The signals zoo relays to the apps, and SIGHUP, which it keeps for itself.
+struct ForwardedSignals {
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    winch: tokio::signal::unix::Signal,
+    /// Reserved for reloading zoo's config; watched so that its default action (terminate)
+    /// cannot kill zoo and orphan the apps.
+    hup: tokio::signal::unix::Signal,
+}
+
+impl ForwardedSignals {
+    /// Relays log-reopening, reload and terminal-size signals to every app's process group,
+    /// as tini does with its child.
+    async fn run(mut self, controller: Controller) {
+        loop {
+            let signal = tokio::select! {
+                Some(()) = self.usr1.recv() => Signal::SIGUSR1,
+                Some(()) = self.usr2.recv() => Signal::SIGUSR2,
+                Some(()) = self.winch.recv() => Signal::SIGWINCH,
+                Some(()) = self.hup.recv() => {
+                    tracing::warn!("SIGHUP is reserved for reloading zoo's config (not implemented yet): ignored");
+                    continue;
+                }
+                else => return,
+            };
+            tracing::info!("forwarding {signal} to the apps");
+            controller.signal_all(signal);
+        }
     }
 }
 

@@ -386,7 +386,7 @@ fn dependency_cycle_is_a_config_error_with_its_position() {
 }
 
 #[test]
-fn sigusr1_reaches_the_apps_and_a_second_sigterm_keeps_the_grace() {
+fn sigusr1_reaches_the_apps_sighup_is_kept_and_a_second_sigterm_keeps_the_grace() {
     let apps = "[apps.listener]\n\
         command = [\"sh\", \"-c\", \"trap 'echo got USR1' USR1; trap '' TERM; echo armed; while :; do sleep 0.05; done\"]\n\
         grace = \"1s\"\n";
@@ -395,6 +395,13 @@ fn sigusr1_reaches_the_apps_and_a_second_sigterm_keeps_the_grace() {
     let pid = zoo_pid(&zoo, false);
     signal(pid, Signal::SIGUSR1);
     wait_line(&zoo, "listener", "got USR1");
+    signal(pid, Signal::SIGHUP);
+    wait_line(&zoo, "zoo", "SIGHUP is reserved for reloading zoo's config");
+    assert!(
+        zoo.try_status().is_none(),
+        "SIGHUP killed zoo\n{}",
+        zoo.output()
+    );
 
     let started = Instant::now();
     signal(pid, Signal::SIGTERM);
