@@ -496,3 +496,17 @@ fn env_file_is_loaded_and_the_partial_last_line_is_flushed() {
     );
     assert!(run.stdout.contains("app | no newline"), "{}", run.output);
 }
+
+#[test]
+fn user_runs_the_app_as_that_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    // `id -G`: the primary group, and no supplementary group left over from root.
+    let apps = "[apps.app]\ncommand = \"echo $(id -u) $(id -G)\"\nuser = \"nobody\"\n\
+                restart = \"never\"\n";
+    let run = run_until_exit(apps, &[]);
+    assert_eq!(run.code(), Some(0), "{}", run.output);
+    assert!(run.stdout.contains("app | 65534 65534\n"), "{}", run.output);
+}
