@@ -65,6 +65,26 @@ enum Next {
     Parked,
 }
 
+/// How waiting for something (a restart delay, the dependencies) ended.
+enum Waited {
+    /// It was over, or `Start`/`Restart` cut it short.
+    Proceed,
+    /// `Stop` was requested.
+    Park,
+    /// zoo is stopping.
+    Shutdown,
+}
+
+/// How a started instance ended.
+enum Ended {
+    /// It exited by itself with this status.
+    Exited(ExitStatus),
+    /// It was stopped by a command; the runner goes on with `Next`.
+    Commanded(Next),
+    /// It was stopped because zoo is stopping.
+    Shutdown(Stopped),
+}
+
 impl AppRunner {
     pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<Control>) -> Stopped {
         let name = &self.app.name;
@@ -76,14 +96,14 @@ impl AppRunner {
                 Next::Start => {}
                 Next::Delay(delay) => {
                     self.set_state(AppState::Backoff);
-                    match until_control(&mut inbox, tokio::time::sleep(delay)).await {
-                        Ok(()) | Err(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
-                        Err(Control::App(AppCommand::Stop)) => {
+                    match wait_or_obey(&mut inbox, tokio::time::sleep(delay)).await {
+                        Waited::Proceed => {}
+                        Waited::Park => {
                             tracing::info!("{name} stopped on request (restart cancelled)");
                             next = Next::Parked;
                             continue;
                         }
-                        Err(Control::Shutdown(_)) => {
+                        Waited::Shutdown => {
                             tracing::info!("{name}: pending restart cancelled");
                             return Stopped::Cleanly;
                         }
@@ -98,86 +118,118 @@ impl AppRunner {
                     }
                 }
             }
-            next = Next::Start;
             if !self.dependencies.is_empty() {
                 self.set_state(AppState::Waiting);
-                match until_control(&mut inbox, self.wait_for_dependencies()).await {
-                    Ok(()) | Err(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
-                    Err(Control::App(AppCommand::Stop)) => {
+                match wait_or_obey(&mut inbox, self.wait_for_dependencies()).await {
+                    Waited::Proceed => {}
+                    Waited::Park => {
                         next = Next::Parked;
                         continue;
                     }
-                    Err(Control::Shutdown(_)) => return Stopped::Cleanly,
+                    Waited::Shutdown => return Stopped::Cleanly,
                 }
             }
             let started = Instant::now();
             let status = match self.spawn() {
-                Ok(mut instance) => {
-                    tracing::info!(
-                        "{name} started (pid {}, port {})",
-                        instance.pid,
-                        self.tracked.handle.addr.port()
-                    );
-                    let interrupted = {
-                        let watch = self.watch(instance.pid, &mut instance.exit);
-                        tokio::pin!(watch);
-                        loop {
-                            tokio::select! {
-                                status = &mut watch => break Ok(status),
-                                control = inbox.recv() => match control {
-                                    Some(Control::App(AppCommand::Start)) => {}
-                                    Some(control) => break Err(control),
-                                    None => break Err(Control::Shutdown(Instant::now())),
-                                },
-                            }
-                        }
-                    };
-                    match interrupted {
-                        Ok(status) => {
-                            self.exited(&mut instance, status).await;
-                            status
-                        }
-                        Err(Control::Shutdown(deadline)) => {
-                            return self.stop(instance, deadline).await;
-                        }
-                        Err(Control::App(command)) => {
-                            tracing::info!("{name}: {command:?} requested");
-                            let grace = self.app.stop.grace.unwrap_or(COMMAND_GRACE);
-                            self.stop(instance, Instant::now() + grace).await;
-                            if command == AppCommand::Stop {
-                                next = Next::Parked;
-                            }
-                            continue;
-                        }
+                Ok(instance) => match self.supervise(instance, &mut inbox).await {
+                    Ended::Exited(status) => status,
+                    Ended::Commanded(then) => {
+                        next = then;
+                        continue;
                     }
-                }
+                    Ended::Shutdown(stopped) => return stopped,
+                },
                 Err(status) => status,
             };
             self.tracked.handle.set_ready(false);
-            if !should_restart(self.app.restart, status) {
-                tracing::error!(
-                    "{name} exited with {status}; restart = {}: stopping zoo",
-                    policy_name(self.app.restart)
-                );
-                return self.fail(status);
+            match self.restart_delay(status, started.elapsed(), &mut backoff, &mut budget) {
+                Some(delay) => next = Next::Delay(delay),
+                None => return self.fail(status),
             }
-            let Some(count) = budget.take(std::time::Instant::now()) else {
-                tracing::error!(
-                    "{name} exited with {status}; it was restarted {} times within {:?}: \
-                     giving up, stopping zoo",
-                    budget.max().unwrap_or(0),
-                    self.app.restarts.window
-                );
-                return self.fail(status);
-            };
-            self.tracked.progress().restarts += 1;
-            let delay = backoff.delay_after(started.elapsed());
-            let limit = budget
-                .max()
-                .map_or_else(String::new, |max| format!(" ({count}/{max})"));
-            tracing::warn!("{name} exited with {status}; restarting in {delay:?}{limit}");
-            next = Next::Delay(delay);
         }
+    }
+
+    /// Watches a started instance until it exits, or stops it when told to.
+    async fn supervise(
+        &self,
+        mut instance: Instance,
+        inbox: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Ended {
+        let name = &self.app.name;
+        tracing::info!(
+            "{name} started (pid {}, port {})",
+            instance.pid,
+            self.tracked.handle.addr.port()
+        );
+        let interrupted = {
+            let watch = self.watch(instance.pid, &mut instance.exit);
+            tokio::pin!(watch);
+            loop {
+                tokio::select! {
+                    status = &mut watch => break Ok(status),
+                    control = inbox.recv() => match control {
+                        // Already running: nothing to start.
+                        Some(Control::App(AppCommand::Start)) => {}
+                        Some(control) => break Err(control),
+                        None => break Err(Control::Shutdown(Instant::now())),
+                    },
+                }
+            }
+        };
+        match interrupted {
+            Ok(status) => {
+                self.exited(&mut instance, status).await;
+                Ended::Exited(status)
+            }
+            Err(Control::Shutdown(deadline)) => {
+                Ended::Shutdown(self.stop(instance, deadline).await)
+            }
+            Err(Control::App(command)) => {
+                tracing::info!("{name}: {command:?} requested");
+                let grace = self.app.stop.grace.unwrap_or(COMMAND_GRACE);
+                self.stop(instance, Instant::now() + grace).await;
+                Ended::Commanded(if command == AppCommand::Stop {
+                    Next::Parked
+                } else {
+                    Next::Start
+                })
+            }
+        }
+    }
+
+    /// The delay before restarting after `status`, logged; `None` when the app is done for
+    /// (its policy says so, or its restart budget is spent), also logged.
+    fn restart_delay(
+        &self,
+        status: ExitStatus,
+        uptime: Duration,
+        backoff: &mut Backoff,
+        budget: &mut RestartBudget,
+    ) -> Option<Duration> {
+        let name = &self.app.name;
+        if !should_restart(self.app.restart, status) {
+            tracing::error!(
+                "{name} exited with {status}; restart = {}: stopping zoo",
+                policy_name(self.app.restart)
+            );
+            return None;
+        }
+        let Some(count) = budget.take(std::time::Instant::now()) else {
+            tracing::error!(
+                "{name} exited with {status}; it was restarted {} times within {:?}: \
+                 giving up, stopping zoo",
+                budget.max().unwrap_or(0),
+                self.app.restarts.window
+            );
+            return None;
+        };
+        self.tracked.progress().restarts += 1;
+        let delay = backoff.delay_after(uptime);
+        let limit = budget
+            .max()
+            .map_or_else(String::new, |max| format!(" ({count}/{max})"));
+        tracing::warn!("{name} exited with {status}; restarting in {delay:?}{limit}");
+        Some(delay)
     }
 
     fn set_state(&self, state: AppState) {
@@ -399,14 +451,19 @@ impl AppRunner {
     }
 }
 
-/// Runs `work` unless a control message comes first; a closed inbox counts as a shutdown.
-async fn until_control<T>(
+/// Waits for `work` unless a command or the shutdown comes first (a closed inbox counts as a
+/// shutdown); `Start` and `Restart` end the wait early.
+async fn wait_or_obey(
     inbox: &mut mpsc::UnboundedReceiver<Control>,
-    work: impl Future<Output = T>,
-) -> Result<T, Control> {
+    work: impl Future<Output = ()>,
+) -> Waited {
     tokio::select! {
-        done = work => Ok(done),
-        control = inbox.recv() => Err(control.unwrap_or(Control::Shutdown(Instant::now()))),
+        () = work => Waited::Proceed,
+        control = inbox.recv() => match control {
+            Some(Control::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
+            Some(Control::App(AppCommand::Stop)) => Waited::Park,
+            None | Some(Control::Shutdown(_)) => Waited::Shutdown,
+        },
     }
 }
 
