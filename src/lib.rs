@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,6 +39,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot watch SIGHUP: {0}")]
+    Signal(#[source] io::Error),
     #[error(transparent)]
     Supervise(#[from] SuperviseError),
     #[error(transparent)]
@@ -81,6 +83,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         tracing::info!("listening on http://{}", local_addr(listener, addr)?);
     }
 
+    // Watched before any app starts, so that an early SIGHUP cannot take zoo down (its default
+    // action) and orphan the apps.
+    let hangups = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut supervisor = Supervisor::start(&config.apps, &handles)?;
     let (grace, shutdown_delay) = (config.grace, config.shutdown_delay);
     let control = Arc::new(Control::new(
@@ -105,7 +110,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
             admin_shutdown.clone(),
         ));
     }
-    tokio::spawn(reload_on_sighup(Arc::clone(&control)));
+    tokio::spawn(reload_on_sighup(hangups, Arc::clone(&control)));
 
     let stop_accepting = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -171,14 +176,7 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Ru
 }
 
 /// SIGHUP re-reads the config, like `zoo reload` (a reload that fails keeps the old one).
-async fn reload_on_sighup(control: Arc<Control>) {
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::warn!("cannot watch SIGHUP, reload only with `zoo reload`: {error}");
-            return;
-        }
-    };
+async fn reload_on_sighup(mut hangups: Signal, control: Arc<Control>) {
     while hangups.recv().await.is_some() {
         tracing::info!("received SIGHUP: reloading");
         if let Err(error) = control.reload().await {

@@ -17,7 +17,8 @@ const EXIT_INVALID: u8 = 2;
 ///
 /// zoo reads its config (zoo.toml), starts every app it names, restarts them when they crash,
 /// and routes requests by URL path to the apps, to external URLs, or answers them itself.
-/// SIGTERM or SIGINT stops the apps and exits.
+/// SIGTERM, SIGINT or SIGQUIT stops the apps and exits; SIGUSR1, SIGUSR2 and SIGWINCH are
+/// forwarded to every app.
 ///
 /// Example: `zoo --config /app/zoo.toml`, then `curl localhost:8000/`.
 /// The config format is described in docs/config.md.
@@ -184,7 +185,8 @@ async fn control(method: Method, path: &str) -> ExitCode {
 }
 
 /// Watches SIGTERM, SIGINT and SIGQUIT from now on (so a signal during startup counts) and
-/// returns a future that resolves on the first of them.
+/// returns a future that resolves on the first of them. Later ones are only logged: a second
+/// Ctrl-C must not cut short the grace period of apps that are busy exiting cleanly.
 fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -196,5 +198,18 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
             _ = quit.recv() => "SIGQUIT",
         };
         tracing::info!("received {name}");
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    Some(()) = terminate.recv() => "SIGTERM",
+                    Some(()) = interrupt.recv() => "SIGINT",
+                    Some(()) = quit.recv() => "SIGQUIT",
+                    else => return,
+                };
+                tracing::warn!(
+                    "received {name} again: already shutting down; apps keep their grace period"
+                );
+            }
+        });
     })
 }

@@ -12,4 +12,5 @@ mod integration {
     mod examples;
     mod proxy;
     mod shutdown;
+    mod supervise;
 }

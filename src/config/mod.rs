@@ -146,11 +146,78 @@ pub struct App {
     pub env: Vec<(String, String)>,
     pub ready: Ready,
     pub restart: RestartPolicy,
+    /// Delays between restarts and the limit after which the app counts as failed.
+    pub restarts: Restarts,
+    /// Optional liveness probe, run once the app is ready.
+    pub live: Option<Live>,
+    /// Apps that must be ready before this one starts (validated: known names, no cycle).
+    pub depends_on: Vec<String>,
+    /// How the app is asked to stop.
+    pub stop: Stop,
+    /// User (name or uid) to run as; zoo must be root for this to work.
+    pub user: Option<String>,
+    /// dotenv file read at each start, resolved against the config file's directory.
+    pub env_file: Option<PathBuf>,
+}
+
+/// `backoff = { first, max, reset_after }`, `max_restarts` and `restart_window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restarts {
+    /// Delay before the first restart; it doubles after each quick crash.
+    pub first: Duration,
+    /// Cap of the doubling delay.
+    pub max: Duration,
+    /// A run at least this long resets the delay to `first`.
+    pub reset_after: Duration,
+    /// Restarts allowed within `window` before the app is failed; `None` is no limit.
+    pub max_restarts: Option<u32>,
+    pub window: Duration,
+}
+
+impl Default for Restarts {
+    /// 1 s doubling to 30 s, reset after 60 s up, no limit (DESIGN.md).
+    fn default() -> Self {
+        Self {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(30),
+            reset_after: Duration::from_secs(60),
+            max_restarts: None,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `stop_signal` and per-app `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stop {
+    /// Sent to the app's whole process group first.
+    pub signal: nix::sys::signal::Signal,
+    /// Time between the stop signal and SIGKILL; `None` means until the global deadline.
+    pub grace: Option<Duration>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Self {
+            signal: nix::sys::signal::Signal::SIGTERM,
+            grace: None,
+        }
+    }
+}
+
+/// `live = { http = "/", interval, timeout, failures }`: restart an app that stops answering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Live {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive failures after which the app is stopped (and restarted by its policy).
+    pub failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Run as `sh -c 'exec LINE'`.
+    /// Run by `sh -c`, as `exec LINE` when it is a simple command (supervise decides).
     Shell(String),
     /// Run directly, `argv[0]` looked up in `PATH`.
     Argv(Vec<String>),
@@ -174,6 +241,8 @@ pub enum Probe {
     Tcp,
     /// `GET path` on the app's port answers with a status below 500.
     Http { path: String },
+    /// `sh -c COMMAND` (with `PORT` set) exits 0.
+    Exec { command: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

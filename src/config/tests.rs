@@ -106,6 +106,12 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                restarts: Restarts::default(),
+                live: None,
+                depends_on: vec![],
+                stop: Stop::default(),
+                user: None,
+                env_file: None,
             },
             App {
                 name: "node".to_owned(),
@@ -120,6 +126,12 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                restarts: Restarts::default(),
+                live: None,
+                depends_on: vec![],
+                stop: Stop::default(),
+                user: None,
+                env_file: None,
             },
         ],
         routes: vec![
@@ -644,7 +656,7 @@ fn error_ready_probe() {
             "[apps.a]\ncommand = \"x\"\nready = { tcp = true, http = \"/\" }\n[apps.b]\ncommand = \"x\"\nready = { http = \"health\", interval = \"0s\" }\n"
         ),
         vec![
-            "apps.a.ready: `tcp` and `http` cannot be combined: choose one probe",
+            "apps.a.ready: `tcp`, `http` and `exec` cannot be combined: choose one probe",
             "apps.b.ready.http: expected a path starting with `/`, found \"health\"",
             "apps.b.ready.interval: must be greater than zero",
         ]
@@ -743,4 +755,94 @@ fn error_bad_admin_address() {
     let (line, column, message) = error("admin = \"localhost\"");
     assert_eq!((line, column), (1, 9));
     assert!(message.starts_with("admin: expected IP:PORT"), "{message}");
+}
+
+#[test]
+fn parse_supervision_keys() {
+    let config = ok(r#"
+[apps.db]
+command = "x"
+ready = { exec = "pg_isready" }
+[apps.web]
+command = "x"
+depends_on = ["db"]
+backoff = { first = "100ms", max = "1s", reset_after = "5s" }
+max_restarts = 5
+restart_window = "30s"
+stop_signal = "INT"
+grace = "2s"
+user = "nobody"
+env_file = "web.env"
+live = { http = "/health", interval = "500ms", failures = 2 }
+"#);
+    assert_eq!(
+        config.apps[0].ready.probe,
+        Probe::Exec {
+            command: "pg_isready".to_owned()
+        }
+    );
+    let web = &config.apps[1];
+    assert_eq!(web.depends_on, ["db"]);
+    assert_eq!(
+        web.restarts,
+        Restarts {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            reset_after: Duration::from_secs(5),
+            max_restarts: Some(5),
+            window: Duration::from_secs(30),
+        }
+    );
+    assert_eq!(
+        web.stop,
+        Stop {
+            signal: nix::sys::signal::Signal::SIGINT,
+            grace: Some(Duration::from_secs(2)),
+        }
+    );
+    assert_eq!(web.user.as_deref(), Some("nobody"));
+    assert_eq!(web.env_file, Some(PathBuf::from("/srv/web.env")));
+    assert_eq!(
+        web.live,
+        Some(Live {
+            probe: Probe::Http {
+                path: "/health".to_owned()
+            },
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            failures: 2,
+        })
+    );
+}
+
+#[test]
+fn error_dependency_cycle_points_at_the_closing_entry() {
+    let source = "[apps.a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n\
+                  [apps.b]\ncommand = \"x\"\ndepends_on = [\"a\"]\n";
+    assert_eq!(
+        error(source),
+        (
+            3,
+            15,
+            "apps.a.depends_on: dependency cycle: a -> b -> a".to_owned()
+        )
+    );
+}
+
+#[test]
+fn error_supervision_keys() {
+    assert_eq!(
+        errors(
+            "[apps.a]\ncommand = \"x\"\ndepends_on = [\"a\", \"dbb\"]\nstop_signal = \"STOP\"\n\
+             backoff = { first = \"2s\", max = \"1s\" }\nlive = { failures = 0 }\n\
+             [apps.db]\ncommand = \"x\"\n"
+        ),
+        vec![
+            "apps.a.depends_on[0]: an app cannot depend on itself",
+            "apps.a.depends_on[1]: unknown app `dbb`; did you mean `db`?",
+            "apps.a.stop_signal: unknown stop signal \"STOP\"; expected one of `TERM`, `INT`, `QUIT`, `HUP`, `KILL`, `USR1`, `USR2`, `WINCH`",
+            "apps.a.backoff: `max` must not be shorter than `first`",
+            "apps.a.live.failures: must be a positive integer",
+        ]
+    );
 }

@@ -14,7 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Builtin, Command, Config, Probe, ProxyTarget, Ready, RestartPolicy, Route, Scheme,
+    Action, App, Builtin, Command, Config, Live, Probe, ProxyTarget, Ready, RestartPolicy,
+    Restarts, Route, Scheme, Stop,
 };
 use super::{duration, expand, suggest, url};
 
@@ -42,8 +43,32 @@ const ROOT_KEYS: &[&str] = &[
     "apps",
     "routes",
 ];
-const APP_KEYS: &[&str] = &["command", "port", "dir", "env", "ready", "restart"];
-const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
+const APP_KEYS: &[&str] = &[
+    "command",
+    "port",
+    "dir",
+    "env",
+    "env_file",
+    "user",
+    "ready",
+    "live",
+    "restart",
+    "backoff",
+    "max_restarts",
+    "restart_window",
+    "depends_on",
+    "stop_signal",
+    "grace",
+];
+const READY_KEYS: &[&str] = &["tcp", "http", "exec", "interval", "timeout", "deadline"];
+const LIVE_KEYS: &[&str] = &["tcp", "http", "exec", "interval", "timeout", "failures"];
+const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
+/// Consecutive failed liveness probes before a restart, unless `failures` says otherwise.
+const DEFAULT_LIVE_FAILURES: u32 = 3;
+/// Signals an app may ask to be stopped with (`stop_signal`), without the `SIG` prefix.
+const STOP_SIGNALS: &[&str] = &[
+    "TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH",
+];
 const ROUTE_KEYS: &[&str] = &[
     "app",
     "proxy",
@@ -381,17 +406,45 @@ impl Walker<'_> {
         let Some(table) = self.table("apps", value) else {
             return (None, Vec::new());
         };
-        let names = table.keys().map(|key| key.get_ref().to_string()).collect();
+        let names: Vec<String> = table.keys().map(|key| key.get_ref().to_string()).collect();
         let mut apps = Some(Vec::with_capacity(table.len()));
+        // Where each app's `depends_on` entries are, to point at the one closing a cycle.
+        let mut dependency_spans = Vec::with_capacity(table.len());
         // Which app took which port first, to name it when a later one collides.
         let mut taken: Vec<(u16, String)> = Vec::new();
         for (key, value) in table {
             let name: &str = key.get_ref();
             let valid_name = self.app_name(key.span(), name);
-            let app = self.app(name, value, listen, &mut taken);
+            let app = self.app(name, value, listen, &mut taken, &names);
             match (app, valid_name, apps.as_mut()) {
-                (Some(app), true, Some(apps)) => apps.push(app),
+                (Some((app, spans)), true, Some(apps)) => {
+                    apps.push(app);
+                    dependency_spans.push(spans);
+                }
                 _ => apps = None,
+            }
+        }
+        if let Some(valid) = &apps {
+            let graph: Vec<(&str, &[String])> = valid
+                .iter()
+                .map(|app| (app.name.as_str(), app.depends_on.as_slice()))
+                .collect();
+            if let Some(cycle) = find_cycle(&graph) {
+                let (first, second) = (cycle[0], cycle[1]);
+                let edge = valid[first]
+                    .depends_on
+                    .iter()
+                    .position(|dependency| *dependency == valid[second].name)
+                    .unwrap_or(0);
+                let path: Vec<&str> = cycle.iter().map(|&index| graph[index].0).collect();
+                let span = dependency_spans[first]
+                    .get(edge)
+                    .cloned()
+                    .unwrap_or_else(|| value.span());
+                let at = join(&join("apps", &valid[first].name), "depends_on");
+                let message = format!("dependency cycle: {}", path.join(" -> "));
+                self.error(span, &at, message);
+                apps = None;
             }
         }
         (apps, names)
@@ -424,7 +477,8 @@ impl Walker<'_> {
         value: &Value<'_>,
         listen: &[SocketAddr],
         taken: &mut Vec<(u16, String)>,
-    ) -> Option<App> {
+        names: &[String],
+    ) -> Option<(App, Vec<Range<usize>>)> {
         let at = join("apps", name);
         let table = self.table(&at, value)?;
         let fields = self.fields(&at, table, APP_KEYS);
@@ -474,7 +528,23 @@ impl Walker<'_> {
             .map_or(Some(RestartPolicy::Always), |value| {
                 self.restart(&join(&at, "restart"), value)
             });
-        Some(App {
+        let env_file = optional(fields.get("env_file"), |value| {
+            let file = self.non_empty_string(&join(&at, "env_file"), value)?;
+            Some(self.base.join(file))
+        });
+        let user = optional(fields.get("user"), |value| {
+            self.non_empty_string(&join(&at, "user"), value)
+        });
+        let live = optional(fields.get("live"), |value| {
+            self.live(&join(&at, "live"), value)
+        });
+        let restarts = self.restarts(&at, &fields);
+        let stop = self.stop(&at, &fields);
+        let depends_on = fields.get("depends_on").map_or(Some(Vec::new()), |value| {
+            self.depends_on(&join(&at, "depends_on"), value, name, names)
+        });
+        let (depends_on, spans): (Vec<String>, Vec<Range<usize>>) = depends_on?.into_iter().unzip();
+        let app = App {
             name: name.to_owned(),
             command: command?,
             port: port?,
@@ -482,6 +552,157 @@ impl Walker<'_> {
             env: env?.unwrap_or_default(),
             ready: ready?,
             restart: restart?,
+            restarts: restarts?,
+            live: live?,
+            depends_on,
+            stop: stop?,
+            user: user?,
+            env_file: env_file?,
+        };
+        Some((app, spans))
+    }
+
+    /// `depends_on = ["db"]`: known names other than the app itself, each with its span.
+    fn depends_on(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        app: &str,
+        names: &[String],
+    ) -> Option<Vec<(String, Range<usize>)>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.mismatch(at, value, "an array of app names");
+            return None;
+        };
+        let mut dependencies = Some(Vec::with_capacity(items.len()));
+        for (index, item) in items.iter().enumerate() {
+            let item_at = format!("{at}[{index}]");
+            let Some(name) = self.string(&item_at, item) else {
+                dependencies = None;
+                continue;
+            };
+            let problem = if name == app {
+                Some("an app cannot depend on itself".to_owned())
+            } else if names.contains(&name) {
+                None
+            } else if let Some(close) = suggest::closest(&name, names.iter().map(String::as_str)) {
+                Some(format!("unknown app `{name}`; did you mean `{close}`?"))
+            } else {
+                Some(format!("unknown app `{name}`"))
+            };
+            match (problem, dependencies.as_mut()) {
+                (Some(message), _) => {
+                    self.error(item.span(), &item_at, message);
+                    dependencies = None;
+                }
+                (None, Some(dependencies)) => dependencies.push((name, item.span())),
+                (None, None) => {}
+            }
+        }
+        dependencies
+    }
+
+    /// `backoff = { first, max, reset_after }`, `max_restarts` and `restart_window`.
+    fn restarts(&mut self, at: &str, fields: &Fields<'_, '_>) -> Option<Restarts> {
+        let defaults = Restarts::default();
+        let backoff = optional(fields.get("backoff"), |value| {
+            let at = join(at, "backoff");
+            let table = self.table(&at, value)?;
+            let backoff = self.fields(&at, table, BACKOFF_KEYS);
+            let mut duration = |key: &str, default: Duration| {
+                backoff
+                    .get(key)
+                    .map_or(Some(default), |value| self.duration(&join(&at, key), value))
+            };
+            let first = duration("first", defaults.first);
+            let max = duration("max", defaults.max);
+            let reset_after = duration("reset_after", defaults.reset_after);
+            let (first, max) = (first?, max?);
+            if max < first {
+                let span = backoff.key_span("max").unwrap_or_else(|| value.span());
+                self.error(span, &at, "`max` must not be shorter than `first`");
+                return None;
+            }
+            Some((first, max, reset_after?))
+        });
+        let max_restarts = optional(fields.get("max_restarts"), |value| {
+            let at = join(at, "max_restarts");
+            let count = self.integer(&at, value)?;
+            u32::try_from(count)
+                .map_err(|_| self.error(value.span(), &at, "must be between 0 and 4294967295"))
+                .ok()
+        });
+        let window = fields
+            .get("restart_window")
+            .map_or(Some(defaults.window), |value| {
+                self.positive_duration(&join(at, "restart_window"), value)
+            });
+        let (first, max, reset_after) =
+            backoff?.unwrap_or((defaults.first, defaults.max, defaults.reset_after));
+        Some(Restarts {
+            first,
+            max,
+            reset_after,
+            max_restarts: max_restarts?,
+            window: window?,
+        })
+    }
+
+    /// `stop_signal = "SIGTERM"` (or `"TERM"`) and per-app `grace`.
+    fn stop(&mut self, at: &str, fields: &Fields<'_, '_>) -> Option<Stop> {
+        let signal = optional(fields.get("stop_signal"), |value| {
+            let at = join(at, "stop_signal");
+            let text = self.string(&at, value)?;
+            let bare = text.strip_prefix("SIG").unwrap_or(&text);
+            if !STOP_SIGNALS.contains(&bare) {
+                let message = format!(
+                    "unknown stop signal \"{text}\"; expected one of {}",
+                    list(STOP_SIGNALS)
+                );
+                self.error(value.span(), &at, message);
+                return None;
+            }
+            format!("SIG{bare}")
+                .parse::<nix::sys::signal::Signal>()
+                .ok()
+        });
+        let grace = optional(fields.get("grace"), |value| {
+            self.duration(&join(at, "grace"), value)
+        });
+        Some(Stop {
+            signal: signal?.unwrap_or(nix::sys::signal::Signal::SIGTERM),
+            grace: grace?,
+        })
+    }
+
+    /// `live = { http = "/", interval, timeout, failures }`.
+    fn live(&mut self, at: &str, value: &Value<'_>) -> Option<Live> {
+        let table = self.table(at, value)?;
+        let fields = self.fields(at, table, LIVE_KEYS);
+        let probe = self.probe(at, value, &fields);
+        let mut duration = |key: &str, default: Duration| {
+            fields.get(key).map_or(Some(default), |value| {
+                self.positive_duration(&join(at, key), value)
+            })
+        };
+        let interval = duration("interval", Duration::from_secs(1));
+        let timeout = duration("timeout", DEFAULT_TIMEOUT);
+        let failures = optional(fields.get("failures"), |value| {
+            let at = join(at, "failures");
+            let count = self.integer(&at, value)?;
+            match u32::try_from(count) {
+                Ok(count) if count > 0 => Some(count),
+                _ => {
+                    self.error(value.span(), &at, "must be a positive integer");
+                    None
+                }
+            }
+        });
+        Some(Live {
+            probe: probe?,
+            interval: interval?,
+            timeout: timeout?,
+            failures: failures?.unwrap_or(DEFAULT_LIVE_FAILURES),
         })
     }
 
@@ -563,6 +784,26 @@ impl Walker<'_> {
     fn ready(&mut self, at: &str, value: &Value<'_>) -> Option<Ready> {
         let table = self.table(at, value)?;
         let fields = self.fields(at, table, READY_KEYS);
+        let probe = self.probe(at, value, &fields);
+        let mut duration = |key: &str, default: Duration| {
+            fields.get(key).map_or(Some(default), |value| {
+                self.positive_duration(&join(at, key), value)
+            })
+        };
+        let interval = duration("interval", DEFAULT_INTERVAL);
+        let timeout = duration("timeout", DEFAULT_TIMEOUT);
+        let deadline = duration("deadline", DEFAULT_DEADLINE);
+        Some(Ready {
+            probe: probe?,
+            interval: interval?,
+            timeout: timeout?,
+            deadline: deadline?,
+        })
+    }
+
+    /// The probe of a `ready` or `live` table: `tcp = true` (the default), `http = "/path"` or
+    /// `exec = "command"`, at most one of them.
+    fn probe(&mut self, at: &str, value: &Value<'_>, fields: &Fields<'_, '_>) -> Option<Probe> {
         let tcp = optional(fields.get("tcp"), |value| {
             let at = join(at, "tcp");
             let tcp = self.boolean(&at, value)?;
@@ -571,7 +812,7 @@ impl Walker<'_> {
                 self.error(value.span(), &at, message);
                 return None;
             }
-            Some(())
+            Some(Probe::Tcp)
         });
         let http = optional(fields.get("http"), |value| {
             let at = join(at, "http");
@@ -581,35 +822,26 @@ impl Walker<'_> {
                 self.error(value.span(), &at, message);
                 return None;
             }
-            Some(path)
+            Some(Probe::Http { path })
         });
-        let mut duration = |key: &str, default: Duration| {
-            fields.get(key).map_or(Some(default), |value| {
-                self.positive_duration(&join(at, key), value)
-            })
-        };
-        let interval = duration("interval", DEFAULT_INTERVAL);
-        let timeout = duration("timeout", DEFAULT_TIMEOUT);
-        let deadline = duration("deadline", DEFAULT_DEADLINE);
-        let probe = match (tcp?, http?) {
-            (Some(()), Some(_)) => {
-                let span = fields.key_span("http").unwrap_or_else(|| value.span());
-                self.error(
-                    span,
-                    at,
-                    "`tcp` and `http` cannot be combined: choose one probe",
-                );
-                return None;
+        let exec = optional(fields.get("exec"), |value| {
+            let command = self.non_empty_string(&join(at, "exec"), value)?;
+            Some(Probe::Exec { command })
+        });
+        let chosen: Vec<(&str, Probe)> = [("tcp", tcp?), ("http", http?), ("exec", exec?)]
+            .into_iter()
+            .filter_map(|(key, probe)| probe.map(|probe| (key, probe)))
+            .collect();
+        match chosen.as_slice() {
+            [] => Some(Probe::Tcp),
+            [(_, probe)] => Some(probe.clone()),
+            [_, (second, _), ..] => {
+                let span = fields.key_span(second).unwrap_or_else(|| value.span());
+                let message = "`tcp`, `http` and `exec` cannot be combined: choose one probe";
+                self.error(span, at, message);
+                None
             }
-            (_, Some(path)) => Probe::Http { path },
-            (_, None) => Probe::Tcp,
-        };
-        Some(Ready {
-            probe,
-            interval: interval?,
-            timeout: timeout?,
-            deadline: deadline?,
-        })
+        }
     }
 
     fn restart(&mut self, at: &str, value: &Value<'_>) -> Option<RestartPolicy> {
@@ -883,6 +1115,56 @@ impl Walker<'_> {
     }
 }
 
+/// The indices of one dependency cycle (`a -> b -> a`, first index repeated at the end), or
+/// `None` when `graph` (name, names it depends on) has none. Unknown names are ignored.
+fn find_cycle(graph: &[(&str, &[String])]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        graph: &[(&str, &[String])],
+        node: usize,
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[node] = Mark::OnPath;
+        path.push(node);
+        for dependency in graph[node].1 {
+            let Some(next) = graph.iter().position(|(name, _)| name == dependency) else {
+                continue;
+            };
+            match marks[next] {
+                Mark::OnPath => {
+                    let start = path.iter().position(|&index| index == next).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(next);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(cycle) = visit(graph, next, marks, path) {
+                        return Some(cycle);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        path.pop();
+        marks[node] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; graph.len()];
+    (0..graph.len()).find_map(|node| {
+        if marks[node] == Mark::New {
+            visit(graph, node, &mut marks, &mut Vec::new())
+        } else {
+            None
+        }
+    })
+}
+
 fn default_ready() -> Ready {
     Ready {
         probe: Probe::Tcp,
@@ -935,5 +1217,32 @@ fn found(value: &DeValue<'_>) -> &'static str {
         DeValue::Datetime(_) => "a datetime",
         DeValue::Array(_) => "an array",
         DeValue::Table(_) => "a table",
+    }
+}
+
+#[cfg(test)]
+mod cycle_tests {
+    use super::find_cycle;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn acyclic_graph_has_no_cycle() {
+        let (a, b) = (names(&[]), names(&["a"]));
+        let c = names(&["a", "b"]);
+        assert_eq!(find_cycle(&[("a", &a), ("b", &b), ("c", &c)]), None);
+    }
+
+    #[test]
+    fn cycle_is_reported_as_a_path_back_to_its_start() {
+        let (a, b, c) = (names(&["b"]), names(&["c"]), names(&["a"]));
+        assert_eq!(
+            find_cycle(&[("a", &a), ("b", &b), ("c", &c)]),
+            Some(vec![0, 1, 2, 0])
+        );
+        let (x, y) = (names(&[]), names(&["y"]));
+        assert_eq!(find_cycle(&[("x", &x), ("y", &y)]), Some(vec![1, 1]));
     }
 }

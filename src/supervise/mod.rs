@@ -1,35 +1,41 @@
-//! Supervision: starts each app in its own process group with `PORT` set, forwards its output,
-//! probes it until ready, restarts it by its policy with backoff, and stops it (stop signal to
-//! the whole group, SIGKILL at the deadline). Exit statuses come only from the [`Reaper`].
+//! Supervision: starts each app in its own process group with `PORT` set, once the apps it
+//! depends on are ready; forwards its output; probes it until ready (and for liveness);
+//! restarts it by its policy with backoff and a restart budget; forwards SIGUSR1, SIGUSR2 and
+//! SIGWINCH to every app's group; and stops the apps in reverse dependency order (stop signal
+//! to the whole group, SIGKILL at the app's grace or the global deadline). Exit statuses come
+//! only from the [`Reaper`].
 //!
 //! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
-//! ready. Nothing here knows about HTTP routing.
+//! ready. The admin side sees it through a [`Controller`]: a status snapshot per app and
+//! restart/stop/start commands. Nothing here knows about HTTP routing.
 
 mod backoff;
+mod dotenv;
 mod output;
 mod probe;
 mod reaper;
+mod runner;
 
-use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{self, RestartPolicy};
-pub use backoff::Backoff;
+use crate::config;
+pub use backoff::{Backoff, RestartBudget};
 pub use output::{prefix as output_prefix, reserve_name_width};
 pub use reaper::{ExitStatus, Reaper};
+use runner::{AppRunner, Control};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -41,6 +47,10 @@ pub enum SuperviseError {
         #[source]
         source: io::Error,
     },
+    #[error("no app named `{app}`")]
+    UnknownApp { app: String },
+    #[error("app `{app}` is no longer supervised (zoo is stopping)")]
+    Gone { app: String },
 }
 
 /// What the request path needs to know about one app.
@@ -97,16 +107,145 @@ pub struct FinalExit {
     pub status: ExitStatus,
 }
 
-/// All supervised apps, in start order.
-pub struct Supervisor {
-    apps: Vec<Supervised>,
-    final_exits: mpsc::UnboundedReceiver<FinalExit>,
+/// Where an app is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppState {
+    /// Waiting for the apps it depends on to be ready.
+    Waiting,
+    /// Started, not ready yet.
+    Starting,
+    /// Passed its readiness probe.
+    Ready,
+    /// Exited; restarting after a delay.
+    Backoff,
+    /// Stop signal sent, waiting for it to exit.
+    Stopping,
+    /// Stopped on request (`AppCommand::Stop`); starts again on `Start` or `Restart`.
+    Stopped,
+    /// Exited for good (restart policy or budget); zoo is going down.
+    Failed,
 }
 
-struct Supervised {
+/// One app's status, as `zoo status` and the metrics show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppStatus {
+    pub name: String,
+    pub state: AppState,
+    /// The running instance's pid (also its process group id).
+    pub pid: Option<u32>,
+    pub ready: bool,
+    /// Automatic restarts since zoo started.
+    pub restarts: u32,
+    /// How long the current instance has been running.
+    pub uptime: Option<Duration>,
+    pub last_exit: Option<ExitStatus>,
+}
+
+/// A request to one app's runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppCommand {
+    /// Stop the running instance (if any) and start a new one at once, without backoff.
+    Restart,
+    /// Stop it and keep it stopped; this does not take the container down.
+    Stop,
+    /// Start it if it is stopped or waiting out a backoff delay.
+    Start,
+}
+
+/// The part of one app's status only its runner writes; read for snapshots and signals.
+#[derive(Debug)]
+struct Progress {
+    state: AppState,
+    pid: Option<Pid>,
+    started: Option<std::time::Instant>,
+    restarts: u32,
+    last_exit: Option<ExitStatus>,
+}
+
+/// Shared between an app's runner (writer) and the [`Controller`] (readers).
+#[derive(Debug)]
+struct Tracked {
     handle: Arc<AppHandle>,
-    stop: oneshot::Sender<Instant>,
-    task: JoinHandle<Stopped>,
+    progress: Mutex<Progress>,
+    /// The runner's inbox; closed once the runner has ended.
+    controls: mpsc::UnboundedSender<Control>,
+}
+
+impl Tracked {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn status(&self) -> AppStatus {
+        let progress = self.progress();
+        AppStatus {
+            name: self.handle.name.clone(),
+            state: progress.state,
+            #[allow(clippy::cast_sign_loss)]
+            pid: progress.pid.map(|pid| pid.as_raw() as u32),
+            ready: self.handle.is_ready(),
+            restarts: progress.restarts,
+            uptime: progress.started.map(|started| started.elapsed()),
+            last_exit: progress.last_exit,
+        }
+    }
+}
+
+/// A cheap, cloneable view of the supervised apps for the admin side: status and commands.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    apps: Arc<[Arc<Tracked>]>,
+}
+
+impl Controller {
+    /// Every app's status, in config order.
+    #[must_use]
+    pub fn status(&self) -> Vec<AppStatus> {
+        self.apps.iter().map(|app| app.status()).collect()
+    }
+
+    /// Sends `command` to the app named `app`; it is carried out asynchronously.
+    ///
+    /// # Errors
+    /// [`SuperviseError::UnknownApp`] for a name not in the config, [`SuperviseError::Gone`]
+    /// once the app's runner has ended (zoo is shutting down).
+    pub fn send(&self, app: &str, command: AppCommand) -> Result<(), SuperviseError> {
+        let tracked = self
+            .apps
+            .iter()
+            .find(|tracked| tracked.handle.name == app)
+            .ok_or_else(|| SuperviseError::UnknownApp {
+                app: app.to_owned(),
+            })?;
+        tracked
+            .controls
+            .send(Control::App(command))
+            .map_err(|_| SuperviseError::Gone {
+                app: app.to_owned(),
+            })
+    }
+
+    /// Sends `signal` to the process group of every running app.
+    fn signal_all(&self, signal: Signal) {
+        for app in self.apps.iter() {
+            if let Some(pid) = app.progress().pid {
+                signal_group(pid, signal);
+            }
+        }
+    }
+}
+
+/// All supervised apps.
+pub struct Supervisor {
+    controller: Controller,
+    /// Each app's runner task, in config order.
+    tasks: Vec<JoinHandle<Stopped>>,
+    /// Stop order: `levels[i]` is how many dependency hops app `i` is from an app without
+    /// dependencies; the deepest stop first.
+    levels: Vec<usize>,
+    final_exits: mpsc::UnboundedReceiver<FinalExit>,
+    /// Forwards SIGUSR1, SIGUSR2 and SIGWINCH to the apps until zoo stops.
+    forwarder: JoinHandle<()>,
 }
 
 /// How an app ended when zoo stopped it.
@@ -119,36 +258,83 @@ enum Stopped {
 }
 
 impl Supervisor {
-    /// Starts every app of `apps` with the handle [`plan`] made for it, in order. Must run
-    /// inside a tokio runtime.
+    /// Starts every app of `apps` with the handle [`plan`] made for it; each waits for the
+    /// apps it depends on to be ready. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`SuperviseError::Reaper`] when SIGCHLD or the forwarded signals cannot be watched.
     pub fn start(apps: &[config::App], handles: &[Arc<AppHandle>]) -> Result<Self, SuperviseError> {
         let reaper = Reaper::start().map_err(SuperviseError::Reaper)?;
+        let watch = |kind| signal(kind).map_err(SuperviseError::Reaper);
+        let forwarded = ForwardedSignals {
+            usr1: watch(SignalKind::user_defined1())?,
+            usr2: watch(SignalKind::user_defined2())?,
+            winch: watch(SignalKind::window_change())?,
+        };
         let (final_sender, final_exits) = mpsc::unbounded_channel();
-        let supervised = apps
+        let mut tracked = Vec::with_capacity(apps.len());
+        let mut inboxes = Vec::with_capacity(apps.len());
+        for handle in handles {
+            let (controls, inbox) = mpsc::unbounded_channel();
+            tracked.push(Arc::new(Tracked {
+                handle: Arc::clone(handle),
+                progress: Mutex::new(Progress {
+                    state: AppState::Waiting,
+                    pid: None,
+                    started: None,
+                    restarts: 0,
+                    last_exit: None,
+                }),
+                controls,
+            }));
+            inboxes.push(inbox);
+        }
+        let tasks = apps
             .iter()
-            .zip(handles)
-            .map(|(app, handle)| {
-                let (stop, stop_requested) = oneshot::channel();
-                let task = tokio::spawn(
+            .zip(&tracked)
+            .zip(inboxes)
+            .map(|((app, tracked), inbox)| {
+                let dependencies = app
+                    .depends_on
+                    .iter()
+                    .filter_map(|name| handles.iter().find(|handle| handle.name == *name))
+                    .cloned()
+                    .collect();
+                tokio::spawn(
                     AppRunner {
                         app: app.clone(),
-                        handle: Arc::clone(handle),
+                        tracked: Arc::clone(tracked),
+                        dependencies,
                         reaper: Arc::clone(&reaper),
                         final_exits: final_sender.clone(),
                     }
-                    .run(stop_requested),
-                );
-                Supervised {
-                    handle: Arc::clone(handle),
-                    stop,
-                    task,
-                }
+                    .run(inbox),
+                )
             })
             .collect();
+        let controller = Controller {
+            apps: tracked.into(),
+        };
+        let forwarder = tokio::spawn(forwarded.run(controller.clone()));
         Ok(Self {
-            apps: supervised,
+            controller,
+            tasks,
+            levels: stop_levels(apps),
             final_exits,
+            forwarder,
         })
+    }
+
+    /// A handle for status snapshots and per-app commands that outlives borrows of `self`.
+    #[must_use]
+    pub fn controller(&self) -> Controller {
+        self.controller.clone()
+    }
+
+    /// Every app's status, in config order.
+    #[must_use]
+    pub fn status(&self) -> Vec<AppStatus> {
+        self.controller.status()
     }
 
     /// Resolves when an app has exited for good; pending forever when there are no apps.
@@ -159,19 +345,35 @@ impl Supervisor {
         }
     }
 
-    /// Stops every app in reverse start order; whatever still runs at `deadline` is killed.
-    /// Returns whether every app stopped cleanly.
+    /// Stops every app, dependents before what they depend on (apps on one level at once);
+    /// whatever still runs at `deadline` (or its own `grace`) is killed. Returns whether every
+    /// app stopped cleanly.
     pub async fn stop_all(self, deadline: Instant) -> bool {
+        self.forwarder.abort();
+        let mut tasks: Vec<Option<JoinHandle<Stopped>>> =
+            self.tasks.into_iter().map(Some).collect();
         let mut clean = true;
-        for app in self.apps.into_iter().rev() {
-            // A send error means the task already ended (the app exited for good).
-            let _ = app.stop.send(deadline);
-            match app.task.await {
-                Ok(Stopped::Cleanly) => {}
-                Ok(Stopped::Forcibly) => clean = false,
-                Err(error) => {
-                    tracing::error!("supervisor of {} failed: {error}", app.handle.name);
-                    clean = false;
+        let deepest = self.levels.iter().copied().max().unwrap_or(0);
+        for level in (0..=deepest).rev() {
+            let mut stopping = Vec::new();
+            for (index, app) in self.controller.apps.iter().enumerate() {
+                if self.levels[index] != level {
+                    continue;
+                }
+                // A send error means the runner already ended (the app exited for good).
+                let _ = app.controls.send(Control::Shutdown(deadline));
+                if let Some(task) = tasks[index].take() {
+                    stopping.push((app.handle.name.as_str(), task));
+                }
+            }
+            for (name, task) in stopping {
+                match task.await {
+                    Ok(Stopped::Cleanly) => {}
+                    Ok(Stopped::Forcibly) => clean = false,
+                    Err(error) => {
+                        tracing::error!("supervisor of {name} failed: {error}");
+                        clean = false;
+                    }
                 }
             }
         }
@@ -179,8 +381,58 @@ impl Supervisor {
     }
 }
 
+/// The signals zoo relays to the apps (SIGHUP is zoo's own: it reloads the config).
+struct ForwardedSignals {
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    winch: tokio::signal::unix::Signal,
+}
+
+impl ForwardedSignals {
+    /// Relays log-reopening, reload and terminal-size signals to every app's process group,
+    /// as tini does with its child.
+    async fn run(mut self, controller: Controller) {
+        loop {
+            let signal = tokio::select! {
+                Some(()) = self.usr1.recv() => Signal::SIGUSR1,
+                Some(()) = self.usr2.recv() => Signal::SIGUSR2,
+                Some(()) = self.winch.recv() => Signal::SIGWINCH,
+                else => return,
+            };
+            tracing::info!("forwarding {signal} to the apps");
+            controller.signal_all(signal);
+        }
+    }
+}
+
+/// For each app, its depth in the dependency graph: 0 without dependencies, else one more than
+/// its deepest dependency. Validated config has no cycle; a cycle would be cut, not looped.
+fn stop_levels(apps: &[config::App]) -> Vec<usize> {
+    fn level(apps: &[config::App], index: usize, seen: &mut Vec<usize>) -> usize {
+        if seen.contains(&index) {
+            return 0;
+        }
+        seen.push(index);
+        let deepest = apps[index]
+            .depends_on
+            .iter()
+            .filter_map(|name| apps.iter().position(|app| app.name == *name))
+            .map(|dependency| level(apps, dependency, seen) + 1)
+            .max()
+            .unwrap_or(0);
+        seen.pop();
+        deepest
+    }
+    (0..apps.len())
+        .map(|index| level(apps, index, &mut Vec::new()))
+        .collect()
+}
+
 /// Gives every app its address (picking a free port for those without one) and widens the
-/// output name column to fit them all. Starts nothing.
+/// output prefix column to fit every name.
+///
+/// # Errors
+/// [`SuperviseError::NoFreePort`] when no ephemeral port can be bound.
 pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError> {
     apps.iter()
         .map(|app| {
@@ -204,180 +456,16 @@ fn free_port() -> io::Result<u16> {
         .port())
 }
 
-/// The life of one app: start, probe, watch, restart, stop.
-struct AppRunner {
-    app: config::App,
-    handle: Arc<AppHandle>,
-    reaper: Arc<Reaper>,
-    final_exits: mpsc::UnboundedSender<FinalExit>,
-}
-
-/// One started instance of an app.
-struct Instance {
-    /// Its pid, which is also its process group id.
-    pid: Pid,
-    exit: oneshot::Receiver<ExitStatus>,
-}
-
-impl AppRunner {
-    async fn run(self, mut stop_requested: oneshot::Receiver<Instant>) -> Stopped {
-        let name = &self.app.name;
-        let mut backoff = Backoff::default();
-        loop {
-            let started = Instant::now();
-            let status = match self.spawn() {
-                Ok(mut instance) => {
-                    tracing::info!(
-                        "{name} started (pid {}, port {})",
-                        instance.pid,
-                        self.handle.addr.port()
-                    );
-                    tokio::select! {
-                        status = self.watch(&mut instance) => status,
-                        deadline = &mut stop_requested => {
-                            return self.stop(instance, deadline.unwrap_or_else(|_| Instant::now())).await;
-                        }
-                    }
-                }
-                Err(status) => status,
-            };
-            self.handle.set_ready(false);
-            if !should_restart(self.app.restart, status) {
-                tracing::error!(
-                    "{name} exited with {status}; restart = {:?}: stopping zoo",
-                    self.app.restart
-                );
-                let _ = self.final_exits.send(FinalExit {
-                    app: name.clone(),
-                    status,
-                });
-                return Stopped::Forcibly;
-            }
-            let delay = backoff.delay_after(started.elapsed());
-            tracing::warn!("{name} exited with {status}; restarting in {delay:?}");
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                _ = &mut stop_requested => return Stopped::Cleanly,
-            }
-        }
+/// What an app and its exec probes share: own process group, `PORT`, the app's `env`, `dir`.
+fn std_command<'c>(command: &'c mut Command, app: &config::App, port: u16) -> &'c mut Command {
+    command
+        .process_group(0)
+        .env("PORT", port.to_string())
+        .envs(app.env.iter().map(|(key, value)| (key, value)));
+    if let Some(dir) = &app.dir {
+        command.current_dir(dir);
     }
-
-    /// Starts the app, or returns the status a shell would report for a program that cannot
-    /// be executed (127 not found, 126 otherwise).
-    fn spawn(&self) -> Result<Instance, ExitStatus> {
-        let app = &self.app;
-        let mut command = match &app.command {
-            config::Command::Shell(line) => {
-                let mut command = Command::new("/bin/sh");
-                command.arg("-c").arg(format!("exec {line}"));
-                command
-            }
-            config::Command::Argv(argv) => {
-                let mut command = Command::new(&argv[0]);
-                command.args(&argv[1..]);
-                command
-            }
-        };
-        command
-            .process_group(0)
-            .env("PORT", self.handle.addr.port().to_string())
-            .envs(app.env.iter().map(|(key, value)| (key, value)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(dir) = &app.dir {
-            command.current_dir(dir);
-        }
-        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|error| {
-            tracing::error!("{}: cannot start: {error}", app.name);
-            ExitStatus::Code(if error.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            })
-        })?;
-        if let Some(stdout) = child.stdout.take() {
-            tokio::spawn(output::forward_lines(
-                app.name.clone(),
-                OwnedFd::from(stdout),
-                output::Stream::Stdout,
-            ));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(output::forward_lines(
-                app.name.clone(),
-                OwnedFd::from(stderr),
-                output::Stream::Stderr,
-            ));
-        }
-        #[allow(clippy::cast_possible_wrap)]
-        let pid = Pid::from_raw(child.id() as i32);
-        Ok(Instance { pid, exit })
-    }
-
-    /// Probes the instance until ready, then waits for it to exit. An instance that is not
-    /// ready by the deadline is killed and counts as a failed start.
-    async fn watch(&self, instance: &mut Instance) -> ExitStatus {
-        let ready = &self.app.ready;
-        let probing = async {
-            let deadline = Instant::now() + ready.deadline;
-            while Instant::now() < deadline {
-                if probe::passes(&ready.probe, self.handle.addr, ready.timeout).await {
-                    tracing::info!("{} ready on {}", self.app.name, self.handle.addr);
-                    self.handle.set_ready(true);
-                    return std::future::pending::<Infallible>().await;
-                }
-                tokio::time::sleep(ready.interval).await;
-            }
-            tracing::error!(
-                "{} not ready within {:?}: killing it",
-                self.app.name,
-                ready.deadline
-            );
-            signal_group(instance.pid, Signal::SIGKILL);
-            std::future::pending::<Infallible>().await
-        };
-        tokio::select! {
-            status = &mut instance.exit => status.unwrap_or(ExitStatus::Code(1)),
-            never = probing => match never {},
-        }
-    }
-
-    /// Sends the stop signal to the instance's group and waits until `deadline`, then kills it.
-    async fn stop(&self, mut instance: Instance, deadline: Instant) -> Stopped {
-        let name = &self.app.name;
-        self.handle.set_ready(false);
-        signal_group(instance.pid, Signal::SIGTERM);
-        let outcome = match tokio::time::timeout_at(deadline, &mut instance.exit).await {
-            Ok(Ok(status)) => {
-                tracing::info!("{name} stopped ({status})");
-                if status.success() || status == ExitStatus::Signal(Signal::SIGTERM as i32) {
-                    Stopped::Cleanly
-                } else {
-                    Stopped::Forcibly
-                }
-            }
-            Ok(Err(_)) => Stopped::Forcibly,
-            Err(_) => {
-                tracing::warn!("{name} did not stop in time: sending SIGKILL");
-                signal_group(instance.pid, Signal::SIGKILL);
-                let _ = tokio::time::timeout(Duration::from_secs(1), &mut instance.exit).await;
-                Stopped::Forcibly
-            }
-        };
-        // Whatever the leader left behind in its group (a grandchild holding its stdout, say)
-        // must not outlive it.
-        signal_group(instance.pid, Signal::SIGKILL);
-        outcome
-    }
-}
-
-fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
-    match policy {
-        RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => !status.success(),
-        RestartPolicy::Never => false,
-    }
+    command
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -393,20 +481,85 @@ mod tests {
     use super::*;
 
     #[test]
-    fn restart_policy_decides_by_exit_status() {
-        let failed = ExitStatus::Code(3);
-        let killed = ExitStatus::Signal(9);
-        let clean = ExitStatus::Code(0);
-        assert!(should_restart(RestartPolicy::Always, clean));
-        assert!(should_restart(RestartPolicy::OnFailure, failed));
-        assert!(should_restart(RestartPolicy::OnFailure, killed));
-        assert!(!should_restart(RestartPolicy::OnFailure, clean));
-        assert!(!should_restart(RestartPolicy::Never, failed));
-    }
-
-    #[test]
     fn exit_status_maps_signals_to_128_plus_n() {
         assert_eq!(ExitStatus::Signal(15).as_code(), 143);
         assert_eq!(ExitStatus::Code(7).as_code(), 7);
+    }
+
+    fn app(name: &str, depends_on: &[&str]) -> config::App {
+        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n");
+        let mut app = config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
+            .expect("valid config")
+            .apps
+            .remove(0);
+        app.depends_on = depends_on.iter().map(|name| (*name).to_owned()).collect();
+        app
+    }
+
+    #[test]
+    fn dependents_stop_before_their_dependencies() {
+        let apps = [
+            app("web", &["api", "cache"]),
+            app("db", &[]),
+            app("api", &["db"]),
+            app("cache", &[]),
+        ];
+        assert_eq!(stop_levels(&apps), [2, 0, 1, 0]);
+    }
+
+    /// Polls `controller`'s status of its first app until `check` holds (5 s at most).
+    async fn until(controller: &Controller, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = controller.status().remove(0);
+            if check(&status) || Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn commands_restart_stop_and_start_one_app() {
+        let apps = [app("idle", &[])];
+        let handles = plan(&apps).unwrap();
+        let supervisor = Supervisor::start(&apps, &handles).unwrap();
+        let controller = supervisor.controller();
+        let first = until(&controller, |status| status.pid.is_some()).await;
+        assert_eq!(first.state, AppState::Starting);
+
+        controller.send("idle", AppCommand::Restart).unwrap();
+        let restarted = until(&controller, |status| {
+            status.pid.is_some() && status.pid != first.pid
+        })
+        .await;
+        assert!(
+            restarted.pid.is_some() && restarted.pid != first.pid,
+            "{restarted:?}"
+        );
+        assert_eq!(restarted.last_exit, Some(ExitStatus::Signal(15)));
+        assert_eq!(restarted.restarts, 0, "a requested restart is not counted");
+
+        controller.send("idle", AppCommand::Stop).unwrap();
+        let stopped = until(&controller, |status| status.state == AppState::Stopped).await;
+        assert_eq!((stopped.state, stopped.pid), (AppState::Stopped, None));
+
+        controller.send("idle", AppCommand::Start).unwrap();
+        let started = until(&controller, |status| status.pid.is_some()).await;
+        assert!(started.uptime.is_some(), "{started:?}");
+
+        assert!(matches!(
+            controller.send("nope", AppCommand::Start),
+            Err(SuperviseError::UnknownApp { .. })
+        ));
+        assert!(
+            supervisor
+                .stop_all(Instant::now() + Duration::from_secs(5))
+                .await
+        );
+        assert!(matches!(
+            controller.send("idle", AppCommand::Start),
+            Err(SuperviseError::Gone { .. })
+        ));
     }
 }

@@ -1,10 +1,12 @@
 //! Apps' output: each line an app writes to stdout or stderr is written to zoo's own stdout or
-//! stderr as `name | line`, names padded to one width (docker compose's look). A line that
-//! never ends is cut at [`MAX_LINE`] rather than buffered without bound, and a partial last
-//! line is flushed when the pipe closes.
+//! stderr as `name | line`, names padded to one width and coloured when zoo's stdout is a
+//! terminal and `NO_COLOR` is unset (docker compose's look). A line that never ends is cut at
+//! [`MAX_LINE`] rather than buffered without bound, and a partial last line is flushed when
+//! the pipe closes.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::fd::OwnedFd;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -24,8 +26,29 @@ pub fn reserve_name_width(name: &str) {
 /// The padded name column followed by the separator.
 #[must_use]
 pub fn prefix(name: &str) -> String {
-    let width = NAME_WIDTH.load(Ordering::Relaxed);
-    format!("{name:<width$} | ")
+    static COLOUR: OnceLock<bool> = OnceLock::new();
+    let colour = *COLOUR
+        .get_or_init(|| std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    paint(name, NAME_WIDTH.load(Ordering::Relaxed), colour)
+}
+
+/// `name` padded to `width`, in a colour of its own when `colour` is set.
+fn paint(name: &str, width: usize, colour: bool) -> String {
+    // Foreground colours readable on dark and light terminals: cyan, yellow, green, magenta,
+    // blue, red. zoo's own name stays uncoloured (bold) so that apps stand out.
+    const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    if !colour {
+        return format!("{name:<width$} | ");
+    }
+    let code = if name == "zoo" {
+        1
+    } else {
+        let hash = name.bytes().fold(0usize, |hash, byte| {
+            hash.wrapping_mul(31).wrapping_add(byte.into())
+        });
+        COLOURS[hash % COLOURS.len()]
+    };
+    format!("\x1b[{code}m{name:<width$}\x1b[0m | ")
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +154,18 @@ mod tests {
     #[test]
     fn prefix_pads_to_the_widest_name() {
         reserve_name_width("python");
-        assert_eq!(prefix("zoo"), "zoo    | ");
+        let width = NAME_WIDTH.load(Ordering::Relaxed);
+        assert_eq!(paint("zoo", width, false), "zoo    | ");
+    }
+
+    #[test]
+    fn colour_wraps_the_padded_name_only() {
+        assert_eq!(paint("web", 5, false), "web   | ");
+        assert_eq!(paint("zoo", 4, true), "\x1b[1mzoo \x1b[0m | ");
+        let web = paint("web", 5, true);
+        assert!(
+            web.starts_with("\x1b[3") && web.ends_with("web  \x1b[0m | "),
+            "{web:?}"
+        );
     }
 }

@@ -1,26 +1,65 @@
-//! Readiness probes: does the app accept TCP connections, does its HTTP path answer below 500.
+//! Readiness and liveness probes: does the app accept TCP connections, does its HTTP path
+//! answer below 500, does an exec command exit 0. Exec probes are spawned through the
+//! [`Reaper`] like the apps (nothing else may wait for a child) in their own process group,
+//! which is killed when the probe times out.
 
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::Probe;
+use super::{Reaper, signal_group, std_command};
+use crate::config::{self, Probe};
 
-/// Runs one probe against `addr`; `false` on any failure or when `timeout` passes.
-pub async fn passes(probe: &Probe, addr: SocketAddr, timeout: Duration) -> bool {
-    let attempt = async {
-        match probe {
-            Probe::Tcp => TcpStream::connect(addr).await.is_ok(),
-            Probe::Http { path } => http_status(addr, path)
-                .await
-                .is_some_and(|status| status < 500),
+/// What a probe runs against: the app's address, and for exec probes its env and dir.
+pub struct Target<'a> {
+    pub addr: SocketAddr,
+    pub app: &'a config::App,
+    pub reaper: &'a Reaper,
+}
+
+/// Runs one probe; `false` on any failure or when `timeout` passes.
+pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bool {
+    let addr = target.addr;
+    match probe {
+        Probe::Tcp => tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .is_ok_and(|connected| connected.is_ok()),
+        Probe::Http { path } => tokio::time::timeout(timeout, http_status(addr, path))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|status| status < 500),
+        Probe::Exec { command } => exec_passes(command, target, timeout).await,
+    }
+}
+
+async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool {
+    let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(line);
+    std_command(&mut command, target.app, target.addr.port())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let (child, exit) = match target.reaper.spawn(&mut command) {
+        Ok(spawned) => spawned,
+        Err(error) => {
+            tracing::warn!("{}: cannot run exec probe: {error}", target.app.name);
+            return false;
         }
     };
-    tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or(false)
+    match tokio::time::timeout(timeout, exit).await {
+        Ok(status) => status.is_ok_and(super::ExitStatus::success),
+        Err(_) => {
+            #[allow(clippy::cast_possible_wrap)]
+            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+            signal_group(pgid, Signal::SIGKILL);
+            false
+        }
+    }
 }
 
 /// Status code of `GET path`, or `None` when the app does not answer HTTP.

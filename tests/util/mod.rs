@@ -81,12 +81,20 @@ pub fn prepare_dir(config_toml: &str, files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-/// `zoo ARGS` in `dir` with the cleaned environment, in its own process group.
-fn command(dir: &Path, args: &[&str]) -> Command {
+/// `WRAPPER... zoo ARGS` in `dir` with the cleaned environment, in its own process group.
+fn command(wrapper: &[&str], dir: &Path, args: &[&str]) -> Command {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![venv_bin()];
     paths.extend(std::env::split_paths(&path));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zoo"));
+    let zoo = env!("CARGO_BIN_EXE_zoo");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(zoo);
+            command
+        }
+        None => Command::new(zoo),
+    };
     command
         .args(args)
         .current_dir(dir)
@@ -252,7 +260,7 @@ impl Finished {
 /// Runs `zoo ARGS` in `dir` to completion (`zoo check`, or a zoo that must refuse to start).
 /// Kills it and fails the test if it is still running after `deadline`.
 pub fn run_to_end(dir: &Path, args: &[&str], deadline: Duration) -> Finished {
-    let mut zoo = Zoo::spawn(dir, args);
+    let mut zoo = Zoo::spawn(&[], dir, args);
     let status = zoo.wait_exit(deadline).unwrap_or_else(|| {
         panic!(
             "zoo {args:?} still running after {deadline:?}\n{}",
@@ -284,9 +292,15 @@ impl Zoo {
     /// Writes `config_toml` as `zoo.toml` and `files` into a fresh temp dir, runs
     /// `zoo --config DIR/zoo.toml` there and waits for its `listening on http://ADDR` line.
     pub fn start(config_toml: &str, files: &[(&str, &str)]) -> Zoo {
+        Zoo::start_wrapped(&[], config_toml, files)
+    }
+
+    /// Like [`Zoo::start`], but runs `WRAPPER... zoo` (`unshare --pid --fork --mount-proc`, so
+    /// that zoo is PID 1 as in a container).
+    pub fn start_wrapped(wrapper: &[&str], config_toml: &str, files: &[(&str, &str)]) -> Zoo {
         let dir = prepare_dir(config_toml, files);
         let config = dir.path().join("zoo.toml");
-        let mut zoo = Zoo::spawn(dir.path(), &["--config", config.to_str().unwrap()]);
+        let mut zoo = Zoo::spawn(wrapper, dir.path(), &["--config", config.to_str().unwrap()]);
         zoo.dir = Some(dir);
         let captured = Arc::clone(&zoo.captured);
         let until = Instant::now() + START_DEADLINE;
@@ -314,8 +328,8 @@ impl Zoo {
         zoo
     }
 
-    fn spawn(dir: &Path, args: &[&str]) -> Zoo {
-        let mut child = command(dir, args)
+    fn spawn(wrapper: &[&str], dir: &Path, args: &[&str]) -> Zoo {
+        let mut child = command(wrapper, dir, args)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", env!("CARGO_BIN_EXE_zoo")));
         let captured = Arc::new(Captured::default());
@@ -379,6 +393,7 @@ impl Zoo {
         }
     }
 
+    /// The pid of the process the harness started (zoo, or its wrapper).
     pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.as_ref().expect("child").id()).unwrap())
     }

@@ -1,0 +1,563 @@
+//! The life of one app: wait for its dependencies, start, probe, watch, restart with backoff
+//! within its budget, obey commands (restart, stop, start) and the final shutdown. One task
+//! per app; it is the only writer of the app's [`Progress`] and readiness.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Pid, User};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::backoff::{Backoff, RestartBudget};
+use super::{
+    AppCommand, AppHandle, AppState, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
+    output, probe, signal_group, std_command,
+};
+use crate::config::{self, RestartPolicy};
+
+/// Grace of an app stopped by command (not by shutdown) that has no `grace` of its own;
+/// Docker's stop timeout, like the global default.
+const COMMAND_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait, after an app exited, for its last output to be written out.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+
+/// What a runner is told.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Control {
+    /// zoo is stopping: stop the app, killing it at this deadline at the latest, and end.
+    Shutdown(Instant),
+    App(AppCommand),
+}
+
+pub(super) struct AppRunner {
+    pub(super) app: config::App,
+    pub(super) tracked: Arc<Tracked>,
+    /// Handles of the apps this one waits for before each start.
+    pub(super) dependencies: Vec<Arc<AppHandle>>,
+    pub(super) reaper: Arc<Reaper>,
+    pub(super) final_exits: mpsc::UnboundedSender<FinalExit>,
+}
+
+/// One started instance of an app.
+struct Instance {
+    /// Its pid, which is also its process group id.
+    pid: Pid,
+    exit: oneshot::Receiver<ExitStatus>,
+    /// The tasks copying its stdout and stderr, awaited briefly after it exits so that its
+    /// last lines (a partial one too) are written before zoo reports the exit.
+    output: [JoinHandle<()>; 2],
+}
+
+/// What the runner does next.
+enum Next {
+    Start,
+    /// Restart after this delay.
+    Delay(Duration),
+    /// Stopped on request: wait for `Start`/`Restart`.
+    Parked,
+}
+
+/// How waiting for something (a restart delay, the dependencies) ended.
+enum Waited {
+    /// It was over, or `Start`/`Restart` cut it short.
+    Proceed,
+    /// `Stop` was requested.
+    Park,
+    /// zoo is stopping.
+    Shutdown,
+}
+
+/// How a started instance ended.
+enum Ended {
+    /// It exited by itself with this status.
+    Exited(ExitStatus),
+    /// It was stopped by a command; the runner goes on with `Next`.
+    Commanded(Next),
+    /// It was stopped because zoo is stopping.
+    Shutdown(Stopped),
+}
+
+impl AppRunner {
+    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<Control>) -> Stopped {
+        let name = &self.app.name;
+        let mut backoff = Backoff::new(&self.app.restarts);
+        let mut budget = RestartBudget::new(&self.app.restarts);
+        let mut next = Next::Start;
+        loop {
+            match next {
+                Next::Start => {}
+                Next::Delay(delay) => {
+                    self.set_state(AppState::Backoff);
+                    match wait_or_obey(&mut inbox, tokio::time::sleep(delay)).await {
+                        Waited::Proceed => {}
+                        Waited::Park => {
+                            tracing::info!("{name} stopped on request (restart cancelled)");
+                            next = Next::Parked;
+                            continue;
+                        }
+                        Waited::Shutdown => {
+                            tracing::info!("{name}: pending restart cancelled");
+                            return Stopped::Cleanly;
+                        }
+                    }
+                }
+                Next::Parked => {
+                    self.set_state(AppState::Stopped);
+                    match inbox.recv().await {
+                        None | Some(Control::Shutdown(_)) => return Stopped::Cleanly,
+                        Some(Control::App(AppCommand::Stop)) => continue,
+                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
+                    }
+                }
+            }
+            if !self.dependencies.is_empty() {
+                self.set_state(AppState::Waiting);
+                match wait_or_obey(&mut inbox, self.wait_for_dependencies()).await {
+                    Waited::Proceed => {}
+                    Waited::Park => {
+                        next = Next::Parked;
+                        continue;
+                    }
+                    Waited::Shutdown => return Stopped::Cleanly,
+                }
+            }
+            let started = Instant::now();
+            let status = match self.spawn() {
+                Ok(instance) => match self.supervise(instance, &mut inbox).await {
+                    Ended::Exited(status) => status,
+                    Ended::Commanded(then) => {
+                        next = then;
+                        continue;
+                    }
+                    Ended::Shutdown(stopped) => return stopped,
+                },
+                Err(status) => status,
+            };
+            self.tracked.handle.set_ready(false);
+            match self.restart_delay(status, started.elapsed(), &mut backoff, &mut budget) {
+                Some(delay) => next = Next::Delay(delay),
+                None => return self.fail(status),
+            }
+        }
+    }
+
+    /// Watches a started instance until it exits, or stops it when told to.
+    async fn supervise(
+        &self,
+        mut instance: Instance,
+        inbox: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Ended {
+        let name = &self.app.name;
+        tracing::info!(
+            "{name} started (pid {}, port {})",
+            instance.pid,
+            self.tracked.handle.addr.port()
+        );
+        let interrupted = {
+            let watch = self.watch(instance.pid, &mut instance.exit);
+            tokio::pin!(watch);
+            loop {
+                tokio::select! {
+                    status = &mut watch => break Ok(status),
+                    control = inbox.recv() => match control {
+                        // Already running: nothing to start.
+                        Some(Control::App(AppCommand::Start)) => {}
+                        Some(control) => break Err(control),
+                        None => break Err(Control::Shutdown(Instant::now())),
+                    },
+                }
+            }
+        };
+        match interrupted {
+            Ok(status) => {
+                self.exited(&mut instance, status).await;
+                Ended::Exited(status)
+            }
+            Err(Control::Shutdown(deadline)) => {
+                Ended::Shutdown(self.stop(instance, deadline).await)
+            }
+            Err(Control::App(command)) => {
+                tracing::info!("{name}: {command:?} requested");
+                let grace = self.app.stop.grace.unwrap_or(COMMAND_GRACE);
+                self.stop(instance, Instant::now() + grace).await;
+                Ended::Commanded(if command == AppCommand::Stop {
+                    Next::Parked
+                } else {
+                    Next::Start
+                })
+            }
+        }
+    }
+
+    /// The delay before restarting after `status`, logged; `None` when the app is done for
+    /// (its policy says so, or its restart budget is spent), also logged.
+    fn restart_delay(
+        &self,
+        status: ExitStatus,
+        uptime: Duration,
+        backoff: &mut Backoff,
+        budget: &mut RestartBudget,
+    ) -> Option<Duration> {
+        let name = &self.app.name;
+        if !should_restart(self.app.restart, status) {
+            tracing::error!(
+                "{name} exited with {status}; restart = {}: stopping zoo",
+                policy_name(self.app.restart)
+            );
+            return None;
+        }
+        let Some(count) = budget.take(std::time::Instant::now()) else {
+            tracing::error!(
+                "{name} exited with {status}; it was restarted {} times within {:?}: \
+                 giving up, stopping zoo",
+                budget.max().unwrap_or(0),
+                self.app.restarts.window
+            );
+            return None;
+        };
+        self.tracked.progress().restarts += 1;
+        let delay = backoff.delay_after(uptime);
+        let limit = budget
+            .max()
+            .map_or_else(String::new, |max| format!(" ({count}/{max})"));
+        tracing::warn!("{name} exited with {status}; restarting in {delay:?}{limit}");
+        Some(delay)
+    }
+
+    fn set_state(&self, state: AppState) {
+        self.tracked.progress().state = state;
+    }
+
+    fn fail(&self, status: ExitStatus) -> Stopped {
+        self.set_state(AppState::Failed);
+        let _ = self.final_exits.send(FinalExit {
+            app: self.app.name.clone(),
+            status,
+        });
+        Stopped::Forcibly
+    }
+
+    async fn wait_for_dependencies(&self) {
+        for dependency in &self.dependencies {
+            if !dependency.is_ready() {
+                tracing::info!(
+                    "{} waiting for {} to be ready",
+                    self.app.name,
+                    dependency.name
+                );
+                while !dependency.wait_ready(Duration::from_secs(3600)).await {}
+            }
+        }
+    }
+
+    /// Starts the app, or returns the status a shell would report for a program that cannot
+    /// be executed (127 not found, 126 for anything else that prevents the start).
+    fn spawn(&self) -> Result<Instance, ExitStatus> {
+        let app = &self.app;
+        let cannot_start = |cause: String, code: i32| {
+            tracing::error!("{}: cannot start: {cause}", app.name);
+            self.tracked.progress().last_exit = Some(ExitStatus::Code(code));
+            ExitStatus::Code(code)
+        };
+        let mut command = match &app.command {
+            config::Command::Shell(line) => {
+                let mut command = Command::new("/bin/sh");
+                command.arg("-c").arg(shell_line(line));
+                command
+            }
+            config::Command::Argv(argv) => {
+                let mut command = Command::new(&argv[0]);
+                command.args(&argv[1..]);
+                command
+            }
+        };
+        if let Some(file) = &app.env_file {
+            let vars = std::fs::read_to_string(file)
+                .map_err(|error| error.to_string())
+                .and_then(|text| dotenv::parse(&text).map_err(|error| error.to_string()))
+                .map_err(|cause| {
+                    cannot_start(format!("env_file {}: {cause}", file.display()), 126)
+                })?;
+            command.envs(vars);
+        }
+        // The config's own `env` wins over the env_file, and `PORT` over both.
+        std_command(&mut command, app, self.tracked.handle.addr.port())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = &app.dir
+            && !dir.is_dir()
+        {
+            return Err(cannot_start(
+                format!("working directory {} does not exist", dir.display()),
+                126,
+            ));
+        }
+        if let Some(user) = &app.user {
+            let (uid, gid) = resolve_user(user).map_err(|cause| cannot_start(cause, 126))?;
+            command.uid(uid).gid(gid);
+        }
+        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|error| {
+            let program = command.get_program().to_string_lossy().into_owned();
+            let code = if error.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            cannot_start(format!("{program}: {error} (status {code})"), code)
+        })?;
+        let forward = |fd: Option<OwnedFd>, stream| match fd {
+            Some(fd) => tokio::spawn(output::forward_lines(app.name.clone(), fd, stream)),
+            None => tokio::spawn(async {}),
+        };
+        let output = [
+            forward(
+                child.stdout.take().map(OwnedFd::from),
+                output::Stream::Stdout,
+            ),
+            forward(
+                child.stderr.take().map(OwnedFd::from),
+                output::Stream::Stderr,
+            ),
+        ];
+        #[allow(clippy::cast_possible_wrap)]
+        let pid = Pid::from_raw(child.id() as i32);
+        let mut progress = self.tracked.progress();
+        progress.state = AppState::Starting;
+        progress.pid = Some(pid);
+        progress.started = Some(std::time::Instant::now());
+        Ok(Instance { pid, exit, output })
+    }
+
+    /// Probes the instance until ready, then (with a `live` probe) keeps checking it; waits
+    /// for it to exit. An instance not ready by the deadline, or failing its liveness probe
+    /// too often, is killed and counts as having failed.
+    async fn watch(&self, pid: Pid, exit: &mut oneshot::Receiver<ExitStatus>) -> ExitStatus {
+        let name = &self.app.name;
+        let target = probe::Target {
+            addr: self.tracked.handle.addr,
+            app: &self.app,
+            reaper: &self.reaper,
+        };
+        let probing = async {
+            let ready = &self.app.ready;
+            let deadline = Instant::now() + ready.deadline;
+            loop {
+                if probe::passes(&ready.probe, &target, ready.timeout).await {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::error!("{name} not ready within {:?}: killing it", ready.deadline);
+                    signal_group(pid, Signal::SIGKILL);
+                    return std::future::pending::<Infallible>().await;
+                }
+                tokio::time::sleep(ready.interval).await;
+            }
+            tracing::info!("{name} ready on {}", target.addr);
+            self.set_state(AppState::Ready);
+            self.tracked.handle.set_ready(true);
+            let Some(live) = &self.app.live else {
+                return std::future::pending().await;
+            };
+            let mut failures = 0;
+            while failures < live.failures {
+                tokio::time::sleep(live.interval).await;
+                if probe::passes(&live.probe, &target, live.timeout).await {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                }
+            }
+            tracing::error!("{name} failed {failures} liveness probes in a row: stopping it");
+            self.tracked.handle.set_ready(false);
+            signal_group(pid, self.app.stop.signal);
+            tokio::time::sleep(self.app.stop.grace.unwrap_or(COMMAND_GRACE)).await;
+            signal_group(pid, Signal::SIGKILL);
+            std::future::pending().await
+        };
+        tokio::select! {
+            status = exit => status.unwrap_or(ExitStatus::Code(1)),
+            never = probing => match never {},
+        }
+    }
+
+    /// Books an exit: the instance is gone, its output written, its status recorded.
+    async fn exited(&self, instance: &mut Instance, status: ExitStatus) {
+        // Whatever the leader left behind in its group must not outlive it (a child that
+        // ignored the stop signal, say); a `setsid` grandchild has left the group and is
+        // only reaped when it exits.
+        signal_group(instance.pid, Signal::SIGKILL);
+        let [stdout, stderr] = &mut instance.output;
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
+            let _ = stdout.await;
+            let _ = stderr.await;
+        })
+        .await;
+        let mut progress = self.tracked.progress();
+        progress.pid = None;
+        progress.started = None;
+        progress.last_exit = Some(status);
+    }
+
+    /// Sends the stop signal to the instance's group and waits until its grace or `deadline`
+    /// (whichever comes first) ends, then kills the group.
+    async fn stop(&self, mut instance: Instance, deadline: Instant) -> Stopped {
+        let name = &self.app.name;
+        let signal = self.app.stop.signal;
+        self.tracked.handle.set_ready(false);
+        self.set_state(AppState::Stopping);
+        let kill_at = self
+            .app
+            .stop
+            .grace
+            .map_or(deadline, |grace| deadline.min(Instant::now() + grace));
+        signal_group(instance.pid, signal);
+        let outcome = match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
+            Ok(Ok(status)) => {
+                let stopped = if status.success()
+                    || status == ExitStatus::Signal(signal as i32)
+                    || status == ExitStatus::Code(128 + signal as i32)
+                {
+                    Stopped::Cleanly
+                } else {
+                    Stopped::Forcibly
+                };
+                self.exited(&mut instance, status).await;
+                tracing::info!("{name} stopped ({status})");
+                stopped
+            }
+            Ok(Err(_)) => Stopped::Forcibly,
+            Err(_) => {
+                tracing::warn!("{name} did not stop in time: sending SIGKILL");
+                signal_group(instance.pid, Signal::SIGKILL);
+                if let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_secs(1), &mut instance.exit).await
+                {
+                    self.exited(&mut instance, status).await;
+                }
+                Stopped::Forcibly
+            }
+        };
+        self.set_state(AppState::Stopped);
+        outcome
+    }
+}
+
+/// Waits for `work` unless a command or the shutdown comes first (a closed inbox counts as a
+/// shutdown); `Start` and `Restart` end the wait early.
+async fn wait_or_obey(
+    inbox: &mut mpsc::UnboundedReceiver<Control>,
+    work: impl Future<Output = ()>,
+) -> Waited {
+    tokio::select! {
+        () = work => Waited::Proceed,
+        control = inbox.recv() => match control {
+            Some(Control::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
+            Some(Control::App(AppCommand::Stop)) => Waited::Park,
+            None | Some(Control::Shutdown(_)) => Waited::Shutdown,
+        },
+    }
+}
+
+/// Words that cannot follow `exec`: shell builtins and keywords a command line may start with.
+const NOT_EXECUTABLE: &[&str] = &[
+    "!", ".", ":", "{", "case", "cd", "exec", "exit", "export", "for", "if", "set", "source",
+    "trap", "ulimit", "umask", "unset", "until", "wait", "while",
+];
+
+/// The `sh -c` script for a command line: a simple command is `exec`ed, so that the app (not a
+/// shell) is the group leader whose exit status zoo sees and signals go to first; a compound
+/// line (`cd app && npm start`, `a; b`) or one starting with a builtin runs as written.
+fn shell_line(line: &str) -> String {
+    let compound = line.contains([';', '&', '|', '\n', '(', ')', '`']);
+    let first = line.split_whitespace().next().unwrap_or_default();
+    if compound || first.contains('=') || NOT_EXECUTABLE.contains(&first) {
+        line.to_owned()
+    } else {
+        format!("exec {line}")
+    }
+}
+
+fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => !status.success(),
+        RestartPolicy::Never => false,
+    }
+}
+
+fn policy_name(policy: RestartPolicy) -> &'static str {
+    match policy {
+        RestartPolicy::Always => "always",
+        RestartPolicy::OnFailure => "on-failure",
+        RestartPolicy::Never => "never",
+    }
+}
+
+/// `user` as a name or a numeric uid; the group is the user's primary group (or the same
+/// number for a uid without a passwd entry).
+fn resolve_user(user: &str) -> Result<(u32, u32), String> {
+    let entry = match user.parse::<u32>() {
+        Ok(uid) => User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .map_err(|error| format!("user {user}: {error}"))?
+            .map_or((uid, uid), |entry| (uid, entry.gid.as_raw())),
+        Err(_) => User::from_name(user)
+            .map_err(|error| format!("user {user}: {error}"))?
+            .map(|entry| (entry.uid.as_raw(), entry.gid.as_raw()))
+            .ok_or_else(|| format!("unknown user `{user}`"))?,
+    };
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policy_decides_by_exit_status() {
+        let failed = ExitStatus::Code(3);
+        let killed = ExitStatus::Signal(9);
+        let clean = ExitStatus::Code(0);
+        assert!(should_restart(RestartPolicy::Always, clean));
+        assert!(should_restart(RestartPolicy::OnFailure, failed));
+        assert!(should_restart(RestartPolicy::OnFailure, killed));
+        assert!(!should_restart(RestartPolicy::OnFailure, clean));
+        assert!(!should_restart(RestartPolicy::Never, failed));
+    }
+
+    #[test]
+    fn simple_command_lines_are_execed_and_others_run_as_written() {
+        assert_eq!(
+            shell_line("uvicorn main:app --port $PORT"),
+            "exec uvicorn main:app --port $PORT"
+        );
+        for line in [
+            "cd app && npm start",
+            "exit 3",
+            "A=1 node x.js",
+            "a; b",
+            "x | y",
+        ] {
+            assert_eq!(shell_line(line), line);
+        }
+    }
+
+    #[test]
+    fn users_resolve_by_name_or_uid() {
+        assert_eq!(resolve_user("root"), Ok((0, 0)));
+        assert_eq!(resolve_user("0"), Ok((0, 0)));
+        assert_eq!(resolve_user("4000000"), Ok((4_000_000, 4_000_000)));
+        assert_eq!(
+            resolve_user("no-such-user-zoo"),
+            Err("unknown user `no-such-user-zoo`".to_owned())
+        );
+    }
+}
