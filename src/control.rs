@@ -3,17 +3,29 @@
 //! table in one store; a config that fails validation is logged with its file:line:col and
 //! the old table keeps serving. Listeners are never rebound.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
-
-use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::admin::{Health, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::{BuildError, RuntimeTable, Shared};
+use crate::supervise::{self, AppCommand, AppState, Controller, SuperviseError};
+
+/// How long `zoo restart`/`start`/`stop` wait for the app to get there.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
+const COMMAND_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
+    #[error("app `{app}` did not get there within {COMMAND_DEADLINE:?} (it is {state})")]
+    Timeout { app: String, state: String },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -36,6 +48,8 @@ pub struct Control {
     /// The apps' readiness and whether zoo is draining; also the apps' list, in start order.
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// Commands to and status of the supervised apps.
+    apps: Controller,
     /// Serialises reloads so that two cannot interleave their check and swap.
     reloading: tokio::sync::Mutex<()>,
 }
@@ -55,7 +69,13 @@ pub struct Status {
 pub struct AppStatus {
     pub name: String,
     pub port: u16,
+    /// `waiting`, `starting`, `ready`, `backoff`, `stopping`, `stopped` or `failed`.
+    pub state: String,
+    pub pid: Option<u32>,
     pub ready: bool,
+    pub restarts: u32,
+    pub uptime_secs: Option<u64>,
+    pub last_exit: Option<String>,
 }
 
 impl Status {
@@ -73,10 +93,27 @@ impl Status {
             .max()
             .unwrap_or(0)
             .max(3);
-        let _ = writeln!(out, "\n{:<width$}  {:>5}  READY", "APP", "PORT");
+        let _ = writeln!(
+            out,
+            "\n{:<width$}  {:>5}  {:<8}  {:>7}  {:>8}  {:>8}  LAST EXIT",
+            "APP", "PORT", "STATE", "PID", "RESTARTS", "UPTIME"
+        );
         for app in &self.apps {
-            let ready = if app.ready { "yes" } else { "no" };
-            let _ = writeln!(out, "{:<width$}  {:>5}  {ready}", app.name, app.port);
+            let pid = app
+                .pid
+                .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+            let uptime = app
+                .uptime_secs
+                .map_or_else(|| "-".to_owned(), |secs| format!("{secs}s"));
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>5}  {:<8}  {pid:>7}  {:>8}  {uptime:>8}  {}",
+                app.name,
+                app.port,
+                app.state,
+                app.restarts,
+                app.last_exit.as_deref().unwrap_or("-")
+            );
         }
         let _ = writeln!(out, "\nroutes (longest match first):");
         for route in &self.routes {
@@ -93,6 +130,7 @@ impl Control {
         shared: Arc<Shared>,
         health: Arc<Health>,
         metrics: Arc<Metrics>,
+        apps: Controller,
     ) -> Self {
         Self {
             path: config.path.clone(),
@@ -100,6 +138,7 @@ impl Control {
             shared,
             health,
             metrics,
+            apps,
             reloading: tokio::sync::Mutex::new(()),
         }
     }
@@ -146,21 +185,96 @@ impl Control {
                 .map_or(0, |since| since.as_secs()),
             listen: config.listen.iter().map(ToString::to_string).collect(),
             apps: self
-                .health
-                .apps()
-                .iter()
-                .map(|app| AppStatus {
-                    name: app.name.clone(),
-                    port: app.addr.port(),
-                    ready: app.is_ready(),
+                .apps
+                .status()
+                .into_iter()
+                .zip(self.health.apps())
+                .map(|(status, handle)| AppStatus {
+                    name: status.name,
+                    port: handle.addr.port(),
+                    state: state_name(status.state).to_owned(),
+                    pid: status.pid,
+                    ready: status.ready,
+                    restarts: status.restarts,
+                    uptime_secs: status.uptime.map(|uptime| uptime.as_secs()),
+                    last_exit: status.last_exit.map(|exit| exit.to_string()),
                 })
                 .collect(),
             routes: self.shared.table.load().describe(),
         }
     }
 
+    /// The last lines app `name` wrote, oldest first.
+    pub fn recent_lines(&self, name: &str) -> Result<Vec<String>, CommandError> {
+        self.health
+            .apps()
+            .iter()
+            .find(|app| app.name == name)
+            .map(|app| app.recent.snapshot())
+            .ok_or_else(|| {
+                SuperviseError::UnknownApp {
+                    app: name.to_owned(),
+                }
+                .into()
+            })
+    }
+
+    /// Sends `command` to app `name` and waits until it has taken effect: the app ready again
+    /// (a new instance, for a restart), or stopped.
+    pub async fn command(&self, name: &str, command: AppCommand) -> Result<String, CommandError> {
+        let before = self.app_status(name)?;
+        self.apps.send(name, command)?;
+        let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
+        loop {
+            let now = self.app_status(name)?;
+            let done = match command {
+                AppCommand::Restart => now.ready && (before.pid.is_none() || now.pid != before.pid),
+                AppCommand::Start => now.ready,
+                AppCommand::Stop => now.state == AppState::Stopped,
+            };
+            if done {
+                return Ok(match command {
+                    AppCommand::Restart => {
+                        format!("{name} restarted (pid {})\n", now.pid.unwrap_or(0))
+                    }
+                    AppCommand::Start => format!("{name} started (pid {})\n", now.pid.unwrap_or(0)),
+                    AppCommand::Stop => format!("{name} stopped\n"),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CommandError::Timeout {
+                    app: name.to_owned(),
+                    state: state_name(now.state).to_owned(),
+                });
+            }
+            tokio::time::sleep(COMMAND_POLL).await;
+        }
+    }
+
+    fn app_status(&self, name: &str) -> Result<supervise::AppStatus, SuperviseError> {
+        self.apps
+            .status()
+            .into_iter()
+            .find(|status| status.name == name)
+            .ok_or_else(|| SuperviseError::UnknownApp {
+                app: name.to_owned(),
+            })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, (Config, SystemTime)> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn state_name(state: AppState) -> &'static str {
+    match state {
+        AppState::Waiting => "waiting",
+        AppState::Starting => "starting",
+        AppState::Ready => "ready",
+        AppState::Backoff => "backoff",
+        AppState::Stopping => "stopping",
+        AppState::Stopped => "stopped",
+        AppState::Failed => "failed",
     }
 }
 
@@ -182,21 +296,24 @@ mod tests {
 
     #[test]
     fn status_renders_as_a_table() {
+        let app =
+            |name: &str, port, state: &str, pid, restarts, last_exit: Option<&str>| AppStatus {
+                name: name.into(),
+                port,
+                state: state.into(),
+                pid,
+                ready: state == "ready",
+                restarts,
+                uptime_secs: pid.map(|_| 42),
+                last_exit: last_exit.map(Into::into),
+            };
         let status = Status {
             config: "/app/zoo.toml".into(),
             loaded_at: 1_000,
             listen: vec!["0.0.0.0:8000".into()],
             apps: vec![
-                AppStatus {
-                    name: "python".into(),
-                    port: 9000,
-                    ready: true,
-                },
-                AppStatus {
-                    name: "node".into(),
-                    port: 9100,
-                    ready: false,
-                },
+                app("python", 9000, "ready", Some(17), 0, None),
+                app("node", 9100, "backoff", None, 2, Some("exit code 1")),
             ],
             routes: vec!["/node  -> app `node`".into()],
         };
@@ -205,9 +322,9 @@ mod tests {
             "config  /app/zoo.toml (loaded 42s ago)\n\
              listen  0.0.0.0:8000\n\
              \n\
-             APP      PORT  READY\n\
-             python   9000  yes\n\
-             node     9100  no\n\
+             APP      PORT  STATE         PID  RESTARTS    UPTIME  LAST EXIT\n\
+             python   9000  ready          17         0       42s  -\n\
+             node     9100  backoff         -         2         -  exit code 1\n\
              \n\
              routes (longest match first):\n  /node  -> app `node`\n"
         );

@@ -93,6 +93,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         Arc::clone(&shared),
         Arc::clone(&health),
         metrics,
+        supervisor.controller(),
     ));
     let admin_shutdown = CancellationToken::new();
     let socket_bound = control_socket.is_some();

@@ -63,6 +63,14 @@ enum Command {
     },
     /// Make the running zoo re-read its config; an invalid one is rejected and the old kept.
     Reload,
+    /// Restart one app and wait until its new instance is ready.
+    Restart { app: String },
+    /// Stop one app (it stays stopped, and does not take the container down).
+    Stop { app: String },
+    /// Start an app that was stopped, and wait until it is ready.
+    Start { app: String },
+    /// Print the last lines an app wrote (zoo keeps 1000 per app).
+    Logs { app: String },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +91,18 @@ fn main() -> ExitCode {
         Some(Command::Check) => check(&cli.config),
         Some(Command::Status { json }) => runtime.block_on(status(json)),
         Some(Command::Reload) => runtime.block_on(control(Method::POST, "/reload")),
+        Some(Command::Restart { app }) => {
+            runtime.block_on(control(Method::POST, &format!("/apps/{app}/restart")))
+        }
+        Some(Command::Stop { app }) => {
+            runtime.block_on(control(Method::POST, &format!("/apps/{app}/stop")))
+        }
+        Some(Command::Start { app }) => {
+            runtime.block_on(control(Method::POST, &format!("/apps/{app}/start")))
+        }
+        Some(Command::Logs { app }) => {
+            runtime.block_on(control(Method::GET, &format!("/apps/{app}/logs")))
+        }
     }
 }
 

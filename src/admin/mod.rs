@@ -9,6 +9,8 @@
 //! | `GET /metrics` | Prometheus text ([`Metrics`]) |
 //! | `GET /status` | JSON: config, load time, listeners, apps, routes |
 //! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) |
+//! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) |
+//! | `GET /apps/NAME/logs` | the app's last output lines |
 
 pub mod client;
 mod health;
@@ -31,7 +33,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::control::Control;
+use crate::control::{CommandError, Control};
+use crate::supervise::{AppCommand, SuperviseError};
+
+/// `POST /apps/NAME/VERB`: the verbs and what they ask of the app's supervisor.
+const APP_COMMANDS: [(&str, AppCommand); 3] = [
+    ("restart", AppCommand::Restart),
+    ("stop", AppCommand::Stop),
+    ("start", AppCommand::Start),
+];
 pub use health::Health;
 pub use metrics::{Metrics, RouteMetrics};
 
@@ -102,8 +112,50 @@ async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full
                 text(StatusCode::UNPROCESSABLE_ENTITY, format!("{error}\n"))
             }
         },
-        (_, path) => text(StatusCode::NOT_FOUND, format!("no admin endpoint {path}\n")),
+        (method, path) => match path
+            .strip_prefix("/apps/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((app, verb)) => app_endpoint(control, method, app, verb).await,
+            None => not_found(method, path),
+        },
     }
+}
+
+/// `/apps/NAME/VERB`: commands to one app, and its recent output.
+async fn app_endpoint(
+    control: &Control,
+    method: &Method,
+    app: &str,
+    verb: &str,
+) -> Response<Full<Bytes>> {
+    if *method == Method::GET && verb == "logs" {
+        return match control.recent_lines(app) {
+            Ok(lines) => text(
+                StatusCode::OK,
+                lines.iter().map(|line| format!("{line}\n")).collect(),
+            ),
+            Err(error) => text(StatusCode::NOT_FOUND, format!("{error}\n")),
+        };
+    }
+    let command = APP_COMMANDS.iter().find(|(name, _)| *name == verb);
+    let (true, Some(&(_, command))) = (*method == Method::POST, command) else {
+        return not_found(method, &format!("/apps/{app}/{verb}"));
+    };
+    match control.command(app, command).await {
+        Ok(done) => text(StatusCode::OK, done),
+        Err(error @ CommandError::Supervise(SuperviseError::UnknownApp { .. })) => {
+            text(StatusCode::NOT_FOUND, format!("{error}\n"))
+        }
+        Err(error) => text(StatusCode::CONFLICT, format!("{error}\n")),
+    }
+}
+
+fn not_found(method: &Method, path: &str) -> Response<Full<Bytes>> {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("no admin endpoint {method} {path}\n"),
+    )
 }
 
 /// The Prometheus text exposition, for `/metrics` here and the `metrics` built-in route.

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::config;
 pub use backoff::{Backoff, RestartBudget};
-pub use output::{prefix as output_prefix, reserve_name_width};
+pub use output::{RecentLines, prefix as output_prefix, reserve_name_width};
 pub use reaper::{ExitStatus, Reaper};
 use runner::{AppRunner, Control};
 
@@ -63,6 +63,8 @@ pub struct AppHandle {
     ready: AtomicBool,
     /// Wakes requests waiting for the app to become ready.
     ready_changed: Notify,
+    /// The app's last output lines, for `zoo logs`.
+    pub recent: Arc<RecentLines>,
 }
 
 impl AppHandle {
@@ -72,6 +74,7 @@ impl AppHandle {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             ready: AtomicBool::new(false),
             ready_changed: Notify::new(),
+            recent: Arc::default(),
         }
     }
 

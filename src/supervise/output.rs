@@ -4,10 +4,11 @@
 //! [`MAX_LINE`] rather than buffered without bound, and a partial last line is flushed when
 //! the pipe closes.
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::os::fd::OwnedFd;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
@@ -57,8 +58,45 @@ pub enum Stream {
     Stderr,
 }
 
-/// Copies the pipe `fd` to zoo's `stream`, line by line with the app's prefix, until EOF.
-pub async fn forward_lines(name: String, fd: OwnedFd, stream: Stream) {
+impl Stream {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
+/// The last lines an app wrote, for `zoo logs`: bounded in lines, never in the way of the
+/// copy to zoo's own streams.
+#[derive(Debug, Default)]
+pub struct RecentLines {
+    lines: Mutex<VecDeque<String>>,
+}
+
+impl RecentLines {
+    /// Lines kept per app.
+    pub const CAPACITY: usize = 1000;
+
+    fn push(&self, line: &[u8]) {
+        let mut lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        if lines.len() == Self::CAPACITY {
+            lines.pop_front();
+        }
+        lines.push_back(String::from_utf8_lossy(line).into_owned());
+    }
+
+    /// The kept lines, oldest first.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<String> {
+        let lines = self.lines.lock().unwrap_or_else(PoisonError::into_inner);
+        lines.iter().cloned().collect()
+    }
+}
+
+/// Copies the pipe `fd` to zoo's `stream`, line by line in the log format (`name | line` or
+/// JSON), until EOF, keeping the last lines in `recent`.
+pub async fn forward_lines(name: String, fd: OwnedFd, stream: Stream, recent: Arc<RecentLines>) {
     let receiver = match pipe::Receiver::from_owned_fd(fd) {
         Ok(receiver) => receiver,
         Err(error) => {
@@ -66,14 +104,18 @@ pub async fn forward_lines(name: String, fd: OwnedFd, stream: Stream) {
             return;
         }
     };
-    let prefix = prefix(&name);
     let mut reader = BufReader::with_capacity(MAX_LINE, receiver);
     let mut line = Vec::with_capacity(256);
     loop {
         line.clear();
         match read_line_capped(&mut reader, &mut line).await {
             Ok(0) => return,
-            Ok(_) => write_line(stream, &prefix, &line),
+            Ok(_) => {
+                let body = line.strip_suffix(b"\n").unwrap_or(&line);
+                let body = body.strip_suffix(b"\r").unwrap_or(body);
+                recent.push(body);
+                write_line(stream, &crate::log::app_line(&name, stream.name(), body));
+            }
             Err(error) => {
                 tracing::warn!("{name}: reading its output failed: {error}");
                 return;
@@ -106,24 +148,33 @@ async fn read_line_capped<R: AsyncBufReadExt + Unpin>(
     }
 }
 
-fn write_line(stream: Stream, prefix: &str, line: &[u8]) {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let mut record = Vec::with_capacity(prefix.len() + body.len() + 1);
-    record.extend_from_slice(prefix.as_bytes());
-    record.extend_from_slice(body);
-    record.push(b'\n');
+fn write_line(stream: Stream, record: &[u8]) {
     // One write per line keeps lines of different apps from interleaving; a closed stdout
     // must not take the apps down, so the error is dropped.
     let _ = match stream {
-        Stream::Stdout => std::io::stdout().lock().write_all(&record),
-        Stream::Stderr => std::io::stderr().lock().write_all(&record),
+        Stream::Stdout => std::io::stdout().lock().write_all(record),
+        Stream::Stderr => std::io::stderr().lock().write_all(record),
     };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_lines_keep_only_the_last_ones() {
+        let recent = RecentLines::default();
+        for number in 0..RecentLines::CAPACITY + 5 {
+            recent.push(format!("line {number}").as_bytes());
+        }
+        let lines = recent.snapshot();
+        assert_eq!(lines.len(), RecentLines::CAPACITY);
+        assert_eq!(lines[0], "line 5");
+        assert_eq!(
+            lines.last().unwrap(),
+            &format!("line {}", RecentLines::CAPACITY + 4)
+        );
+    }
 
     async fn lines_of(input: &[u8]) -> Vec<Vec<u8>> {
         let mut reader = BufReader::with_capacity(64, input);

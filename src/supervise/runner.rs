@@ -315,7 +315,12 @@ impl AppRunner {
             cannot_start(format!("{program}: {error} (status {code})"), code)
         })?;
         let forward = |fd: Option<OwnedFd>, stream| match fd {
-            Some(fd) => tokio::spawn(output::forward_lines(app.name.clone(), fd, stream)),
+            Some(fd) => tokio::spawn(output::forward_lines(
+                app.name.clone(),
+                fd,
+                stream,
+                Arc::clone(&self.tracked.handle.recent),
+            )),
             None => tokio::spawn(async {}),
         };
         let output = [

@@ -87,7 +87,7 @@ fn status_shows_apps_and_routes() {
         .lines()
         .find(|line| line.starts_with("web "))
         .unwrap_or_else(|| panic!("a line for app `web`\n{}", status.output));
-    assert!(app_line.ends_with(" yes"), "web is ready: {app_line:?}");
+    assert!(app_line.contains(" ready "), "web is ready: {app_line:?}");
     assert!(
         status.stdout.contains("-> app `web`"),
         "routes listed\n{}",
@@ -200,4 +200,73 @@ fn shutdown_delay_keeps_serving_while_readyz_says_draining() {
         .wait_exit(CLI_DEADLINE)
         .unwrap_or_else(|| panic!("zoo exits after the delay\n{}", zoo.output()));
     assert_eq!(status.code(), Some(0), "{}", zoo.output());
+}
+
+#[test]
+fn restart_stop_start_and_logs_drive_one_app() {
+    let config = "listen = \"127.0.0.1:0\"\n\
+                  [apps.web]\n\
+                  command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+                  [routes]\n\
+                  \"/\" = { app = \"web\" }\n";
+    let mut zoo = Zoo::start(config, &[]);
+    zoo.wait_ready("/", util::READY_DEADLINE);
+    let pid_of_web = |zoo: &Zoo| {
+        let json = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+        let parsed: serde_json::Value = serde_json::from_str(&json.stdout)
+            .unwrap_or_else(|e| panic!("status --json ({e})\n{}", json.output));
+        (
+            parsed["apps"][0]["pid"].as_u64(),
+            parsed["apps"][0]["state"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let (first_pid, _) = pid_of_web(&zoo);
+
+    let restart = util::run_to_end(zoo.dir(), &["restart", "web"], util::READY_DEADLINE);
+    assert_eq!(
+        restart.code(),
+        Some(0),
+        "{}\n{}",
+        restart.output,
+        zoo.output()
+    );
+    assert!(
+        restart.stdout.starts_with("web restarted (pid "),
+        "{}",
+        restart.output
+    );
+    let (second_pid, state) = pid_of_web(&zoo);
+    assert_ne!(first_pid, second_pid, "a new instance");
+    assert_eq!(state, "ready");
+    assert_eq!(
+        zoo.get("/").status,
+        200,
+        "served right after `zoo restart` returns"
+    );
+
+    let stop = util::run_to_end(zoo.dir(), &["stop", "web"], CLI_DEADLINE);
+    assert_eq!(stop.code(), Some(0), "{}", stop.output);
+    assert_eq!(pid_of_web(&zoo), (None, "stopped".to_owned()));
+    assert!(
+        zoo.try_status().is_none(),
+        "a stopped app does not take zoo down\n{}",
+        zoo.output()
+    );
+
+    let start = util::run_to_end(zoo.dir(), &["start", "web"], util::READY_DEADLINE);
+    assert_eq!(start.code(), Some(0), "{}", start.output);
+    assert_eq!(zoo.get("/").status, 200);
+
+    let logs = util::run_to_end(zoo.dir(), &["logs", "web"], CLI_DEADLINE);
+    assert_eq!(logs.code(), Some(0), "{}", logs.output);
+    // http.server's access lines (its stderr) are among the kept lines.
+    assert!(
+        logs.stdout.contains("\"GET / HTTP/1.1\" 200"),
+        "{}",
+        logs.output
+    );
+
+    let unknown = util::run_to_end(zoo.dir(), &["restart", "nope"], CLI_DEADLINE);
+    assert_eq!(unknown.code(), Some(1), "{}", unknown.output);
+    assert!(unknown.stderr.contains("`nope`"), "{}", unknown.output);
 }
