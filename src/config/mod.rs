@@ -121,6 +121,8 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.
     pub grace: Duration,
+    /// Time a client has to send a complete request head before zoo closes the connection.
+    pub client_header_timeout: Duration,
     /// Apps in file order; start order follows it.
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
@@ -140,6 +142,14 @@ pub struct App {
     pub env: Vec<(String, String)>,
     pub ready: Ready,
     pub restart: RestartPolicy,
+    /// What the app's port speaks: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC).
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    H2c,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +195,10 @@ pub struct Route {
     pub action: Action,
     /// Remove the matched key before forwarding (`app` and `proxy` only).
     pub strip_prefix: bool,
+    /// Largest request body accepted (`app` and `proxy` only); larger gets 413.
+    pub max_body: Option<u64>,
+    /// Time from sending the request upstream to its response headers; then 504.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -88,6 +88,7 @@ fn parse_design_example() {
         path: PathBuf::from("/srv/zoo.toml"),
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         grace: Duration::from_secs(10),
+        client_header_timeout: Duration::from_secs(30),
         apps: vec![
             App {
                 name: "python".to_owned(),
@@ -104,6 +105,7 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                protocol: Protocol::Http1,
             },
             App {
                 name: "node".to_owned(),
@@ -118,6 +120,7 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                protocol: Protocol::Http1,
             },
         ],
         routes: vec![
@@ -127,6 +130,8 @@ fn parse_design_example() {
                     name: "node".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/go".to_owned(),
@@ -136,6 +141,8 @@ fn parse_design_example() {
                     body: "I'm Go!\r\n[{path}]\n".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/google".to_owned(),
@@ -150,6 +157,8 @@ fn parse_design_example() {
                     ca_file: None,
                 },
                 strip_prefix: true,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/".to_owned(),
@@ -157,6 +166,8 @@ fn parse_design_example() {
                     name: "python".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
         ],
     };
@@ -347,7 +358,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `grace`, `apps`, `routes`".to_owned()
+            "unknown key `xyz`; expected one of `listen`, `grace`, `client_header_timeout`, `apps`, `routes`".to_owned()
         )
     );
 }
@@ -361,7 +372,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`",
         ]
     );
 }
@@ -726,5 +737,40 @@ fn error_unknown_builtin() {
             "routes.\"/m\".builtin: no built-in named `metrix`; expected one of `health`"
                 .to_owned()
         )
+    );
+}
+
+#[test]
+fn protocol_limits_and_timeouts_parse() {
+    let config = ok(r#"
+client_header_timeout = "2s"
+[apps.grpc]
+command = "python server.py"
+protocol = "h2c"
+[routes]
+"/grpc" = { app = "grpc", max_body = 1048576, timeout = "500ms" }
+"#);
+    assert_eq!(config.client_header_timeout, Duration::from_secs(2));
+    assert_eq!(config.apps[0].protocol, Protocol::H2c);
+    assert_eq!(config.routes[0].max_body, Some(1_048_576));
+    assert_eq!(config.routes[0].timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn unknown_protocol_and_misplaced_limits_are_rejected() {
+    let message = errors(
+        r#"
+[apps.grpc]
+command = "x"
+protocol = "h3"
+[routes]
+"/r" = { respond = "x", max_body = 10 }
+"#,
+    )
+    .join("\n");
+    assert!(message.contains("unknown protocol \"h3\""), "{message}");
+    assert!(
+        message.contains("`max_body` applies only to `app` and `proxy` routes"),
+        "{message}"
     );
 }

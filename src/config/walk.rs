@@ -14,7 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Builtin, Command, Config, Probe, ProxyTarget, Ready, RestartPolicy, Route, Scheme,
+    Action, App, Builtin, Command, Config, Probe, Protocol, ProxyTarget, Ready, RestartPolicy,
+    Route, Scheme,
 };
 use super::{duration, expand, suggest, url};
 
@@ -34,8 +35,10 @@ const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-const ROOT_KEYS: &[&str] = &["listen", "grace", "apps", "routes"];
-const APP_KEYS: &[&str] = &["command", "port", "dir", "env", "ready", "restart"];
+const ROOT_KEYS: &[&str] = &["listen", "grace", "client_header_timeout", "apps", "routes"];
+const APP_KEYS: &[&str] = &[
+    "command", "port", "dir", "env", "ready", "restart", "protocol",
+];
 const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
 const ROUTE_KEYS: &[&str] = &[
     "app",
@@ -47,6 +50,8 @@ const ROUTE_KEYS: &[&str] = &[
     "ca_file",
     "status",
     "headers",
+    "max_body",
+    "timeout",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
 const BUILTINS: &[&str] = &["health"];
@@ -64,7 +69,14 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
         "`respond` and `redirect` routes",
     ),
     ("headers", &["respond"], "`respond` routes"),
+    ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
+    ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
 ];
+const PROTOCOLS: &[&str] = &["http1", "h2c"];
+/// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time from sending a request upstream to its response headers (DESIGN.md).
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
@@ -301,6 +313,11 @@ impl Walker<'_> {
         let grace = fields
             .get("grace")
             .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
+        let client_header_timeout = fields
+            .get("client_header_timeout")
+            .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
+                self.positive_duration("client_header_timeout", value)
+            });
         let (apps, names) = match fields.get("apps") {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
@@ -312,6 +329,7 @@ impl Walker<'_> {
             path: path.to_path_buf(),
             listen: listen?,
             grace: grace?,
+            client_header_timeout: client_header_timeout?,
             apps: apps?,
             routes: routes?,
         })
@@ -457,6 +475,11 @@ impl Walker<'_> {
             .map_or(Some(RestartPolicy::Always), |value| {
                 self.restart(&join(&at, "restart"), value)
             });
+        let protocol = fields
+            .get("protocol")
+            .map_or(Some(Protocol::Http1), |value| {
+                self.protocol(&join(&at, "protocol"), value)
+            });
         Some(App {
             name: name.to_owned(),
             command: command?,
@@ -465,7 +488,23 @@ impl Walker<'_> {
             env: env?.unwrap_or_default(),
             ready: ready?,
             restart: restart?,
+            protocol: protocol?,
         })
+    }
+
+    fn protocol(&mut self, at: &str, value: &Value<'_>) -> Option<Protocol> {
+        match self.string(at, value)?.as_str() {
+            "http1" => Some(Protocol::Http1),
+            "h2c" => Some(Protocol::H2c),
+            other => {
+                let message = format!(
+                    "unknown protocol \"{other}\"; expected one of {}",
+                    list(PROTOCOLS)
+                );
+                self.error(value.span(), at, message);
+                None
+            }
+        }
     }
 
     fn command(&mut self, at: &str, value: &Value<'_>) -> Option<Command> {
@@ -688,6 +727,18 @@ impl Walker<'_> {
         let strip_prefix = optional(fields.get("strip_prefix"), |value| {
             self.boolean(&join(at, "strip_prefix"), value)
         });
+        let max_body = optional(fields.get("max_body"), |value| {
+            let at = join(at, "max_body");
+            let bytes = self.integer(&at, value)?;
+            u64::try_from(bytes)
+                .map_err(|_| self.error(value.span(), &at, "a size in bytes cannot be negative"))
+                .ok()
+        });
+        let timeout = fields
+            .get("timeout")
+            .map_or(Some(DEFAULT_RESPONSE_TIMEOUT), |value| {
+                self.positive_duration(&join(at, "timeout"), value)
+            });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -704,6 +755,8 @@ impl Walker<'_> {
             key: key.to_owned(),
             action: built?,
             strip_prefix: strip_prefix?.unwrap_or(false),
+            max_body: max_body?,
+            timeout: timeout?,
         })
     }
 
