@@ -14,6 +14,10 @@ use crate::route::PathError;
 pub enum ProxyError {
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
+    #[error("request target longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("request body over route `{route}`'s max_body of {limit} bytes")]
+    BodyTooLarge { route: String, limit: u64 },
     #[error("no route for {path}")]
     NoRoute { path: String },
     #[error("{upstream} is not ready (waited {waited:?})")]
@@ -33,6 +37,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -61,6 +67,18 @@ impl ProxyError {
         }
         response
     }
+}
+
+/// Whether sending failed because the request body went over the route's `max_body`.
+pub(super) fn is_body_limit(error: &(dyn StdError + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The most specific message in an error chain ("Connection refused (os error 111)" rather
@@ -94,6 +112,41 @@ mod tests {
             body.starts_with("400 Bad Request: bad request path: "),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn long_target_is_414() {
+        let (status, body, _) = body_of(ProxyError::UriTooLong { limit: 8192 }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::URI_TOO_LONG,
+                "414 URI Too Long: request target longer than 8192 bytes\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn large_body_is_413_naming_the_route() {
+        let error = ProxyError::BodyTooLarge {
+            route: "/up".into(),
+            limit: 10,
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body,
+            "413 Payload Too Large: request body over route `/up`'s max_body of 10 bytes\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_limit_is_found_in_a_chain() {
+        let limited = http_body_util::Limited::new(Full::new(Bytes::from_static(b"12")), 1);
+        let error = limited.collect().await.unwrap_err();
+        assert!(is_body_limit(error.as_ref()));
+        let other = std::io::Error::other("reset");
+        assert!(!is_body_limit(&other));
     }
 
     #[tokio::test]
