@@ -8,6 +8,7 @@ mod integration {
     mod config;
     mod demo;
     mod errors;
+    mod protocols;
     mod proxy;
     mod shutdown;
 }

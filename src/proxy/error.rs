@@ -18,6 +18,12 @@ pub enum ProxyError {
     UriTooLong { limit: usize },
     #[error("request body over route `{route}`'s max_body of {limit} bytes")]
     BodyTooLarge { route: String, limit: u64 },
+    #[error("bad request body for {upstream}: {}", innermost_cause(source))]
+    BadBody {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     #[error("no route for {path}")]
     NoRoute { path: String },
     #[error("{upstream} is not ready (waited {waited:?})")]
@@ -39,6 +45,7 @@ impl ProxyError {
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadBody { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -69,16 +76,30 @@ impl ProxyError {
     }
 }
 
-/// Whether sending failed because the request body went over the route's `max_body`.
-pub(super) fn is_body_limit(error: &(dyn StdError + 'static)) -> bool {
+/// What went wrong with the client's request body while it was being sent upstream, if that
+/// is why sending failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFault {
+    /// It went over the route's `max_body`.
+    TooLarge,
+    /// It could not be read: bad chunked framing, or the client went away.
+    Unreadable,
+}
+
+pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> {
     let mut cause = Some(error);
+    let mut user_body = false;
     while let Some(error) = cause {
         if error.is::<http_body_util::LengthLimitError>() {
-            return true;
+            return Some(BodyFault::TooLarge);
         }
+        // hyper's "user body" errors are failures of the body zoo sent: the client's.
+        user_body |= error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
         cause = error.source();
     }
-    false
+    user_body.then_some(BodyFault::Unreadable)
 }
 
 /// The most specific message in an error chain ("Connection refused (os error 111)" rather
@@ -144,9 +165,9 @@ mod tests {
     async fn body_limit_is_found_in_a_chain() {
         let limited = http_body_util::Limited::new(Full::new(Bytes::from_static(b"12")), 1);
         let error = limited.collect().await.unwrap_err();
-        assert!(is_body_limit(error.as_ref()));
+        assert_eq!(body_fault(error.as_ref()), Some(BodyFault::TooLarge));
         let other = std::io::Error::other("reset");
-        assert!(!is_body_limit(&other));
+        assert_eq!(body_fault(&other), None);
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{self, Action, Builtin, Config, Protocol, ProxyTarget, Scheme};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
+use error::BodyFault;
 pub use error::ProxyError;
 pub use listener::serve;
 use template::{Template, Values};
@@ -538,13 +539,19 @@ async fn send(
     };
     match tokio::time::timeout(limits.timeout, attempt).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(source)) if error::is_body_limit(&source) => Err(ProxyError::BodyTooLarge {
-            route: limits.route.to_owned(),
-            limit: limits.max_body.unwrap_or_default(),
-        }),
-        Ok(Err(source)) => Err(ProxyError::Upstream {
-            upstream: upstream.describe(),
-            source,
+        Ok(Err(source)) => Err(match error::body_fault(&source) {
+            Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge {
+                route: limits.route.to_owned(),
+                limit: limits.max_body.unwrap_or_default(),
+            },
+            Some(BodyFault::Unreadable) => ProxyError::BadBody {
+                upstream: upstream.describe(),
+                source,
+            },
+            None => ProxyError::Upstream {
+                upstream: upstream.describe(),
+                source,
+            },
         }),
         Err(_) => Err(ProxyError::Timeout {
             upstream: upstream.describe(),

@@ -377,7 +377,8 @@ impl Zoo {
         }
     }
 
-    fn pid(&self) -> Pid {
+    /// zoo's process id (signals, /proc/PID/status).
+    pub fn pid(&self) -> Pid {
         Pid::from_raw(i32::try_from(self.child.as_ref().expect("child").id()).unwrap())
     }
 
