@@ -586,3 +586,67 @@ fn h2c_prior_knowledge_is_served_on_the_http1_port() {
         ok.heads()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// gRPC: grpcio client -> zoo (h2c prior knowledge) -> grpcio server (`protocol = "h2c"`).
+
+const GRPC_APP_PY: &str = include_str!("protocols/grpc_app.py");
+
+/// Runs the grpcio client against `target` and returns its lines (bounded by a deadline).
+fn grpc_client(zoo: &Zoo, target: &str) -> String {
+    let mut child = std::process::Command::new(util::venv_bin().join("python"))
+        .arg(zoo.dir().join("grpc_app.py"))
+        .args(["client", target])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the grpcio client");
+    let exited = util::poll_until(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        exited && output.status.success(),
+        "grpcio client to {target}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        zoo.output()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn grpc_unary_streaming_and_status_through_zoo_equal_direct() {
+    util::require_uvicorn();
+    let port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         \n\
+         [apps.grpc]\n\
+         command = \"python grpc_app.py\"\n\
+         port = {port}\n\
+         protocol = \"h2c\"\n\
+         \n\
+         [routes]\n\
+         \"/zoo.Test\" = {{ app = \"grpc\" }}\n\
+         \"/ok\" = {{ respond = \"ok\\n\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[("grpc_app.py", GRPC_APP_PY)]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+    let direct_addr = format!("127.0.0.1:{port}");
+    assert!(
+        util::poll_until(READY_DEADLINE, || TcpStream::connect(&direct_addr).is_ok()),
+        "the gRPC app did not listen\n{}",
+        zoo.output()
+    );
+    let direct = grpc_client(&zoo, &direct_addr);
+    let through = grpc_client(&zoo, &zoo.addr().to_string());
+    assert_eq!(
+        direct,
+        "unary echo:hi unary OK\nstream item 0|item 1|item 2 stream OK\nfail NOT_FOUND no such thing\n"
+    );
+    assert_eq!(through, direct, "through zoo vs direct\n{}", zoo.output());
+}
