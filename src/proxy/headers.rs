@@ -6,12 +6,15 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message: dropped both ways.
-const HOP_BY_HOP: [HeaderName; 7] = [
+///
+/// `Trailer` is not among them (RFC 9110 6.6.2: it announces end-to-end fields): hyper writes
+/// trailers to an HTTP/1.1 peer only for the names it announces, so dropping it would drop the
+/// trailers. Go's httputil drops it and then re-announces the same names: the same result.
+const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -115,7 +118,7 @@ mod tests {
         ]);
         remove_hop_by_hop(&mut map);
         let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-kept"]);
+        assert_eq!(left, ["trailer", "x-kept"]);
     }
 
     #[test]

@@ -650,3 +650,123 @@ fn grpc_unary_streaming_and_status_through_zoo_equal_direct() {
     );
     assert_eq!(through, direct, "through zoo vs direct\n{}", zoo.output());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trailers both ways and `Expect: 100-continue`, with a hyper upstream that speaks them.
+
+/// A body of one data frame, then trailers.
+struct TrailerBody {
+    data: Option<bytes::Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+}
+
+impl hyper::body::Body for TrailerBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(hyper::body::Frame::data(data)),
+            None => self.trailers.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
+/// An HTTP/1.1 upstream that answers every request with a chunked body naming the request's
+/// `x-req` trailer, followed by its own `x-checksum` trailer. Returns its port.
+fn start_trailer_upstream() -> u16 {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async {
+                        let collected = request.into_body().collect().await?;
+                        let seen = collected
+                            .trailers()
+                            .and_then(|trailers| trailers.get("x-req"))
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned();
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers
+                            .insert("x-checksum", hyper::header::HeaderValue::from_static("abc"));
+                        let body = TrailerBody {
+                            data: Some(format!("req-trailer={seen}").into()),
+                            trailers: Some(trailers),
+                        };
+                        let mut response = hyper::Response::new(body);
+                        response.headers_mut().insert(
+                            hyper::header::TRAILER,
+                            hyper::header::HeaderValue::from_static("x-checksum"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn trailers_pass_both_ways_and_expect_continue_works() {
+    let upstream = start_trailer_upstream();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         \n\
+         [routes]\n\
+         \"/trl\" = {{ proxy = \"http://127.0.0.1:{upstream}\" }}\n\
+         \"/ok\" = {{ respond = \"ok\\n\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+
+    let mut stream = connect(zoo.addr());
+    stream
+        .write_all(
+            b"POST /trl HTTP/1.1\r\nHost: z\r\nTE: trailers\r\nTrailer: x-req\r\n\
+              Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    // The body goes only after zoo said 100 Continue (zoo asks for it when it forwards).
+    let interim = read_head(&mut stream);
+    assert!(
+        interim.starts_with("HTTP/1.1 100"),
+        "{interim}\n{}",
+        zoo.output()
+    );
+    stream
+        .write_all(b"5\r\nhello\r\n0\r\nx-req: 42\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}\n{}", zoo.output());
+    assert!(
+        text.contains("req-trailer=42"),
+        "request trailer lost: {text}"
+    );
+    assert!(
+        text.ends_with("0\r\nx-checksum: abc\r\n\r\n"),
+        "response trailer lost: {text:?}"
+    );
+}
