@@ -126,19 +126,20 @@ fn ws_conversation(addr: SocketAddr) -> (Vec<Frame>, bool) {
     (seen, closed)
 }
 
-fn fastapi_zoo(extra_routes: &str) -> (Zoo, u16) {
+/// zoo in front of `app.py` on a known port; `root` adds top-level keys.
+fn fastapi_zoo(root: &str) -> (Zoo, u16) {
     util::require_uvicorn();
     let port = util::free_port();
     let config = format!(
         "listen = \"127.0.0.1:0\"\n\
+         {root}\n\
          \n\
          [apps.py]\n\
          command = \"uvicorn app:app --host 127.0.0.1 --port $PORT --log-level warning\"\n\
          port = {port}\n\
          \n\
          [routes]\n\
-         \"/\" = {{ app = \"py\" }}\n\
-         {extra_routes}"
+         \"/\" = {{ app = \"py\" }}\n"
     );
     let mut zoo = Zoo::start(&config, &[("app.py", APP_PY)]);
     zoo.wait_ready("/ping", READY_DEADLINE);
@@ -174,6 +175,40 @@ fn websocket_echo_and_close_through_zoo_equal_direct() {
         "the tunnel should close after the close handshake\n{}",
         zoo.output()
     );
+}
+
+#[test]
+fn shutdown_waits_for_an_open_websocket_then_closes_it_at_the_grace() {
+    use nix::sys::signal::{Signal, kill};
+
+    let (mut zoo, _) = fastapi_zoo("grace = \"3s\"");
+    let mut finishing = ws_open(zoo.addr());
+    let mut lingering = ws_open(zoo.addr());
+    kill(zoo.pid(), Signal::SIGTERM).unwrap();
+    let stopping = Instant::now();
+    // Both tunnels still work while zoo drains.
+    for stream in [&mut finishing, &mut lingering] {
+        ws_send(stream, 0x1, b"still there?");
+        assert_eq!(
+            ws_recv(stream),
+            (0x1, b"still there?".to_vec()),
+            "{}",
+            zoo.output()
+        );
+    }
+    ws_send(&mut finishing, 0x8, &[0x03, 0xe8]);
+    assert_eq!(ws_recv(&mut finishing).0, 0x8, "close frame back");
+    // The other one is left open: zoo closes it at the grace deadline and exits.
+    let status = zoo.wait_exit(util::STOP_DEADLINE);
+    let took = stopping.elapsed();
+    assert!(status.is_some(), "zoo did not exit\n{}", zoo.output());
+    assert!(
+        took >= Duration::from_secs(2),
+        "zoo exited after {took:?}: it did not wait for the open WebSocket\n{}",
+        zoo.output()
+    );
+    let mut rest = Vec::new();
+    let _ = lingering.read_to_end(&mut rest);
 }
 
 #[test]
