@@ -56,7 +56,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         let bound = listener
             .local_addr()
             .map_err(|source| RunError::Bind { addr, source })?;
-        tracing::info!("listening on http://{bound}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!("listening on {scheme}://{bound}");
         listeners.push(listener);
     }
 

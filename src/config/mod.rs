@@ -123,6 +123,8 @@ pub struct Config {
     pub grace: Duration,
     /// Time a client has to send a complete request head before zoo closes the connection.
     pub client_header_timeout: Duration,
+    /// Certificate and key when the listeners speak HTTPS (ALPN h2 and http/1.1).
+    pub tls: Option<Tls>,
     /// Apps in file order; start order follows it.
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
@@ -144,6 +146,14 @@ pub struct App {
     pub restart: RestartPolicy,
     /// What the app's port speaks: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC).
     pub protocol: Protocol,
+}
+
+/// `tls = { cert, key }`: PEM files, already resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

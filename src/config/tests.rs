@@ -89,6 +89,7 @@ fn parse_design_example() {
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         grace: Duration::from_secs(10),
         client_header_timeout: Duration::from_secs(30),
+        tls: None,
         apps: vec![
             App {
                 name: "python".to_owned(),
@@ -358,7 +359,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `grace`, `client_header_timeout`, `apps`, `routes`".to_owned()
+            "unknown key `xyz`; expected one of `listen`, `grace`, `client_header_timeout`, `tls`, `apps`, `routes`".to_owned()
         )
     );
 }
@@ -744,6 +745,7 @@ fn error_unknown_builtin() {
 fn protocol_limits_and_timeouts_parse() {
     let config = ok(r#"
 client_header_timeout = "2s"
+tls = { cert = "cert.pem", key = "tls/key.pem" }
 [apps.grpc]
 command = "python server.py"
 protocol = "h2c"
@@ -751,6 +753,11 @@ protocol = "h2c"
 "/grpc" = { app = "grpc", max_body = 1048576, timeout = "500ms" }
 "#);
     assert_eq!(config.client_header_timeout, Duration::from_secs(2));
+    let tls = config.tls.unwrap();
+    assert_eq!(
+        (tls.cert.as_path(), tls.key.as_path()),
+        (Path::new("/srv/cert.pem"), Path::new("/srv/tls/key.pem"))
+    );
     assert_eq!(config.apps[0].protocol, Protocol::H2c);
     assert_eq!(config.routes[0].max_body, Some(1_048_576));
     assert_eq!(config.routes[0].timeout, Duration::from_millis(500));
@@ -760,6 +767,7 @@ protocol = "h2c"
 fn unknown_protocol_and_misplaced_limits_are_rejected() {
     let message = errors(
         r#"
+tls = { cert = "c.pem" }
 [apps.grpc]
 command = "x"
 protocol = "h3"
@@ -769,6 +777,10 @@ protocol = "h3"
     )
     .join("\n");
     assert!(message.contains("unknown protocol \"h3\""), "{message}");
+    assert!(
+        message.contains("tls: missing `key` (a PEM file)"),
+        "{message}"
+    );
     assert!(
         message.contains("`max_body` applies only to `app` and `proxy` routes"),
         "{message}"

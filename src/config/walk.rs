@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     Action, App, Builtin, Command, Config, Probe, Protocol, ProxyTarget, Ready, RestartPolicy,
-    Route, Scheme,
+    Route, Scheme, Tls,
 };
 use super::{duration, expand, suggest, url};
 
@@ -35,10 +35,18 @@ const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
-const ROOT_KEYS: &[&str] = &["listen", "grace", "client_header_timeout", "apps", "routes"];
+const ROOT_KEYS: &[&str] = &[
+    "listen",
+    "grace",
+    "client_header_timeout",
+    "tls",
+    "apps",
+    "routes",
+];
 const APP_KEYS: &[&str] = &[
     "command", "port", "dir", "env", "ready", "restart", "protocol",
 ];
+const TLS_KEYS: &[&str] = &["cert", "key"];
 const READY_KEYS: &[&str] = &["tcp", "http", "interval", "timeout", "deadline"];
 const ROUTE_KEYS: &[&str] = &[
     "app",
@@ -318,6 +326,7 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
                 self.positive_duration("client_header_timeout", value)
             });
+        let tls = optional(fields.get("tls"), |value| self.tls(value));
         let (apps, names) = match fields.get("apps") {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
@@ -330,6 +339,7 @@ impl Walker<'_> {
             listen: listen?,
             grace: grace?,
             client_header_timeout: client_header_timeout?,
+            tls: tls?,
             apps: apps?,
             routes: routes?,
         })
@@ -580,6 +590,27 @@ impl Walker<'_> {
             }
         }
         vars
+    }
+
+    /// `tls = { cert, key }`: PEM files, relative to the config file's directory.
+    fn tls(&mut self, value: &Value<'_>) -> Option<Tls> {
+        let table = self.table("tls", value)?;
+        let fields = self.fields("tls", table, TLS_KEYS);
+        let mut file = |key: &str| {
+            let Some(file) = fields.get(key) else {
+                let message = format!("missing `{key}` (a PEM file)");
+                self.error(value.span(), "tls", message);
+                return None;
+            };
+            let path = self.non_empty_string(&join("tls", key), file)?;
+            Some(self.base.join(path))
+        };
+        let cert = file("cert");
+        let key = file("key");
+        Some(Tls {
+            cert: cert?,
+            key: key?,
+        })
     }
 
     fn ready(&mut self, at: &str, value: &Value<'_>) -> Option<Ready> {

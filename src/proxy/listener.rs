@@ -1,6 +1,6 @@
 //! The accept loop of a public listener: one task per connection, HTTP/1.1 or HTTP/2 with prior
-//! knowledge (h2c) told apart by the first bytes, served until it closes or shutdown asks it to
-//! finish its in-flight requests.
+//! knowledge (h2c) told apart by the first bytes, or with `tls` HTTPS with ALPN h2/http1.1,
+//! served until it closes or shutdown asks it to finish its in-flight requests.
 //!
 //! zoo reads the first bytes itself instead of using hyper-util's auto builder because the auto
 //! builder wraps the socket in a private type: an upgraded (WebSocket) connection could then not
@@ -9,6 +9,7 @@
 //! upgrade is never performed nor forwarded).
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,12 +18,17 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{ProxyService, Shared};
+use crate::config::Tls;
 
 /// What an HTTP/2 client sends first (RFC 9113 3.4); nothing else starts with it.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -82,6 +88,48 @@ impl AsyncWrite for Sniffed {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls: {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls: {}: no certificate in it", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("tls: {source}")]
+    Config {
+        #[from]
+        source: rustls::Error,
+    },
+}
+
+/// The TLS side of the listeners: the certificate and key, offering h2 then http/1.1.
+pub fn acceptor(tls: &Tls) -> Result<TlsAcceptor, TlsError> {
+    let read = |path: &Path| {
+        let path = path.to_owned();
+        move |source| TlsError::Read { path, source }
+    };
+    let chain = CertificateDer::pem_file_iter(&tls.cert)
+        .map_err(read(&tls.cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read(&tls.cert))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: tls.cert.clone(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(read(&tls.key))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
 /// Whether the bytes read so far decide the protocol: `Some(true)` for the h2 preface.
 fn decided(head: &[u8]) -> Option<bool> {
     let n = head.len().min(H2_PREFACE.len());
@@ -117,14 +165,17 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let header_timeout = shared.table.load().client_header_timeout;
+    let (header_timeout, tls) = {
+        let table = shared.table.load();
+        (table.client_header_timeout, table.tls.clone())
+    };
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
     h2.timer(TokioTimer::new());
-    let builders = Arc::new((h1, h2));
+    let builders = Arc::new(Builders { h1, h2 });
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -140,33 +191,60 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = ProxyService {
+        let mut service = ProxyService {
             shared: Arc::clone(&shared),
             client_addr,
             tunnels: tracker.clone(),
+            scheme: "http",
         };
         let builders = Arc::clone(&builders);
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            // The sniff is part of the request head: the same slowloris limit applies.
-            let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
-            else {
-                return;
-            };
-            let io = TokioIo::new(io);
-            if h2 {
-                let connection = builders.1.serve_connection(io, service);
-                drive(connection, &shutdown, http2::Connection::graceful_shutdown).await;
+            // The sniff or handshake is part of the request head: the slowloris limit applies.
+            if let Some(tls) = tls {
+                let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.accept(stream)).await
+                else {
+                    return;
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                service.scheme = "https";
+                builders.serve(h2, stream, service, &shutdown).await;
             } else {
-                let connection = builders.0.serve_connection(io, service).with_upgrades();
-                drive(
-                    connection,
-                    &shutdown,
-                    http1::UpgradeableConnection::graceful_shutdown,
-                )
-                .await;
+                let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
+                else {
+                    return;
+                };
+                builders.serve(h2, io, service, &shutdown).await;
             }
         });
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings every connection of a listener shares.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    async fn serve<I>(&self, h2: bool, io: I, service: ProxyService, shutdown: &CancellationToken)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        if h2 {
+            let connection = self.h2.serve_connection(io, service);
+            drive(connection, shutdown, http2::Connection::graceful_shutdown).await;
+        } else {
+            let connection = self.h1.serve_connection(io, service).with_upgrades();
+            drive(
+                connection,
+                shutdown,
+                http1::UpgradeableConnection::graceful_shutdown,
+            )
+            .await;
+        }
     }
 }
 

@@ -115,6 +115,8 @@ pub struct RuntimeTable {
     routes: RouteTable<RouteAction>,
     /// Read by the listeners when they start (a reload does not change it).
     client_header_timeout: Duration,
+    /// The listeners' TLS, read when they start like `client_header_timeout`.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +131,8 @@ pub enum BuildError {
     BadAuthority { route: String, target: String },
     #[error("route `{route}`: app `{app}` is not supervised")]
     UnknownApp { route: String, app: String },
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
 }
 
 impl RuntimeTable {
@@ -152,6 +156,7 @@ impl RuntimeTable {
         Ok(Self {
             routes: RouteTable::new(routes),
             client_header_timeout: config.client_header_timeout,
+            tls: config.tls.as_ref().map(listener::acceptor).transpose()?,
         })
     }
 
@@ -280,6 +285,8 @@ struct ProxyService {
     client_addr: SocketAddr,
     /// Where upgraded tunnels are tracked, so graceful shutdown waits for them.
     tunnels: TaskTracker,
+    /// `http` or `https`: what the client connected with, for `X-Forwarded-Proto`.
+    scheme: &'static str,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -388,7 +395,12 @@ impl ProxyService {
         let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);
-        headers::set_forwarded(headers, self.client_addr.ip(), "http", client_host.clone());
+        headers::set_forwarded(
+            headers,
+            self.client_addr.ip(),
+            self.scheme,
+            client_host.clone(),
+        );
         let client_upgrade = websocket.then(|| {
             tunnel::mark_websocket(request.headers_mut());
             hyper::upgrade::on(&mut request)

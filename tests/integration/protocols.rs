@@ -805,3 +805,106 @@ fn trailers_pass_both_ways_and_expect_continue_works() {
         "response trailer lost: {text:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS listener: ALPN picks h2 or http/1.1; the app is told the client used https.
+
+/// One GET over TLS to zoo offering `alpn`; returns the negotiated protocol and the response.
+async fn tls_get(
+    addr: SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> (Vec<u8>, u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with zoo");
+    let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
+    let io = TokioIo::new(tls);
+    let request = hyper::Request::get("https://localhost/rec")
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = if negotiated == b"h2" {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        negotiated,
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[test]
+fn tls_listener_offers_h2_and_http1_by_alpn() {
+    let ok = Recorder::start(Reply::Ok);
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\
+         \n\
+         [routes]\n\
+         \"/rec\" = {{ proxy = \"http://127.0.0.1:{}\" }}\n",
+        ok.port
+    );
+    let zoo = Zoo::start(
+        &config,
+        &[
+            ("cert.pem", &certified.cert.pem()),
+            ("key.pem", &certified.signing_key.serialize_pem()),
+        ],
+    );
+    let ca = certified.cert.der().clone();
+    let addr = zoo.addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async move {
+        let h2 = tls_get(addr, ca.clone(), &[b"h2", b"http/1.1"]).await;
+        let h1 = tls_get(addr, ca, &[b"http/1.1"]).await;
+        [h2, h1]
+    });
+    assert_eq!(
+        results,
+        [
+            (b"h2".to_vec(), 200, "ok".to_owned()),
+            (b"http/1.1".to_vec(), 200, "ok".to_owned())
+        ],
+        "{}",
+        zoo.output()
+    );
+    for head in ok.heads() {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-forwarded-proto: https"),
+            "{head}"
+        );
+    }
+}
