@@ -89,6 +89,7 @@ fn parse_design_example() {
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         grace: Duration::from_secs(10),
         client_header_timeout: Duration::from_secs(30),
+        trust_forwarded: vec![],
         tls: None,
         apps: vec![
             App {
@@ -359,7 +360,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `grace`, `client_header_timeout`, `tls`, `apps`, `routes`".to_owned()
+            "unknown key `xyz`; expected one of `listen`, `grace`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`".to_owned()
         )
     );
 }
@@ -783,6 +784,41 @@ protocol = "h3"
     );
     assert!(
         message.contains("`max_body` applies only to `app` and `proxy` routes"),
+        "{message}"
+    );
+}
+
+#[test]
+fn trust_forwarded_takes_networks_and_single_addresses() {
+    let config = ok(r#"trust_forwarded = ["10.0.0.0/8", "::1"]"#);
+    let [lb, local] = config.trust_forwarded[..] else {
+        panic!("{:?}", config.trust_forwarded)
+    };
+    assert!(lb.contains("10.1.2.3".parse().unwrap()));
+    assert!(lb.contains("::ffff:10.9.9.9".parse().unwrap()));
+    assert!(!lb.contains("11.0.0.1".parse().unwrap()));
+    assert!(local.contains("::1".parse().unwrap()));
+    assert!(!local.contains("::2".parse().unwrap()));
+    assert!(!local.contains("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn every_address_is_in_a_zero_prefix_network() {
+    let all = Network::parse("0.0.0.0/0").unwrap();
+    assert!(all.contains("203.0.113.9".parse().unwrap()));
+    let all6 = Network::parse("::/0").unwrap();
+    assert!(all6.contains("2001:db8::1".parse().unwrap()));
+}
+
+#[test]
+fn bad_networks_are_rejected() {
+    let message = errors(r#"trust_forwarded = ["10.0.0.0/33", "lb.local"]"#).join("\n");
+    assert!(
+        message.contains("trust_forwarded[0]: prefix length must be 0 to 32, found \"33\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("trust_forwarded[1]: expected an IP address or network"),
         "{message}"
     );
 }

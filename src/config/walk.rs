@@ -14,8 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Builtin, Command, Config, Probe, Protocol, ProxyTarget, Ready, RestartPolicy,
-    Route, Scheme, Tls,
+    Action, App, Builtin, Command, Config, Network, Probe, Protocol, ProxyTarget, Ready,
+    RestartPolicy, Route, Scheme, Tls,
 };
 use super::{duration, expand, suggest, url};
 
@@ -39,6 +39,7 @@ const ROOT_KEYS: &[&str] = &[
     "listen",
     "grace",
     "client_header_timeout",
+    "trust_forwarded",
     "tls",
     "apps",
     "routes",
@@ -326,6 +327,9 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
                 self.positive_duration("client_header_timeout", value)
             });
+        let trust_forwarded = optional(fields.get("trust_forwarded"), |value| {
+            self.networks("trust_forwarded", value)
+        });
         let tls = optional(fields.get("tls"), |value| self.tls(value));
         let (apps, names) = match fields.get("apps") {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
@@ -339,6 +343,7 @@ impl Walker<'_> {
             listen: listen?,
             grace: grace?,
             client_header_timeout: client_header_timeout?,
+            trust_forwarded: trust_forwarded?.unwrap_or_default(),
             tls: tls?,
             apps: apps?,
             routes: routes?,
@@ -590,6 +595,26 @@ impl Walker<'_> {
             }
         }
         vars
+    }
+
+    /// An array of networks, `["10.0.0.0/8", "::1"]`.
+    fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.mismatch(at, value, "an array of networks like \"10.0.0.0/8\"");
+            return None;
+        };
+        let networks: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("{at}[{index}]");
+                let text = self.string(&at, item)?;
+                Network::parse(&text)
+                    .map_err(|message| self.error(item.span(), &at, message))
+                    .ok()
+            })
+            .collect();
+        networks.into_iter().collect()
     }
 
     /// `tls = { cert, key }`: PEM files, relative to the config file's directory.

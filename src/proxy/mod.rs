@@ -115,6 +115,8 @@ pub struct RuntimeTable {
     routes: RouteTable<RouteAction>,
     /// Read by the listeners when they start (a reload does not change it).
     client_header_timeout: Duration,
+    /// Clients whose `X-Forwarded-*` are kept and appended to (`trust_forwarded`).
+    trust_forwarded: Vec<config::Network>,
     /// The listeners' TLS, read when they start like `client_header_timeout`.
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -156,6 +158,7 @@ impl RuntimeTable {
         Ok(Self {
             routes: RouteTable::new(routes),
             client_header_timeout: config.client_header_timeout,
+            trust_forwarded: config.trust_forwarded.clone(),
             tls: config.tls.as_ref().map(listener::acceptor).transpose()?,
         })
     }
@@ -338,7 +341,11 @@ impl ProxyService {
                     timeout: *timeout,
                     route: matched.key,
                 };
-                self.forward(request, upstream, &forwarded_path, &limits)
+                let trusted = table
+                    .trust_forwarded
+                    .iter()
+                    .any(|network| network.contains(self.client_addr.ip()));
+                self.forward(request, upstream, &forwarded_path, &limits, trusted)
                     .await
             }
             RouteAction::Respond {
@@ -381,6 +388,7 @@ impl ProxyService {
         upstream: &Upstream,
         path: &str,
         limits: &Limits<'_>,
+        trusted: bool,
     ) -> Result<Response<ZooBody>, ProxyError> {
         let path_and_query = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),
@@ -400,6 +408,7 @@ impl ProxyService {
             self.client_addr.ip(),
             self.scheme,
             client_host.clone(),
+            trusted,
         );
         let client_upgrade = websocket.then(|| {
             tunnel::mark_websocket(request.headers_mut());

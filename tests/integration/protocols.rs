@@ -396,11 +396,17 @@ fn expect_status(zoo: &Zoo, raw: &str, status: u16) -> http::Response {
 
 /// zoo with routes to a recorder that answers `ok`, one that never answers, and a closed port.
 fn raw_zoo() -> (Zoo, Recorder, Recorder) {
+    raw_zoo_with("")
+}
+
+/// [`raw_zoo`] with `root` added to the top-level keys.
+fn raw_zoo_with(root: &str) -> (Zoo, Recorder, Recorder) {
     let (ok, silent) = (Recorder::start(Reply::Ok), Recorder::start(Reply::Silent));
     let closed = util::free_port();
     let config = format!(
         "listen = \"127.0.0.1:0\"\n\
          client_header_timeout = \"1s\"\n\
+         {root}\n\
          \n\
          [routes]\n\
          \"/ok\" = {{ respond = \"ok\\n\" }}\n\
@@ -547,6 +553,23 @@ fn hop_by_hop_headers_are_removed_both_ways_and_forwarded_is_replaced() {
     }
     assert!(head.contains("x-kept: 1"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+}
+
+#[test]
+fn a_trusted_load_balancer_has_its_forwarded_chain_appended_to() {
+    let (zoo, ok, _silent) = raw_zoo_with("trust_forwarded = [\"127.0.0.0/8\"]");
+    expect_status(
+        &zoo,
+        "GET /rec HTTP/1.1\r\nHost: z\r\nX-Forwarded-For: 203.0.113.9\r\n\
+         X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        200,
+    );
+    let head = ok.heads()[0].to_ascii_lowercase();
+    assert!(
+        head.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{head}"
+    );
+    assert!(head.contains("x-forwarded-proto: https"), "{head}");
 }
 
 #[test]
