@@ -126,6 +126,88 @@ fn ws_conversation(addr: SocketAddr) -> (Vec<Frame>, bool) {
     (seen, closed)
 }
 
+/// Frames no well-behaved client sends, or sends split: each case on a fresh connection, then
+/// what came back until the server closed (or a 2 s quiet spell). Raw bytes are masked by
+/// [`ws_frame`] except where a case builds its own.
+fn ws_edge_cases(addr: SocketAddr) -> Vec<(&'static str, Vec<Frame>)> {
+    let cases: [(&str, Vec<u8>); 8] = [
+        ("rsv1 without extension", ws_frame(0xC1, b"x")),
+        ("reserved opcode 0x3", ws_frame(0x83, b"x")),
+        ("invalid utf-8 text", ws_frame(0x81, &[0xff, 0xfe])),
+        (
+            "fragmented text",
+            [ws_frame(0x01, b"frag"), ws_frame(0x80, b"mented")].concat(),
+        ),
+        ("close 1001", ws_frame(0x88, &[0x03, 0xe9])),
+        ("close without code", ws_frame(0x88, b"")),
+        ("close code 999", ws_frame(0x88, &[0x03, 0xe7])),
+        ("unmasked frame", vec![0x81, 0x01, b'x']),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, bytes)| {
+            let mut stream = ws_open(addr);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            stream.write_all(&bytes).unwrap();
+            let mut frames = Vec::new();
+            while let Some(frame) = ws_try_recv(&mut stream) {
+                frames.push(frame);
+            }
+            (name, frames)
+        })
+        .collect()
+}
+
+fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).unwrap()];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The next frame, or `None` at EOF, reset or a quiet read timeout.
+fn ws_try_recv(stream: &mut TcpStream) -> Option<Frame> {
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(1) => {}
+        _ => return None,
+    }
+    let mut rest = [0u8; 1];
+    stream.read_exact(&mut rest).ok()?;
+    let len = usize::from(rest[0] & 0x7f);
+    assert!(len < 126, "edge cases get short answers");
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).ok()?;
+    Some((first[0] & 0x0f, payload))
+}
+
+#[test]
+fn websocket_edge_cases_through_zoo_equal_direct() {
+    let (zoo, port) = fastapi_zoo("");
+    let direct = ws_edge_cases(SocketAddr::from(([127, 0, 0, 1], port)));
+    let through = ws_edge_cases(zoo.addr());
+    for ((name, direct), (_, through)) in direct.iter().zip(&through) {
+        assert_eq!(
+            through,
+            direct,
+            "case `{name}`: through zoo vs direct\n{}",
+            zoo.output()
+        );
+    }
+    let summary: Vec<String> = through
+        .iter()
+        .map(|(name, frames)| format!("{name}: {frames:?}"))
+        .collect();
+    eprintln!(
+        "WebSocket edge cases, {} equal through zoo and direct:\n  {}",
+        through.len(),
+        summary.join("\n  ")
+    );
+}
+
 /// zoo in front of `app.py` on a known port; `root` adds top-level keys.
 fn fastapi_zoo(root: &str) -> (Zoo, u16) {
     util::require_uvicorn();
