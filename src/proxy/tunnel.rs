@@ -196,6 +196,47 @@ mod tests {
         ])));
     }
 
+    /// A connected pair of loopback sockets: (the end the tunnel gets, the test's end).
+    #[cfg(target_os = "linux")]
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outside = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (inside, _) = listener.accept().await.unwrap();
+        (inside, outside)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn splice_moves_early_bytes_then_data_and_passes_half_close() {
+        use tokio::io::AsyncReadExt;
+
+        let (mut client_in, mut client) = pair().await;
+        let (mut upstream_in, mut app) = pair().await;
+        let tunnel = tokio::spawn(async move {
+            splice::both_ways(
+                &mut client_in,
+                Bytes::from_static(b"early-from-client "),
+                &mut upstream_in,
+                Bytes::from_static(b"early-from-app "),
+            )
+            .await
+        });
+        client.write_all(b"hello").await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut at_app = Vec::new();
+        app.read_to_end(&mut at_app).await.unwrap();
+        assert_eq!(at_app, b"early-from-client hello");
+        // The client stopped sending; the app can still answer.
+        app.write_all(b"bye").await.unwrap();
+        app.shutdown().await.unwrap();
+        let mut at_client = Vec::new();
+        client.read_to_end(&mut at_client).await.unwrap();
+        assert_eq!(at_client, b"early-from-app bye");
+        tunnel.await.unwrap().unwrap();
+    }
+
     #[test]
     fn h2c_and_half_asked_upgrades_are_not_websocket() {
         assert!(!wants_websocket(&headers(&[
