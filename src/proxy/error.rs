@@ -14,6 +14,8 @@ use crate::route::PathError;
 pub enum ProxyError {
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
+    #[error("Transfer-Encoding other than `chunked` is not supported")]
+    TransferCoding,
     #[error("request target longer than {limit} bytes")]
     UriTooLong { limit: usize },
     #[error("request body over route `{route}`'s max_body of {limit} bytes")]
@@ -43,6 +45,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody { .. } => StatusCode::BAD_REQUEST,
@@ -132,6 +135,18 @@ mod tests {
         assert!(
             body.starts_with("400 Bad Request: bad request path: "),
             "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn other_transfer_coding_is_501() {
+        let (status, body, _) = body_of(ProxyError::TransferCoding).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "501 Not Implemented: Transfer-Encoding other than `chunked` is not supported\n"
+            )
         );
     }
 

@@ -319,6 +319,14 @@ impl ProxyService {
                 limit: MAX_URI_BYTES,
             });
         }
+        // hyper decodes `chunked` and nothing else; another coding would reach the app
+        // without its name (Transfer-Encoding is hop-by-hop). nginx answers 501 as well.
+        let mut codings = request.headers().get_all(header::TRANSFER_ENCODING).iter();
+        if let Some(first) = codings.next()
+            && (codings.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(ProxyError::TransferCoding);
+        }
         let path = route::normalize(request.uri().path())?.into_owned();
         let table = self.shared.table.load_full();
         let Some(matched) = table.routes.lookup(&path) else {

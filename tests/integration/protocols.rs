@@ -590,6 +590,13 @@ fn ambiguous_framing_is_rejected_and_never_forwarded() {
     for raw in cases {
         expect_status(&zoo, raw, 400);
     }
+    // A coding hyper does not decode would reach the app unnamed: refused like nginx does.
+    for coding in ["gzip, chunked", "chunked\r\nTransfer-Encoding: chunked"] {
+        let raw = format!(
+            "POST /rec HTTP/1.1\r\nHost: z\r\nTransfer-Encoding: {coding}\r\n\r\n0\r\n\r\n"
+        );
+        expect_status(&zoo, &raw, 501);
+    }
     assert_eq!(
         ok.heads(),
         Vec::<String>::new(),
