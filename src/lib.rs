@@ -79,8 +79,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     if control_socket.is_some() {
         tracing::info!("control socket {}", socket_path.display());
     }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     for (listener, &addr) in listeners.iter().zip(&config.listen) {
-        tracing::info!("listening on http://{}", local_addr(listener, addr)?);
+        tracing::info!("listening on {scheme}://{}", local_addr(listener, addr)?);
     }
 
     // Watched before any app starts, so that an early SIGHUP cannot take zoo down (its default

@@ -10,6 +10,7 @@ mod integration {
     mod demo;
     mod errors;
     mod examples;
+    mod protocols;
     mod proxy;
     mod shutdown;
     mod supervise;

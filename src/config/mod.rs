@@ -11,7 +11,7 @@ mod walk;
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,6 +127,13 @@ pub struct Config {
     /// Time zoo keeps serving after SIGTERM while `/readyz` answers 503, so that a load
     /// balancer stops sending before zoo stops accepting; `grace` counts after it.
     pub shutdown_delay: Duration,
+    /// Time a client has to send a complete request head before zoo closes the connection.
+    pub client_header_timeout: Duration,
+    /// Client networks whose `Forwarded`/`X-Forwarded-*` zoo keeps and appends to (a load
+    /// balancer in front); from anyone else they are replaced.
+    pub trust_forwarded: Vec<Network>,
+    /// Certificate and key when the listeners speak HTTPS (ALPN h2 and http/1.1).
+    pub tls: Option<Tls>,
     /// Apps in file order; start order follows it.
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
@@ -158,6 +165,8 @@ pub struct App {
     pub user: Option<String>,
     /// dotenv file read at each start, resolved against the config file's directory.
     pub env_file: Option<PathBuf>,
+    /// What the app's port speaks: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC).
+    pub protocol: Protocol,
 }
 
 /// `backoff = { first, max, reset_after }`, `max_restarts` and `restart_window`.
@@ -215,6 +224,67 @@ pub struct Live {
     pub failures: u32,
 }
 
+/// An IP network, `10.0.0.0/8` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: IpAddr,
+    /// Leading bits that must match, at most 32 (IPv4) or 128 (IPv6).
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = addr.parse().map_err(|_| {
+            format!("expected an IP address or network like \"10.0.0.0/8\", found \"{text}\"")
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= max)
+                .ok_or_else(|| format!("prefix length must be 0 to {max}, found \"{prefix}\""))?
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 address counts as IPv4).
+    #[must_use]
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        let (network, ip, bits) = match (self.addr, ip) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                (u128::from(network.to_bits()), u128::from(ip.to_bits()), 32)
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => (network.to_bits(), ip.to_bits(), 128),
+            _ => return false,
+        };
+        let ignored = bits - u32::from(self.prefix);
+        ignored >= 128 || (network ^ ip) >> ignored == 0
+    }
+}
+
+/// `tls = { cert, key }`: PEM files, already resolved against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    H2c,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run by `sh -c`, as `exec LINE` when it is a simple command (supervise decides).
@@ -260,6 +330,10 @@ pub struct Route {
     pub action: Action,
     /// Remove the matched key before forwarding (`app` and `proxy` only).
     pub strip_prefix: bool,
+    /// Largest request body accepted (`app` and `proxy` only); larger gets 413.
+    pub max_body: Option<u64>,
+    /// Time from sending the request upstream to its response headers; then 504.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

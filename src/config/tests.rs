@@ -90,6 +90,9 @@ fn parse_design_example() {
         admin: None,
         grace: Duration::from_secs(10),
         shutdown_delay: Duration::ZERO,
+        client_header_timeout: Duration::from_secs(30),
+        trust_forwarded: vec![],
+        tls: None,
         apps: vec![
             App {
                 name: "python".to_owned(),
@@ -112,6 +115,7 @@ fn parse_design_example() {
                 stop: Stop::default(),
                 user: None,
                 env_file: None,
+                protocol: Protocol::Http1,
             },
             App {
                 name: "node".to_owned(),
@@ -132,6 +136,7 @@ fn parse_design_example() {
                 stop: Stop::default(),
                 user: None,
                 env_file: None,
+                protocol: Protocol::Http1,
             },
         ],
         routes: vec![
@@ -141,6 +146,8 @@ fn parse_design_example() {
                     name: "node".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/go".to_owned(),
@@ -150,6 +157,8 @@ fn parse_design_example() {
                     body: "I'm Go!\r\n[{path}]\n".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/google".to_owned(),
@@ -164,6 +173,8 @@ fn parse_design_example() {
                     ca_file: None,
                 },
                 strip_prefix: true,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
             Route {
                 key: "/".to_owned(),
@@ -171,6 +182,8 @@ fn parse_design_example() {
                     name: "python".to_owned(),
                 },
                 strip_prefix: false,
+                max_body: None,
+                timeout: Duration::from_secs(60),
             },
         ],
     };
@@ -361,7 +374,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `shutdown_delay`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -376,7 +389,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`",
         ]
     );
 }
@@ -816,6 +829,52 @@ live = { http = "/health", interval = "500ms", failures = 2 }
 }
 
 #[test]
+fn protocol_limits_and_timeouts_parse() {
+    let config = ok(r#"
+client_header_timeout = "2s"
+tls = { cert = "cert.pem", key = "tls/key.pem" }
+[apps.grpc]
+command = "python server.py"
+protocol = "h2c"
+[routes]
+"/grpc" = { app = "grpc", max_body = 1048576, timeout = "500ms" }
+"#);
+    assert_eq!(config.client_header_timeout, Duration::from_secs(2));
+    let tls = config.tls.unwrap();
+    assert_eq!(
+        (tls.cert.as_path(), tls.key.as_path()),
+        (Path::new("/srv/cert.pem"), Path::new("/srv/tls/key.pem"))
+    );
+    assert_eq!(config.apps[0].protocol, Protocol::H2c);
+    assert_eq!(config.routes[0].max_body, Some(1_048_576));
+    assert_eq!(config.routes[0].timeout, Duration::from_millis(500));
+}
+
+#[test]
+fn unknown_protocol_and_misplaced_limits_are_rejected() {
+    let message = errors(
+        r#"
+tls = { cert = "c.pem" }
+[apps.grpc]
+command = "x"
+protocol = "h3"
+[routes]
+"/r" = { respond = "x", max_body = 10 }
+"#,
+    )
+    .join("\n");
+    assert!(message.contains("unknown protocol \"h3\""), "{message}");
+    assert!(
+        message.contains("tls: missing `key` (a PEM file)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`max_body` applies only to `app` and `proxy` routes"),
+        "{message}"
+    );
+}
+
+#[test]
 fn error_dependency_cycle_points_at_the_closing_entry() {
     let source = "[apps.a]\ncommand = \"x\"\ndepends_on = [\"b\"]\n\
                   [apps.b]\ncommand = \"x\"\ndepends_on = [\"a\"]\n";
@@ -844,5 +903,40 @@ fn error_supervision_keys() {
             "apps.a.backoff: `max` must not be shorter than `first`",
             "apps.a.live.failures: must be a positive integer",
         ]
+    );
+}
+
+#[test]
+fn trust_forwarded_takes_networks_and_single_addresses() {
+    let config = ok(r#"trust_forwarded = ["10.0.0.0/8", "::1"]"#);
+    let [lb, local] = config.trust_forwarded[..] else {
+        panic!("{:?}", config.trust_forwarded)
+    };
+    assert!(lb.contains("10.1.2.3".parse().unwrap()));
+    assert!(lb.contains("::ffff:10.9.9.9".parse().unwrap()));
+    assert!(!lb.contains("11.0.0.1".parse().unwrap()));
+    assert!(local.contains("::1".parse().unwrap()));
+    assert!(!local.contains("::2".parse().unwrap()));
+    assert!(!local.contains("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn every_address_is_in_a_zero_prefix_network() {
+    let all = Network::parse("0.0.0.0/0").unwrap();
+    assert!(all.contains("203.0.113.9".parse().unwrap()));
+    let all6 = Network::parse("::/0").unwrap();
+    assert!(all6.contains("2001:db8::1".parse().unwrap()));
+}
+
+#[test]
+fn bad_networks_are_rejected() {
+    let message = errors(r#"trust_forwarded = ["10.0.0.0/33", "lb.local"]"#).join("\n");
+    assert!(
+        message.contains("trust_forwarded[0]: prefix length must be 0 to 32, found \"33\""),
+        "{message}"
+    );
+    assert!(
+        message.contains("trust_forwarded[1]: expected an IP address or network"),
+        "{message}"
     );
 }

@@ -14,8 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Builtin, Command, Config, Live, Probe, ProxyTarget, Ready, RestartPolicy,
-    Restarts, Route, Scheme, Stop,
+    Action, App, Builtin, Command, Config, Live, Network, Probe, Protocol, ProxyTarget, Ready,
+    RestartPolicy, Restarts, Route, Scheme, Stop, Tls,
 };
 use super::{duration, expand, suggest, url};
 
@@ -40,6 +40,9 @@ const ROOT_KEYS: &[&str] = &[
     "admin",
     "grace",
     "shutdown_delay",
+    "client_header_timeout",
+    "trust_forwarded",
+    "tls",
     "apps",
     "routes",
 ];
@@ -59,7 +62,9 @@ const APP_KEYS: &[&str] = &[
     "depends_on",
     "stop_signal",
     "grace",
+    "protocol",
 ];
+const TLS_KEYS: &[&str] = &["cert", "key"];
 const READY_KEYS: &[&str] = &["tcp", "http", "exec", "interval", "timeout", "deadline"];
 const LIVE_KEYS: &[&str] = &["tcp", "http", "exec", "interval", "timeout", "failures"];
 const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
@@ -79,6 +84,8 @@ const ROUTE_KEYS: &[&str] = &[
     "ca_file",
     "status",
     "headers",
+    "max_body",
+    "timeout",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
 const BUILTINS: &[&str] = &["health", "metrics"];
@@ -96,7 +103,14 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
         "`respond` and `redirect` routes",
     ),
     ("headers", &["respond"], "`respond` routes"),
+    ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
+    ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
 ];
+const PROTOCOLS: &[&str] = &["http1", "h2c"];
+/// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time from sending a request upstream to its response headers (DESIGN.md).
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
@@ -341,6 +355,15 @@ impl Walker<'_> {
             .map_or(Some(Duration::ZERO), |value| {
                 self.duration("shutdown_delay", value)
             });
+        let client_header_timeout = fields
+            .get("client_header_timeout")
+            .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
+                self.positive_duration("client_header_timeout", value)
+            });
+        let trust_forwarded = optional(fields.get("trust_forwarded"), |value| {
+            self.networks("trust_forwarded", value)
+        });
+        let tls = optional(fields.get("tls"), |value| self.tls(value));
         let (apps, names) = match fields.get("apps") {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
@@ -354,6 +377,9 @@ impl Walker<'_> {
             admin: admin?,
             grace: grace?,
             shutdown_delay: shutdown_delay?,
+            client_header_timeout: client_header_timeout?,
+            trust_forwarded: trust_forwarded?.unwrap_or_default(),
+            tls: tls?,
             apps: apps?,
             routes: routes?,
         })
@@ -544,6 +570,11 @@ impl Walker<'_> {
             self.depends_on(&join(&at, "depends_on"), value, name, names)
         });
         let (depends_on, spans): (Vec<String>, Vec<Range<usize>>) = depends_on?.into_iter().unzip();
+        let protocol = fields
+            .get("protocol")
+            .map_or(Some(Protocol::Http1), |value| {
+                self.protocol(&join(&at, "protocol"), value)
+            });
         let app = App {
             name: name.to_owned(),
             command: command?,
@@ -558,6 +589,7 @@ impl Walker<'_> {
             stop: stop?,
             user: user?,
             env_file: env_file?,
+            protocol: protocol?,
         };
         Some((app, spans))
     }
@@ -706,6 +738,21 @@ impl Walker<'_> {
         })
     }
 
+    fn protocol(&mut self, at: &str, value: &Value<'_>) -> Option<Protocol> {
+        match self.string(at, value)?.as_str() {
+            "http1" => Some(Protocol::Http1),
+            "h2c" => Some(Protocol::H2c),
+            other => {
+                let message = format!(
+                    "unknown protocol \"{other}\"; expected one of {}",
+                    list(PROTOCOLS)
+                );
+                self.error(value.span(), at, message);
+                None
+            }
+        }
+    }
+
     fn command(&mut self, at: &str, value: &Value<'_>) -> Option<Command> {
         match value.get_ref() {
             DeValue::String(_) => {
@@ -779,6 +826,47 @@ impl Walker<'_> {
             }
         }
         vars
+    }
+
+    /// An array of networks, `["10.0.0.0/8", "::1"]`.
+    fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.mismatch(at, value, "an array of networks like \"10.0.0.0/8\"");
+            return None;
+        };
+        let networks: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("{at}[{index}]");
+                let text = self.string(&at, item)?;
+                Network::parse(&text)
+                    .map_err(|message| self.error(item.span(), &at, message))
+                    .ok()
+            })
+            .collect();
+        networks.into_iter().collect()
+    }
+
+    /// `tls = { cert, key }`: PEM files, relative to the config file's directory.
+    fn tls(&mut self, value: &Value<'_>) -> Option<Tls> {
+        let table = self.table("tls", value)?;
+        let fields = self.fields("tls", table, TLS_KEYS);
+        let mut file = |key: &str| {
+            let Some(file) = fields.get(key) else {
+                let message = format!("missing `{key}` (a PEM file)");
+                self.error(value.span(), "tls", message);
+                return None;
+            };
+            let path = self.non_empty_string(&join("tls", key), file)?;
+            Some(self.base.join(path))
+        };
+        let cert = file("cert");
+        let key = file("key");
+        Some(Tls {
+            cert: cert?,
+            key: key?,
+        })
     }
 
     fn ready(&mut self, at: &str, value: &Value<'_>) -> Option<Ready> {
@@ -937,6 +1025,18 @@ impl Walker<'_> {
         let strip_prefix = optional(fields.get("strip_prefix"), |value| {
             self.boolean(&join(at, "strip_prefix"), value)
         });
+        let max_body = optional(fields.get("max_body"), |value| {
+            let at = join(at, "max_body");
+            let bytes = self.integer(&at, value)?;
+            u64::try_from(bytes)
+                .map_err(|_| self.error(value.span(), &at, "a size in bytes cannot be negative"))
+                .ok()
+        });
+        let timeout = fields
+            .get("timeout")
+            .map_or(Some(DEFAULT_RESPONSE_TIMEOUT), |value| {
+                self.positive_duration(&join(at, "timeout"), value)
+            });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -953,6 +1053,8 @@ impl Walker<'_> {
             key: key.to_owned(),
             action: built?,
             strip_prefix: strip_prefix?.unwrap_or(false),
+            max_body: max_body?,
+            timeout: timeout?,
         })
     }
 

@@ -14,6 +14,18 @@ use crate::route::PathError;
 pub enum ProxyError {
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
+    #[error("Transfer-Encoding other than `chunked` is not supported")]
+    TransferCoding,
+    #[error("request target longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("request body over route `{route}`'s max_body of {limit} bytes")]
+    BodyTooLarge { route: String, limit: u64 },
+    #[error("bad request body for {upstream}: {}", innermost_cause(source))]
+    BadBody {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
     #[error("no route for {path}")]
     NoRoute { path: String },
     #[error("{upstream} is not ready (waited {waited:?})")]
@@ -33,6 +45,10 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadBody { .. } => StatusCode::BAD_REQUEST,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -61,6 +77,32 @@ impl ProxyError {
         }
         response
     }
+}
+
+/// What went wrong with the client's request body while it was being sent upstream, if that
+/// is why sending failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BodyFault {
+    /// It went over the route's `max_body`.
+    TooLarge,
+    /// It could not be read: bad chunked framing, or the client went away.
+    Unreadable,
+}
+
+pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> {
+    let mut cause = Some(error);
+    let mut user_body = false;
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return Some(BodyFault::TooLarge);
+        }
+        // hyper's "user body" errors are failures of the body zoo sent: the client's.
+        user_body |= error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user);
+        cause = error.source();
+    }
+    user_body.then_some(BodyFault::Unreadable)
 }
 
 /// The most specific message in an error chain ("Connection refused (os error 111)" rather
@@ -94,6 +136,53 @@ mod tests {
             body.starts_with("400 Bad Request: bad request path: "),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn other_transfer_coding_is_501() {
+        let (status, body, _) = body_of(ProxyError::TransferCoding).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "501 Not Implemented: Transfer-Encoding other than `chunked` is not supported\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn long_target_is_414() {
+        let (status, body, _) = body_of(ProxyError::UriTooLong { limit: 8192 }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::URI_TOO_LONG,
+                "414 URI Too Long: request target longer than 8192 bytes\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn large_body_is_413_naming_the_route() {
+        let error = ProxyError::BodyTooLarge {
+            route: "/up".into(),
+            limit: 10,
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body,
+            "413 Payload Too Large: request body over route `/up`'s max_body of 10 bytes\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn body_limit_is_found_in_a_chain() {
+        let limited = http_body_util::Limited::new(Full::new(Bytes::from_static(b"12")), 1);
+        let error = limited.collect().await.unwrap_err();
+        assert_eq!(body_fault(error.as_ref()), Some(BodyFault::TooLarge));
+        let other = std::io::Error::other("reset");
+        assert_eq!(body_fault(&other), None);
     }
 
     #[tokio::test]

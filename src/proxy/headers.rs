@@ -6,12 +6,15 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never the message: dropped both ways.
-const HOP_BY_HOP: [HeaderName; 7] = [
+///
+/// `Trailer` is not among them (RFC 9110 6.6.2: it announces end-to-end fields): hyper writes
+/// trailers to an HTTP/1.1 peer only for the names it announces, so dropping it would drop the
+/// trailers. Go's httputil drops it and then re-announces the same names: the same result.
+const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
@@ -54,16 +57,39 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Replaces whatever the client claimed in `Forwarded` / `X-Forwarded-*` with what zoo saw,
-/// so a client cannot spoof its address to the apps.
+/// Sets `X-Forwarded-For/-Proto/-Host` from what zoo saw. From an untrusted client whatever it
+/// claimed in them (and in `Forwarded`) is replaced, so it cannot spoof its address to the apps;
+/// from a trusted one (`trust_forwarded`: a load balancer) zoo appends its peer to
+/// `X-Forwarded-For` and keeps the rest, which describe the original client.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
     proto: &'static str,
     host: Option<HeaderValue>,
+    trusted: bool,
 ) {
+    let client = ip_header_value(client);
+    if trusted {
+        let chain = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .chain(std::iter::once(client.as_bytes()))
+            .collect::<Vec<_>>()
+            .join(&b", "[..]);
+        if let Ok(chain) = HeaderValue::from_bytes(&chain) {
+            headers.insert(X_FORWARDED_FOR, chain);
+        }
+        headers
+            .entry(X_FORWARDED_PROTO)
+            .or_insert(HeaderValue::from_static(proto));
+        if let Some(host) = host {
+            headers.entry(X_FORWARDED_HOST).or_insert(host);
+        }
+        return;
+    }
     headers.remove(header::FORWARDED);
-    headers.insert(X_FORWARDED_FOR, ip_header_value(client));
+    headers.insert(X_FORWARDED_FOR, client);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
@@ -115,7 +141,7 @@ mod tests {
         ]);
         remove_hop_by_hop(&mut map);
         let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["x-kept"]);
+        assert_eq!(left, ["trailer", "x-kept"]);
     }
 
     #[test]
@@ -139,6 +165,7 @@ mod tests {
             client,
             "http",
             Some(HeaderValue::from_static("example.com")),
+            false,
         );
         assert!(map.get("forwarded").is_none());
         assert_eq!(map.get_all("x-forwarded-for").iter().count(), 1);
@@ -148,9 +175,31 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_client_is_appended_and_its_claims_kept() {
+        let mut map = headers(&[
+            ("forwarded", "for=203.0.113.9"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "example.com"),
+        ]);
+        let lb: IpAddr = "10.0.0.2".parse().unwrap();
+        set_forwarded(
+            &mut map,
+            lb,
+            "http",
+            Some(HeaderValue::from_static("zoo.internal")),
+            true,
+        );
+        assert_eq!(map["x-forwarded-for"], "203.0.113.9, 10.0.0.2");
+        assert_eq!(map["forwarded"], "for=203.0.113.9");
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
     fn ipv6_clients_are_written_plainly() {
         let mut map = HeaderMap::new();
-        set_forwarded(&mut map, "::1".parse().unwrap(), "http", None);
+        set_forwarded(&mut map, "::1".parse().unwrap(), "http", None, false);
         assert_eq!(map["x-forwarded-for"], "::1");
         assert!(map.get("x-forwarded-host").is_none());
     }

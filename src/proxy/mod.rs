@@ -7,7 +7,9 @@
 
 mod error;
 mod headers;
+mod listener;
 mod template;
+mod tunnel;
 mod upstream;
 
 use std::collections::HashMap;
@@ -22,38 +24,38 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use http_body_util::{Either, Empty, Full, Limited};
+use hyper::body::{Body, Incoming};
 use tokio_util::task::TaskTracker;
 
 use crate::admin::{Health, Metrics};
-use crate::config::{self, Action, Builtin, Config, ProxyTarget, Scheme};
+use crate::config::{self, Action, Builtin, Config, Protocol, ProxyTarget, Scheme};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
+use error::BodyFault;
 pub use error::ProxyError;
+pub use listener::serve;
 use template::{Template, Values};
 pub use upstream::UpstreamError;
-use upstream::{AppClient, ExternalClient};
+use upstream::{AppClient, ExternalClient, UpstreamBody};
 
 /// Every response zoo sends: an upstream's streamed body or one zoo made.
 pub type ZooBody = Either<Incoming, Full<Bytes>>;
 
 /// How long a request for an app that is (re)starting waits for it (DESIGN.md: route `wait`).
 const READY_WAIT: Duration = Duration::from_secs(10);
-/// Time from sending a request upstream to its response headers (DESIGN.md).
-const RESPONSE_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time a client has to send a complete request head (slowloris guard).
-const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest request target accepted (nginx's default large header buffer); longer is 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// What one route does, resolved from the config.
 enum RouteAction {
     Forward {
         upstream: Upstream,
         strip_prefix: bool,
+        /// The route's `max_body`: a larger request body is answered 413.
+        max_body: Option<u64>,
+        /// The route's `timeout` to response headers: then 504.
+        timeout: Duration,
     },
     Respond {
         status: StatusCode,
@@ -71,7 +73,11 @@ enum RouteAction {
 }
 
 enum Upstream {
-    App(Arc<AppHandle>),
+    /// A supervised app; `h2c` when its port speaks HTTP/2 with prior knowledge.
+    App {
+        app: Arc<AppHandle>,
+        h2c: bool,
+    },
     External(Box<External>),
 }
 
@@ -88,7 +94,7 @@ struct External {
 impl Upstream {
     fn describe(&self) -> String {
         match self {
-            Self::App(app) => format!("app `{}` at {}", app.name, app.addr),
+            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr),
             Self::External(external) => {
                 format!(
                     "{}://{}",
@@ -110,6 +116,12 @@ fn scheme_str(scheme: Scheme) -> &'static str {
 /// Everything the request path reads, immutable once built.
 pub struct RuntimeTable {
     routes: RouteTable<RouteAction>,
+    /// Read by the listeners when they start (a reload does not change it).
+    client_header_timeout: Duration,
+    /// Clients whose `X-Forwarded-*` are kept and appended to (`trust_forwarded`).
+    trust_forwarded: Vec<config::Network>,
+    /// The listeners' TLS, read when they start like `client_header_timeout`.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +136,8 @@ pub enum BuildError {
     BadAuthority { route: String, target: String },
     #[error("route `{route}`: app `{app}` is not supervised")]
     UnknownApp { route: String, app: String },
+    #[error(transparent)]
+    Tls(#[from] listener::TlsError),
 }
 
 impl RuntimeTable {
@@ -139,12 +153,24 @@ impl RuntimeTable {
             .iter()
             .map(|app| (app.name.as_str(), app))
             .collect();
+        let h2c: Vec<&str> = config
+            .apps
+            .iter()
+            .filter(|app| app.protocol == Protocol::H2c)
+            .map(|app| app.name.as_str())
+            .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            routes.push((route.key.clone(), resolve(route, &apps, health, metrics)?));
+            routes.push((
+                route.key.clone(),
+                resolve(route, &apps, &h2c, health, metrics)?,
+            ));
         }
         Ok(Self {
             routes: RouteTable::new(routes),
+            client_header_timeout: config.client_header_timeout,
+            trust_forwarded: config.trust_forwarded.clone(),
+            tls: config.tls.as_ref().map(listener::acceptor).transpose()?,
         })
     }
 
@@ -158,6 +184,7 @@ impl RuntimeTable {
                     RouteAction::Forward {
                         upstream,
                         strip_prefix,
+                        ..
                     } => {
                         let strip = if *strip_prefix { " (strip prefix)" } else { "" };
                         format!("-> {}{strip}", upstream.describe())
@@ -180,18 +207,25 @@ impl RuntimeTable {
 fn resolve(
     route: &config::Route,
     apps: &HashMap<&str, &Arc<AppHandle>>,
+    h2c: &[&str],
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
 ) -> Result<RouteAction, BuildError> {
     Ok(match &route.action {
         Action::App { name } => RouteAction::Forward {
-            upstream: Upstream::App(Arc::clone(apps.get(name.as_str()).ok_or_else(|| {
-                BuildError::UnknownApp {
-                    route: route.key.clone(),
-                    app: name.clone(),
-                }
-            })?)),
+            upstream: Upstream::App {
+                app: Arc::clone(
+                    apps.get(name.as_str())
+                        .ok_or_else(|| BuildError::UnknownApp {
+                            route: route.key.clone(),
+                            app: name.clone(),
+                        })?,
+                ),
+                h2c: h2c.contains(&name.as_str()),
+            },
             strip_prefix: route.strip_prefix,
+            max_body: route.max_body,
+            timeout: route.timeout,
         },
         Action::Proxy { target, ca_file } => {
             let client = upstream::external_client(ca_file.as_deref()).map_err(|source| {
@@ -216,6 +250,8 @@ fn resolve(
                     client,
                 })),
                 strip_prefix: route.strip_prefix,
+                max_body: route.max_body,
+                timeout: route.timeout,
             }
         }
         Action::Respond {
@@ -242,6 +278,8 @@ pub struct Shared {
     pub table: ArcSwap<RuntimeTable>,
     /// Pooled keep-alive connections to the apps.
     app_client: AppClient,
+    /// Pooled HTTP/2 connections to the apps with `protocol = "h2c"` (multiplexed).
+    h2c_client: AppClient,
 }
 
 impl Shared {
@@ -250,6 +288,7 @@ impl Shared {
         Arc::new(Self {
             table: ArcSwap::from_pointee(table),
             app_client: upstream::app_client(),
+            h2c_client: upstream::h2c_client(),
         })
     }
 }
@@ -259,6 +298,10 @@ impl Shared {
 struct ProxyService {
     shared: Arc<Shared>,
     client_addr: SocketAddr,
+    /// Where upgraded tunnels are tracked, so graceful shutdown waits for them.
+    tunnels: TaskTracker,
+    /// `http` or `https`: what the client connected with, for `X-Forwarded-Proto`.
+    scheme: &'static str,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -279,6 +322,23 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
 
 impl ProxyService {
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<ZooBody>, ProxyError> {
+        if request
+            .uri()
+            .path_and_query()
+            .is_some_and(|target| target.as_str().len() > MAX_URI_BYTES)
+        {
+            return Err(ProxyError::UriTooLong {
+                limit: MAX_URI_BYTES,
+            });
+        }
+        // hyper decodes `chunked` and nothing else; another coding would reach the app
+        // without its name (Transfer-Encoding is hop-by-hop). nginx answers 501 as well.
+        let mut codings = request.headers().get_all(header::TRANSFER_ENCODING).iter();
+        if let Some(first) = codings.next()
+            && (codings.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(ProxyError::TransferCoding);
+        }
         let path = route::normalize(request.uri().path())?.into_owned();
         let table = self.shared.table.load_full();
         let Some(matched) = table.routes.lookup(&path) else {
@@ -288,13 +348,25 @@ impl ProxyService {
             RouteAction::Forward {
                 upstream,
                 strip_prefix,
+                max_body,
+                timeout,
             } => {
                 let forwarded_path = if *strip_prefix {
                     route::strip_prefix(&path, matched.prefix_len)
                 } else {
                     path.as_str().into()
                 };
-                self.forward(request, upstream, &forwarded_path).await
+                let limits = Limits {
+                    max_body: *max_body,
+                    timeout: *timeout,
+                    route: matched.key,
+                };
+                let trusted = table
+                    .trust_forwarded
+                    .iter()
+                    .any(|network| network.contains(self.client_addr.ip()));
+                self.forward(request, upstream, &forwarded_path, &limits, trusted)
+                    .await
             }
             RouteAction::Respond {
                 status,
@@ -338,6 +410,8 @@ impl ProxyService {
         mut request: Request<Incoming>,
         upstream: &Upstream,
         path: &str,
+        limits: &Limits<'_>,
+        trusted: bool,
     ) -> Result<Response<ZooBody>, ProxyError> {
         let path_and_query = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),
@@ -349,13 +423,23 @@ impl ProxyService {
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
         });
+        let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);
-        headers::set_forwarded(headers, self.client_addr.ip(), "http", client_host.clone());
-        *request.version_mut() = Version::HTTP_11;
+        headers::set_forwarded(
+            headers,
+            self.client_addr.ip(),
+            self.scheme,
+            client_host.clone(),
+            trusted,
+        );
+        let client_upgrade = websocket.then(|| {
+            tunnel::mark_websocket(request.headers_mut());
+            hyper::upgrade::on(&mut request)
+        });
 
-        let response = match upstream {
-            Upstream::App(app) => {
+        let (client, version) = match upstream {
+            Upstream::App { app, h2c } => {
                 if !app.is_ready() && !app.wait_ready(READY_WAIT).await {
                     return Err(ProxyError::NotReady {
                         upstream: upstream.describe(),
@@ -371,8 +455,11 @@ impl ProxyService {
                     &path_and_query,
                     upstream,
                 )?;
-                self.send(self.shared.app_client.request(request), upstream)
-                    .await?
+                if *h2c {
+                    (Client::App(&self.shared.h2c_client), Version::HTTP_2)
+                } else {
+                    (Client::App(&self.shared.app_client), Version::HTTP_11)
+                }
             }
             Upstream::External(external) => {
                 request
@@ -385,31 +472,135 @@ impl ProxyService {
                     &joined,
                     upstream,
                 )?;
-                self.send(external.client.request(request), upstream)
-                    .await?
+                (Client::External(&external.client), Version::HTTP_11)
             }
         };
-        let (mut parts, body) = response.into_parts();
-        headers::remove_hop_by_hop(&mut parts.headers);
+        *request.version_mut() = version;
+        let request = limit_body(request, limits)?;
+        let mut response = send(client, request, upstream, limits).await?;
+
+        let headers = response.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        if let Some(client_upgrade) = client_upgrade
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            tunnel::mark_websocket(response.headers_mut());
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            self.tunnels.spawn(async move {
+                if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                    // A reset either way just ends the tunnel: nobody is left to tell.
+                    let _ = tunnel::run(client, upstream).await;
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
+}
 
-    async fn send(
-        &self,
-        sending: impl Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
-        upstream: &Upstream,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(RESPONSE_HEADER_TIMEOUT, sending).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(source)) => Err(ProxyError::Upstream {
+/// The per-route limits a forwarded request is held to.
+struct Limits<'a> {
+    max_body: Option<u64>,
+    timeout: Duration,
+    route: &'a str,
+}
+
+/// The pooled client a request goes out on.
+#[derive(Clone, Copy)]
+enum Client<'a> {
+    App(&'a AppClient),
+    External(&'a ExternalClient),
+}
+
+impl Client<'_> {
+    fn request(self, request: Request<UpstreamBody>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            Self::App(client) => client.request(request),
+            Self::External(client) => client.request(request),
+        }
+    }
+}
+
+/// The request with its body as sent upstream: none at all when it has none (so it can be
+/// sent again), cut at the route's `max_body` otherwise. A declared length over the limit is
+/// refused before any of the body is read.
+fn limit_body(
+    request: Request<Incoming>,
+    limits: &Limits<'_>,
+) -> Result<Request<UpstreamBody>, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let body = if body.is_end_stream() {
+        Either::Right(Either::Right(Empty::new()))
+    } else if let Some(limit) = limits.max_body {
+        if body.size_hint().lower() > limit {
+            return Err(ProxyError::BodyTooLarge {
+                route: limits.route.to_owned(),
+                limit,
+            });
+        }
+        Either::Right(Either::Left(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )))
+    } else {
+        Either::Left(body)
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A copy of a request that may be sent a second time: an idempotent method and no body.
+fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let no_body = matches!(request.body(), Either::Right(Either::Right(_)));
+    if !(no_body && request.method().is_idempotent()) {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Either::Right(Empty::new())));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    copy.headers_mut().clone_from(request.headers());
+    Some(copy)
+}
+
+/// Sends `request` and waits for the response headers up to the route's timeout.
+///
+/// A request the pooled connection failed before writing any byte of is sent again by
+/// hyper-util itself (`retry_canceled_requests`, on by default, for any method). Here, a
+/// request whose connection broke after it was written is sent once more on another connection
+/// only when doing it twice is harmless: an idempotent method without a body. Never a POST.
+async fn send(
+    client: Client<'_>,
+    request: Request<UpstreamBody>,
+    upstream: &Upstream,
+    limits: &Limits<'_>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let attempt = async {
+        let again = replayable(&request);
+        match (client.request(request).await, again) {
+            (Err(error), Some(again)) if !error.is_connect() => client.request(again).await,
+            (result, _) => result,
+        }
+    };
+    match tokio::time::timeout(limits.timeout, attempt).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(source)) => Err(match error::body_fault(&source) {
+            Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge {
+                route: limits.route.to_owned(),
+                limit: limits.max_body.unwrap_or_default(),
+            },
+            Some(BodyFault::Unreadable) => ProxyError::BadBody {
                 upstream: upstream.describe(),
                 source,
-            }),
-            Err(_) => Err(ProxyError::Timeout {
+            },
+            None => ProxyError::Upstream {
                 upstream: upstream.describe(),
-                after: RESPONSE_HEADER_TIMEOUT,
-            }),
-        }
+                source,
+            },
+        }),
+        Err(_) => Err(ProxyError::Timeout {
+            upstream: upstream.describe(),
+            after: limits.timeout,
+        }),
     }
 }
 
@@ -465,54 +656,5 @@ fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<
             .and_then(|host| host.to_str().ok())
             .or_else(|| request.uri().authority().map(Authority::as_str))
             .unwrap_or(""),
-    }
-}
-
-/// Serves `listener` until `shutdown` is cancelled; each connection is tracked by `tracker`
-/// and, on shutdown, finishes its in-flight requests and closes.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_HEADER_TIMEOUT);
-    let builder = Arc::new(builder);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => return,
-        };
-        let (stream, client_addr) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: pause instead of spinning.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = ProxyService {
-            shared: Arc::clone(&shared),
-            client_addr,
-        };
-        let builder = Arc::clone(&builder);
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
     }
 }

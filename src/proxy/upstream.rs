@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{Either, Empty, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -20,8 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle pooled connections are closed after this long; apps often close theirs at 5 s or more.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub type AppClient = Client<HttpConnector, Incoming>;
-pub type ExternalClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+/// A request body as sent upstream: the client's stream as is, the same cut at a route's
+/// `max_body`, or none (which a retry can send again).
+pub type UpstreamBody = Either<Incoming, Either<Limited<Incoming>, Empty<Bytes>>>;
+pub type AppClient = Client<HttpConnector, UpstreamBody>;
+pub type ExternalClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -63,6 +68,15 @@ fn client_builder() -> hyper_util::client::legacy::Builder {
 #[must_use]
 pub fn app_client() -> AppClient {
     client_builder().build(http_connector())
+}
+
+/// The client for apps with `protocol = "h2c"`: HTTP/2 with prior knowledge, one multiplexed
+/// connection per app.
+#[must_use]
+pub fn h2c_client() -> AppClient {
+    let mut builder = client_builder();
+    builder.http2_only(true).timer(TokioTimer::new());
+    builder.build(http_connector())
 }
 
 /// A client for external targets trusting the webpki roots plus the certificates in

@@ -226,7 +226,10 @@ fn strip_ansi(text: &str) -> String {
 
 /// The address in a `... listening on http://ADDR ...` line, if this is one.
 fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("listening on http://")?;
+    let (_, rest) = line.split_once("listening on http")?;
+    let rest = rest
+        .strip_prefix("s://")
+        .or_else(|| rest.strip_prefix("://"))?;
     let token: String = rest
         .chars()
         .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ')' | '"' | '\''))

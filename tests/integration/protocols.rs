@@ -1,0 +1,1022 @@
+//! Protocols through zoo, with real clients and servers: WebSocket echo and close frames to a
+//! FastAPI app (through zoo and direct, compared), SSE flushed before the app ends the stream,
+//! a 256 MiB upload streamed with zoo's peak RSS bounded, h2c with prior knowledge on the HTTP/1.1
+//! port, gRPC to a grpcio server over `protocol = "h2c"`, and raw-socket cases for limits
+//! (414/431/413/504/502, slowloris), request hygiene and the no-duplicate-POST retry rule.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, READY_DEADLINE, Zoo, http};
+
+const APP_PY: &str = include_str!("protocols/app.py");
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads a response head (through the blank line) byte by byte, leaving the rest unread.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            other => panic!(
+                "reading a head: {other:?} after {:?}",
+                String::from_utf8_lossy(&head)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket, with raw frames so close codes and lengths are exactly what the test says.
+
+/// A WebSocket frame as the test sees it: opcode and payload (FIN is always set here).
+type Frame = (u8, Vec<u8>);
+
+fn ws_open(addr: SocketAddr) -> TcpStream {
+    let mut stream = connect(addr);
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: zoo.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101"), "handshake: {head}");
+    // RFC 6455's worked example: this key's accept value.
+    assert!(
+        head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "handshake: {head}"
+    );
+    stream
+}
+
+fn ws_send(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
+        len @ 126..=65535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).unwrap();
+}
+
+fn ws_recv(stream: &mut TcpStream) -> Frame {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("frame head");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).unwrap();
+            u64::from(u16::from_be_bytes(ext))
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).unwrap();
+            u64::from_be_bytes(ext)
+        }
+        len => u64::from(len),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0] & 0x0f, payload)
+}
+
+/// One conversation: text and binary echoes of the boundary lengths, a ping, a clean close.
+/// Returns what came back, frame by frame, then whether the server closed the socket.
+fn ws_conversation(addr: SocketAddr) -> (Vec<Frame>, bool) {
+    let mut stream = ws_open(addr);
+    let mut seen = Vec::new();
+    ws_send(&mut stream, 0x1, "héllo".as_bytes());
+    seen.push(ws_recv(&mut stream));
+    for len in [0, 125, 126, 65535, 65536, 1 << 20] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        ws_send(&mut stream, 0x2, &payload);
+        let (opcode, echoed) = ws_recv(&mut stream);
+        assert!(echoed == payload, "binary echo of {len} bytes differs");
+        seen.push((opcode, echoed.len().to_be_bytes().to_vec()));
+    }
+    ws_send(&mut stream, 0x9, b"are you there");
+    seen.push(ws_recv(&mut stream));
+    ws_send(&mut stream, 0x8, &[0x03, 0xe8, b'b', b'y', b'e']);
+    seen.push(ws_recv(&mut stream));
+    let mut rest = Vec::new();
+    let closed = stream.read_to_end(&mut rest).is_ok() && rest.is_empty();
+    (seen, closed)
+}
+
+/// Frames no well-behaved client sends, or sends split: each case on a fresh connection, then
+/// what came back until the server closed (or a 2 s quiet spell). Raw bytes are masked by
+/// [`ws_frame`] except where a case builds its own.
+fn ws_edge_cases(addr: SocketAddr) -> Vec<(&'static str, Vec<Frame>)> {
+    let cases: [(&str, Vec<u8>); 8] = [
+        ("rsv1 without extension", ws_frame(0xC1, b"x")),
+        ("reserved opcode 0x3", ws_frame(0x83, b"x")),
+        ("invalid utf-8 text", ws_frame(0x81, &[0xff, 0xfe])),
+        (
+            "fragmented text",
+            [ws_frame(0x01, b"frag"), ws_frame(0x80, b"mented")].concat(),
+        ),
+        ("close 1001", ws_frame(0x88, &[0x03, 0xe9])),
+        ("close without code", ws_frame(0x88, b"")),
+        ("close code 999", ws_frame(0x88, &[0x03, 0xe7])),
+        ("unmasked frame", vec![0x81, 0x01, b'x']),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, bytes)| {
+            let mut stream = ws_open(addr);
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            stream.write_all(&bytes).unwrap();
+            let mut frames = Vec::new();
+            while let Some(frame) = ws_try_recv(&mut stream) {
+                frames.push(frame);
+            }
+            (name, frames)
+        })
+        .collect()
+}
+
+fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).unwrap()];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// The next frame, or `None` at EOF, reset or a quiet read timeout.
+fn ws_try_recv(stream: &mut TcpStream) -> Option<Frame> {
+    let mut first = [0u8; 1];
+    match stream.read(&mut first) {
+        Ok(1) => {}
+        _ => return None,
+    }
+    let mut rest = [0u8; 1];
+    stream.read_exact(&mut rest).ok()?;
+    let len = usize::from(rest[0] & 0x7f);
+    assert!(len < 126, "edge cases get short answers");
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).ok()?;
+    Some((first[0] & 0x0f, payload))
+}
+
+#[test]
+fn websocket_edge_cases_through_zoo_equal_direct() {
+    let (zoo, port) = fastapi_zoo("");
+    let direct = ws_edge_cases(SocketAddr::from(([127, 0, 0, 1], port)));
+    let through = ws_edge_cases(zoo.addr());
+    for ((name, direct), (_, through)) in direct.iter().zip(&through) {
+        assert_eq!(
+            through,
+            direct,
+            "case `{name}`: through zoo vs direct\n{}",
+            zoo.output()
+        );
+    }
+    let summary: Vec<String> = through
+        .iter()
+        .map(|(name, frames)| format!("{name}: {frames:?}"))
+        .collect();
+    eprintln!(
+        "WebSocket edge cases, {} equal through zoo and direct:\n  {}",
+        through.len(),
+        summary.join("\n  ")
+    );
+}
+
+/// zoo in front of `app.py` on a known port; `root` adds top-level keys.
+fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+    util::require_uvicorn();
+    let port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         {root}\n\
+         \n\
+         [apps.py]\n\
+         command = \"uvicorn app:app --host 127.0.0.1 --port $PORT --log-level warning\"\n\
+         port = {port}\n\
+         \n\
+         [routes]\n\
+         \"/\" = {{ app = \"py\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[("app.py", APP_PY)]);
+    zoo.wait_ready("/ping", READY_DEADLINE);
+    (zoo, port)
+}
+
+#[test]
+fn websocket_echo_and_close_through_zoo_equal_direct() {
+    let (zoo, port) = fastapi_zoo("");
+    let direct = ws_conversation(SocketAddr::from(([127, 0, 0, 1], port)));
+    let through = ws_conversation(zoo.addr());
+    assert_eq!(
+        through,
+        direct,
+        "through zoo vs direct differ\n{}",
+        zoo.output()
+    );
+    let (frames, closed) = through;
+    assert_eq!(frames[0], (0x1, "héllo".as_bytes().to_vec()));
+    assert_eq!(
+        frames[frames.len() - 2],
+        (0xA, b"are you there".to_vec()),
+        "pong"
+    );
+    assert_eq!(frames[frames.len() - 1].0, 0x8, "close frame back");
+    assert_eq!(
+        frames[frames.len() - 1].1[..2],
+        [0x03, 0xe8],
+        "close code 1000"
+    );
+    assert!(
+        closed,
+        "the tunnel should close after the close handshake\n{}",
+        zoo.output()
+    );
+}
+
+#[test]
+fn shutdown_waits_for_an_open_websocket_then_closes_it_at_the_grace() {
+    use nix::sys::signal::{Signal, kill};
+
+    let (mut zoo, _) = fastapi_zoo("grace = \"3s\"");
+    let mut finishing = ws_open(zoo.addr());
+    let mut lingering = ws_open(zoo.addr());
+    kill(zoo.pid(), Signal::SIGTERM).unwrap();
+    let stopping = Instant::now();
+    // Both tunnels still work while zoo drains.
+    for stream in [&mut finishing, &mut lingering] {
+        ws_send(stream, 0x1, b"still there?");
+        assert_eq!(
+            ws_recv(stream),
+            (0x1, b"still there?".to_vec()),
+            "{}",
+            zoo.output()
+        );
+    }
+    ws_send(&mut finishing, 0x8, &[0x03, 0xe8]);
+    assert_eq!(ws_recv(&mut finishing).0, 0x8, "close frame back");
+    // The other one is left open: zoo closes it at the grace deadline and exits.
+    let status = zoo.wait_exit(util::STOP_DEADLINE);
+    let took = stopping.elapsed();
+    assert!(status.is_some(), "zoo did not exit\n{}", zoo.output());
+    assert!(
+        took >= Duration::from_secs(2),
+        "zoo exited after {took:?}: it did not wait for the open WebSocket\n{}",
+        zoo.output()
+    );
+    let mut rest = Vec::new();
+    let _ = lingering.read_to_end(&mut rest);
+}
+
+#[test]
+fn sse_first_event_arrives_before_the_stream_ends_and_uploads_stream() {
+    let (zoo, _) = fastapi_zoo("");
+    let mut stream = connect(zoo.addr());
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: zoo.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{}", zoo.output());
+    assert!(head.contains("text/event-stream"), "{head}");
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    // The app cannot end the stream until /release: the first event must come through first.
+    while !seen.contains("data: first") {
+        let mut line = String::new();
+        let read = reader
+            .read_line(&mut line)
+            .expect("first SSE event through zoo");
+        assert!(read > 0, "stream ended before the first event: {seen:?}");
+        seen.push_str(&line);
+    }
+    let release = http::exchange(
+        zoo.addr(),
+        b"POST /release HTTP/1.1\r\nHost: zoo.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        IO_TIMEOUT,
+    )
+    .unwrap();
+    assert!(release.starts_with(b"HTTP/1.1 200"));
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: last"), "{rest:?}");
+
+    upload_streams_with_bounded_rss(&zoo);
+}
+
+/// `/proc/PID/status` VmHWM (peak resident set) in KiB.
+fn peak_rss_kib(pid: nix::unistd::Pid) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+fn upload_streams_with_bounded_rss(zoo: &Zoo) {
+    const SIZE: usize = 256 << 20;
+    const CHUNK: usize = 1 << 20;
+    let before = peak_rss_kib(zoo.pid());
+    let started = Instant::now();
+    let mut stream = connect(zoo.addr());
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: zoo.test\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'z'; CHUNK];
+    for _ in 0..SIZE / CHUNK {
+        stream.write_all(&chunk).unwrap();
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = http::parse(&response).unwrap();
+    let after = peak_rss_kib(zoo.pid());
+    eprintln!(
+        "upload of {} MiB through zoo: {:?}, zoo peak RSS {before} KiB -> {after} KiB",
+        SIZE >> 20,
+        started.elapsed()
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}\n{}",
+        response.text(),
+        zoo.output()
+    );
+    assert_eq!(response.text(), SIZE.to_string());
+    assert!(
+        after - before < 16 * 1024,
+        "zoo's peak RSS grew by {} KiB during a {} MiB upload",
+        after - before,
+        SIZE >> 20
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// An in-test upstream that records request heads and answers per a script.
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// `200 ok`, with a hop-by-hop header the proxy must drop.
+    Ok,
+    /// Read the head, then close without answering.
+    Drop,
+    /// Read the head, then hold the connection open without answering.
+    Silent,
+}
+
+struct Recorder {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+    /// How many of the next connections get `Reply::Drop` before the default reply.
+    drops: Arc<AtomicUsize>,
+}
+
+impl Recorder {
+    fn start(default: Reply) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (seen, to_drop) = (Arc::clone(&heads), Arc::clone(&drops));
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let reply = if to_drop
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    Reply::Drop
+                } else {
+                    default
+                };
+                let seen = Arc::clone(&seen);
+                thread::spawn(move || serve_one(&mut stream, reply, &seen));
+            }
+        });
+        Recorder { port, heads, drops }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(stream: &mut TcpStream, reply: Reply, seen: &Mutex<Vec<String>>) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        if !matches!(stream.read(&mut byte), Ok(1)) {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    seen.lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
+    match reply {
+        Reply::Ok => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nConnection: close, X-Resp-Secret\r\nX-Resp-Secret: 1\r\n\
+                  Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok",
+            );
+        }
+        Reply::Drop => {}
+        Reply::Silent => {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink);
+        }
+    }
+}
+
+fn send(addr: SocketAddr, raw: &str) -> http::Response {
+    let bytes =
+        http::exchange(addr, raw.as_bytes(), IO_TIMEOUT).unwrap_or_else(|e| panic!("{raw:?}: {e}"));
+    http::parse(&bytes).unwrap_or_else(|e| panic!("{raw:?}: {e}: {bytes:?}"))
+}
+
+/// Sends `raw` and fails the test (with zoo's output) unless the answer has `status`.
+fn expect_status(zoo: &Zoo, raw: &str, status: u16) -> http::Response {
+    let response = send(zoo.addr(), raw);
+    let start: String = raw.chars().take(60).collect();
+    assert_eq!(
+        response.status,
+        status,
+        "{start:?}: {}\n{}",
+        response.text(),
+        zoo.output()
+    );
+    response
+}
+
+/// zoo with routes to a recorder that answers `ok`, one that never answers, and a closed port.
+fn raw_zoo() -> (Zoo, Recorder, Recorder) {
+    raw_zoo_with("")
+}
+
+/// [`raw_zoo`] with `root` added to the top-level keys.
+fn raw_zoo_with(root: &str) -> (Zoo, Recorder, Recorder) {
+    let (ok, silent) = (Recorder::start(Reply::Ok), Recorder::start(Reply::Silent));
+    let closed = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         client_header_timeout = \"1s\"\n\
+         {root}\n\
+         \n\
+         [routes]\n\
+         \"/ok\" = {{ respond = \"ok\\n\" }}\n\
+         \"/rec\" = {{ proxy = \"http://127.0.0.1:{ok}\" }}\n\
+         \"/small\" = {{ proxy = \"http://127.0.0.1:{silent}\", max_body = 10 }}\n\
+         \"/slow\" = {{ proxy = \"http://127.0.0.1:{silent}\", timeout = \"300ms\" }}\n\
+         \"/refused\" = {{ proxy = \"http://127.0.0.1:{closed}\" }}\n",
+        ok = ok.port,
+        silent = silent.port,
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+    (zoo, ok, silent)
+}
+
+#[test]
+fn limits_and_upstream_failures_get_their_status() {
+    let (zoo, _ok, silent) = raw_zoo();
+    let long_target = format!("/ok?{}", "a".repeat(9000));
+    let big_header = "b".repeat(70 * 1024);
+    let cases = [
+        (
+            format!("GET {long_target} HTTP/1.1\r\nHost: z\r\n\r\n"),
+            414,
+        ),
+        (
+            format!("GET /ok HTTP/1.1\r\nHost: z\r\nX-Big: {big_header}\r\n\r\n"),
+            431,
+        ),
+        (
+            "POST /small HTTP/1.1\r\nHost: z\r\nContent-Length: 100\r\n\r\n".to_owned(),
+            413,
+        ),
+        (
+            "GET /slow HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n".to_owned(),
+            504,
+        ),
+        (
+            "GET /refused HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n".to_owned(),
+            502,
+        ),
+    ];
+    for (raw, status) in &cases {
+        let response = expect_status(&zoo, raw, *status);
+        let first_line: String = raw.chars().take(40).collect();
+        // hyper answers an over-long head itself, before zoo sees it: no body to check.
+        if *status != 431 {
+            let body = response.text();
+            assert_eq!(
+                body.trim_end().lines().count(),
+                1,
+                "{first_line:?}: {body:?}"
+            );
+            assert!(body.starts_with(&status.to_string()), "{body:?}");
+        }
+    }
+    assert!(
+        silent
+            .heads()
+            .iter()
+            .all(|head| !head.starts_with("POST /small"))
+    );
+
+    // Slowloris: half a head, then nothing; zoo closes after client_header_timeout (1 s).
+    let mut slow = connect(zoo.addr());
+    slow.write_all(b"GET /ok HTTP/1.1\r\nHost: z\r\n").unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let result = slow.read_to_end(&mut rest);
+    assert!(
+        result.is_ok() && started.elapsed() < Duration::from_secs(5),
+        "a stalled head should be closed after 1 s: {result:?} after {:?}",
+        started.elapsed()
+    );
+    zoo.assert_body("/ok", "ok\n");
+}
+
+#[test]
+fn ambiguous_framing_is_rejected_and_never_forwarded() {
+    let (zoo, ok, _silent) = raw_zoo();
+    // Content-Length with Transfer-Encoding: hyper (>= 1.11) lets chunked win, drops the
+    // Content-Length and closes the connection after (RFC 9112 6.3), so what zoo forwards is
+    // unambiguous: chunked only.
+    expect_status(
+        &zoo,
+        "POST /rec HTTP/1.1\r\nHost: z\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        200,
+    );
+    let forwarded = ok.heads().remove(0).to_ascii_lowercase();
+    assert!(!forwarded.contains("content-length"), "{forwarded}");
+    ok.heads.lock().unwrap().clear();
+
+    let cases = [
+        "POST /rec HTTP/1.1\r\nHost: z\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        "GET /rec HTTP/1.1\r\nHost: z\r\nX-Folded: a\r\n b\r\n\r\n",
+        "GET /rec HTTP/1.1\r\nHost: z\rX-Bare: cr\r\n\r\n",
+        "GET /rec/%00 HTTP/1.1\r\nHost: z\r\n\r\n",
+    ];
+    for raw in cases {
+        expect_status(&zoo, raw, 400);
+    }
+    // A coding hyper does not decode would reach the app unnamed: refused like nginx does.
+    for coding in ["gzip, chunked", "chunked\r\nTransfer-Encoding: chunked"] {
+        let raw = format!(
+            "POST /rec HTTP/1.1\r\nHost: z\r\nTransfer-Encoding: {coding}\r\n\r\n0\r\n\r\n"
+        );
+        expect_status(&zoo, &raw, 501);
+    }
+    assert_eq!(
+        ok.heads(),
+        Vec::<String>::new(),
+        "nothing ambiguous may be forwarded"
+    );
+
+    // A bad chunk size is found while the body streams, after the head went upstream: the
+    // request is cut there (the app never sees a complete one) and the client gets 400.
+    expect_status(
+        &zoo,
+        "POST /rec HTTP/1.1\r\nHost: z\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        400,
+    );
+    zoo.assert_body("/ok", "ok\n");
+}
+
+#[test]
+fn hop_by_hop_headers_are_removed_both_ways_and_forwarded_is_replaced() {
+    let (zoo, ok, _silent) = raw_zoo();
+    let response = expect_status(
+        &zoo,
+        "GET /rec HTTP/1.1\r\nHost: z\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nX-Forwarded-For: 6.6.6.6\r\n\
+         Forwarded: for=6.6.6.6\r\nX-Kept: 1\r\n\r\n",
+        200,
+    );
+    assert_eq!(
+        response.header("x-resp-secret"),
+        None,
+        "{:?}",
+        response.headers
+    );
+    assert_eq!(
+        response.header("keep-alive"),
+        None,
+        "{:?}",
+        response.headers
+    );
+    let heads = ok.heads();
+    let head = heads[0].to_ascii_lowercase();
+    for gone in ["x-secret", "upgrade", "6.6.6.6", "forwarded: "] {
+        assert!(!head.contains(gone), "`{gone}` was forwarded:\n{head}");
+    }
+    assert!(head.contains("x-kept: 1"), "{head}");
+    assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
+}
+
+#[test]
+fn a_trusted_load_balancer_has_its_forwarded_chain_appended_to() {
+    let (zoo, ok, _silent) = raw_zoo_with("trust_forwarded = [\"127.0.0.0/8\"]");
+    expect_status(
+        &zoo,
+        "GET /rec HTTP/1.1\r\nHost: z\r\nX-Forwarded-For: 203.0.113.9\r\n\
+         X-Forwarded-Proto: https\r\nConnection: close\r\n\r\n",
+        200,
+    );
+    let head = ok.heads()[0].to_ascii_lowercase();
+    assert!(
+        head.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+        "{head}"
+    );
+    assert!(head.contains("x-forwarded-proto: https"), "{head}");
+}
+
+#[test]
+fn a_broken_connection_retries_get_but_never_duplicates_post() {
+    let (zoo, ok, _silent) = raw_zoo();
+
+    ok.drops.store(1, Ordering::SeqCst);
+    expect_status(
+        &zoo,
+        "POST /rec HTTP/1.1\r\nHost: z\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+        502,
+    );
+    let posts = ok.heads().iter().filter(|h| h.starts_with("POST")).count();
+    assert_eq!(posts, 1, "the POST must reach the app exactly once");
+
+    ok.drops.store(1, Ordering::SeqCst);
+    expect_status(
+        &zoo,
+        "GET /rec HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n",
+        200,
+    );
+    let gets = ok.heads().iter().filter(|h| h.starts_with("GET")).count();
+    assert_eq!(gets, 2, "the GET is sent again once, on a fresh connection");
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 with prior knowledge on the same port.
+
+#[test]
+fn h2c_prior_knowledge_is_served_on_the_http1_port() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (zoo, ok, _silent) = raw_zoo();
+    let addr = zoo.addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bodies = runtime.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2 handshake with zoo");
+        tokio::spawn(connection);
+        let mut bodies = Vec::new();
+        for target in ["/ok", "/rec"] {
+            let request = hyper::Request::get(format!("http://zoo.test{target}"))
+                .body(Empty::<bytes::Bytes>::new())
+                .unwrap();
+            let response = tokio::time::timeout(IO_TIMEOUT, sender.send_request(request))
+                .await
+                .expect("h2 response in time")
+                .expect("h2 response");
+            assert_eq!(response.version(), hyper::Version::HTTP_2);
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            bodies.push((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        bodies
+    });
+    assert_eq!(
+        bodies,
+        [(200, "ok\n".to_owned()), (200, "ok".to_owned())],
+        "{}",
+        zoo.output()
+    );
+    assert!(
+        ok.heads()[0].starts_with("GET /rec HTTP/1.1"),
+        "{:?}",
+        ok.heads()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC: grpcio client -> zoo (h2c prior knowledge) -> grpcio server (`protocol = "h2c"`).
+
+const GRPC_APP_PY: &str = include_str!("protocols/grpc_app.py");
+
+/// Runs the grpcio client against `target` and returns its lines (bounded by a deadline).
+fn grpc_client(zoo: &Zoo, target: &str) -> String {
+    let mut child = std::process::Command::new(util::venv_bin().join("python"))
+        .arg(zoo.dir().join("grpc_app.py"))
+        .args(["client", target])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the grpcio client");
+    let exited = util::poll_until(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        exited && output.status.success(),
+        "grpcio client to {target}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        zoo.output()
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn grpc_unary_streaming_and_status_through_zoo_equal_direct() {
+    util::require_uvicorn();
+    let port = util::free_port();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         \n\
+         [apps.grpc]\n\
+         command = \"python grpc_app.py\"\n\
+         port = {port}\n\
+         protocol = \"h2c\"\n\
+         \n\
+         [routes]\n\
+         \"/zoo.Test\" = {{ app = \"grpc\" }}\n\
+         \"/ok\" = {{ respond = \"ok\\n\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[("grpc_app.py", GRPC_APP_PY)]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+    let direct_addr = format!("127.0.0.1:{port}");
+    assert!(
+        util::poll_until(READY_DEADLINE, || TcpStream::connect(&direct_addr).is_ok()),
+        "the gRPC app did not listen\n{}",
+        zoo.output()
+    );
+    let direct = grpc_client(&zoo, &direct_addr);
+    let through = grpc_client(&zoo, &zoo.addr().to_string());
+    assert_eq!(
+        direct,
+        "unary echo:hi unary OK\nstream item 0|item 1|item 2 stream OK\nfail NOT_FOUND no such thing\n"
+    );
+    assert_eq!(through, direct, "through zoo vs direct\n{}", zoo.output());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trailers both ways and `Expect: 100-continue`, with a hyper upstream that speaks them.
+
+/// A body of one data frame, then trailers.
+struct TrailerBody {
+    data: Option<bytes::Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+}
+
+impl hyper::body::Body for TrailerBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        let frame = match self.data.take() {
+            Some(data) => Some(hyper::body::Frame::data(data)),
+            None => self.trailers.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(frame.map(Ok))
+    }
+}
+
+/// An HTTP/1.1 upstream that answers every request with a chunked body naming the request's
+/// `x-req` trailer, followed by its own `x-checksum` trailer. Returns its port.
+fn start_trailer_upstream() -> u16 {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::TokioIo;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(
+                    |request: hyper::Request<hyper::body::Incoming>| async {
+                        let collected = request.into_body().collect().await?;
+                        let seen = collected
+                            .trailers()
+                            .and_then(|trailers| trailers.get("x-req"))
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or("none")
+                            .to_owned();
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers
+                            .insert("x-checksum", hyper::header::HeaderValue::from_static("abc"));
+                        let body = TrailerBody {
+                            data: Some(format!("req-trailer={seen}").into()),
+                            trailers: Some(trailers),
+                        };
+                        let mut response = hyper::Response::new(body);
+                        response.headers_mut().insert(
+                            hyper::header::TRAILER,
+                            hyper::header::HeaderValue::from_static("x-checksum"),
+                        );
+                        Ok::<_, hyper::Error>(response)
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn trailers_pass_both_ways_and_expect_continue_works() {
+    let upstream = start_trailer_upstream();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         \n\
+         [routes]\n\
+         \"/trl\" = {{ proxy = \"http://127.0.0.1:{upstream}\" }}\n\
+         \"/ok\" = {{ respond = \"ok\\n\" }}\n"
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+
+    let mut stream = connect(zoo.addr());
+    stream
+        .write_all(
+            b"POST /trl HTTP/1.1\r\nHost: z\r\nTE: trailers\r\nTrailer: x-req\r\n\
+              Transfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    // The body goes only after zoo said 100 Continue (zoo asks for it when it forwards).
+    let interim = read_head(&mut stream);
+    assert!(
+        interim.starts_with("HTTP/1.1 100"),
+        "{interim}\n{}",
+        zoo.output()
+    );
+    stream
+        .write_all(b"5\r\nhello\r\n0\r\nx-req: 42\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}\n{}", zoo.output());
+    assert!(
+        text.contains("req-trailer=42"),
+        "request trailer lost: {text}"
+    );
+    assert!(
+        text.ends_with("0\r\nx-checksum: abc\r\n\r\n"),
+        "response trailer lost: {text:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTPS listener: ALPN picks h2 or http/1.1; the app is told the client used https.
+
+/// One GET over TLS to zoo offering `alpn`; returns the negotiated protocol and the response.
+async fn tls_get(
+    addr: SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> (Vec<u8>, u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with zoo");
+    let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
+    let io = TokioIo::new(tls);
+    let request = hyper::Request::get("https://localhost/rec")
+        .header("host", "localhost")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = if negotiated == b"h2" {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        negotiated,
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+#[test]
+fn tls_listener_offers_h2_and_http1_by_alpn() {
+    let ok = Recorder::start(Reply::Ok);
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\
+         \n\
+         [routes]\n\
+         \"/rec\" = {{ proxy = \"http://127.0.0.1:{}\" }}\n",
+        ok.port
+    );
+    let zoo = Zoo::start(
+        &config,
+        &[
+            ("cert.pem", &certified.cert.pem()),
+            ("key.pem", &certified.signing_key.serialize_pem()),
+        ],
+    );
+    let ca = certified.cert.der().clone();
+    let addr = zoo.addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime.block_on(async move {
+        let h2 = tls_get(addr, ca.clone(), &[b"h2", b"http/1.1"]).await;
+        let h1 = tls_get(addr, ca, &[b"http/1.1"]).await;
+        [h2, h1]
+    });
+    assert_eq!(
+        results,
+        [
+            (b"h2".to_vec(), 200, "ok".to_owned()),
+            (b"http/1.1".to_vec(), 200, "ok".to_owned())
+        ],
+        "{}",
+        zoo.output()
+    );
+    for head in ok.heads() {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-forwarded-proto: https"),
+            "{head}"
+        );
+    }
+}
