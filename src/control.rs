@@ -284,6 +284,9 @@ fn needs_restart(running: &Config, new: &Config) -> Option<String> {
     if running.listen != new.listen {
         return Some("`listen`".to_owned());
     }
+    if running.access_log != new.access_log {
+        return Some("`access_log`".to_owned());
+    }
     if running.apps != new.apps {
         return Some("`[apps]`".to_owned());
     }

@@ -55,7 +55,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     let handles = supervise::plan(&config.apps)?;
     let health = Health::new(handles.clone());
     let metrics = Metrics::new(handles.clone());
-    let shared = Shared::new(RuntimeTable::build(&config, &health, &metrics)?);
+    let access_log = log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
+    let shared = Shared::new(
+        RuntimeTable::build(&config, &health, &metrics)?,
+        Arc::clone(&metrics),
+        access_log,
+    );
 
     // Everything is bound before the first "listening on" line, so whoever waits for that line
     // can use the admin endpoints and the control socket at once.

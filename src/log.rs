@@ -151,3 +151,161 @@ mod tests {
         assert!(line.ends_with(" | hello\n"), "{line:?}");
     }
 }
+
+/// Lines queued for the access log writer before new ones are dropped (and counted).
+const ACCESS_LOG_QUEUE: usize = 4096;
+
+/// One answered request, as the access log shows it.
+pub struct AccessEntry<'a> {
+    pub client: std::net::IpAddr,
+    pub method: &'a str,
+    pub target: &'a str,
+    pub version: http::Version,
+    pub status: u16,
+    /// The response body's length when known up front (`Content-Length`).
+    pub bytes: Option<u64>,
+    /// From request head to response head.
+    pub duration: std::time::Duration,
+    pub route: &'a str,
+    /// The app's name or the target's authority; `-` when zoo answered itself.
+    pub upstream: &'a str,
+    /// Time the upstream took to send its response head.
+    pub upstream_time: Option<std::time::Duration>,
+}
+
+/// The optional access log: formatted on the request path, written by its own task, so that
+/// a slow stdout never holds a request; when the queue is full the line is dropped and
+/// counted in `zoo_access_log_dropped_total`.
+#[derive(Debug)]
+pub struct AccessLog {
+    json: bool,
+    lines: tokio::sync::mpsc::Sender<String>,
+    dropped: prometheus_client::metrics::counter::Counter,
+}
+
+impl AccessLog {
+    /// Starts the writer thread; `None` when the access log is off.
+    #[must_use]
+    pub fn start(
+        format: crate::config::AccessLog,
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> Option<Self> {
+        let json = match format {
+            crate::config::AccessLog::Off => return None,
+            crate::config::AccessLog::Common => false,
+            crate::config::AccessLog::Json => true,
+        };
+        let (lines, mut queue) = tokio::sync::mpsc::channel::<String>(ACCESS_LOG_QUEUE);
+        // A thread of its own: writing to a pipe that is full blocks it, and nothing else.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            while let Some(line) = queue.blocking_recv() {
+                if std::io::stdout().lock().write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        });
+        Some(Self {
+            json,
+            lines,
+            dropped,
+        })
+    }
+
+    pub fn record(&self, entry: &AccessEntry<'_>) {
+        let line = if self.json {
+            access_json(entry)
+        } else {
+            access_common(entry)
+        };
+        if self.lines.try_send(line).is_err() {
+            self.dropped.inc();
+        }
+    }
+}
+
+fn seconds(duration: std::time::Duration) -> String {
+    format!("{:.6}", duration.as_secs_f64())
+}
+
+/// The Common Log Format (`client - - [time] "request" status bytes`), then the route, the
+/// upstream and the timings in seconds.
+fn access_common(entry: &AccessEntry<'_>) -> String {
+    format!(
+        "{} - - [{}] \"{} {} {:?}\" {} {} route={} upstream={} duration={} upstream_time={}\n",
+        entry.client,
+        humantime::format_rfc3339_millis(SystemTime::now()),
+        entry.method,
+        entry.target,
+        entry.version,
+        entry.status,
+        entry
+            .bytes
+            .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string()),
+        entry.route,
+        entry.upstream,
+        seconds(entry.duration),
+        entry.upstream_time.map_or_else(|| "-".to_owned(), seconds),
+    )
+}
+
+fn access_json(entry: &AccessEntry<'_>) -> String {
+    let mut object = Map::new();
+    object.insert("ts".into(), timestamp());
+    object.insert("source".into(), "access".into());
+    object.insert("client".into(), entry.client.to_string().into());
+    object.insert("method".into(), entry.method.into());
+    object.insert("target".into(), entry.target.into());
+    object.insert("version".into(), format!("{:?}", entry.version).into());
+    object.insert("status".into(), entry.status.into());
+    object.insert("bytes".into(), entry.bytes.into());
+    object.insert("duration".into(), entry.duration.as_secs_f64().into());
+    object.insert("route".into(), entry.route.into());
+    object.insert("upstream".into(), entry.upstream.into());
+    object.insert(
+        "upstream_time".into(),
+        entry.upstream_time.map(|time| time.as_secs_f64()).into(),
+    );
+    json_line(object)
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    fn entry() -> AccessEntry<'static> {
+        AccessEntry {
+            client: "10.0.0.7".parse().unwrap(),
+            method: "GET",
+            target: "/node/a?x=1",
+            version: http::Version::HTTP_11,
+            status: 200,
+            bytes: Some(26),
+            duration: std::time::Duration::from_micros(1500),
+            route: "/node",
+            upstream: "node",
+            upstream_time: Some(std::time::Duration::from_micros(1200)),
+        }
+    }
+
+    #[test]
+    fn common_line_has_the_request_route_and_timings() {
+        let line = access_common(&entry());
+        assert!(line.starts_with("10.0.0.7 - - ["), "{line}");
+        assert!(
+            line.ends_with("] \"GET /node/a?x=1 HTTP/1.1\" 200 26 route=/node upstream=node duration=0.001500 upstream_time=0.001200\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_line_is_one_object() {
+        let line = access_json(&entry());
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["status"], 200);
+        assert_eq!(value["route"], "/node");
+        assert_eq!(value["upstream"], "node");
+        assert_eq!(value["bytes"], 26);
+        assert!(line.ends_with("}\n"));
+    }
+}

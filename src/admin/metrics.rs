@@ -89,6 +89,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Upgraded connections (WebSocket and other tunnels) open now.
     pub open_tunnels: Gauge,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
 }
 
 impl Metrics {
@@ -126,6 +128,12 @@ impl Metrics {
             "Upgraded connections open",
             open_tunnels.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "zoo_access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            access_log_dropped.clone(),
+        );
         registry.register_collector(Box::new(collect::Apps(apps)));
         registry.register_collector(Box::new(collect::Process));
         Arc::new(Self {
@@ -135,6 +143,7 @@ impl Metrics {
             upstream_errors,
             in_flight,
             open_tunnels,
+            access_log_dropped,
         })
     }
 

@@ -122,6 +122,8 @@ pub struct Config {
     /// Optional TCP address of the admin endpoints (probes, status, reload), off the public
     /// port; the control socket serves them in any case.
     pub admin: Option<SocketAddr>,
+    /// One line per request on stdout, or none.
+    pub access_log: AccessLog,
     /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.
     pub grace: Duration,
     /// Time zoo keeps serving after SIGTERM while `/readyz` answers 503, so that a load
@@ -138,6 +140,16 @@ pub struct Config {
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
     pub routes: Vec<Route>,
+}
+
+/// `access_log = "off" | "common" | "json"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    /// Common Log Format plus route, upstream and timings.
+    Common,
+    /// One JSON object per request.
+    Json,
 }
 
 /// One supervised program.
@@ -334,6 +346,8 @@ pub struct Route {
     pub max_body: Option<u64>,
     /// Time from sending the request upstream to its response headers; then 504.
     pub timeout: Duration,
+    /// How long a request waits for its app to be ready (starting, restarting); then 503.
+    pub wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

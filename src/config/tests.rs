@@ -88,6 +88,7 @@ fn parse_design_example() {
         path: PathBuf::from("/srv/zoo.toml"),
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         admin: None,
+        access_log: AccessLog::Off,
         grace: Duration::from_secs(10),
         shutdown_delay: Duration::ZERO,
         client_header_timeout: Duration::from_secs(30),
@@ -148,6 +149,7 @@ fn parse_design_example() {
                 strip_prefix: false,
                 max_body: None,
                 timeout: Duration::from_secs(60),
+                wait: Duration::from_secs(10),
             },
             Route {
                 key: "/go".to_owned(),
@@ -159,6 +161,7 @@ fn parse_design_example() {
                 strip_prefix: false,
                 max_body: None,
                 timeout: Duration::from_secs(60),
+                wait: Duration::from_secs(10),
             },
             Route {
                 key: "/google".to_owned(),
@@ -175,6 +178,7 @@ fn parse_design_example() {
                 strip_prefix: true,
                 max_body: None,
                 timeout: Duration::from_secs(60),
+                wait: Duration::from_secs(10),
             },
             Route {
                 key: "/".to_owned(),
@@ -184,6 +188,7 @@ fn parse_design_example() {
                 strip_prefix: false,
                 max_body: None,
                 timeout: Duration::from_secs(60),
+                wait: Duration::from_secs(10),
             },
         ],
     };
@@ -374,7 +379,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -389,7 +394,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`",
         ]
     );
 }
@@ -938,5 +943,27 @@ fn bad_networks_are_rejected() {
     assert!(
         message.contains("trust_forwarded[1]: expected an IP address or network"),
         "{message}"
+    );
+}
+
+#[test]
+fn parse_access_log_and_route_wait() {
+    let config = ok(
+        "access_log = \"json\"\n[apps.web]\ncommand = \"x\"\n[routes]\n\"/\" = { app = \"web\", wait = \"30s\" }\n",
+    );
+    assert_eq!(config.access_log, AccessLog::Json);
+    assert_eq!(config.routes[0].wait, Duration::from_secs(30));
+    assert_eq!(ok("").access_log, AccessLog::Off);
+}
+
+#[test]
+fn error_unknown_access_log_format() {
+    assert_eq!(
+        error("access_log = \"apache\""),
+        (
+            1,
+            14,
+            "access_log: unknown access log format \"apache\"; expected one of `off`, `common`, `json`".to_owned()
+        )
     );
 }

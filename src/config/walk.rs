@@ -14,8 +14,8 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    Action, App, Builtin, Command, Config, Live, Network, Probe, Protocol, ProxyTarget, Ready,
-    RestartPolicy, Restarts, Route, Scheme, Stop, Tls,
+    AccessLog, Action, App, Builtin, Command, Config, Live, Network, Probe, Protocol, ProxyTarget,
+    Ready, RestartPolicy, Restarts, Route, Scheme, Stop, Tls,
 };
 use super::{duration, expand, suggest, url};
 
@@ -37,6 +37,7 @@ const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 
 const ROOT_KEYS: &[&str] = &[
     "listen",
+    "access_log",
     "admin",
     "grace",
     "shutdown_delay",
@@ -86,6 +87,7 @@ const ROUTE_KEYS: &[&str] = &[
     "headers",
     "max_body",
     "timeout",
+    "wait",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
 const BUILTINS: &[&str] = &["health", "metrics"];
@@ -105,12 +107,15 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     ("headers", &["respond"], "`respond` routes"),
     ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
     ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
+    ("wait", &["app"], "`app` routes"),
 ];
 const PROTOCOLS: &[&str] = &["http1", "h2c"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time from sending a request upstream to its response headers (DESIGN.md).
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request for an app that is (re)starting waits for it (DESIGN.md).
+const DEFAULT_READY_WAIT: Duration = Duration::from_secs(10);
 const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
@@ -347,6 +352,9 @@ impl Walker<'_> {
         let admin = optional(fields.get("admin"), |value| {
             self.listen_address("admin", value)
         });
+        let access_log = fields
+            .get("access_log")
+            .map_or(Some(AccessLog::Off), |value| self.access_log(value));
         let grace = fields
             .get("grace")
             .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
@@ -375,6 +383,7 @@ impl Walker<'_> {
             path: path.to_path_buf(),
             listen: listen?,
             admin: admin?,
+            access_log: access_log?,
             grace: grace?,
             shutdown_delay: shutdown_delay?,
             client_header_timeout: client_header_timeout?,
@@ -383,6 +392,21 @@ impl Walker<'_> {
             apps: apps?,
             routes: routes?,
         })
+    }
+
+    fn access_log(&mut self, value: &Value<'_>) -> Option<AccessLog> {
+        match self.string("access_log", value)?.as_str() {
+            "off" => Some(AccessLog::Off),
+            "common" => Some(AccessLog::Common),
+            "json" => Some(AccessLog::Json),
+            other => {
+                let message = format!(
+                    "unknown access log format \"{other}\"; expected one of `off`, `common`, `json`"
+                );
+                self.error(value.span(), "access_log", message);
+                None
+            }
+        }
     }
 
     fn listen(&mut self, value: &Value<'_>) -> Option<Vec<SocketAddr>> {
@@ -1037,6 +1061,11 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_RESPONSE_TIMEOUT), |value| {
                 self.positive_duration(&join(at, "timeout"), value)
             });
+        let wait = fields
+            .get("wait")
+            .map_or(Some(DEFAULT_READY_WAIT), |value| {
+                self.duration(&join(at, "wait"), value)
+            });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -1055,6 +1084,7 @@ impl Walker<'_> {
             strip_prefix: strip_prefix?.unwrap_or(false),
             max_body: max_body?,
             timeout: timeout?,
+            wait: wait?,
         })
     }
 

@@ -56,6 +56,24 @@ impl ProxyError {
         }
     }
 
+    /// The kind of upstream failure, for `zoo_upstream_errors_total`; `None` when the
+    /// request itself was at fault.
+    #[must_use]
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::NotReady { .. } => Some("not_ready"),
+            Self::Upstream { source, .. } if source.is_connect() => Some("connect"),
+            Self::Upstream { .. } => Some("exchange"),
+            Self::Timeout { .. } => Some("timeout"),
+            Self::BadPath(_)
+            | Self::TransferCoding
+            | Self::UriTooLong { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::BadBody { .. }
+            | Self::NoRoute { .. } => None,
+        }
+    }
+
     /// `STATUS REASON: cause` as one `text/plain` line.
     #[must_use]
     pub fn into_response(self) -> Response<ZooBody> {

@@ -20,6 +20,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
@@ -28,8 +30,9 @@ use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{Health, Metrics};
+use crate::admin::{Health, Metrics, RouteMetrics};
 use crate::config::{self, Action, Builtin, Config, Protocol, ProxyTarget, Scheme};
+use crate::log::{AccessEntry, AccessLog};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
 use error::BodyFault;
@@ -42,8 +45,9 @@ use upstream::{AppClient, ExternalClient, UpstreamBody};
 /// Every response zoo sends: an upstream's streamed body or one zoo made.
 pub type ZooBody = Either<Incoming, Full<Bytes>>;
 
-/// How long a request for an app that is (re)starting waits for it (DESIGN.md: route `wait`).
-const READY_WAIT: Duration = Duration::from_secs(10);
+/// Pause before asking again whether an app that refused a connection is ready: the reaper
+/// may not have seen it die yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// Longest request target accepted (nginx's default large header buffer); longer is 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
 
@@ -56,6 +60,8 @@ enum RouteAction {
         max_body: Option<u64>,
         /// The route's `timeout` to response headers: then 504.
         timeout: Duration,
+        /// The route's `wait` for an app that is not ready: then 503.
+        wait: Duration,
     },
     Respond {
         status: StatusCode,
@@ -92,6 +98,14 @@ struct External {
 }
 
 impl Upstream {
+    /// The app's name or the target's authority: the label of metrics and access log lines.
+    fn label(&self) -> &str {
+        match self {
+            Self::App { app, .. } => &app.name,
+            Self::External(external) => &external.target.authority,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr),
@@ -113,9 +127,33 @@ fn scheme_str(scheme: Scheme) -> &'static str {
     }
 }
 
+/// A route's action and what its requests are counted under.
+struct RouteEntry {
+    action: RouteAction,
+    stats: Arc<RouteStats>,
+}
+
+/// What a request is recorded under once answered: the route it matched and its upstream.
+pub struct RouteStats {
+    key: String,
+    /// The upstream's label, `-` for routes zoo answers itself.
+    upstream: String,
+    metrics: RouteMetrics,
+}
+
+impl RouteStats {
+    fn new(key: &str, upstream: &str, metrics: &Metrics) -> Arc<Self> {
+        Arc::new(Self {
+            key: key.to_owned(),
+            upstream: upstream.to_owned(),
+            metrics: metrics.route(key),
+        })
+    }
+}
+
 /// Everything the request path reads, immutable once built.
 pub struct RuntimeTable {
-    routes: RouteTable<RouteAction>,
+    routes: RouteTable<RouteEntry>,
     /// Read by the listeners when they start (a reload does not change it).
     client_header_timeout: Duration,
     /// Clients whose `X-Forwarded-*` are kept and appended to (`trust_forwarded`).
@@ -161,10 +199,13 @@ impl RuntimeTable {
             .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            routes.push((
-                route.key.clone(),
-                resolve(route, &apps, &h2c, health, metrics)?,
-            ));
+            let action = resolve(route, &apps, &h2c, health, metrics)?;
+            let upstream = match &action {
+                RouteAction::Forward { upstream, .. } => upstream.label(),
+                _ => "-",
+            };
+            let stats = RouteStats::new(&route.key, upstream, metrics);
+            routes.push((route.key.clone(), RouteEntry { action, stats }));
         }
         Ok(Self {
             routes: RouteTable::new(routes),
@@ -179,8 +220,8 @@ impl RuntimeTable {
     pub fn describe(&self) -> Vec<String> {
         self.routes
             .iter()
-            .map(|(key, action)| {
-                let what = match action {
+            .map(|(key, entry)| {
+                let what = match &entry.action {
                     RouteAction::Forward {
                         upstream,
                         strip_prefix,
@@ -226,6 +267,7 @@ fn resolve(
             strip_prefix: route.strip_prefix,
             max_body: route.max_body,
             timeout: route.timeout,
+            wait: route.wait,
         },
         Action::Proxy { target, ca_file } => {
             let client = upstream::external_client(ca_file.as_deref()).map_err(|source| {
@@ -252,6 +294,7 @@ fn resolve(
                 strip_prefix: route.strip_prefix,
                 max_body: route.max_body,
                 timeout: route.timeout,
+                wait: route.wait,
             }
         }
         Action::Respond {
@@ -280,15 +323,33 @@ pub struct Shared {
     app_client: AppClient,
     /// Pooled HTTP/2 connections to the apps with `protocol = "h2c"` (multiplexed).
     h2c_client: AppClient,
+    metrics: Arc<Metrics>,
+    /// Where requests that matched no route (or had a bad path) are counted.
+    unrouted: Arc<RouteStats>,
+    access_log: Option<AccessLog>,
+}
+
+/// What handling a request found out, for its metrics and access log line.
+#[derive(Default)]
+struct Trace {
+    route: Option<Arc<RouteStats>>,
+    upstream_time: Option<Duration>,
 }
 
 impl Shared {
     #[must_use]
-    pub fn new(table: RuntimeTable) -> Arc<Self> {
+    pub fn new(
+        table: RuntimeTable,
+        metrics: Arc<Metrics>,
+        access_log: Option<AccessLog>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             table: ArcSwap::from_pointee(table),
             app_client: upstream::app_client(),
             h2c_client: upstream::h2c_client(),
+            unrouted: RouteStats::new("", "-", &metrics),
+            metrics,
+            access_log,
         })
     }
 }
@@ -312,16 +373,61 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let service = self.clone();
         Box::pin(async move {
-            Ok(match service.handle(request).await {
+            let started = Instant::now();
+            let shared = Arc::clone(&service.shared);
+            shared.metrics.in_flight.inc();
+            let method = request.method().clone();
+            // Copied only when an access log wants it.
+            let logged = shared.access_log.as_ref().map(|_| {
+                let target = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("", PathAndQuery::as_str);
+                (target.to_owned(), request.version())
+            });
+            let mut trace = Trace::default();
+            let response = match service.handle(request, &mut trace).await {
                 Ok(response) => response,
-                Err(error) => error.into_response(),
-            })
+                Err(error) => {
+                    if let Some(kind) = error.upstream_kind() {
+                        let label = trace
+                            .route
+                            .as_ref()
+                            .map_or("-", |route| route.upstream.as_str());
+                        shared.metrics.upstream_error(label, kind);
+                    }
+                    error.into_response()
+                }
+            };
+            let duration = started.elapsed();
+            shared.metrics.in_flight.dec();
+            let route = trace.route.as_ref().unwrap_or(&shared.unrouted);
+            route.metrics.observe(&method, response.status(), duration);
+            if let (Some(log), Some((target, version))) = (&shared.access_log, logged) {
+                log.record(&AccessEntry {
+                    client: service.client_addr.ip(),
+                    method: method.as_str(),
+                    target: &target,
+                    version,
+                    status: response.status().as_u16(),
+                    bytes: response.body().size_hint().exact(),
+                    duration,
+                    route: &route.key,
+                    upstream: &route.upstream,
+                    upstream_time: trace.upstream_time,
+                });
+            }
+            Ok(response)
         })
     }
 }
 
 impl ProxyService {
-    async fn handle(&self, request: Request<Incoming>) -> Result<Response<ZooBody>, ProxyError> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        trace: &mut Trace,
+    ) -> Result<Response<ZooBody>, ProxyError> {
         if request
             .uri()
             .path_and_query()
@@ -344,12 +450,14 @@ impl ProxyService {
         let Some(matched) = table.routes.lookup(&path) else {
             return Err(ProxyError::NoRoute { path });
         };
-        match matched.value {
+        trace.route = Some(Arc::clone(&matched.value.stats));
+        match &matched.value.action {
             RouteAction::Forward {
                 upstream,
                 strip_prefix,
                 max_body,
                 timeout,
+                wait,
             } => {
                 let forwarded_path = if *strip_prefix {
                     route::strip_prefix(&path, matched.prefix_len)
@@ -359,13 +467,14 @@ impl ProxyService {
                 let limits = Limits {
                     max_body: *max_body,
                     timeout: *timeout,
+                    wait: *wait,
                     route: matched.key,
                 };
                 let trusted = table
                     .trust_forwarded
                     .iter()
                     .any(|network| network.contains(self.client_addr.ip()));
-                self.forward(request, upstream, &forwarded_path, &limits, trusted)
+                self.forward(request, upstream, &forwarded_path, &limits, trusted, trace)
                     .await
             }
             RouteAction::Respond {
@@ -412,6 +521,7 @@ impl ProxyService {
         path: &str,
         limits: &Limits<'_>,
         trusted: bool,
+        trace: &mut Trace,
     ) -> Result<Response<ZooBody>, ProxyError> {
         let path_and_query = match request.uri().query() {
             Some(query) => format!("{path}?{query}"),
@@ -440,10 +550,10 @@ impl ProxyService {
 
         let (client, version) = match upstream {
             Upstream::App { app, h2c } => {
-                if !app.is_ready() && !app.wait_ready(READY_WAIT).await {
+                if !app.is_ready() && !app.wait_ready(limits.wait).await {
                     return Err(ProxyError::NotReady {
                         upstream: upstream.describe(),
-                        waited: READY_WAIT,
+                        waited: limits.wait,
                     });
                 }
                 if let Some(host) = client_host {
@@ -477,7 +587,9 @@ impl ProxyService {
         };
         *request.version_mut() = version;
         let request = limit_body(request, limits)?;
+        let sent = Instant::now();
         let mut response = send(client, request, upstream, limits).await?;
+        trace.upstream_time = Some(sent.elapsed());
 
         let headers = response.headers_mut();
         headers::remove_hop_by_hop(headers);
@@ -486,10 +598,13 @@ impl ProxyService {
         {
             tunnel::mark_websocket(response.headers_mut());
             let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let open_tunnels = self.shared.metrics.open_tunnels.clone();
             self.tunnels.spawn(async move {
                 if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                    open_tunnels.inc();
                     // A reset either way just ends the tunnel: nobody is left to tell.
                     let _ = tunnel::run(client, upstream).await;
+                    open_tunnels.dec();
                 }
             });
         }
@@ -502,6 +617,8 @@ impl ProxyService {
 struct Limits<'a> {
     max_body: Option<u64>,
     timeout: Duration,
+    /// How long to wait for an app that is not ready (or refused a connection).
+    wait: Duration,
     route: &'a str,
 }
 
@@ -575,10 +692,27 @@ async fn send(
     limits: &Limits<'_>,
 ) -> Result<Response<Incoming>, ProxyError> {
     let attempt = async {
-        let again = replayable(&request);
-        match (client.request(request).await, again) {
-            (Err(error), Some(again)) if !error.is_connect() => client.request(again).await,
-            (result, _) => result,
+        let waiting_until = Instant::now() + limits.wait;
+        let mut request = request;
+        loop {
+            let again = replayable(&request);
+            match (client.request(request).await, again) {
+                // Refused: nothing was sent. An app that is restarting (or just died, before
+                // the reaper noticed) gets the route's wait to come back.
+                (Err(error), Some(again)) if error.is_connect() => {
+                    let Upstream::App { app, .. } = upstream else {
+                        return Err(error);
+                    };
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    let left = waiting_until.saturating_duration_since(Instant::now());
+                    if left.is_zero() || !app.wait_ready(left).await {
+                        return Err(error);
+                    }
+                    request = again;
+                }
+                (Err(_), Some(again)) => return client.request(again).await,
+                (result, _) => return result,
+            }
         }
     };
     match tokio::time::timeout(limits.timeout, attempt).await {

@@ -156,6 +156,9 @@ fn metrics_are_served_on_admin_and_where_a_route_names_them() {
     for needle in [
         "zoo_app_ready{app=\"web\"} 1\n",
         "# TYPE process_resident_memory_bytes gauge\n",
+        // wait_ready's requests, counted by route, method class and status class.
+        "zoo_requests_total{route=\"/\",method=\"GET\",status=\"2xx\"} ",
+        "zoo_request_duration_seconds_count{route=\"/\"} ",
     ] {
         assert!(
             text.contains(needle),
@@ -269,4 +272,25 @@ fn restart_stop_start_and_logs_drive_one_app() {
     let unknown = util::run_to_end(zoo.dir(), &["restart", "nope"], CLI_DEADLINE);
     assert_eq!(unknown.code(), Some(1), "{}", unknown.output);
     assert!(unknown.stderr.contains("`nope`"), "{}", unknown.output);
+}
+
+#[test]
+fn access_log_writes_one_line_per_request() {
+    let config = "listen = \"127.0.0.1:0\"\naccess_log = \"common\"\n\
+                  [routes]\n\"/x\" = { respond = \"hi\" }\n";
+    let zoo = Zoo::start(config, &[]);
+    assert_eq!(zoo.get("/x/y?q=1").status, 200);
+    assert_eq!(zoo.get("/nowhere").status, 404);
+    assert!(
+        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
+            .contains("\"GET /x/y?q=1 HTTP/1.1\" 200 2 route=/x upstream=-")),
+        "an access line for the answered request\n{}",
+        zoo.output()
+    );
+    assert!(
+        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
+            .contains("\"GET /nowhere HTTP/1.1\" 404 ")),
+        "an access line for the unrouted request\n{}",
+        zoo.output()
+    );
 }
