@@ -10,6 +10,7 @@ mod integration {
     mod demo;
     mod errors;
     mod examples;
+    mod no_loss;
     mod protocols;
     mod proxy;
     mod shutdown;

@@ -48,6 +48,9 @@ pub type ZooBody = Either<Incoming, Full<Bytes>>;
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How many times a replayable request whose app connection broke after writing is sent
+/// again (each after waiting for the app to be ready).
+const APP_RESENDS: u32 = 3;
 /// Longest request target accepted (nginx's default large header buffer); longer is 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
 
@@ -694,23 +697,34 @@ async fn send(
     let attempt = async {
         let waiting_until = Instant::now() + limits.wait;
         let mut request = request;
+        let mut resent_after_writing = 0;
         loop {
             let again = replayable(&request);
             match (client.request(request).await, again) {
-                // Refused: nothing was sent. An app that is restarting (or just died, before
-                // the reaper noticed) gets the route's wait to come back.
-                (Err(error), Some(again)) if error.is_connect() => {
-                    let Upstream::App { app, .. } = upstream else {
-                        return Err(error);
-                    };
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    let left = waiting_until.saturating_duration_since(Instant::now());
-                    if left.is_zero() || !app.wait_ready(left).await {
-                        return Err(error);
+                (Err(error), Some(again)) => {
+                    // Refused means nothing was sent; otherwise the request may have been
+                    // written, so it goes again only a few times (it is idempotent).
+                    let refused = error.is_connect();
+                    match upstream {
+                        // An app whose connections fail is most likely dying or restarting
+                        // (the reaper may not have seen it yet): wait for it to be ready.
+                        Upstream::App { app, .. }
+                            if refused || resent_after_writing < APP_RESENDS =>
+                        {
+                            resent_after_writing += u32::from(!refused);
+                            tokio::time::sleep(RETRY_PAUSE).await;
+                            let left = waiting_until.saturating_duration_since(Instant::now());
+                            if left.is_zero() || !app.wait_ready(left).await {
+                                return Err(error);
+                            }
+                        }
+                        Upstream::External(_) if !refused && resent_after_writing == 0 => {
+                            resent_after_writing = 1;
+                        }
+                        _ => return Err(error),
                     }
                     request = again;
                 }
-                (Err(_), Some(again)) => return client.request(again).await,
                 (result, _) => return result,
             }
         }

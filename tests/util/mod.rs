@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod https;
+pub mod load;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
