@@ -112,14 +112,7 @@ fn zoo_restart_three_times_loses_nothing() {
             "load stalled\n{}",
             zoo.output()
         );
-        let restart = util::run_to_end(zoo.dir(), &["restart", "python"], READY_DEADLINE);
-        assert_eq!(
-            restart.code(),
-            Some(0),
-            "zoo restart python\n{}\n{}",
-            restart.output,
-            zoo.output()
-        );
+        zoo.cli_ok(&["restart", "python"], READY_DEADLINE);
     }
     let outcomes = load.finish();
     assert_all_ran(&outcomes, &zoo);
@@ -145,14 +138,7 @@ fn reloads_valid_and_invalid_lose_nothing() {
         );
         let body = format!("v{round}");
         std::fs::write(&config_path, config(&body)).unwrap();
-        let reload = util::run_to_end(zoo.dir(), &["reload"], CLI_DEADLINE);
-        assert_eq!(
-            reload.code(),
-            Some(0),
-            "zoo reload\n{}\n{}",
-            reload.output,
-            zoo.output()
-        );
+        zoo.cli_ok(&["reload"], CLI_DEADLINE);
         // The reload has returned: the new body is what is served now.
         zoo.assert_body("/go", &body);
     }

@@ -348,6 +348,20 @@ impl Zoo {
         }
     }
 
+    /// Runs `zoo ARGS` against this zoo (its dir, so its control socket) and asserts that it
+    /// exits 0.
+    pub fn cli_ok(&self, args: &[&str], deadline: Duration) -> Finished {
+        let run = run_to_end(self.dir(), args, deadline);
+        assert_eq!(
+            run.code(),
+            Some(0),
+            "zoo {args:?}\n{}\n{}",
+            run.output,
+            self.output()
+        );
+        run
+    }
+
     /// The public address zoo listens on (from its log line).
     pub fn addr(&self) -> SocketAddr {
         self.addr.expect("zoo has no listening address")
