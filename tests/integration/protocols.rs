@@ -294,6 +294,31 @@ fn shutdown_waits_for_an_open_websocket_then_closes_it_at_the_grace() {
 }
 
 #[test]
+fn reload_keeps_open_websockets_working() {
+    let (zoo, _) = fastapi_zoo("");
+    let mut open = ws_open(zoo.addr());
+    ws_send(&mut open, 0x1, b"before");
+    assert_eq!(ws_recv(&mut open), (0x1, b"before".to_vec()));
+    // A reload that changes the routes swaps the table; the tunnel does not hold it.
+    let config_path = zoo.dir().join("zoo.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        config.replace("[routes]\n", "[routes]\n\"/new\" = { respond = \"new\" }\n"),
+    )
+    .unwrap();
+    zoo.cli_ok(&["reload"], Duration::from_secs(10));
+    zoo.assert_body("/new", "new");
+    ws_send(&mut open, 0x1, b"after the reload");
+    assert_eq!(
+        ws_recv(&mut open),
+        (0x1, b"after the reload".to_vec()),
+        "{}",
+        zoo.output()
+    );
+}
+
+#[test]
 fn sse_first_event_arrives_before_the_stream_ends_and_uploads_stream() {
     let (zoo, _) = fastapi_zoo("");
     let mut stream = connect(zoo.addr());
