@@ -873,7 +873,9 @@ def main() -> int:
         wait_ready(upstream, UPSTREAM_PORT, "upstream")
         streamer = None
         if any(sc.get("driver") for sc in scenarios):
-            streamer = spawn("streamer", [sys.executable, os.path.join(HERE, "streamer.py"),
+            # Debian's python3 (python3-websockets), whatever python3 is first on PATH.
+            debian_py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+            streamer = spawn("streamer", [debian_py, os.path.join(HERE, "streamer.py"),
                                           str(STREAMER_WS_PORT), str(STREAMER_SSE_PORT)],
                              args.load_cpus)
             deadline = time.monotonic() + 10
