@@ -119,7 +119,10 @@ def measure(name: str, cmd: list[str], port: int, d: str, n: int, warmup: int,
     if keep:
         vg += ["--dump-instr=no"]
     log = open(os.path.join(d, f"{name}.log"), "wb")
-    p = subprocess.Popen(vg + cmd, stdout=log, stderr=subprocess.STDOUT,
+    # One CPU, as in the benchmark (and a 1-CPU container): tokio sizes its
+    # worker pool from the affinity mask.
+    pin = ["taskset", "-c", os.environ.get("IR_CPU", "0")] if shutil.which("taskset") else []
+    p = subprocess.Popen(pin + vg + cmd, stdout=log, stderr=subprocess.STDOUT,
                          stdin=subprocess.DEVNULL, cwd=d, start_new_session=True)
     try:
         wait_port(port, p, name)
