@@ -672,6 +672,13 @@ def markdown(summary, proxies, scenarios, meta) -> str:
     L.append(f"- versions: {meta['versions']}")
     L.append(f"- wall time: {meta['wall_s']:.0f} s")
     L.append("")
+    if any(s["proxy"] == "zoo" for s in summary) and "nginx" in proxies:
+        import targets  # lib/targets.py
+        L.append("## zoo vs nginx (issue 7's targets)")
+        L.append("")
+        L.append(targets.table([{k: ("" if v is None else v) for k, v in s.items()}
+                                for s in summary]))
+        L.append("")
     L.append("## req/s relative to direct (median of per-round ratios; 1.00 = no proxy)")
     L.append("")
     L.append("| proxy | " + " | ".join(s["name"] for s in scenarios) + " |")
