@@ -72,9 +72,11 @@ STREAMER_SSE_PORT = 9003
 COLDSTART_PROXIES = ["nginx", "haproxy", "caddy", "zoo"]
 COLDSTART_RUNS = 5
 
-PROXY_ORDER = ["direct", "nginx", "haproxy", "caddy", "go-seed", "zoo"]
+# zoo-b: a second zoo build for A/B runs in the same run (ZOO_B_CMD), e.g. an
+# EXPERIMENT commit against the base; never part of the default set.
+PROXY_ORDER = ["direct", "nginx", "haproxy", "caddy", "go-seed", "zoo", "zoo-b"]
 PROXY_PORTS = {"direct": UPSTREAM_PORT, "nginx": 8101, "haproxy": 8102,
-               "caddy": 8103, "go-seed": 8104, "zoo": 8105}
+               "caddy": 8103, "go-seed": 8104, "zoo": 8105, "zoo-b": 8106}
 GO_SEED_BIN = os.path.join(BUILD, "go-seed")
 
 STARTED: list[subprocess.Popen] = []   # everything we launched, for cleanup
@@ -339,8 +341,9 @@ class Proxy:
             return (["caddy", "run", "--config", conf, "--adapter", "caddyfile"], env)
         if self.name == "go-seed":
             return ([GO_SEED_BIN], {"PORT": str(port)})
-        if self.name == "zoo":
-            cmd = os.environ["ZOO_CMD"].replace("{port}", str(port))
+        if self.name in ("zoo", "zoo-b"):
+            cmd = os.environ["ZOO_CMD" if self.name == "zoo" else "ZOO_B_CMD"]
+            cmd = cmd.replace("{port}", str(port))
             return (["bash", "-c", "exec " + cmd],
                     {"PORT": str(port), "ZOO_BENCH_PORT": str(port),
                      "ZOO_BENCH_UPSTREAM": UPSTREAM})
@@ -786,6 +789,8 @@ def versions(proxies) -> str:
     v.append("wrk " + out(["wrk", "-v"]).split()[1])
     if "zoo" in proxies:
         v.append(f"zoo: ZOO_CMD={os.environ.get('ZOO_CMD')!r}")
+    if "zoo-b" in proxies:
+        v.append(f"zoo-b: ZOO_B_CMD={os.environ.get('ZOO_B_CMD')!r}")
     return ", ".join(v)
 
 
@@ -826,6 +831,8 @@ def main() -> int:
             ap.error(f"unknown proxy {p!r}; known: {', '.join(PROXY_ORDER)}")
         if p == "zoo" and not os.environ.get("ZOO_CMD"):
             ap.error("zoo requested but ZOO_CMD is not set")
+        if p == "zoo-b" and not os.environ.get("ZOO_B_CMD"):
+            ap.error("zoo-b requested but ZOO_B_CMD is not set")
     proxies = [p for p in PROXY_ORDER if p in wanted or p == "direct"]
     scenarios = SCENARIOS
     if args.scenarios:
