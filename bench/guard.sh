@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI regression guard for zoo's proxy hot path (~15 s; needs valgrind + nginx,
+# CI regression guard for zoo's proxy hot path (~7-15 s; needs valgrind + nginx,
 # i.e. bench/setup.sh, and a release build).
 #
 #   bench/guard.sh [path/to/zoo]     (default: ${CARGO_TARGET_DIR:-target}/release/zoo)
