@@ -22,32 +22,52 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Removes the hop-by-hop headers and every header the `Connection` header names. `TE:
 /// trailers` survives as the one `TE` value that is end to end in meaning.
+///
+/// Hot path (runs twice per proxied request): one pass over the names finds which hop-by-hop
+/// headers are present (standard names compare by tag, no hashing); only those are removed.
+/// Most requests carry none; most responses only `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    for value in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-    {
-        let Ok(names) = value.to_str() else { continue };
-        for name in names
-            .split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-        {
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                headers.remove(name);
-            }
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
         }
     }
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("trailers"));
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
+    }
+    // HOP_BY_HOP[0] is Connection: remove the headers it names (other than hop-by-hop ones,
+    // removed below anyway; `close` and `keep-alive` are by far the most common tokens).
+    if present & 1 != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| {
+                !token.is_empty()
+                    && !token.eq_ignore_ascii_case("close")
+                    && !token.eq_ignore_ascii_case("keep-alive")
+            })
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    // HOP_BY_HOP[3] is TE.
+    let wants_trailers = present & (1 << 3) != 0
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("trailers"));
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -56,14 +76,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Replaces whatever the client claimed in `Forwarded` / `X-Forwarded-*` with what zoo saw,
 /// so a client cannot spoof its address to the apps.
+/// `client` is [`forwarded_for`] of the connection's peer, computed once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: HeaderValue,
     proto: &'static str,
     host: Option<HeaderValue>,
 ) {
     headers.remove(header::FORWARDED);
-    headers.insert(X_FORWARDED_FOR, ip_header_value(client));
+    headers.insert(X_FORWARDED_FOR, client);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
@@ -71,7 +92,8 @@ pub fn set_forwarded(
     };
 }
 
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
+/// The `X-Forwarded-For` value for a client address (IPv4-mapped IPv6 written as IPv4).
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
     let text = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
@@ -136,7 +158,7 @@ mod tests {
         let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
         set_forwarded(
             &mut map,
-            client,
+            forwarded_for(client),
             "http",
             Some(HeaderValue::from_static("example.com")),
         );
@@ -150,7 +172,7 @@ mod tests {
     #[test]
     fn ipv6_clients_are_written_plainly() {
         let mut map = HeaderMap::new();
-        set_forwarded(&mut map, "::1".parse().unwrap(), "http", None);
+        set_forwarded(&mut map, forwarded_for("::1".parse().unwrap()), "http", None);
         assert_eq!(map["x-forwarded-for"], "::1");
         assert!(map.get("x-forwarded-host").is_none());
     }

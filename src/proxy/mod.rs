@@ -13,7 +13,6 @@ mod upstream;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,7 +248,8 @@ impl Shared {
 #[derive(Clone)]
 struct ProxyService {
     shared: Arc<Shared>,
-    client_addr: SocketAddr,
+    /// `X-Forwarded-For` for this client, formatted once per connection, not per request.
+    forwarded_for: HeaderValue,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
@@ -339,7 +339,12 @@ impl ProxyService {
         });
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);
-        headers::set_forwarded(headers, self.client_addr.ip(), "http", client_host.clone());
+        headers::set_forwarded(
+            headers,
+            self.forwarded_for.clone(),
+            "http",
+            client_host.clone(),
+        );
         *request.version_mut() = Version::HTTP_11;
 
         let response = match upstream {
@@ -487,7 +492,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = ProxyService {
             shared: Arc::clone(&shared),
-            client_addr,
+            forwarded_for: headers::forwarded_for(client_addr.ip()),
         };
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
