@@ -26,6 +26,8 @@ pub enum ProxyError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    #[error("the request target is not valid once normalised")]
+    BadTarget,
     #[error("no route for {path}")]
     NoRoute { path: String },
     #[error("{upstream} is not ready (waited {waited:?})")]
@@ -44,7 +46,7 @@ impl ProxyError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BadTarget => StatusCode::BAD_REQUEST,
             Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -66,6 +68,7 @@ impl ProxyError {
             Self::Upstream { .. } => Some("exchange"),
             Self::Timeout { .. } => Some("timeout"),
             Self::BadPath(_)
+            | Self::BadTarget
             | Self::TransferCoding
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
@@ -201,6 +204,18 @@ mod tests {
         assert_eq!(body_fault(error.as_ref()), Some(BodyFault::TooLarge));
         let other = std::io::Error::other("reset");
         assert_eq!(body_fault(&other), None);
+    }
+
+    #[tokio::test]
+    async fn bad_target_is_400() {
+        let (status, body, _) = body_of(ProxyError::BadTarget).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_REQUEST,
+                "400 Bad Request: the request target is not valid once normalised\n"
+            )
+        );
     }
 
     #[tokio::test]

@@ -25,32 +25,51 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Removes the hop-by-hop headers and every header the `Connection` header names. `TE:
 /// trailers` survives as the one `TE` value that is end to end in meaning.
+///
+/// Runs twice per proxied request, so it first finds in one pass over the names (standard
+/// names compare by tag, no hashing) which hop-by-hop headers are there: usually none in a
+/// request and only `Connection` in a response.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    for value in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-    {
-        let Ok(names) = value.to_str() else { continue };
-        for name in names
-            .split(',')
-            .map(str::trim)
-            .filter(|name| !name.is_empty())
-        {
-            if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-                headers.remove(name);
-            }
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(index) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << index;
         }
     }
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("trailers"));
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if present == 0 {
+        return;
+    }
+    let is_present = |name: &HeaderName| {
+        HOP_BY_HOP
+            .iter()
+            .position(|hop| hop == name)
+            .is_some_and(|index| present & (1 << index) != 0)
+    };
+    if is_present(&header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|token| !token.is_empty() && !token.eq_ignore_ascii_case("close"))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    let wants_trailers = is_present(&header::TE)
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("trailers"));
+    for (index, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
     }
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -60,15 +79,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Sets `X-Forwarded-For/-Proto/-Host` from what zoo saw. From an untrusted client whatever it
 /// claimed in them (and in `Forwarded`) is replaced, so it cannot spoof its address to the apps;
 /// from a trusted one (`trust_forwarded`: a load balancer) zoo appends its peer to
-/// `X-Forwarded-For` and keeps the rest, which describe the original client.
+/// `X-Forwarded-For` and keeps the rest, which describe the original client. `client` is
+/// [`forwarded_for`] of the connection's peer, made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: HeaderValue,
     proto: &'static str,
     host: Option<HeaderValue>,
     trusted: bool,
 ) {
-    let client = ip_header_value(client);
     if trusted {
         let chain = headers
             .get_all(X_FORWARDED_FOR)
@@ -97,7 +116,9 @@ pub fn set_forwarded(
     };
 }
 
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
+/// The `X-Forwarded-For` value for a client address (IPv4-mapped IPv6 written as IPv4).
+#[must_use]
+pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
     let text = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
@@ -162,7 +183,7 @@ mod tests {
         let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
         set_forwarded(
             &mut map,
-            client,
+            forwarded_for(client),
             "http",
             Some(HeaderValue::from_static("example.com")),
             false,
@@ -185,7 +206,7 @@ mod tests {
         let lb: IpAddr = "10.0.0.2".parse().unwrap();
         set_forwarded(
             &mut map,
-            lb,
+            forwarded_for(lb),
             "http",
             Some(HeaderValue::from_static("zoo.internal")),
             true,
@@ -199,7 +220,13 @@ mod tests {
     #[test]
     fn ipv6_clients_are_written_plainly() {
         let mut map = HeaderMap::new();
-        set_forwarded(&mut map, "::1".parse().unwrap(), "http", None, false);
+        set_forwarded(
+            &mut map,
+            forwarded_for("::1".parse().unwrap()),
+            "http",
+            None,
+            false,
+        );
         assert_eq!(map["x-forwarded-for"], "::1");
         assert!(map.get("x-forwarded-host").is_none());
     }

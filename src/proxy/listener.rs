@@ -194,6 +194,7 @@ pub async fn serve(
         let mut service = ProxyService {
             shared: Arc::clone(&shared),
             client_addr,
+            forwarded_for: super::headers::forwarded_for(client_addr.ip()),
             tunnels: tracker.clone(),
             scheme: "http",
         };

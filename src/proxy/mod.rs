@@ -12,6 +12,7 @@ mod template;
 mod tunnel;
 mod upstream;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -362,6 +363,8 @@ impl Shared {
 struct ProxyService {
     shared: Arc<Shared>,
     client_addr: SocketAddr,
+    /// `X-Forwarded-For` for this client, made once per connection rather than per request.
+    forwarded_for: HeaderValue,
     /// Where upgraded tunnels are tracked, so graceful shutdown waits for them.
     tunnels: TaskTracker,
     /// `http` or `https`: what the client connected with, for `X-Forwarded-Proto`.
@@ -448,10 +451,12 @@ impl ProxyService {
         {
             return Err(ProxyError::TransferCoding);
         }
-        let path = route::normalize(request.uri().path())?.into_owned();
+        let path = route::normalize(request.uri().path())?;
         let table = self.shared.table.load_full();
         let Some(matched) = table.routes.lookup(&path) else {
-            return Err(ProxyError::NoRoute { path });
+            return Err(ProxyError::NoRoute {
+                path: path.into_owned(),
+            });
         };
         trace.route = Some(Arc::clone(&matched.value.stats));
         match &matched.value.action {
@@ -465,7 +470,18 @@ impl ProxyService {
                 let forwarded_path = if *strip_prefix {
                     route::strip_prefix(&path, matched.prefix_len)
                 } else {
-                    path.as_str().into()
+                    Cow::Borrowed(&*path)
+                };
+                // The common case, a normal path forwarded as it came, reuses the request's
+                // own target (no allocation); anything else is rebuilt around the query.
+                let target = match (&forwarded_path, request.uri().path_and_query()) {
+                    (Cow::Borrowed(forwarded), Some(original))
+                        if matches!(path, Cow::Borrowed(_))
+                            && forwarded.len() == original.path().len() =>
+                    {
+                        original.clone()
+                    }
+                    _ => with_query(&forwarded_path, request.uri().query())?,
                 };
                 let limits = Limits {
                     max_body: *max_body,
@@ -477,7 +493,7 @@ impl ProxyService {
                     .trust_forwarded
                     .iter()
                     .any(|network| network.contains(self.client_addr.ip()));
-                self.forward(request, upstream, &forwarded_path, &limits, trusted, trace)
+                self.forward(request, upstream, target, &limits, trusted, trace)
                     .await
             }
             RouteAction::Respond {
@@ -521,15 +537,11 @@ impl ProxyService {
         &self,
         mut request: Request<Incoming>,
         upstream: &Upstream,
-        path: &str,
+        path_and_query: PathAndQuery,
         limits: &Limits<'_>,
         trusted: bool,
         trace: &mut Trace,
     ) -> Result<Response<ZooBody>, ProxyError> {
-        let path_and_query = match request.uri().query() {
-            Some(query) => format!("{path}?{query}"),
-            None => path.to_owned(),
-        };
         let client_host = request.headers().get(header::HOST).cloned().or_else(|| {
             request
                 .uri()
@@ -541,7 +553,7 @@ impl ProxyService {
         headers::remove_hop_by_hop(headers);
         headers::set_forwarded(
             headers,
-            self.client_addr.ip(),
+            self.forwarded_for.clone(),
             self.scheme,
             client_host.clone(),
             trusted,
@@ -562,12 +574,9 @@ impl ProxyService {
                 if let Some(host) = client_host {
                     request.headers_mut().insert(header::HOST, host);
                 }
-                *request.uri_mut() = uri(
-                    UriScheme::HTTP,
-                    app.addr.to_string(),
-                    &path_and_query,
-                    upstream,
-                )?;
+                let authority = Authority::try_from(app.addr.to_string())
+                    .expect("a socket address is a valid authority");
+                *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
                 if *h2c {
                     (Client::App(&self.shared.h2c_client), Version::HTTP_2)
                 } else {
@@ -578,13 +587,14 @@ impl ProxyService {
                 request
                     .headers_mut()
                     .insert(header::HOST, external.host.clone());
-                let joined = route::join_path(&external.target.path, &path_and_query);
-                *request.uri_mut() = uri(
-                    external.scheme.clone(),
-                    external.authority.clone(),
-                    &joined,
-                    upstream,
-                )?;
+                let target = match route::join_path(&external.target.path, path_and_query.as_str())
+                {
+                    Cow::Borrowed(_) => path_and_query,
+                    Cow::Owned(joined) => PathAndQuery::from_maybe_shared(Bytes::from(joined))
+                        .map_err(|_| ProxyError::BadTarget)?,
+                };
+                *request.uri_mut() =
+                    uri(external.scheme.clone(), external.authority.clone(), target);
                 (Client::External(&external.client), Version::HTTP_11)
             }
         };
@@ -752,38 +762,23 @@ async fn send(
     }
 }
 
-/// The upstream request URI; the parts were validated, so failure means a path that is not
-/// a valid request target, answered as a bad path.
-fn uri<A>(
-    scheme: UriScheme,
-    authority: A,
-    path_and_query: &str,
-    upstream: &Upstream,
-) -> Result<Uri, ProxyError>
-where
-    Authority: TryFrom<A>,
-{
-    let path_and_query =
-        PathAndQuery::try_from(path_and_query).map_err(|_| ProxyError::NoRoute {
-            path: format!(
-                "{path_and_query} (not a valid target for {})",
-                upstream.describe()
-            ),
-        })?;
-    let authority = Authority::try_from(authority).map_err(|_| ProxyError::NoRoute {
-        path: format!(
-            "{path_and_query} (bad authority for {})",
-            upstream.describe()
-        ),
-    })?;
-    Ok(Uri::from_parts({
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(scheme);
-        parts.authority = Some(authority);
-        parts.path_and_query = Some(path_and_query);
-        parts
-    })
-    .expect("scheme, authority and path are all set"))
+/// `path?query` as a request target; `path` is a normalised path, so only a byte that was
+/// already invalid in the request can fail it (answered as a bad target, 400).
+fn with_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| ProxyError::BadTarget)
+}
+
+/// The upstream request URI.
+fn uri(scheme: UriScheme, authority: Authority, path_and_query: PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).expect("scheme, authority and path are all set")
 }
 
 fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Response<ZooBody> {
