@@ -287,3 +287,35 @@ fn access_log_writes_one_line_per_request() {
         zoo.output()
     );
 }
+
+#[test]
+fn json_log_format_makes_every_line_one_object() {
+    let config = "listen = \"127.0.0.1:0\"\n\
+                  [apps.echo]\n\
+                  command = [\"sh\", \"-c\", \"echo 'hello \\\"quoted\\\"'; exec sleep 600\"]\n\
+                  ready = { exec = \"true\" }\n";
+    let zoo = Zoo::start_wrapped(&["env", "ZOO_LOG_FORMAT=json"], config, &[]);
+    let parsed = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok();
+    assert!(
+        zoo.wait_for_line(CLI_DEADLINE, |stream, line| parsed(stream, line)
+            .is_some_and(|value| {
+                value["source"] == "echo"
+                    && value["stream"] == "stdout"
+                    && value["message"] == "hello \"quoted\""
+            })),
+        "the app's line as JSON with its name in `source`\n{}",
+        zoo.output()
+    );
+    assert!(
+        zoo.wait_for_line(CLI_DEADLINE, |stream, line| parsed(stream, line)
+            .is_some_and(|value| {
+                value["source"] == "zoo"
+                    && value["level"] == "INFO"
+                    && value["message"]
+                        .as_str()
+                        .is_some_and(|message| message.starts_with("listening on http://"))
+            })),
+        "zoo's own line as JSON\n{}",
+        zoo.output()
+    );
+}
