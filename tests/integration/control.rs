@@ -297,24 +297,22 @@ fn json_log_format_makes_every_line_one_object() {
     let zoo = Zoo::start_wrapped(&["env", "ZOO_LOG_FORMAT=json"], config, &[]);
     let parsed = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok();
     assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |stream, line| parsed(stream, line)
-            .is_some_and(|value| {
-                value["source"] == "echo"
-                    && value["stream"] == "stdout"
-                    && value["message"] == "hello \"quoted\""
-            })),
+        zoo.wait_for_line(CLI_DEADLINE, |_, line| parsed(line).is_some_and(|value| {
+            value["source"] == "echo"
+                && value["stream"] == "stdout"
+                && value["message"] == "hello \"quoted\""
+        })),
         "the app's line as JSON with its name in `source`\n{}",
         zoo.output()
     );
     assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |stream, line| parsed(stream, line)
-            .is_some_and(|value| {
-                value["source"] == "zoo"
-                    && value["level"] == "INFO"
-                    && value["message"]
-                        .as_str()
-                        .is_some_and(|message| message.starts_with("listening on http://"))
-            })),
+        zoo.wait_for_line(CLI_DEADLINE, |_, line| parsed(line).is_some_and(|value| {
+            value["source"] == "zoo"
+                && value["level"] == "INFO"
+                && value["message"]
+                    .as_str()
+                    .is_some_and(|message| message.starts_with("listening on http://"))
+        })),
         "zoo's own line as JSON\n{}",
         zoo.output()
     );
