@@ -54,7 +54,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
     let handles = supervise::plan(&config.apps)?;
     let health = Health::new(handles.clone());
-    let metrics = Metrics::new(handles.clone());
+    let metrics = Metrics::new();
     let access_log = log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
     let shared = Shared::new(
         RuntimeTable::build(&config, &health, &metrics)?,
@@ -102,9 +102,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         config,
         Arc::clone(&shared),
         Arc::clone(&health),
-        metrics,
+        Arc::clone(&metrics),
         supervisor.controller(),
     ));
+    metrics.watch_apps(supervisor.controller());
     let admin_shutdown = CancellationToken::new();
     let socket_bound = control_socket.is_some();
     if let Some(listener) = control_socket {
@@ -200,11 +201,7 @@ async fn reload_on_sighup(mut hangups: Signal, control: Arc<Control>) {
 /// result for `zoo check`.
 pub fn check(config: &Config) -> Result<String, RunError> {
     let handles = supervise::plan(&config.apps)?;
-    let table = RuntimeTable::build(
-        config,
-        &Health::new(handles.clone()),
-        &Metrics::new(handles),
-    )?;
+    let table = RuntimeTable::build(config, &Health::new(handles.clone()), &Metrics::new())?;
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok", config.path.display());
     for addr in &config.listen {

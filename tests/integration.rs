@@ -11,6 +11,7 @@ mod integration {
     mod errors;
     mod examples;
     mod no_loss;
+    mod observe;
     mod protocols;
     mod proxy;
     mod shutdown;

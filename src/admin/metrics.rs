@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervise::AppHandle;
+use crate::supervise::Controller;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(clippy::upper_case_acronyms)] // the variant names are the exported label values
@@ -91,11 +91,13 @@ pub struct Metrics {
     pub open_tunnels: Gauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// Where the app metrics are read from, once the supervisor runs.
+    apps: Arc<OnceLock<Controller>>,
 }
 
 impl Metrics {
     #[must_use]
-    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         // No registry prefix: the `process_*` names are the standard ones every dashboard knows.
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -134,7 +136,8 @@ impl Metrics {
             "Access log lines dropped because the writer fell behind",
             access_log_dropped.clone(),
         );
-        registry.register_collector(Box::new(collect::Apps(apps)));
+        let apps = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(collect::Apps(Arc::clone(&apps))));
         registry.register_collector(Box::new(collect::Process));
         Arc::new(Self {
             registry,
@@ -144,7 +147,13 @@ impl Metrics {
             in_flight,
             open_tunnels,
             access_log_dropped,
+            apps,
         })
+    }
+
+    /// Exports the supervised apps' state from now on.
+    pub fn watch_apps(&self, controller: Controller) {
+        let _ = self.apps.set(controller);
     }
 
     /// The handles one route records into; built with the runtime table.
@@ -217,31 +226,65 @@ impl RouteMetrics {
 
 /// Metrics read at scrape time rather than counted on the way.
 mod collect {
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
 
     use prometheus_client::collector::Collector;
     use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::MetricType;
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
 
-    use crate::supervise::AppHandle;
+    use crate::supervise::{AppStatus, Controller};
 
-    /// Readiness of each app.
-    #[derive(Debug)]
-    pub struct Apps(pub Vec<Arc<AppHandle>>);
+    /// One per-app gauge: its value for an app, if it has one.
+    type AppGauge = fn(&AppStatus) -> Option<i64>;
+
+    /// Each app's state, read from the supervisor at scrape time; empty until the supervisor
+    /// has started.
+    #[derive(Debug, Default)]
+    pub struct Apps(pub Arc<OnceLock<Controller>>);
 
     impl Collector for Apps {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let Some(controller) = self.0.get() else {
+                return Ok(());
+            };
+            let apps = controller.status();
+            let gauges: [(&str, &str, AppGauge); 3] = [
+                (
+                    "zoo_app_up",
+                    "1 while an instance of the app is running",
+                    |app| Some(i64::from(app.pid.is_some())),
+                ),
+                (
+                    "zoo_app_ready",
+                    "1 when the app passed its readiness check and has not exited since",
+                    |app| Some(i64::from(app.ready)),
+                ),
+                (
+                    "zoo_app_last_exit_code",
+                    "How the app's last instance ended: its exit code, or 128+N for signal N",
+                    |app| app.last_exit.map(|exit| i64::from(exit.as_code())),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                for app in &apps {
+                    if let Some(value) = value(app) {
+                        ConstGauge::new(value)
+                            .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
+                    }
+                }
+            }
             let mut family = encoder.encode_descriptor(
-                "zoo_app_ready",
-                "1 when the app passed its readiness check and has not exited since",
+                "zoo_app_restarts",
+                "Automatic restarts of the app since zoo started",
                 None,
-                prometheus_client::metrics::MetricType::Gauge,
+                MetricType::Counter,
             )?;
-            for app in &self.0 {
-                let labels = [("app", app.name.as_str())];
-                ConstGauge::new(i64::from(app.is_ready()))
-                    .encode(family.encode_family(&labels)?)?;
+            for app in &apps {
+                ConstCounter::new(u64::from(app.restarts))
+                    .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
             }
             Ok(())
         }
@@ -335,7 +378,7 @@ mod tests {
 
     #[test]
     fn route_requests_are_counted_by_class_with_bounded_labels() {
-        let metrics = Metrics::new(Vec::new());
+        let metrics = Metrics::new();
         let node = metrics.route("/node");
         node.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3));
         node.observe(
@@ -370,13 +413,10 @@ mod tests {
     }
 
     #[test]
-    fn app_readiness_and_process_figures_are_exported() {
-        let app = Arc::new(AppHandle::new("python".into(), 9000));
-        app.set_ready(true);
-        let metrics = Metrics::new(vec![app]);
+    fn upstream_errors_and_process_figures_are_exported() {
+        let metrics = Metrics::new();
         metrics.upstream_error("python", "connect");
         let text = metrics.render();
-        assert!(text.contains("zoo_app_ready{app=\"python\"} 1\n"), "{text}");
         assert!(
             text.contains("zoo_upstream_errors_total{upstream=\"python\",kind=\"connect\"} 1\n"),
             "{text}"
