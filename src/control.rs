@@ -191,7 +191,7 @@ impl Control {
                 .zip(self.health.apps())
                 .map(|(status, handle)| AppStatus {
                     name: status.name,
-                    port: handle.addr.port(),
+                    port: handle.addr().port(),
                     state: state_name(status.state).to_owned(),
                     pid: status.pid,
                     ready: status.ready,

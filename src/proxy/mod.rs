@@ -111,7 +111,7 @@ impl Upstream {
 
     fn describe(&self) -> String {
         match self {
-            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr),
+            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr()),
             Self::External(external) => {
                 format!(
                     "{}://{}",
@@ -564,7 +564,7 @@ impl ProxyService {
                 }
                 *request.uri_mut() = uri(
                     UriScheme::HTTP,
-                    app.addr.to_string(),
+                    app.addr().to_string(),
                     &path_and_query,
                     upstream,
                 )?;
@@ -701,7 +701,7 @@ async fn send(
         loop {
             let again = replayable(&request);
             match (client.request(request).await, again) {
-                (Err(error), Some(again)) => {
+                (Err(error), Some(mut again)) => {
                     // Refused means nothing was sent; otherwise the request may have been
                     // written, so it goes again only a few times (it is idempotent).
                     let refused = error.is_connect();
@@ -717,6 +717,7 @@ async fn send(
                             if left.is_zero() || !app.wait_ready(left).await {
                                 return Err(error);
                             }
+                            retarget(&mut again, app.addr());
                         }
                         Upstream::External(_) if !refused && resent_after_writing == 0 => {
                             resent_after_writing = 1;
@@ -749,6 +750,19 @@ async fn send(
             upstream: upstream.describe(),
             after: limits.timeout,
         }),
+    }
+}
+
+/// Points a resent request at the app's address now: a replace may have switched the app to
+/// a new instance since the request was first sent.
+fn retarget(request: &mut Request<UpstreamBody>, addr: SocketAddr) {
+    if request.uri().port_u16() == Some(addr.port()) {
+        return;
+    }
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Authority::try_from(addr.to_string()).ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
     }
 }
 

@@ -20,7 +20,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,8 +57,9 @@ pub enum SuperviseError {
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    /// Loopback address the app listens on (its `PORT`).
-    pub addr: SocketAddr,
+    /// Loopback port the serving instance listens on (its `PORT`); a replace switches it to
+    /// the new instance's in one store, and each request reads it once, lock-free.
+    port: AtomicU16,
     /// Set while the current instance has passed its readiness probe and not exited since.
     ready: AtomicBool,
     /// Wakes requests waiting for the app to become ready.
@@ -71,11 +72,22 @@ impl AppHandle {
     pub(crate) fn new(name: String, port: u16) -> Self {
         Self {
             name,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            port: AtomicU16::new(port),
             ready: AtomicBool::new(false),
             ready_changed: Notify::new(),
             recent: Arc::default(),
         }
+    }
+
+    /// Where the serving instance listens.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
+    }
+
+    /// Routes new requests to the instance listening on `port`.
+    pub(crate) fn switch_port(&self, port: u16) {
+        self.port.store(port, Ordering::Release);
     }
 
     #[must_use]
