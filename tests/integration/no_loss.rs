@@ -17,11 +17,17 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(60);
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 fn config(go_body: &str) -> String {
+    config_with(go_body, "")
+}
+
+/// The config with `extra` lines in the python app's table.
+fn config_with(go_body: &str, extra: &str) -> String {
     format!(
         "listen = \"127.0.0.1:0\"\n\
          [apps.python]\n\
          command = \"uvicorn main:app --host 127.0.0.1 --port $PORT\"\n\
          ready = {{ http = \"/\" }}\n\
+         {extra}\
          [routes]\n\
          \"/go\" = {{ respond = \"{go_body}\" }}\n\
          \"/\" = {{ app = \"python\" }}\n"
@@ -29,23 +35,32 @@ fn config(go_body: &str) -> String {
 }
 
 fn start() -> Zoo {
+    start_with(&config("v0"))
+}
+
+fn start_with(config: &str) -> Zoo {
     util::require_uvicorn();
     let main_py = std::fs::read_to_string(util::repo_root().join("examples/zoo/main.py")).unwrap();
-    let mut zoo = Zoo::start(&config("v0"), &[("main.py", &main_py)]);
+    let mut zoo = Zoo::start(config, &[("main.py", &main_py)]);
     zoo.wait_ready("/", READY_DEADLINE);
     zoo
 }
 
 /// The python app's pid and state, from `zoo status --json`.
 fn python(zoo: &Zoo) -> (Option<u64>, String) {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
-    let app = &status["apps"][0];
+    let app = python_status(zoo);
     (
         app["pid"].as_u64(),
         app["state"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// The python app's entry of `zoo status --json`.
+fn python_status(zoo: &Zoo) -> serde_json::Value {
+    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+    let mut status: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    status["apps"][0].take()
 }
 
 fn assert_all_ran(outcomes: &[Outcome], zoo: &Zoo) {
@@ -117,6 +132,44 @@ fn zoo_restart_three_times_loses_nothing() {
     let outcomes = load.finish();
     assert_all_ran(&outcomes, &zoo);
     eprintln!("zoo restart x3: {}", summary(&outcomes));
+    assert!(
+        outcomes.iter().all(Outcome::ok),
+        "{}\n{}",
+        summary(&outcomes),
+        zoo.output()
+    );
+}
+
+#[test]
+fn replace_restart_three_times_loses_nothing_and_moves_pid_and_port() {
+    let zoo = start_with(&config_with("v0", "restart_strategy = \"replace\"\n"));
+    let load = Load::start(zoo.addr(), "/a/b", TOTAL, CONCURRENCY, LOAD_DEADLINE);
+    let mut seen = vec![python_status(&zoo)];
+    for round in 1..=3 {
+        assert!(
+            load.wait_for_fraction(f64::from(round) / 4.0, LOAD_DEADLINE),
+            "load stalled\n{}",
+            zoo.output()
+        );
+        zoo.cli_ok(&["restart", "python"], READY_DEADLINE);
+        let now = python_status(&zoo);
+        let before = seen.last().unwrap();
+        assert!(
+            now["pid"].as_u64().is_some() && now["pid"] != before["pid"],
+            "round {round}: pid changed: {before} -> {now}\n{}",
+            zoo.output()
+        );
+        assert_ne!(now["port"], before["port"], "round {round}: port changed");
+        assert_eq!(now["state"], "ready", "round {round}: {now}");
+        seen.push(now);
+    }
+    let outcomes = load.finish();
+    assert_all_ran(&outcomes, &zoo);
+    let ports: Vec<_> = seen.iter().filter_map(|app| app["port"].as_u64()).collect();
+    eprintln!(
+        "zoo restart x3 (replace), ports {ports:?}: {}",
+        summary(&outcomes)
+    );
     assert!(
         outcomes.iter().all(Outcome::ok),
         "{}\n{}",
