@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervise::AppHandle;
+use crate::supervise::AppList;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(clippy::upper_case_acronyms)] // the variant names are the exported label values
@@ -95,7 +95,7 @@ pub struct Metrics {
 
 impl Metrics {
     #[must_use]
-    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+    pub fn new(apps: Arc<AppList>) -> Arc<Self> {
         // No registry prefix: the `process_*` names are the standard ones every dashboard knows.
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
@@ -224,11 +224,11 @@ mod collect {
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
 
-    use crate::supervise::AppHandle;
+    use crate::supervise::AppList;
 
-    /// Readiness of each app.
+    /// Readiness of each app supervised now.
     #[derive(Debug)]
-    pub struct Apps(pub Vec<Arc<AppHandle>>);
+    pub struct Apps(pub Arc<AppList>);
 
     impl Collector for Apps {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -238,7 +238,7 @@ mod collect {
                 None,
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
-            for app in &self.0 {
+            for app in self.0.load().iter() {
                 let labels = [("app", app.name.as_str())];
                 ConstGauge::new(i64::from(app.is_ready()))
                     .encode(family.encode_family(&labels)?)?;
@@ -335,7 +335,7 @@ mod tests {
 
     #[test]
     fn route_requests_are_counted_by_class_with_bounded_labels() {
-        let metrics = Metrics::new(Vec::new());
+        let metrics = Metrics::new(AppList::new(Vec::new()));
         let node = metrics.route("/node");
         node.observe(&Method::GET, StatusCode::OK, Duration::from_millis(3));
         node.observe(
@@ -371,9 +371,9 @@ mod tests {
 
     #[test]
     fn app_readiness_and_process_figures_are_exported() {
-        let app = Arc::new(AppHandle::new("python".into(), 9000));
+        let app = Arc::new(crate::supervise::AppHandle::new("python".into(), 9000));
         app.set_ready(true);
-        let metrics = Metrics::new(vec![app]);
+        let metrics = Metrics::new(AppList::new(vec![app]));
         metrics.upstream_error("python", "connect");
         let text = metrics.render();
         assert!(text.contains("zoo_app_ready{app=\"python\"} 1\n"), "{text}");

@@ -186,14 +186,12 @@ impl RuntimeTable {
     /// check cannot see: an unreadable `ca_file`, say.
     pub fn build(
         config: &Config,
+        apps: &[Arc<AppHandle>],
         health: &Arc<Health>,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, BuildError> {
-        let apps: HashMap<&str, &Arc<AppHandle>> = health
-            .apps()
-            .iter()
-            .map(|app| (app.name.as_str(), app))
-            .collect();
+        let apps: HashMap<&str, &Arc<AppHandle>> =
+            apps.iter().map(|app| (app.name.as_str(), app)).collect();
         let h2c: Vec<&str> = config
             .apps
             .iter()

@@ -23,16 +23,18 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
 use super::{
-    AppCommand, AppHandle, AppState, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
+    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
     free_port, output, probe, signal_group, std_command,
 };
 use crate::config::{self, RestartPolicy, RestartStrategy};
 
 /// Grace of an app stopped by command (not by shutdown) that has no `grace` of its own;
 /// Docker's stop timeout, like the global default.
-const COMMAND_GRACE: Duration = Duration::from_secs(10);
+pub(super) const COMMAND_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait, after an app exited, for its last output to be written out.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+/// How often an app waiting for a dependency looks it up again.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(1);
 /// How long a killed instance's exit status is waited for.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 /// Between switching an app to its replacement and stopping the old instance: requests that
@@ -51,8 +53,9 @@ pub(super) enum Control {
 pub(super) struct AppRunner {
     pub(super) app: config::App,
     pub(super) tracked: Arc<Tracked>,
-    /// Handles of the apps this one waits for before each start.
-    pub(super) dependencies: Vec<Arc<AppHandle>>,
+    /// Where the apps this one waits for before each start are looked up by name, at each
+    /// start: a reload may have replaced them.
+    pub(super) apps: Controller,
     pub(super) reaper: Arc<Reaper>,
     pub(super) final_exits: mpsc::UnboundedSender<FinalExit>,
 }
@@ -142,7 +145,7 @@ impl AppRunner {
                     }
                 }
             }
-            if !self.dependencies.is_empty() {
+            if !self.app.depends_on.is_empty() {
                 self.set_state(AppState::Waiting);
                 match wait_or_obey(&mut inbox, self.wait_for_dependencies()).await {
                     Waited::Proceed => {}
@@ -379,14 +382,19 @@ impl AppRunner {
     }
 
     async fn wait_for_dependencies(&self) {
-        for dependency in &self.dependencies {
-            if !dependency.is_ready() {
-                tracing::info!(
-                    "{} waiting for {} to be ready",
-                    self.app.name,
-                    dependency.name
-                );
-                while !dependency.wait_ready(Duration::from_secs(3600)).await {}
+        for name in &self.app.depends_on {
+            let mut logged = false;
+            // A dependency a reload removed is not waited for (its dependents changed too).
+            while let Some(dependency) = self.apps.handle(name) {
+                if dependency.is_ready() {
+                    break;
+                }
+                if !logged {
+                    tracing::info!("{} waiting for {name} to be ready", self.app.name);
+                    logged = true;
+                }
+                // Bounded, so that a reload's replacement of the dependency is seen.
+                dependency.wait_ready(DEPENDENCY_RECHECK).await;
             }
         }
     }
