@@ -290,6 +290,11 @@ impl Controller {
     /// once the app's runner has ended (zoo is shutting down).
     pub fn send(&self, app: &str, command: AppCommand) -> Result<(), SuperviseError> {
         let apps = self.registry.lock();
+        if apps.closed {
+            return Err(SuperviseError::Gone {
+                app: app.to_owned(),
+            });
+        }
         // The last one of a name is the newest (a reload's replacement).
         let running = apps
             .running
