@@ -107,30 +107,17 @@ impl Controller {
         changes: AppChanges,
         swap: impl FnOnce(),
     ) -> Result<(), SuperviseError> {
-        let is = |tracked: &Tracked, wanted: &[Change]| {
-            changes
-                .change_of(&tracked.handle.name)
-                .is_none_or(|(_, _, change)| wanted.contains(change))
-        };
-        let (retiring, restarting): (Vec<Arc<Tracked>>, Vec<Arc<Tracked>>) = {
-            let apps = self.registry.lock();
-            let tracked = apps.running.iter().map(|running| &running.tracked);
-            (
-                tracked
-                    .clone()
-                    .filter(|tracked| is(tracked, &[Change::Replace]))
-                    .cloned()
-                    .collect(),
-                tracked
-                    .filter(|tracked| {
-                        changes
-                            .change_of(&tracked.handle.name)
-                            .is_some_and(|(_, _, change)| *change == Change::Restart)
-                    })
-                    .cloned()
-                    .collect(),
-            )
-        };
+        // What runs now that the new config drops or changes, found before anything starts.
+        let (mut retiring, mut restarting) = (Vec::new(), Vec::new());
+        for running in &self.registry.lock().running {
+            match changes.change_of(&running.config.name) {
+                None | Some((_, _, Change::Replace)) => {
+                    retiring.push(Arc::clone(&running.tracked));
+                }
+                Some((_, _, Change::Restart)) => restarting.push(Arc::clone(&running.tracked)),
+                Some((_, _, Change::Keep | Change::Add)) => {}
+            }
+        }
         let began = Instant::now();
         let fresh = |change: &Change| matches!(change, Change::Add | Change::Replace);
         for (app, handle, _) in changes.apps.iter().filter(|(_, _, change)| fresh(change)) {

@@ -6,7 +6,6 @@
 //! runner owns two instances, the serving one and its replacement on a fresh port, and
 //! switches the app's port to the new one only once it is ready.
 
-use std::convert::Infallible;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -89,6 +88,13 @@ enum Waited {
     Park,
     /// zoo is stopping.
     Shutdown,
+}
+
+/// How watching an instance ended.
+enum Watched {
+    Exited(ExitStatus),
+    /// It failed its liveness probe too often; it still runs.
+    Unhealthy,
 }
 
 /// How waiting for a replacement to get ready ended.
@@ -201,8 +207,28 @@ impl AppRunner {
                 }
             };
             match interrupted {
-                Ok(status) => {
+                Ok(Watched::Exited(status)) => {
                     self.exited(&mut instance, status).await;
+                    return Ended::Exited(status);
+                }
+                Ok(Watched::Unhealthy) => {
+                    let unhealthy = instance.pid;
+                    if self.app.restart_strategy == RestartStrategy::Replace {
+                        instance = match self.replace(instance, inbox).await {
+                            Ok(serving) => serving,
+                            Err(ended) => return ended,
+                        };
+                        if instance.pid != unhealthy {
+                            self.tracked.progress().restarts += 1;
+                            continue;
+                        }
+                    }
+                    // Stopped, its exit counts as a failure: restarted by its policy.
+                    self.tracked.handle.set_ready(false);
+                    let deadline = Instant::now() + self.command_grace();
+                    let (_, status) = self.terminate(instance, deadline).await;
+                    let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
+                    self.book_exit(status);
                     return Ended::Exited(status);
                 }
                 Err(Control::App(AppCommand::Restart))
@@ -494,14 +520,14 @@ impl AppRunner {
     }
 
     /// Probes the instance on `port` until ready, then (with a `live` probe) keeps checking
-    /// it; waits for it to exit. An instance not ready by the deadline, or failing its
-    /// liveness probe too often, is killed and counts as having failed.
+    /// it; waits for it to exit or to fail its liveness probe too often. An instance not
+    /// ready by the deadline is killed and counts as having failed.
     async fn watch(
         &self,
         pid: Pid,
         port: u16,
         exit: &mut oneshot::Receiver<ExitStatus>,
-    ) -> ExitStatus {
+    ) -> Watched {
         let name = &self.app.name;
         let probing = async {
             if !self.until_ready(port).await {
@@ -510,7 +536,7 @@ impl AppRunner {
                     self.app.ready.deadline
                 );
                 signal_group(pid, Signal::SIGKILL);
-                return std::future::pending::<Infallible>().await;
+                return std::future::pending().await;
             }
             tracing::info!("{name} ready on port {port}");
             self.set_state(AppState::Ready);
@@ -528,16 +554,15 @@ impl AppRunner {
                     failures += 1;
                 }
             }
-            tracing::error!("{name} failed {failures} liveness probes in a row: stopping it");
-            self.tracked.handle.set_ready(false);
-            signal_group(pid, self.app.stop.signal);
-            tokio::time::sleep(self.command_grace()).await;
-            signal_group(pid, Signal::SIGKILL);
-            std::future::pending().await
+            let action = match self.app.restart_strategy {
+                RestartStrategy::Replace => "replacing it",
+                RestartStrategy::StopStart => "stopping it",
+            };
+            tracing::error!("{name} failed {failures} liveness probes in a row: {action}");
         };
         tokio::select! {
-            status = exit => status.unwrap_or(ExitStatus::Code(1)),
-            never = probing => match never {},
+            status = exit => Watched::Exited(status.unwrap_or(ExitStatus::Code(1))),
+            () = probing => Watched::Unhealthy,
         }
     }
 
@@ -570,6 +595,11 @@ impl AppRunner {
     /// recorded.
     async fn exited(&self, instance: &mut Instance, status: ExitStatus) {
         self.drain(instance).await;
+        self.book_exit(status);
+    }
+
+    /// Records that the serving instance is gone, with `status`.
+    fn book_exit(&self, status: ExitStatus) {
         let mut progress = self.tracked.progress();
         progress.pid = None;
         progress.started = None;
@@ -606,13 +636,10 @@ impl AppRunner {
         self.tracked.handle.set_ready(false);
         self.set_state(AppState::Stopping);
         let (stopped, status) = self.terminate(instance, deadline).await;
-        let mut progress = self.tracked.progress();
         if let Some(status) = status {
-            progress.pid = None;
-            progress.started = None;
-            progress.last_exit = Some(status);
+            self.book_exit(status);
         }
-        progress.state = AppState::Stopped;
+        self.set_state(AppState::Stopped);
         stopped
     }
 
