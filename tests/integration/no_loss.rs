@@ -117,9 +117,9 @@ fn app_killed_three_times_fails_only_requests_in_flight() {
     );
 }
 
-#[test]
-fn zoo_restart_three_times_loses_nothing() {
-    let zoo = start();
+/// Runs the bounded load while `zoo restart python` runs 3 times, calling `after_restart` with
+/// the round after each: zero failed requests.
+fn restart_three_times_under_load(zoo: &Zoo, label: &str, mut after_restart: impl FnMut(u32)) {
     let load = Load::start(zoo.addr(), "/a/b", TOTAL, CONCURRENCY, LOAD_DEADLINE);
     for round in 1..=3 {
         assert!(
@@ -128,10 +128,11 @@ fn zoo_restart_three_times_loses_nothing() {
             zoo.output()
         );
         zoo.cli_ok(&["restart", "python"], READY_DEADLINE);
+        after_restart(round);
     }
     let outcomes = load.finish();
-    assert_all_ran(&outcomes, &zoo);
-    eprintln!("zoo restart x3: {}", summary(&outcomes));
+    assert_all_ran(&outcomes, zoo);
+    eprintln!("{label}: {}", summary(&outcomes));
     assert!(
         outcomes.iter().all(Outcome::ok),
         "{}\n{}",
@@ -141,17 +142,15 @@ fn zoo_restart_three_times_loses_nothing() {
 }
 
 #[test]
+fn zoo_restart_three_times_loses_nothing() {
+    restart_three_times_under_load(&start(), "zoo restart x3", |_| {});
+}
+
+#[test]
 fn replace_restart_three_times_loses_nothing_and_moves_pid_and_port() {
     let zoo = start_with(&config_with("v0", "restart_strategy = \"replace\"\n"));
-    let load = Load::start(zoo.addr(), "/a/b", TOTAL, CONCURRENCY, LOAD_DEADLINE);
     let mut seen = vec![python_status(&zoo)];
-    for round in 1..=3 {
-        assert!(
-            load.wait_for_fraction(f64::from(round) / 4.0, LOAD_DEADLINE),
-            "load stalled\n{}",
-            zoo.output()
-        );
-        zoo.cli_ok(&["restart", "python"], READY_DEADLINE);
+    restart_three_times_under_load(&zoo, "zoo restart x3 (replace)", |round| {
         let now = python_status(&zoo);
         let before = seen.last().unwrap();
         assert!(
@@ -162,20 +161,9 @@ fn replace_restart_three_times_loses_nothing_and_moves_pid_and_port() {
         assert_ne!(now["port"], before["port"], "round {round}: port changed");
         assert_eq!(now["state"], "ready", "round {round}: {now}");
         seen.push(now);
-    }
-    let outcomes = load.finish();
-    assert_all_ran(&outcomes, &zoo);
+    });
     let ports: Vec<_> = seen.iter().filter_map(|app| app["port"].as_u64()).collect();
-    eprintln!(
-        "zoo restart x3 (replace), ports {ports:?}: {}",
-        summary(&outcomes)
-    );
-    assert!(
-        outcomes.iter().all(Outcome::ok),
-        "{}\n{}",
-        summary(&outcomes),
-        zoo.output()
-    );
+    eprintln!("replace: python's ports {ports:?}");
 }
 
 #[test]
