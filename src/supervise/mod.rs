@@ -594,12 +594,17 @@ mod tests {
         assert_eq!(ExitStatus::Code(7).as_code(), 7);
     }
 
-    fn app(name: &str, depends_on: &[&str]) -> config::App {
-        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n");
-        let mut app = config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
+    /// A `sleep 30` app with `extra` lines in its table.
+    pub(super) fn app_with(name: &str, extra: &str) -> config::App {
+        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n{extra}");
+        config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
             .expect("valid config")
             .apps
-            .remove(0);
+            .remove(0)
+    }
+
+    fn app(name: &str, depends_on: &[&str]) -> config::App {
+        let mut app = app_with(name, "");
         app.depends_on = depends_on.iter().map(|name| (*name).to_owned()).collect();
         app
     }
@@ -615,6 +620,10 @@ mod tests {
         assert_eq!(stop_levels(&apps), [2, 0, 1, 0]);
     }
 
+    /// A reaper collects every child of the process: two supervisors in parallel tests would
+    /// take each other's exit statuses, so they run one at a time.
+    static ONE_SUPERVISOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Polls `controller`'s status of its first app until `check` holds (5 s at most).
     async fn until(controller: &Controller, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -628,7 +637,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_replacement_that_does_not_get_ready_leaves_the_old_instance_serving() {
+        let _alone = ONE_SUPERVISOR.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        // `mkdir` passes once: for the first instance, not for its replacement.
+        let ready = format!(
+            "restart_strategy = \"replace\"\n\
+             ready = {{ exec = \"mkdir {}/once\", interval = \"20ms\", deadline = \"300ms\" }}\n",
+            dir.path().display()
+        );
+        let apps = [app_with("idle", &ready)];
+        let handles = plan(&apps).unwrap();
+        let supervisor = Supervisor::start(&apps, &handles).unwrap();
+        let controller = supervisor.controller();
+        let first = until(&controller, |status| status.ready).await;
+        assert_eq!(first.state, AppState::Ready, "{first:?}");
+
+        controller.send("idle", AppCommand::Restart).unwrap();
+        // The replacement gets its deadline; then the old one is still the one serving.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let after = controller.status().remove(0);
+        assert_eq!(
+            (after.pid, after.port, after.state),
+            (first.pid, first.port, AppState::Ready),
+            "{after:?}"
+        );
+        assert!(
+            supervisor
+                .stop_all(Instant::now() + Duration::from_secs(5))
+                .await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn commands_restart_stop_and_start_one_app() {
+        let _alone = ONE_SUPERVISOR.lock().await;
         let apps = [app("idle", &[])];
         let handles = plan(&apps).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();

@@ -202,14 +202,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn app(name: &str, extra: &str) -> config::App {
-        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n{extra}");
-        config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
-            .expect("valid config")
-            .apps
-            .remove(0)
-    }
+    use crate::supervise::tests::app_with as app;
 
     #[test]
     fn reload_keeps_unchanged_apps_and_restarts_changed_ones_by_strategy() {

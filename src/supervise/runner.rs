@@ -100,8 +100,8 @@ enum Watched {
 /// How waiting for a replacement to get ready ended.
 enum Replacing {
     Ready,
-    /// It exited (with this status) or missed its readiness deadline (`None`).
-    Failed(Option<ExitStatus>),
+    NotReady,
+    NewExited(ExitStatus),
     /// The serving instance exited meanwhile.
     OldExited(ExitStatus),
     /// A stop or the shutdown came in.
@@ -295,9 +295,12 @@ impl AppRunner {
                     ready = &mut ready => break if ready {
                         Replacing::Ready
                     } else {
-                        Replacing::Failed(None)
+                        Replacing::NotReady
                     },
-                    status = &mut new.exit => break Replacing::Failed(status.ok()),
+                    // Its exit is consumed here: it must not be awaited again.
+                    status = &mut new.exit => {
+                        break Replacing::NewExited(status.unwrap_or(ExitStatus::Code(1)));
+                    }
                     status = &mut old.exit => {
                         break Replacing::OldExited(status.unwrap_or(ExitStatus::Code(1)));
                     }
@@ -327,20 +330,17 @@ impl AppRunner {
                 self.tracked.progress().last_exit = status;
                 Ok(new)
             }
-            Replacing::Failed(status) => {
-                match status {
-                    Some(status) => {
-                        self.drain(&mut new).await;
-                        keeping(&format!("the new instance exited with {status}"));
-                    }
-                    None => {
-                        self.kill(new).await;
-                        let deadline = self.app.ready.deadline;
-                        keeping(&format!(
-                            "the new instance was not ready within {deadline:?}"
-                        ));
-                    }
-                }
+            Replacing::NewExited(status) => {
+                self.drain(&mut new).await;
+                keeping(&format!("the new instance exited with {status}"));
+                Ok(old)
+            }
+            Replacing::NotReady => {
+                self.kill(new).await;
+                let deadline = self.app.ready.deadline;
+                keeping(&format!(
+                    "the new instance was not ready within {deadline:?}"
+                ));
                 Ok(old)
             }
             Replacing::OldExited(status) => {
@@ -519,9 +519,10 @@ impl AppRunner {
         progress.started = Some(std::time::Instant::now());
     }
 
-    /// Probes the instance on `port` until ready, then (with a `live` probe) keeps checking
-    /// it; waits for it to exit or to fail its liveness probe too often. An instance not
-    /// ready by the deadline is killed and counts as having failed.
+    /// Probes the instance on `port` until ready (unless the app is ready already), then
+    /// (with a `live` probe) keeps checking it; waits for it to exit or to fail its liveness
+    /// probe too often. An instance not ready by the deadline is killed and counts as having
+    /// failed.
     async fn watch(
         &self,
         pid: Pid,
@@ -530,17 +531,20 @@ impl AppRunner {
     ) -> Watched {
         let name = &self.app.name;
         let probing = async {
-            if !self.until_ready(port).await {
-                tracing::error!(
-                    "{name} not ready within {:?}: killing it",
-                    self.app.ready.deadline
-                );
-                signal_group(pid, Signal::SIGKILL);
-                return std::future::pending().await;
+            // An instance a replace kept or swapped in has passed its readiness probe already.
+            if !self.tracked.handle.is_ready() {
+                if !self.until_ready(port).await {
+                    tracing::error!(
+                        "{name} not ready within {:?}: killing it",
+                        self.app.ready.deadline
+                    );
+                    signal_group(pid, Signal::SIGKILL);
+                    return std::future::pending().await;
+                }
+                tracing::info!("{name} ready on port {port}");
+                self.set_state(AppState::Ready);
+                self.tracked.handle.set_ready(true);
             }
-            tracing::info!("{name} ready on port {port}");
-            self.set_state(AppState::Ready);
-            self.tracked.handle.set_ready(true);
             let Some(live) = &self.app.live else {
                 return std::future::pending().await;
             };
