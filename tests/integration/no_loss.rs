@@ -132,7 +132,11 @@ fn restart_three_times_under_load(zoo: &Zoo, label: &str, mut after_restart: imp
     }
     let outcomes = load.finish();
     assert_all_ran(&outcomes, zoo);
-    eprintln!("{label}: {}", summary(&outcomes));
+    let slowest = outcomes
+        .iter()
+        .map(|outcome| outcome.ended - outcome.started)
+        .max();
+    eprintln!("{label}: slowest {slowest:?}; {}", summary(&outcomes));
     assert!(
         outcomes.iter().all(Outcome::ok),
         "{}\n{}",
