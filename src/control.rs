@@ -1,7 +1,9 @@
 //! The running zoo's control plane: what `zoo reload`, SIGHUP and `zoo status` act on. It
 //! owns the path and the currently loaded config, and swaps a freshly validated runtime
 //! table in one store; a config that fails validation is logged with its file:line:col and
-//! the old table keeps serving. Listeners are never rebound.
+//! the old table keeps serving. Listeners are never rebound. A reload also brings the apps in
+//! line with the new config (the supervisor starts, stops and replaces them); the new table
+//! is built against the new set of apps and stored once the new ones are ready.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Supervise(#[from] SuperviseError),
     #[error("{}: {what} changed; restart zoo to apply it (the running config is kept)", path.display())]
     NeedsRestart { path: PathBuf, what: String },
 }
@@ -153,8 +157,10 @@ impl Control {
         &self.metrics
     }
 
-    /// Re-reads the config file and, when it is valid, swaps in its runtime table. On any
-    /// error the serving config stays as it was.
+    /// Re-reads the config file and, when it is valid, applies it: apps added, removed and
+    /// changed are started, stopped and restarted (by their `restart_strategy`), and the new
+    /// runtime table is swapped in once the new apps are ready. On an error found before any
+    /// app was touched (invalid config, unbuildable table) the serving config stays as it was.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let config = config::load(&self.path)?;
@@ -167,8 +173,15 @@ impl Control {
                 });
             }
         }
-        let table = RuntimeTable::build(&config, &self.health, &self.metrics)?;
-        self.shared.table.store(Arc::new(table));
+        let changes = self.apps.plan_changes(&config.apps)?;
+        let handles = changes.handles();
+        let table = RuntimeTable::build(&config, &handles, &self.health, &self.metrics)?;
+        self.apps
+            .apply(changes, || {
+                self.health.set_apps(handles);
+                self.shared.table.store(Arc::new(table));
+            })
+            .await?;
         *self.lock() = (config, SystemTime::now());
         tracing::info!("reloaded {}", self.path.display());
         Ok(())
@@ -188,10 +201,9 @@ impl Control {
                 .apps
                 .status()
                 .into_iter()
-                .zip(self.health.apps())
-                .map(|(status, handle)| AppStatus {
+                .map(|status| AppStatus {
                     name: status.name,
-                    port: handle.addr.port(),
+                    port: status.port,
                     state: state_name(status.state).to_owned(),
                     pid: status.pid,
                     ready: status.ready,
@@ -278,17 +290,14 @@ fn state_name(state: AppState) -> &'static str {
     }
 }
 
-/// What a reload cannot apply in place: the listeners, which are never rebound, and the apps,
-/// which only the supervisor may start and stop.
+/// What a reload cannot apply in place: the listeners, which are never rebound, and the
+/// access log writer.
 fn needs_restart(running: &Config, new: &Config) -> Option<String> {
     if running.listen != new.listen {
         return Some("`listen`".to_owned());
     }
     if running.access_log != new.access_log {
         return Some("`access_log`".to_owned());
-    }
-    if running.apps != new.apps {
-        return Some("`[apps]`".to_owned());
     }
     None
 }

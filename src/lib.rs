@@ -28,7 +28,7 @@ use admin::{Health, Metrics};
 use config::Config;
 use control::Control;
 use proxy::{BuildError, RuntimeTable, Shared};
-use supervise::{SuperviseError, Supervisor};
+use supervise::{AppList, SuperviseError, Supervisor};
 
 /// Why zoo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +53,12 @@ pub enum RunError {
 /// an app had to be killed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
     let handles = supervise::plan(&config.apps)?;
-    let health = Health::new(handles.clone());
+    let app_list = AppList::new(handles.clone());
+    let health = Health::new(Arc::clone(&app_list));
     let metrics = Metrics::new();
     let access_log = log::AccessLog::start(config.access_log, metrics.access_log_dropped.clone());
     let shared = Shared::new(
-        RuntimeTable::build(&config, &health, &metrics)?,
+        RuntimeTable::build(&config, &handles, &health, &metrics)?,
         Arc::clone(&metrics),
         access_log,
     );
@@ -201,7 +202,8 @@ async fn reload_on_sighup(mut hangups: Signal, control: Arc<Control>) {
 /// result for `zoo check`.
 pub fn check(config: &Config) -> Result<String, RunError> {
     let handles = supervise::plan(&config.apps)?;
-    let table = RuntimeTable::build(config, &Health::new(handles.clone()), &Metrics::new())?;
+    let app_list = AppList::new(handles.clone());
+    let table = RuntimeTable::build(config, &handles, &Health::new(app_list), &Metrics::new())?;
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok", config.path.display());
     for addr in &config.listen {

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::StatusCode;
 
-use crate::supervise::AppHandle;
+use crate::supervise::{AppHandle, AppList};
 
 /// The readiness of the container as a whole: its apps, and whether zoo is shutting down.
 #[derive(Debug)]
 pub struct Health {
-    apps: Vec<Arc<AppHandle>>,
+    apps: Arc<AppList>,
     /// Set at the start of shutdown, so that load balancers stop sending before zoo stops
     /// accepting (`shutdown_delay`).
     draining: AtomicBool,
@@ -21,16 +21,22 @@ pub struct Health {
 
 impl Health {
     #[must_use]
-    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+    pub fn new(apps: Arc<AppList>) -> Arc<Self> {
         Arc::new(Self {
             apps,
             draining: AtomicBool::new(false),
         })
     }
 
+    /// The apps supervised now, in config order.
     #[must_use]
-    pub fn apps(&self) -> &[Arc<AppHandle>] {
-        &self.apps
+    pub fn apps(&self) -> Arc<Vec<Arc<AppHandle>>> {
+        self.apps.load()
+    }
+
+    /// Reports on `apps` from now on (after a reload added or removed apps).
+    pub fn set_apps(&self, apps: Vec<Arc<AppHandle>>) {
+        self.apps.store(apps);
     }
 
     pub fn start_draining(&self) {
@@ -42,14 +48,15 @@ impl Health {
     #[must_use]
     pub fn answer(&self) -> (StatusCode, String) {
         let draining = self.draining.load(Ordering::Acquire);
-        let all_ready = self.apps.iter().all(|app| app.is_ready());
+        let apps = self.apps();
+        let all_ready = apps.iter().all(|app| app.is_ready());
         let overall = match (draining, all_ready) {
             (true, _) => "draining",
             (false, true) => "ok",
             (false, false) => "unavailable",
         };
         let mut body = format!("{{\"status\":\"{overall}\",\"apps\":{{");
-        for (index, app) in self.apps.iter().enumerate() {
+        for (index, app) in apps.iter().enumerate() {
             if index > 0 {
                 body.push(',');
             }
@@ -77,7 +84,7 @@ mod tests {
         let python = Arc::new(AppHandle::new("python".into(), 9000));
         let node = Arc::new(AppHandle::new("node".into(), 9100));
         python.set_ready(true);
-        let health = Health::new(vec![python, Arc::clone(&node)]);
+        let health = Health::new(AppList::new(vec![python, Arc::clone(&node)]));
         assert_eq!(
             health.answer(),
             (
@@ -93,7 +100,7 @@ mod tests {
     #[test]
     fn health_without_apps_is_ok() {
         assert_eq!(
-            Health::new(Vec::new()).answer(),
+            Health::new(AppList::new(Vec::new())).answer(),
             (
                 StatusCode::OK,
                 "{\"status\":\"ok\",\"apps\":{}}\n".to_owned()
@@ -105,7 +112,7 @@ mod tests {
     fn draining_is_unavailable_even_when_every_app_is_ready() {
         let app = Arc::new(AppHandle::new("web".into(), 9000));
         app.set_ready(true);
-        let health = Health::new(vec![app]);
+        let health = Health::new(AppList::new(vec![app]));
         health.start_draining();
         assert_eq!(
             health.answer(),

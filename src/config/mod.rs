@@ -165,6 +165,8 @@ pub struct App {
     pub env: Vec<(String, String)>,
     pub ready: Ready,
     pub restart: RestartPolicy,
+    /// How `zoo restart` (and a reload that changes the app) replaces a running instance.
+    pub restart_strategy: RestartStrategy,
     /// Delays between restarts and the limit after which the app counts as failed.
     pub restarts: Restarts,
     /// Optional liveness probe, run once the app is ready.
@@ -332,6 +334,16 @@ pub enum RestartPolicy {
     Always,
     OnFailure,
     Never,
+}
+
+/// `restart_strategy = "stop-start" | "replace"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartStrategy {
+    /// Stop the running instance, then start a new one; requests wait for it (gating).
+    StopStart,
+    /// Start a new instance on a fresh port, switch to it once ready, then stop the old one;
+    /// requests never wait. Only for apps whose port zoo picks.
+    Replace,
 }
 
 /// One entry of `[routes]`.

@@ -110,6 +110,7 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                restart_strategy: RestartStrategy::StopStart,
                 restarts: Restarts::default(),
                 live: None,
                 depends_on: vec![],
@@ -131,6 +132,7 @@ fn parse_design_example() {
                     deadline: Duration::from_secs(60),
                 },
                 restart: RestartPolicy::Always,
+                restart_strategy: RestartStrategy::StopStart,
                 restarts: Restarts::default(),
                 live: None,
                 depends_on: vec![],
@@ -965,5 +967,30 @@ fn error_unknown_access_log_format() {
             14,
             "access_log: unknown access log format \"apache\"; expected one of `off`, `common`, `json`".to_owned()
         )
+    );
+}
+
+#[test]
+fn restart_strategy_parses_and_replace_needs_a_picked_port() {
+    let config = ok(r#"
+[apps.web]
+command = "x"
+restart_strategy = "replace"
+"#);
+    assert_eq!(config.apps[0].restart_strategy, RestartStrategy::Replace);
+    let (line, column, message) = error(
+        r#"
+[apps.web]
+command = "x"
+port = 9000
+restart_strategy = "replace"
+"#,
+    );
+    assert_eq!((line, column), (5, 20), "{message}");
+    assert!(message.contains("may not have a fixed `port`"), "{message}");
+    let message = errors("[apps.web]\ncommand = \"x\"\nrestart_strategy = \"swap\"\n").join("\n");
+    assert!(
+        message.contains("unknown restart strategy \"swap\"; expected one of"),
+        "{message}"
     );
 }

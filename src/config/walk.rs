@@ -15,7 +15,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     AccessLog, Action, App, Builtin, Command, Config, Live, Network, Probe, Protocol, ProxyTarget,
-    Ready, RestartPolicy, Restarts, Route, Scheme, Stop, Tls,
+    Ready, RestartPolicy, RestartStrategy, Restarts, Route, Scheme, Stop, Tls,
 };
 use super::{duration, expand, suggest, url};
 
@@ -57,6 +57,7 @@ const APP_KEYS: &[&str] = &[
     "ready",
     "live",
     "restart",
+    "restart_strategy",
     "backoff",
     "max_restarts",
     "restart_window",
@@ -117,6 +118,7 @@ const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a request for an app that is (re)starting waits for it (DESIGN.md).
 const DEFAULT_READY_WAIT: Duration = Duration::from_secs(10);
 const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
+const RESTART_STRATEGIES: &[&str] = &["stop-start", "replace"];
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
 /// Validates the whole document; `path` is the config file (its directory anchors relative
@@ -578,6 +580,12 @@ impl Walker<'_> {
             .map_or(Some(RestartPolicy::Always), |value| {
                 self.restart(&join(&at, "restart"), value)
             });
+        let restart_strategy =
+            fields
+                .get("restart_strategy")
+                .map_or(Some(RestartStrategy::StopStart), |value| {
+                    self.restart_strategy(&join(&at, "restart_strategy"), value, fields.get("port"))
+                });
         let env_file = optional(fields.get("env_file"), |value| {
             let file = self.non_empty_string(&join(&at, "env_file"), value)?;
             Some(self.base.join(file))
@@ -607,6 +615,7 @@ impl Walker<'_> {
             env: env?.unwrap_or_default(),
             ready: ready?,
             restart: restart?,
+            restart_strategy: restart_strategy?,
             restarts: restarts?,
             live: live?,
             depends_on,
@@ -972,6 +981,35 @@ impl Walker<'_> {
                 None
             }
         }
+    }
+
+    /// `"replace"` needs a port zoo picks: a fixed one cannot be held by two instances.
+    fn restart_strategy(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        port: Option<&Value<'_>>,
+    ) -> Option<RestartStrategy> {
+        let strategy = match self.string(at, value)?.as_str() {
+            "stop-start" => RestartStrategy::StopStart,
+            "replace" => RestartStrategy::Replace,
+            other => {
+                let message = format!(
+                    "unknown restart strategy \"{other}\"; expected one of {}",
+                    list(RESTART_STRATEGIES)
+                );
+                self.error(value.span(), at, message);
+                return None;
+            }
+        };
+        if strategy == RestartStrategy::Replace && port.is_some() {
+            let message = "`restart_strategy = \"replace\"` starts the new instance on a fresh \
+                           port, so the app may not have a fixed `port`; remove `port` or use \
+                           \"stop-start\"";
+            self.error(value.span(), at, message);
+            return None;
+        }
+        Some(strategy)
     }
 
     fn routes(&mut self, value: &Value<'_>, apps: &[String]) -> Option<Vec<Route>> {

@@ -112,7 +112,7 @@ impl Upstream {
 
     fn describe(&self) -> String {
         match self {
-            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr),
+            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr()),
             Self::External(external) => {
                 format!(
                     "{}://{}",
@@ -187,14 +187,12 @@ impl RuntimeTable {
     /// check cannot see: an unreadable `ca_file`, say.
     pub fn build(
         config: &Config,
+        apps: &[Arc<AppHandle>],
         health: &Arc<Health>,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, BuildError> {
-        let apps: HashMap<&str, &Arc<AppHandle>> = health
-            .apps()
-            .iter()
-            .map(|app| (app.name.as_str(), app))
-            .collect();
+        let apps: HashMap<&str, &Arc<AppHandle>> =
+            apps.iter().map(|app| (app.name.as_str(), app)).collect();
         let h2c: Vec<&str> = config
             .apps
             .iter()
@@ -574,7 +572,7 @@ impl ProxyService {
                 if let Some(host) = client_host {
                     request.headers_mut().insert(header::HOST, host);
                 }
-                let authority = Authority::try_from(app.addr.to_string())
+                let authority = Authority::try_from(app.addr().to_string())
                     .expect("a socket address is a valid authority");
                 *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
                 if *h2c {
@@ -711,7 +709,7 @@ async fn send(
         loop {
             let again = replayable(&request);
             match (client.request(request).await, again) {
-                (Err(error), Some(again)) => {
+                (Err(error), Some(mut again)) => {
                     // Refused means nothing was sent; otherwise the request may have been
                     // written, so it goes again only a few times (it is idempotent).
                     let refused = error.is_connect();
@@ -727,6 +725,7 @@ async fn send(
                             if left.is_zero() || !app.wait_ready(left).await {
                                 return Err(error);
                             }
+                            retarget(&mut again, app.addr());
                         }
                         Upstream::External(_) if !refused && resent_after_writing == 0 => {
                             resent_after_writing = 1;
@@ -779,6 +778,19 @@ fn uri(scheme: UriScheme, authority: Authority, path_and_query: PathAndQuery) ->
     parts.authority = Some(authority);
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).expect("scheme, authority and path are all set")
+}
+
+/// Points a resent request at the app's address now: a replace may have switched the app to
+/// a new instance since the request was first sent.
+fn retarget(request: &mut Request<UpstreamBody>, addr: SocketAddr) {
+    if request.uri().port_u16() == Some(addr.port()) {
+        return;
+    }
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Authority::try_from(addr.to_string()).ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
 }
 
 fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Response<ZooBody> {

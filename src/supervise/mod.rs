@@ -14,16 +14,18 @@ mod dotenv;
 mod output;
 mod probe;
 mod reaper;
+mod reload;
 mod runner;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
@@ -35,6 +37,7 @@ use crate::config;
 pub use backoff::{Backoff, RestartBudget};
 pub use output::{RecentLines, prefix as output_prefix, reserve_name_width};
 pub use reaper::{ExitStatus, Reaper};
+pub use reload::AppChanges;
 use runner::{AppRunner, Control};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +60,9 @@ pub enum SuperviseError {
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    /// Loopback address the app listens on (its `PORT`).
-    pub addr: SocketAddr,
+    /// Loopback port the serving instance listens on (its `PORT`); a replace switches it to
+    /// the new instance's in one store, and each request reads it once, lock-free.
+    port: AtomicU16,
     /// Set while the current instance has passed its readiness probe and not exited since.
     ready: AtomicBool,
     /// Wakes requests waiting for the app to become ready.
@@ -71,11 +75,22 @@ impl AppHandle {
     pub(crate) fn new(name: String, port: u16) -> Self {
         Self {
             name,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            port: AtomicU16::new(port),
             ready: AtomicBool::new(false),
             ready_changed: Notify::new(),
             recent: Arc::default(),
         }
+    }
+
+    /// Where the serving instance listens.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
+    }
+
+    /// Routes new requests to the instance listening on `port`.
+    pub(crate) fn switch_port(&self, port: u16) {
+        self.port.store(port, Ordering::Release);
     }
 
     #[must_use]
@@ -100,6 +115,27 @@ impl AppHandle {
     pub(crate) fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
         self.ready_changed.notify_waiters();
+    }
+}
+
+/// The handles of the apps supervised now, in config order, for what reports on all of them
+/// (health, metrics); a reload that adds or removes apps stores a new list.
+#[derive(Debug)]
+pub struct AppList(ArcSwap<Vec<Arc<AppHandle>>>);
+
+impl AppList {
+    #[must_use]
+    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
+        Arc::new(Self(ArcSwap::from_pointee(apps)))
+    }
+
+    #[must_use]
+    pub fn load(&self) -> Arc<Vec<Arc<AppHandle>>> {
+        self.0.load_full()
+    }
+
+    pub fn store(&self, apps: Vec<Arc<AppHandle>>) {
+        self.0.store(Arc::new(apps));
     }
 }
 
@@ -133,6 +169,8 @@ pub enum AppState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppStatus {
     pub name: String,
+    /// The port of the serving instance.
+    pub port: u16,
     pub state: AppState,
     /// The running instance's pid (also its process group id).
     pub pid: Option<u32>,
@@ -183,6 +221,7 @@ impl Tracked {
         let progress = self.progress();
         AppStatus {
             name: self.handle.name.clone(),
+            port: self.handle.addr().port(),
             state: progress.state,
             #[allow(clippy::cast_sign_loss)]
             pid: progress.pid.map(|pid| pid.as_raw() as u32),
@@ -194,17 +233,54 @@ impl Tracked {
     }
 }
 
-/// A cheap, cloneable view of the supervised apps for the admin side: status and commands.
+/// A cheap, cloneable view of the supervised apps for the admin side: status, commands, and
+/// the changes a reload makes to the set of apps.
 #[derive(Debug, Clone)]
 pub struct Controller {
-    apps: Arc<[Arc<Tracked>]>,
+    registry: Arc<Registry>,
+}
+
+/// Everything supervised now, shared by the [`Supervisor`], its [`Controller`]s and the
+/// runners (which look up the apps they depend on here, so a reload's new handles count).
+#[derive(Debug)]
+struct Registry {
+    reaper: Arc<Reaper>,
+    final_exits: mpsc::UnboundedSender<FinalExit>,
+    apps: Mutex<Apps>,
+}
+
+#[derive(Debug, Default)]
+struct Apps {
+    /// In config order; during a reload an app being replaced is listed twice, the old
+    /// instance first.
+    running: Vec<Running>,
+    /// Set once zoo is stopping: no app is started after that.
+    closed: bool,
+}
+
+/// One app's runner.
+#[derive(Debug)]
+struct Running {
+    config: config::App,
+    tracked: Arc<Tracked>,
+    task: JoinHandle<Stopped>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Apps> {
+        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Controller {
     /// Every app's status, in config order.
     #[must_use]
     pub fn status(&self) -> Vec<AppStatus> {
-        self.apps.iter().map(|app| app.status()).collect()
+        let apps = self.registry.lock();
+        apps.running
+            .iter()
+            .map(|running| running.tracked.status())
+            .collect()
     }
 
     /// Sends `command` to the app named `app`; it is carried out asynchronously.
@@ -213,14 +289,22 @@ impl Controller {
     /// [`SuperviseError::UnknownApp`] for a name not in the config, [`SuperviseError::Gone`]
     /// once the app's runner has ended (zoo is shutting down).
     pub fn send(&self, app: &str, command: AppCommand) -> Result<(), SuperviseError> {
-        let tracked = self
-            .apps
+        let apps = self.registry.lock();
+        if apps.closed {
+            return Err(SuperviseError::Gone {
+                app: app.to_owned(),
+            });
+        }
+        // The last one of a name is the newest (a reload's replacement).
+        let running = apps
+            .running
             .iter()
-            .find(|tracked| tracked.handle.name == app)
+            .rfind(|running| running.config.name == app)
             .ok_or_else(|| SuperviseError::UnknownApp {
                 app: app.to_owned(),
             })?;
-        tracked
+        running
+            .tracked
             .controls
             .send(Control::App(command))
             .map_err(|_| SuperviseError::Gone {
@@ -228,24 +312,66 @@ impl Controller {
             })
     }
 
+    /// The handle of the newest app named `name`.
+    fn handle(&self, name: &str) -> Option<Arc<AppHandle>> {
+        let apps = self.registry.lock();
+        apps.running
+            .iter()
+            .rfind(|running| running.config.name == name)
+            .map(|running| Arc::clone(&running.tracked.handle))
+    }
+
     /// Sends `signal` to the process group of every running app.
     fn signal_all(&self, signal: Signal) {
-        for app in self.apps.iter() {
-            if let Some(pid) = app.progress().pid {
+        for running in &self.registry.lock().running {
+            if let Some(pid) = running.tracked.progress().pid {
                 signal_group(pid, signal);
             }
         }
+    }
+
+    /// Starts a runner for `app` on `handle` and lists it last; fails once zoo is stopping.
+    fn launch(&self, app: &config::App, handle: Arc<AppHandle>) -> Result<(), SuperviseError> {
+        let mut apps = self.registry.lock();
+        if apps.closed {
+            return Err(SuperviseError::Gone {
+                app: app.name.clone(),
+            });
+        }
+        let (controls, inbox) = mpsc::unbounded_channel();
+        let tracked = Arc::new(Tracked {
+            handle,
+            progress: Mutex::new(Progress {
+                state: AppState::Waiting,
+                pid: None,
+                started: None,
+                restarts: 0,
+                last_exit: None,
+            }),
+            controls,
+        });
+        let task = tokio::spawn(
+            AppRunner {
+                app: app.clone(),
+                tracked: Arc::clone(&tracked),
+                apps: self.clone(),
+                reaper: Arc::clone(&self.registry.reaper),
+                final_exits: self.registry.final_exits.clone(),
+            }
+            .run(inbox),
+        );
+        apps.running.push(Running {
+            config: app.clone(),
+            tracked,
+            task,
+        });
+        Ok(())
     }
 }
 
 /// All supervised apps.
 pub struct Supervisor {
     controller: Controller,
-    /// Each app's runner task, in config order.
-    tasks: Vec<JoinHandle<Stopped>>,
-    /// Stop order: `levels[i]` is how many dependency hops app `i` is from an app without
-    /// dependencies; the deepest stop first.
-    levels: Vec<usize>,
     final_exits: mpsc::UnboundedReceiver<FinalExit>,
     /// Forwards SIGUSR1, SIGUSR2 and SIGWINCH to the apps until zoo stops.
     forwarder: JoinHandle<()>,
@@ -275,54 +401,19 @@ impl Supervisor {
             winch: watch(SignalKind::window_change())?,
         };
         let (final_sender, final_exits) = mpsc::unbounded_channel();
-        let mut tracked = Vec::with_capacity(apps.len());
-        let mut inboxes = Vec::with_capacity(apps.len());
-        for handle in handles {
-            let (controls, inbox) = mpsc::unbounded_channel();
-            tracked.push(Arc::new(Tracked {
-                handle: Arc::clone(handle),
-                progress: Mutex::new(Progress {
-                    state: AppState::Waiting,
-                    pid: None,
-                    started: None,
-                    restarts: 0,
-                    last_exit: None,
-                }),
-                controls,
-            }));
-            inboxes.push(inbox);
-        }
-        let tasks = apps
-            .iter()
-            .zip(&tracked)
-            .zip(inboxes)
-            .map(|((app, tracked), inbox)| {
-                let dependencies = app
-                    .depends_on
-                    .iter()
-                    .filter_map(|name| handles.iter().find(|handle| handle.name == *name))
-                    .cloned()
-                    .collect();
-                tokio::spawn(
-                    AppRunner {
-                        app: app.clone(),
-                        tracked: Arc::clone(tracked),
-                        dependencies,
-                        reaper: Arc::clone(&reaper),
-                        final_exits: final_sender.clone(),
-                    }
-                    .run(inbox),
-                )
-            })
-            .collect();
         let controller = Controller {
-            apps: tracked.into(),
+            registry: Arc::new(Registry {
+                reaper,
+                final_exits: final_sender,
+                apps: Mutex::default(),
+            }),
         };
+        for (app, handle) in apps.iter().zip(handles) {
+            controller.launch(app, Arc::clone(handle))?;
+        }
         let forwarder = tokio::spawn(forwarded.run(controller.clone()));
         Ok(Self {
             controller,
-            tasks,
-            levels: stop_levels(apps),
             final_exits,
             forwarder,
         })
@@ -348,39 +439,52 @@ impl Supervisor {
         }
     }
 
-    /// Stops every app, dependents before what they depend on (apps on one level at once);
-    /// whatever still runs at `deadline` (or its own `grace`) is killed. Returns whether every
-    /// app stopped cleanly.
+    /// Stops every app (those a reload added too), dependents before what they depend on
+    /// (apps on one level at once); whatever still runs at `deadline` (or its own `grace`) is
+    /// killed. Returns whether every app stopped cleanly. No app starts after this began.
     pub async fn stop_all(self, deadline: Instant) -> bool {
         self.forwarder.abort();
-        let mut tasks: Vec<Option<JoinHandle<Stopped>>> =
-            self.tasks.into_iter().map(Some).collect();
+        let running = {
+            let mut apps = self.controller.registry.lock();
+            apps.closed = true;
+            std::mem::take(&mut apps.running)
+        };
+        let configs: Vec<config::App> = running.iter().map(|app| app.config.clone()).collect();
+        let levels = stop_levels(&configs);
+        let mut running: Vec<Option<Running>> = running.into_iter().map(Some).collect();
         let mut clean = true;
-        let deepest = self.levels.iter().copied().max().unwrap_or(0);
+        let deepest = levels.iter().copied().max().unwrap_or(0);
         for level in (0..=deepest).rev() {
             let mut stopping = Vec::new();
-            for (index, app) in self.controller.apps.iter().enumerate() {
-                if self.levels[index] != level {
+            for (index, app) in running.iter_mut().enumerate() {
+                if levels[index] != level {
                     continue;
                 }
-                // A send error means the runner already ended (the app exited for good).
-                let _ = app.controls.send(Control::Shutdown(deadline));
-                if let Some(task) = tasks[index].take() {
-                    stopping.push((app.handle.name.as_str(), task));
+                if let Some(app) = app.take() {
+                    stopping.push(app);
                 }
             }
-            for (name, task) in stopping {
-                match task.await {
-                    Ok(Stopped::Cleanly) => {}
-                    Ok(Stopped::Forcibly) => clean = false,
-                    Err(error) => {
-                        tracing::error!("supervisor of {name} failed: {error}");
-                        clean = false;
-                    }
-                }
+            for app in &stopping {
+                // A send error means the runner already ended (the app exited for good).
+                let _ = app.tracked.controls.send(Control::Shutdown(deadline));
+            }
+            for app in stopping {
+                clean &= stopped(&app.config.name, app.task.await);
             }
         }
         clean
+    }
+}
+
+/// Whether a runner that was told to stop ended cleanly; a runner that failed is logged.
+fn stopped(name: &str, ended: Result<Stopped, tokio::task::JoinError>) -> bool {
+    match ended {
+        Ok(Stopped::Cleanly) => true,
+        Ok(Stopped::Forcibly) => false,
+        Err(error) => {
+            tracing::error!("supervisor of {name} failed: {error}");
+            false
+        }
     }
 }
 
@@ -437,19 +541,20 @@ fn stop_levels(apps: &[config::App]) -> Vec<usize> {
 /// # Errors
 /// [`SuperviseError::NoFreePort`] when no ephemeral port can be bound.
 pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError> {
-    apps.iter()
-        .map(|app| {
-            reserve_name_width(&app.name);
-            let port = match app.port {
-                Some(port) => port,
-                None => free_port().map_err(|source| SuperviseError::NoFreePort {
-                    app: app.name.clone(),
-                    source,
-                })?,
-            };
-            Ok(Arc::new(AppHandle::new(app.name.clone(), port)))
-        })
-        .collect()
+    apps.iter().map(new_handle).collect()
+}
+
+/// The handle of a new app (at start, or added by a reload).
+fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
+    reserve_name_width(&app.name);
+    let port = match app.port {
+        Some(port) => port,
+        None => free_port().map_err(|source| SuperviseError::NoFreePort {
+            app: app.name.clone(),
+            source,
+        })?,
+    };
+    Ok(Arc::new(AppHandle::new(app.name.clone(), port)))
 }
 
 /// Binds an ephemeral loopback port and releases it for the app to take.
@@ -489,12 +594,17 @@ mod tests {
         assert_eq!(ExitStatus::Code(7).as_code(), 7);
     }
 
-    fn app(name: &str, depends_on: &[&str]) -> config::App {
-        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n");
-        let mut app = config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
+    /// A `sleep 30` app with `extra` lines in its table.
+    pub(super) fn app_with(name: &str, extra: &str) -> config::App {
+        let source = format!("[apps.{name}]\ncommand = \"sleep 30\"\n{extra}");
+        config::parse(&source, std::path::Path::new("zoo.toml"), &|_| None)
             .expect("valid config")
             .apps
-            .remove(0);
+            .remove(0)
+    }
+
+    fn app(name: &str, depends_on: &[&str]) -> config::App {
+        let mut app = app_with(name, "");
         app.depends_on = depends_on.iter().map(|name| (*name).to_owned()).collect();
         app
     }
@@ -510,6 +620,10 @@ mod tests {
         assert_eq!(stop_levels(&apps), [2, 0, 1, 0]);
     }
 
+    /// A reaper collects every child of the process: two supervisors in parallel tests would
+    /// take each other's exit statuses, so they run one at a time.
+    static ONE_SUPERVISOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Polls `controller`'s status of its first app until `check` holds (5 s at most).
     async fn until(controller: &Controller, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -523,7 +637,41 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_replacement_that_does_not_get_ready_leaves_the_old_instance_serving() {
+        let _alone = ONE_SUPERVISOR.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        // `mkdir` passes once: for the first instance, not for its replacement.
+        let ready = format!(
+            "restart_strategy = \"replace\"\n\
+             ready = {{ exec = \"mkdir {}/once\", interval = \"20ms\", deadline = \"300ms\" }}\n",
+            dir.path().display()
+        );
+        let apps = [app_with("idle", &ready)];
+        let handles = plan(&apps).unwrap();
+        let supervisor = Supervisor::start(&apps, &handles).unwrap();
+        let controller = supervisor.controller();
+        let first = until(&controller, |status| status.ready).await;
+        assert_eq!(first.state, AppState::Ready, "{first:?}");
+
+        controller.send("idle", AppCommand::Restart).unwrap();
+        // The replacement gets its deadline; then the old one is still the one serving.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let after = controller.status().remove(0);
+        assert_eq!(
+            (after.pid, after.port, after.state),
+            (first.pid, first.port, AppState::Ready),
+            "{after:?}"
+        );
+        assert!(
+            supervisor
+                .stop_all(Instant::now() + Duration::from_secs(5))
+                .await
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn commands_restart_stop_and_start_one_app() {
+        let _alone = ONE_SUPERVISOR.lock().await;
         let apps = [app("idle", &[])];
         let handles = plan(&apps).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();

@@ -53,6 +53,7 @@ impl fmt::Display for ExitStatus {
 }
 
 /// Owns the reaping of all children; see the module doc.
+#[derive(Debug)]
 pub struct Reaper {
     /// Children spawned through [`Reaper::spawn`] whose exit nobody has collected yet.
     waiting: Mutex<HashMap<Pid, oneshot::Sender<ExitStatus>>>,

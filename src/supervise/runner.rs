@@ -1,9 +1,13 @@
 //! The life of one app: wait for its dependencies, start, probe, watch, restart with backoff
 //! within its budget, obey commands (restart, stop, start) and the final shutdown. One task
-//! per app; it is the only writer of the app's [`Progress`] and readiness.
+//! per app; it is the only writer of the app's [`Progress`], readiness and port.
+//!
+//! A `restart` of an app with `restart_strategy = "replace"` is a replace: for a while the
+//! runner owns two instances, the serving one and its replacement on a fresh port, and
+//! switches the app's port to the new one only once it is ready.
 
-use std::convert::Infallible;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -18,16 +22,24 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
 use super::{
-    AppCommand, AppHandle, AppState, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
-    output, probe, signal_group, std_command,
+    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
+    free_port, output, probe, signal_group, std_command,
 };
-use crate::config::{self, RestartPolicy};
+use crate::config::{self, RestartPolicy, RestartStrategy};
 
 /// Grace of an app stopped by command (not by shutdown) that has no `grace` of its own;
 /// Docker's stop timeout, like the global default.
-const COMMAND_GRACE: Duration = Duration::from_secs(10);
+pub(super) const COMMAND_GRACE: Duration = Duration::from_secs(10);
 /// How long to wait, after an app exited, for its last output to be written out.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
+/// How often an app waiting for a dependency looks it up again.
+const DEPENDENCY_RECHECK: Duration = Duration::from_secs(1);
+/// How long a killed instance's exit status is waited for.
+const KILL_WAIT: Duration = Duration::from_secs(1);
+/// Between switching an app to its replacement and stopping the old instance: requests that
+/// read the old address just before the switch still get connected to the old instance,
+/// which finishes them, instead of finding its listener closed.
+const SWITCH_SETTLE: Duration = Duration::from_millis(100);
 
 /// What a runner is told.
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +52,9 @@ pub(super) enum Control {
 pub(super) struct AppRunner {
     pub(super) app: config::App,
     pub(super) tracked: Arc<Tracked>,
-    /// Handles of the apps this one waits for before each start.
-    pub(super) dependencies: Vec<Arc<AppHandle>>,
+    /// Where the apps this one waits for before each start are looked up by name, at each
+    /// start: a reload may have replaced them.
+    pub(super) apps: Controller,
     pub(super) reaper: Arc<Reaper>,
     pub(super) final_exits: mpsc::UnboundedSender<FinalExit>,
 }
@@ -50,6 +63,8 @@ pub(super) struct AppRunner {
 struct Instance {
     /// Its pid, which is also its process group id.
     pid: Pid,
+    /// The port it was started with (its `PORT`).
+    port: u16,
     exit: oneshot::Receiver<ExitStatus>,
     /// The tasks copying its stdout and stderr, awaited briefly after it exits so that its
     /// last lines (a partial one too) are written before zoo reports the exit.
@@ -73,6 +88,24 @@ enum Waited {
     Park,
     /// zoo is stopping.
     Shutdown,
+}
+
+/// How watching an instance ended.
+enum Watched {
+    Exited(ExitStatus),
+    /// It failed its liveness probe too often; it still runs.
+    Unhealthy,
+}
+
+/// How waiting for a replacement to get ready ended.
+enum Replacing {
+    Ready,
+    NotReady,
+    NewExited(ExitStatus),
+    /// The serving instance exited meanwhile.
+    OldExited(ExitStatus),
+    /// A stop or the shutdown came in.
+    Interrupted(Control),
 }
 
 /// How a started instance ended.
@@ -118,7 +151,7 @@ impl AppRunner {
                     }
                 }
             }
-            if !self.dependencies.is_empty() {
+            if !self.app.depends_on.is_empty() {
                 self.set_state(AppState::Waiting);
                 match wait_or_obey(&mut inbox, self.wait_for_dependencies()).await {
                     Waited::Proceed => {}
@@ -130,7 +163,7 @@ impl AppRunner {
                 }
             }
             let started = Instant::now();
-            let status = match self.spawn() {
+            let status = match self.spawn(self.tracked.handle.addr().port()) {
                 Ok(instance) => match self.supervise(instance, &mut inbox).await {
                     Ended::Exited(status) => status,
                     Ended::Commanded(then) => {
@@ -149,45 +182,77 @@ impl AppRunner {
         }
     }
 
-    /// Watches a started instance until it exits, or stops it when told to.
+    /// Watches a started instance until it exits, or stops it when told to; a `Restart` of a
+    /// replace app swaps in a new instance and goes on watching that one.
     async fn supervise(
         &self,
         mut instance: Instance,
         inbox: &mut mpsc::UnboundedReceiver<Control>,
     ) -> Ended {
-        let name = &self.app.name;
-        tracing::info!(
-            "{name} started (pid {}, port {})",
-            instance.pid,
-            self.tracked.handle.addr.port()
-        );
-        let interrupted = {
-            let watch = self.watch(instance.pid, &mut instance.exit);
-            tokio::pin!(watch);
-            loop {
-                tokio::select! {
-                    status = &mut watch => break Ok(status),
-                    control = inbox.recv() => match control {
-                        // Already running: nothing to start.
-                        Some(Control::App(AppCommand::Start)) => {}
-                        Some(control) => break Err(control),
-                        None => break Err(Control::Shutdown(Instant::now())),
-                    },
+        self.serving(&instance, AppState::Starting);
+        loop {
+            let interrupted = {
+                let watch = self.watch(instance.pid, instance.port, &mut instance.exit);
+                tokio::pin!(watch);
+                loop {
+                    tokio::select! {
+                        status = &mut watch => break Ok(status),
+                        control = inbox.recv() => match control {
+                            // Already running: nothing to start.
+                            Some(Control::App(AppCommand::Start)) => {}
+                            Some(control) => break Err(control),
+                            None => break Err(Control::Shutdown(Instant::now())),
+                        },
+                    }
                 }
+            };
+            match interrupted {
+                Ok(Watched::Exited(status)) => {
+                    self.exited(&mut instance, status).await;
+                    return Ended::Exited(status);
+                }
+                Ok(Watched::Unhealthy) => {
+                    let unhealthy = instance.pid;
+                    if self.app.restart_strategy == RestartStrategy::Replace {
+                        instance = match self.replace(instance, inbox).await {
+                            Ok(serving) => serving,
+                            Err(ended) => return ended,
+                        };
+                        if instance.pid != unhealthy {
+                            self.tracked.progress().restarts += 1;
+                            continue;
+                        }
+                    }
+                    // Stopped, its exit counts as a failure: restarted by its policy.
+                    self.tracked.handle.set_ready(false);
+                    let deadline = Instant::now() + self.command_grace();
+                    let (_, status) = self.terminate(instance, deadline).await;
+                    let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
+                    self.book_exit(status);
+                    return Ended::Exited(status);
+                }
+                Err(Control::App(AppCommand::Restart))
+                    if self.app.restart_strategy == RestartStrategy::Replace =>
+                {
+                    tracing::info!("{}: Restart requested: replacing it", self.app.name);
+                    instance = match self.replace(instance, inbox).await {
+                        Ok(serving) => serving,
+                        Err(ended) => return ended,
+                    };
+                }
+                Err(control) => return self.obey(instance, control).await,
             }
-        };
-        match interrupted {
-            Ok(status) => {
-                self.exited(&mut instance, status).await;
-                Ended::Exited(status)
-            }
-            Err(Control::Shutdown(deadline)) => {
-                Ended::Shutdown(self.stop(instance, deadline).await)
-            }
-            Err(Control::App(command)) => {
-                tracing::info!("{name}: {command:?} requested");
-                let grace = self.app.stop.grace.unwrap_or(COMMAND_GRACE);
-                self.stop(instance, Instant::now() + grace).await;
+        }
+    }
+
+    /// Stops the instance for a command (within the app's grace) or the shutdown.
+    async fn obey(&self, instance: Instance, control: Control) -> Ended {
+        match control {
+            Control::Shutdown(deadline) => Ended::Shutdown(self.stop(instance, deadline).await),
+            Control::App(command) => {
+                tracing::info!("{}: {command:?} requested", self.app.name);
+                self.stop(instance, Instant::now() + self.command_grace())
+                    .await;
                 Ended::Commanded(if command == AppCommand::Stop {
                     Next::Parked
                 } else {
@@ -195,6 +260,103 @@ impl AppRunner {
                 })
             }
         }
+    }
+
+    /// Starts a second instance on a fresh port and, once it is ready, switches the app to it
+    /// and stops `old`, which finishes its in-flight requests within its grace. When the new
+    /// instance cannot start or get ready, `old` keeps serving. `old` exiting meanwhile is a
+    /// crash (the normal restart path), and a stop or the shutdown stops both.
+    async fn replace(
+        &self,
+        mut old: Instance,
+        inbox: &mut mpsc::UnboundedReceiver<Control>,
+    ) -> Result<Instance, Ended> {
+        let name = &self.app.name;
+        let old_pid = old.pid;
+        let keeping = |why: &dyn std::fmt::Display| {
+            tracing::error!("{name}: cannot replace it ({why}); pid {old_pid} keeps serving");
+        };
+        let port = match free_port() {
+            Ok(port) => port,
+            Err(error) => {
+                keeping(&format!("no free port: {error}"));
+                return Ok(old);
+            }
+        };
+        let Ok(mut new) = self.spawn(port) else {
+            keeping(&"the new instance did not start");
+            return Ok(old);
+        };
+        let outcome = {
+            let ready = self.until_ready(port);
+            tokio::pin!(ready);
+            loop {
+                tokio::select! {
+                    ready = &mut ready => break if ready {
+                        Replacing::Ready
+                    } else {
+                        Replacing::NotReady
+                    },
+                    // Its exit is consumed here: it must not be awaited again.
+                    status = &mut new.exit => {
+                        break Replacing::NewExited(status.unwrap_or(ExitStatus::Code(1)));
+                    }
+                    status = &mut old.exit => {
+                        break Replacing::OldExited(status.unwrap_or(ExitStatus::Code(1)));
+                    }
+                    control = inbox.recv() => match control {
+                        // Already being restarted.
+                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        Some(control) => break Replacing::Interrupted(control),
+                        None => break Replacing::Interrupted(Control::Shutdown(Instant::now())),
+                    },
+                }
+            }
+        };
+        match outcome {
+            Replacing::Ready => {
+                self.tracked.handle.switch_port(port);
+                self.tracked.handle.set_ready(true);
+                self.serving(&new, AppState::Ready);
+                tracing::info!(
+                    "{name} switched to pid {} on port {port}; stopping pid {}",
+                    new.pid,
+                    old.pid
+                );
+                tokio::time::sleep(SWITCH_SETTLE).await;
+                let (_, status) = self
+                    .terminate(old, Instant::now() + self.command_grace())
+                    .await;
+                self.tracked.progress().last_exit = status;
+                Ok(new)
+            }
+            Replacing::NewExited(status) => {
+                self.drain(&mut new).await;
+                keeping(&format!("the new instance exited with {status}"));
+                Ok(old)
+            }
+            Replacing::NotReady => {
+                self.kill(new).await;
+                let deadline = self.app.ready.deadline;
+                keeping(&format!(
+                    "the new instance was not ready within {deadline:?}"
+                ));
+                Ok(old)
+            }
+            Replacing::OldExited(status) => {
+                self.kill(new).await;
+                self.exited(&mut old, status).await;
+                Err(Ended::Exited(status))
+            }
+            Replacing::Interrupted(control) => {
+                self.kill(new).await;
+                Err(self.obey(old, control).await)
+            }
+        }
+    }
+
+    fn command_grace(&self) -> Duration {
+        self.app.stop.grace.unwrap_or(COMMAND_GRACE)
     }
 
     /// The delay before restarting after `status`, logged; `None` when the app is done for
@@ -246,21 +408,26 @@ impl AppRunner {
     }
 
     async fn wait_for_dependencies(&self) {
-        for dependency in &self.dependencies {
-            if !dependency.is_ready() {
-                tracing::info!(
-                    "{} waiting for {} to be ready",
-                    self.app.name,
-                    dependency.name
-                );
-                while !dependency.wait_ready(Duration::from_secs(3600)).await {}
+        for name in &self.app.depends_on {
+            let mut logged = false;
+            // A dependency a reload removed is not waited for (its dependents changed too).
+            while let Some(dependency) = self.apps.handle(name) {
+                if dependency.is_ready() {
+                    break;
+                }
+                if !logged {
+                    tracing::info!("{} waiting for {name} to be ready", self.app.name);
+                    logged = true;
+                }
+                // Bounded, so that a reload's replacement of the dependency is seen.
+                dependency.wait_ready(DEPENDENCY_RECHECK).await;
             }
         }
     }
 
     /// Starts the app, or returns the status a shell would report for a program that cannot
     /// be executed (127 not found, 126 for anything else that prevents the start).
-    fn spawn(&self) -> Result<Instance, ExitStatus> {
+    fn spawn(&self, port: u16) -> Result<Instance, ExitStatus> {
         let app = &self.app;
         let cannot_start = |cause: String, code: i32| {
             tracing::error!("{}: cannot start: {cause}", app.name);
@@ -289,7 +456,7 @@ impl AppRunner {
             command.envs(vars);
         }
         // The config's own `env` wins over the env_file, and `PORT` over both.
-        std_command(&mut command, app, self.tracked.handle.addr.port())
+        std_command(&mut command, app, port)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -335,43 +502,53 @@ impl AppRunner {
         ];
         #[allow(clippy::cast_possible_wrap)]
         let pid = Pid::from_raw(child.id() as i32);
-        let mut progress = self.tracked.progress();
-        progress.state = AppState::Starting;
-        progress.pid = Some(pid);
-        progress.started = Some(std::time::Instant::now());
-        Ok(Instance { pid, exit, output })
+        tracing::info!("{} started (pid {pid}, port {port})", app.name);
+        Ok(Instance {
+            pid,
+            port,
+            exit,
+            output,
+        })
     }
 
-    /// Probes the instance until ready, then (with a `live` probe) keeps checking it; waits
-    /// for it to exit. An instance not ready by the deadline, or failing its liveness probe
-    /// too often, is killed and counts as having failed.
-    async fn watch(&self, pid: Pid, exit: &mut oneshot::Receiver<ExitStatus>) -> ExitStatus {
+    /// Books `instance` as the one serving the app.
+    fn serving(&self, instance: &Instance, state: AppState) {
+        let mut progress = self.tracked.progress();
+        progress.state = state;
+        progress.pid = Some(instance.pid);
+        progress.started = Some(std::time::Instant::now());
+    }
+
+    /// Probes the instance on `port` until ready (unless the app is ready already), then
+    /// (with a `live` probe) keeps checking it; waits for it to exit or to fail its liveness
+    /// probe too often. An instance not ready by the deadline is killed and counts as having
+    /// failed.
+    async fn watch(
+        &self,
+        pid: Pid,
+        port: u16,
+        exit: &mut oneshot::Receiver<ExitStatus>,
+    ) -> Watched {
         let name = &self.app.name;
-        let target = probe::Target {
-            addr: self.tracked.handle.addr,
-            app: &self.app,
-            reaper: &self.reaper,
-        };
         let probing = async {
-            let ready = &self.app.ready;
-            let deadline = Instant::now() + ready.deadline;
-            loop {
-                if probe::passes(&ready.probe, &target, ready.timeout).await {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    tracing::error!("{name} not ready within {:?}: killing it", ready.deadline);
+            // An instance a replace kept or swapped in has passed its readiness probe already.
+            if !self.tracked.handle.is_ready() {
+                if !self.until_ready(port).await {
+                    tracing::error!(
+                        "{name} not ready within {:?}: killing it",
+                        self.app.ready.deadline
+                    );
                     signal_group(pid, Signal::SIGKILL);
-                    return std::future::pending::<Infallible>().await;
+                    return std::future::pending().await;
                 }
-                tokio::time::sleep(ready.interval).await;
+                tracing::info!("{name} ready on port {port}");
+                self.set_state(AppState::Ready);
+                self.tracked.handle.set_ready(true);
             }
-            tracing::info!("{name} ready on {}", target.addr);
-            self.set_state(AppState::Ready);
-            self.tracked.handle.set_ready(true);
             let Some(live) = &self.app.live else {
                 return std::future::pending().await;
             };
+            let target = self.probe_target(port);
             let mut failures = 0;
             while failures < live.failures {
                 tokio::time::sleep(live.interval).await;
@@ -381,21 +558,60 @@ impl AppRunner {
                     failures += 1;
                 }
             }
-            tracing::error!("{name} failed {failures} liveness probes in a row: stopping it");
-            self.tracked.handle.set_ready(false);
-            signal_group(pid, self.app.stop.signal);
-            tokio::time::sleep(self.app.stop.grace.unwrap_or(COMMAND_GRACE)).await;
-            signal_group(pid, Signal::SIGKILL);
-            std::future::pending().await
+            let action = match self.app.restart_strategy {
+                RestartStrategy::Replace => "replacing it",
+                RestartStrategy::StopStart => "stopping it",
+            };
+            tracing::error!("{name} failed {failures} liveness probes in a row: {action}");
         };
         tokio::select! {
-            status = exit => status.unwrap_or(ExitStatus::Code(1)),
-            never = probing => match never {},
+            status = exit => Watched::Exited(status.unwrap_or(ExitStatus::Code(1))),
+            () = probing => Watched::Unhealthy,
         }
     }
 
-    /// Books an exit: the instance is gone, its output written, its status recorded.
+    /// Probes the instance on `port` until it passes its readiness probe (`true`) or the
+    /// readiness deadline passes (`false`).
+    async fn until_ready(&self, port: u16) -> bool {
+        let ready = &self.app.ready;
+        let target = self.probe_target(port);
+        let deadline = Instant::now() + ready.deadline;
+        loop {
+            if probe::passes(&ready.probe, &target, ready.timeout).await {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(ready.interval).await;
+        }
+    }
+
+    fn probe_target(&self, port: u16) -> probe::Target<'_> {
+        probe::Target {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            app: &self.app,
+            reaper: &self.reaper,
+        }
+    }
+
+    /// Books the exit of the serving instance: it is gone, its output written, its status
+    /// recorded.
     async fn exited(&self, instance: &mut Instance, status: ExitStatus) {
+        self.drain(instance).await;
+        self.book_exit(status);
+    }
+
+    /// Records that the serving instance is gone, with `status`.
+    fn book_exit(&self, status: ExitStatus) {
+        let mut progress = self.tracked.progress();
+        progress.pid = None;
+        progress.started = None;
+        progress.last_exit = Some(status);
+    }
+
+    /// After the instance exited: kills what it left in its group and lets its output drain.
+    async fn drain(&self, instance: &mut Instance) {
         // Whatever the leader left behind in its group must not outlive it (a child that
         // ignored the stop signal, say); a `setsid` grandchild has left the group and is
         // only reaped when it exits.
@@ -406,26 +622,48 @@ impl AppRunner {
             let _ = stderr.await;
         })
         .await;
-        let mut progress = self.tracked.progress();
-        progress.pid = None;
-        progress.started = None;
-        progress.last_exit = Some(status);
+    }
+
+    /// Kills the instance's group; its status, when the reaper reports it in time.
+    async fn kill(&self, mut instance: Instance) -> Option<ExitStatus> {
+        signal_group(instance.pid, Signal::SIGKILL);
+        let status = tokio::time::timeout(KILL_WAIT, &mut instance.exit)
+            .await
+            .ok()?
+            .ok()?;
+        self.drain(&mut instance).await;
+        Some(status)
+    }
+
+    /// Stops the serving instance (see [`Self::terminate`]) and books its exit.
+    async fn stop(&self, instance: Instance, deadline: Instant) -> Stopped {
+        self.tracked.handle.set_ready(false);
+        self.set_state(AppState::Stopping);
+        let (stopped, status) = self.terminate(instance, deadline).await;
+        if let Some(status) = status {
+            self.book_exit(status);
+        }
+        self.set_state(AppState::Stopped);
+        stopped
     }
 
     /// Sends the stop signal to the instance's group and waits until its grace or `deadline`
-    /// (whichever comes first) ends, then kills the group.
-    async fn stop(&self, mut instance: Instance, deadline: Instant) -> Stopped {
+    /// (whichever comes first) ends, then kills the group. Returns how it ended and its
+    /// status, when seen.
+    async fn terminate(
+        &self,
+        mut instance: Instance,
+        deadline: Instant,
+    ) -> (Stopped, Option<ExitStatus>) {
         let name = &self.app.name;
         let signal = self.app.stop.signal;
-        self.tracked.handle.set_ready(false);
-        self.set_state(AppState::Stopping);
         let kill_at = self
             .app
             .stop
             .grace
             .map_or(deadline, |grace| deadline.min(Instant::now() + grace));
         signal_group(instance.pid, signal);
-        let outcome = match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
+        match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
             Ok(Ok(status)) => {
                 let stopped = if status.success()
                     || status == ExitStatus::Signal(signal as i32)
@@ -435,24 +673,16 @@ impl AppRunner {
                 } else {
                     Stopped::Forcibly
                 };
-                self.exited(&mut instance, status).await;
+                self.drain(&mut instance).await;
                 tracing::info!("{name} stopped ({status})");
-                stopped
+                (stopped, Some(status))
             }
-            Ok(Err(_)) => Stopped::Forcibly,
+            Ok(Err(_)) => (Stopped::Forcibly, None),
             Err(_) => {
                 tracing::warn!("{name} did not stop in time: sending SIGKILL");
-                signal_group(instance.pid, Signal::SIGKILL);
-                if let Ok(Ok(status)) =
-                    tokio::time::timeout(Duration::from_secs(1), &mut instance.exit).await
-                {
-                    self.exited(&mut instance, status).await;
-                }
-                Stopped::Forcibly
+                (Stopped::Forcibly, self.kill(instance).await)
             }
-        };
-        self.set_state(AppState::Stopped);
-        outcome
+        }
     }
 }
 

@@ -317,3 +317,121 @@ fn json_log_format_makes_every_line_one_object() {
         zoo.output()
     );
 }
+
+/// Answers every GET with its `NAME` and `FLAVOR` environment variables.
+const ENV_APP: &str = "import http.server, os\n\
+class H(http.server.BaseHTTPRequestHandler):\n    \
+    def do_GET(self):\n        \
+        body = (os.environ.get('NAME', '') + ' ' + os.environ.get('FLAVOR', '')).encode()\n        \
+        self.send_response(200)\n        \
+        self.send_header('Content-Length', str(len(body)))\n        \
+        self.end_headers()\n        \
+        self.wfile.write(body)\n    \
+    def log_message(self, *args):\n        \
+        pass\n\
+http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n";
+
+/// A config of env apps, each `(name, flavor, extra lines)`, with a route `/NAME` to each.
+fn env_apps_config(apps: &[(&str, &str, &str)]) -> String {
+    let mut config = "listen = \"127.0.0.1:0\"\n".to_owned();
+    for (name, flavor, extra) in apps {
+        config.push_str(&format!(
+            "[apps.{name}]\ncommand = \"python3 env_app.py\"\n\
+             env = {{ NAME = \"{name}\", FLAVOR = \"{flavor}\" }}\n{extra}"
+        ));
+    }
+    config.push_str("[routes]\n");
+    for (name, _, _) in apps {
+        config.push_str(&format!("\"/{name}\" = {{ app = \"{name}\" }}\n"));
+    }
+    config
+}
+
+/// Each app's (pid, port) by name, from `zoo status --json`.
+fn pids_and_ports(zoo: &Zoo) -> std::collections::HashMap<String, (Option<u64>, u64)> {
+    let json = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+    let parsed: serde_json::Value = serde_json::from_str(&json.stdout)
+        .unwrap_or_else(|e| panic!("status --json ({e})\n{}", json.output));
+    parsed["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .map(|app| {
+            (
+                app["name"].as_str().unwrap_or_default().to_owned(),
+                (app["pid"].as_u64(), app["port"].as_u64().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reload_adds_removes_and_restarts_changed_apps_only() {
+    const REPLACE: &str = "restart_strategy = \"replace\"\n";
+    let before = env_apps_config(&[
+        ("keep", "same", ""),
+        ("gone", "old", ""),
+        ("change", "old", ""),
+        ("swap", "old", REPLACE),
+    ]);
+    let mut zoo = Zoo::start(&before, &[("env_app.py", ENV_APP)]);
+    for name in ["keep", "gone", "change", "swap"] {
+        zoo.wait_ready(&format!("/{name}"), util::READY_DEADLINE);
+    }
+    zoo.assert_body("/change", "change old");
+    let old = pids_and_ports(&zoo);
+    let pid = |apps: &std::collections::HashMap<String, (Option<u64>, u64)>, name: &str| {
+        apps.get(name)
+            .and_then(|(pid, _)| *pid)
+            .unwrap_or_else(|| panic!("{name} has a pid: {apps:?}"))
+    };
+
+    write_config(
+        &zoo,
+        &env_apps_config(&[
+            ("added", "fresh", ""),
+            ("keep", "same", ""),
+            ("change", "new", ""),
+            ("swap", "new", REPLACE),
+        ]),
+    );
+    zoo.cli_ok(&["reload"], util::READY_DEADLINE);
+    // The reload has returned: the new apps serve, the removed one has no route.
+    zoo.assert_body("/added", "added fresh");
+    zoo.assert_body("/change", "change new");
+    zoo.assert_body("/swap", "swap new");
+    zoo.assert_body("/keep", "keep same");
+    assert_eq!(zoo.get("/gone").status, 404, "{}", zoo.output());
+
+    let new = pids_and_ports(&zoo);
+    assert!(!new.contains_key("gone"), "{new:?}");
+    let gone_pid = i32::try_from(pid(&old, "gone")).unwrap();
+    assert!(
+        util::poll_until(CLI_DEADLINE, || !util::process_alive(gone_pid)),
+        "the removed app's process is gone\n{}",
+        zoo.output()
+    );
+    assert_eq!(
+        pid(&new, "keep"),
+        pid(&old, "keep"),
+        "unchanged: not touched"
+    );
+    assert_ne!(
+        pid(&new, "change"),
+        pid(&old, "change"),
+        "changed env: restarted"
+    );
+    assert_ne!(
+        pid(&new, "swap"),
+        pid(&old, "swap"),
+        "changed env: replaced"
+    );
+    assert_ne!(new["swap"].1, old["swap"].1, "replaced on a fresh port");
+    let swap_pid = i32::try_from(pid(&old, "swap")).unwrap();
+    assert!(
+        util::poll_until(CLI_DEADLINE, || !util::process_alive(swap_pid)),
+        "the replaced instance is stopped\n{}",
+        zoo.output()
+    );
+    let _ = zoo.terminate();
+}

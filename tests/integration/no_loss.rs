@@ -17,11 +17,17 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(60);
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 fn config(go_body: &str) -> String {
+    config_with(go_body, "")
+}
+
+/// The config with `extra` lines in the python app's table.
+fn config_with(go_body: &str, extra: &str) -> String {
     format!(
         "listen = \"127.0.0.1:0\"\n\
          [apps.python]\n\
          command = \"uvicorn main:app --host 127.0.0.1 --port $PORT\"\n\
          ready = {{ http = \"/\" }}\n\
+         {extra}\
          [routes]\n\
          \"/go\" = {{ respond = \"{go_body}\" }}\n\
          \"/\" = {{ app = \"python\" }}\n"
@@ -29,23 +35,32 @@ fn config(go_body: &str) -> String {
 }
 
 fn start() -> Zoo {
+    start_with(&config("v0"))
+}
+
+fn start_with(config: &str) -> Zoo {
     util::require_uvicorn();
     let main_py = std::fs::read_to_string(util::repo_root().join("examples/zoo/main.py")).unwrap();
-    let mut zoo = Zoo::start(&config("v0"), &[("main.py", &main_py)]);
+    let mut zoo = Zoo::start(config, &[("main.py", &main_py)]);
     zoo.wait_ready("/", READY_DEADLINE);
     zoo
 }
 
 /// The python app's pid and state, from `zoo status --json`.
 fn python(zoo: &Zoo) -> (Option<u64>, String) {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
-    let app = &status["apps"][0];
+    let app = python_status(zoo);
     (
         app["pid"].as_u64(),
         app["state"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// The python app's entry of `zoo status --json`.
+fn python_status(zoo: &Zoo) -> serde_json::Value {
+    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+    let mut status: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    status["apps"][0].take()
 }
 
 fn assert_all_ran(outcomes: &[Outcome], zoo: &Zoo) {
@@ -102,9 +117,9 @@ fn app_killed_three_times_fails_only_requests_in_flight() {
     );
 }
 
-#[test]
-fn zoo_restart_three_times_loses_nothing() {
-    let zoo = start();
+/// Runs the bounded load while `zoo restart python` runs 3 times, calling `after_restart` with
+/// the round after each: zero failed requests.
+fn restart_three_times_under_load(zoo: &Zoo, label: &str, mut after_restart: impl FnMut(u32)) {
     let load = Load::start(zoo.addr(), "/a/b", TOTAL, CONCURRENCY, LOAD_DEADLINE);
     for round in 1..=3 {
         assert!(
@@ -113,16 +128,46 @@ fn zoo_restart_three_times_loses_nothing() {
             zoo.output()
         );
         zoo.cli_ok(&["restart", "python"], READY_DEADLINE);
+        after_restart(round);
     }
     let outcomes = load.finish();
-    assert_all_ran(&outcomes, &zoo);
-    eprintln!("zoo restart x3: {}", summary(&outcomes));
+    assert_all_ran(&outcomes, zoo);
+    let slowest = outcomes
+        .iter()
+        .map(|outcome| outcome.ended - outcome.started)
+        .max();
+    eprintln!("{label}: slowest {slowest:?}; {}", summary(&outcomes));
     assert!(
         outcomes.iter().all(Outcome::ok),
         "{}\n{}",
         summary(&outcomes),
         zoo.output()
     );
+}
+
+#[test]
+fn zoo_restart_three_times_loses_nothing() {
+    restart_three_times_under_load(&start(), "zoo restart x3", |_| {});
+}
+
+#[test]
+fn replace_restart_three_times_loses_nothing_and_moves_pid_and_port() {
+    let zoo = start_with(&config_with("v0", "restart_strategy = \"replace\"\n"));
+    let mut seen = vec![python_status(&zoo)];
+    restart_three_times_under_load(&zoo, "zoo restart x3 (replace)", |round| {
+        let now = python_status(&zoo);
+        let before = seen.last().unwrap();
+        assert!(
+            now["pid"].as_u64().is_some() && now["pid"] != before["pid"],
+            "round {round}: pid changed: {before} -> {now}\n{}",
+            zoo.output()
+        );
+        assert_ne!(now["port"], before["port"], "round {round}: port changed");
+        assert_eq!(now["state"], "ready", "round {round}: {now}");
+        seen.push(now);
+    });
+    let ports: Vec<_> = seen.iter().filter_map(|app| app["port"].as_u64()).collect();
+    eprintln!("replace: python's ports {ports:?}");
 }
 
 #[test]

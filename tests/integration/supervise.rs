@@ -191,6 +191,42 @@ fn exec_probes_gate_readiness_and_failed_liveness_restarts_the_app() {
 }
 
 #[test]
+fn failed_liveness_of_a_replace_app_swaps_in_a_new_instance() {
+    // Each instance's liveness file is named after its own port, so the new one is healthy.
+    let apps = "[apps.web]\n\
+        command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+        restart_strategy = \"replace\"\n\
+        live = { exec = \"test ! -e dead-$PORT\", interval = \"100ms\", failures = 2 }\n";
+    let mut zoo = Zoo::start(&config(apps), &[]);
+    wait_line(&zoo, "zoo", "web ready on");
+    // `web started (pid P, port N)`
+    let (first, port) = zoo
+        .output()
+        .lines()
+        .find_map(|line| {
+            let rest = line.split_once("web started (pid ")?.1;
+            let (pid, port) = rest.strip_suffix(')')?.split_once(", port ")?;
+            Some((pid.parse::<i32>().ok()?, port.parse::<u16>().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no start line with pid and port\n{}", zoo.output()));
+    std::fs::write(zoo.dir().join(format!("dead-{port}")), "").unwrap();
+    wait_line(
+        &zoo,
+        "zoo",
+        "web failed 2 liveness probes in a row: replacing it",
+    );
+    wait_line(&zoo, "zoo", "web switched to pid");
+    assert!(
+        poll_until(LINE_DEADLINE, || !process_alive(first)),
+        "the unhealthy instance is stopped\n{}",
+        zoo.output()
+    );
+    let pid = zoo_pid(&zoo, false);
+    let (code, _) = terminate_timed(&mut zoo, pid);
+    assert_eq!(code, Some(0), "{}", zoo.output());
+}
+
+#[test]
 fn crash_loop_follows_backoff_then_exits_with_the_apps_code() {
     let apps = "[apps.crash]\n\
                 command = [\"sh\", \"-c\", \"date +%s%N >> starts; exit 7\"]\n\
