@@ -533,7 +533,7 @@ fn raw_zoo_with(root: &str) -> (Zoo, Recorder, Recorder) {
 fn limits_and_upstream_failures_get_their_status() {
     let (zoo, _ok, silent) = raw_zoo();
     let long_target = format!("/ok?{}", "a".repeat(9000));
-    let big_header = "b".repeat(70 * 1024);
+    let big_header = "b".repeat(300 * 1024);
     let cases = [
         (
             format!("GET {long_target} HTTP/1.1\r\nHost: z\r\n\r\n"),
