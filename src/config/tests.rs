@@ -123,7 +123,7 @@ fn parse_design_example() {
                 name: "node".to_owned(),
                 command: Command::Shell("node main.js".to_owned()),
                 port: Some(9100),
-                dir: None,
+                dir: Some(PathBuf::from("/srv")),
                 env: vec![],
                 ready: Ready {
                     probe: Probe::Tcp,
@@ -209,7 +209,11 @@ fn parse_empty_file_gets_defaults() {
 fn parse_app_defaults() {
     let app = app("");
     assert_eq!(app.port, None);
-    assert_eq!(app.dir, None);
+    assert_eq!(
+        app.dir,
+        Some(PathBuf::from("/srv")),
+        "the config file's directory"
+    );
     assert!(app.env.is_empty());
     assert_eq!(app.ready.probe, Probe::Tcp);
     assert_eq!(app.ready.interval, Duration::from_millis(100));

@@ -611,7 +611,9 @@ impl Walker<'_> {
             name: name.to_owned(),
             command: command?,
             port: port?,
-            dir: dir?,
+            // Like docker compose: an app runs next to its config file unless told otherwise,
+            // so `command = "node main.js"` finds main.js wherever zoo was started from.
+            dir: dir?.or_else(|| (!self.base.as_os_str().is_empty()).then(|| self.base.clone())),
             env: env?.unwrap_or_default(),
             ready: ready?,
             restart: restart?,

@@ -36,7 +36,10 @@ fn demo_config_on_free_ports() -> String {
 fn demo_serves_the_articles_six_answers() {
     util::require_uvicorn();
     let (main_py, main_js) = (demo_file("main.py"), demo_file("main.js"));
-    let mut zoo = Zoo::start(
+    // Started from `/`, not from the config's directory (as `scripts/demo` starts it from the
+    // repository root): the apps must still find main.py and main.js next to zoo.toml.
+    let mut zoo = Zoo::start_wrapped(
+        &["sh", "-c", "cd / && exec \"$0\" \"$@\""],
         &demo_config_on_free_ports(),
         &[("main.py", &main_py), ("main.js", &main_js)],
     );
