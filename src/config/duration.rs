@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 /// Parses a duration string; the error says what was expected.
-pub(super) fn parse(text: &str) -> Result<Duration, String> {
+///
+/// # Errors
+/// A message naming the text and the accepted forms.
+pub fn parse(text: &str) -> Result<Duration, String> {
     let expected = || {
         format!("expected a duration like \"250ms\", \"10s\", \"2m\" or \"1h\", found \"{text}\"")
     };

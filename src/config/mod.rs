@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use diagnostic::Diagnostic;
+pub use duration::parse as parse_duration;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -66,54 +66,6 @@ fn int_at(node: &Yaml, keys: &[&str]) -> i64 {
         .unwrap_or_else(|| panic!("`{}` is not an integer", keys.join(".")))
 }
 
-/// A duration as docs/config.md defines it (`"5s"`, `"1m30s"`, `"250ms"`, or whole seconds);
-/// compose's `stop_grace_period` uses the same units.
-fn parse_duration(text: &str) -> Duration {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Duration::from_secs(secs);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit_end = rest[digits..]
-            .find(|c: char| c.is_ascii_digit())
-            .map_or(rest.len(), |end| digits + end);
-        let amount: u64 = rest[..digits]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad duration `{text}`"));
-        total += match &rest[digits..unit_end] {
-            "ms" => Duration::from_millis(amount),
-            "s" => Duration::from_secs(amount),
-            "m" => Duration::from_secs(amount * 60),
-            "h" => Duration::from_secs(amount * 3600),
-            unit => panic!("bad unit `{unit}` in duration `{text}`"),
-        };
-        rest = &rest[unit_end..];
-    }
-    total
-}
-
-/// `${VAR:-default}` replaced by its default, as zoo expands it with `VAR` unset (the images
-/// set no `PORT`). A `${VAR}` without a default has no value to check against: that fails.
-fn expand_defaults(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let end = start + rest[start..].find('}').expect("unterminated ${");
-        let (_, default) = rest[start + 2..end]
-            .split_once(":-")
-            .unwrap_or_else(|| panic!("`{text}`: the examples give every variable a default"));
-        out.push_str(default);
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// What the deployment files must agree with, read from a shipped `zoo.toml`.
 struct ZooConfig {
     path: PathBuf,
@@ -124,32 +76,19 @@ struct ZooConfig {
 }
 
 impl ZooConfig {
+    /// Reads the file with zoo's own parser, the environment empty (the images set no `PORT`,
+    /// so every `${VAR:-default}` takes its default).
     fn read(dir: &Path) -> ZooConfig {
         let path = dir.join("zoo.toml");
-        let table: toml::Table = read(&path)
-            .parse()
+        let config = zoo::config::parse(&read(&path), &path, &|_| None)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let addr = |key: &str| -> SocketAddr {
-            let value = table
-                .get(key)
-                .and_then(toml::Value::as_str)
-                .unwrap_or_else(|| panic!("{}: no `{key}` string", path.display()));
-            expand_defaults(value)
-                .parse()
-                .unwrap_or_else(|e| panic!("{}: `{key}` {value:?}: {e}", path.display()))
-        };
-        let duration = |key: &str, default: &str| match table.get(key) {
-            None => parse_duration(default),
-            Some(toml::Value::Integer(secs)) => Duration::from_secs(u64::try_from(*secs).unwrap()),
-            Some(toml::Value::String(text)) => parse_duration(text),
-            Some(other) => panic!("{}: `{key}` = {other}", path.display()),
-        };
         ZooConfig {
-            listen: addr("listen"),
-            admin: addr("admin"),
-            // The defaults docs/config.md gives.
-            shutdown_delay: duration("shutdown_delay", "0s"),
-            grace: duration("grace", "10s"),
+            listen: config.listen[0],
+            admin: config
+                .admin
+                .unwrap_or_else(|| panic!("{}: no `admin` listener", path.display())),
+            shutdown_delay: config.shutdown_delay,
+            grace: config.grace,
             path,
         }
     }
@@ -412,7 +351,10 @@ fn compose_example_stop_grace_period_covers_zoo_shutdown() {
     let dir = example_dir("compose");
     let config = ZooConfig::read(&dir);
     let compose = load_one(&dir.join("compose.yaml"));
-    let period = parse_duration(str_at(&compose, &["services", "zoo", "stop_grace_period"]));
+    // Compose durations are written like zoo's.
+    let period =
+        zoo::config::parse_duration(str_at(&compose, &["services", "zoo", "stop_grace_period"]))
+            .unwrap_or_else(|e| panic!("stop_grace_period: {e}"));
     // Docker's SIGKILL must not land before zoo's own.
     assert!(
         period >= config.shutdown_budget(),
