@@ -87,8 +87,31 @@ enum Upstream {
     App {
         app: Arc<AppHandle>,
         h2c: bool,
+        /// The app's port and its `127.0.0.1:PORT` authority, so that a request clones a
+        /// shared one instead of formatting and parsing it; rebuilt when a replace moves the
+        /// app to another port.
+        authority: ArcSwap<(u16, Authority)>,
     },
     External(Box<External>),
+}
+
+/// `addr` as a request URI's authority.
+fn authority_of(addr: SocketAddr) -> Authority {
+    Authority::try_from(addr.to_string()).expect("a socket address is a valid authority")
+}
+
+impl Upstream {
+    /// The authority of the app's current address, from the cache unless its port moved.
+    fn app_authority(app: &AppHandle, cached: &ArcSwap<(u16, Authority)>) -> Authority {
+        let addr = app.addr();
+        let current = cached.load();
+        if current.0 == addr.port() {
+            return current.1.clone();
+        }
+        let authority = authority_of(addr);
+        cached.store(Arc::new((addr.port(), authority.clone())));
+        authority
+    }
 }
 
 /// An external `proxy` target with everything a request needs already parsed.
@@ -265,6 +288,10 @@ fn resolve(
                         })?,
                 ),
                 h2c: h2c.contains(&name.as_str()),
+                authority: {
+                    let addr = apps[name.as_str()].addr();
+                    ArcSwap::from_pointee((addr.port(), authority_of(addr)))
+                },
             },
             strip_prefix: route.strip_prefix,
             max_body: route.max_body,
@@ -562,7 +589,11 @@ impl ProxyService {
         });
 
         let (client, version) = match upstream {
-            Upstream::App { app, h2c } => {
+            Upstream::App {
+                app,
+                h2c,
+                authority,
+            } => {
                 if !app.is_ready() && !app.wait_ready(limits.wait).await {
                     return Err(ProxyError::NotReady {
                         upstream: upstream.describe(),
@@ -572,8 +603,7 @@ impl ProxyService {
                 if let Some(host) = client_host {
                     request.headers_mut().insert(header::HOST, host);
                 }
-                let authority = Authority::try_from(app.addr().to_string())
-                    .expect("a socket address is a valid authority");
+                let authority = Upstream::app_authority(app, authority);
                 *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
                 if *h2c {
                     (Client::App(&self.shared.h2c_client), Version::HTTP_2)
@@ -787,7 +817,7 @@ fn retarget(request: &mut Request<UpstreamBody>, addr: SocketAddr) {
         return;
     }
     let mut parts = request.uri().clone().into_parts();
-    parts.authority = Authority::try_from(addr.to_string()).ok();
+    parts.authority = Some(authority_of(addr));
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
