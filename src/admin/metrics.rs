@@ -66,6 +66,11 @@ struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    upstream: Arc<str>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     upstream: Arc<str>,
     kind: &'static str,
@@ -85,6 +90,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     durations: DurationFamily,
     upstream_errors: Family<UpstreamLabels, Counter>,
+    upstream_retries: Family<RetryLabels, Counter>,
     /// Requests being handled now (from head received to response head sent).
     pub in_flight: Gauge,
     /// Upgraded connections (WebSocket and other tunnels) open now.
@@ -118,6 +124,12 @@ impl Metrics {
             "Failed upstream exchanges, by upstream and kind (connect, timeout, not_ready)",
             upstream_errors.clone(),
         );
+        let upstream_retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            "zoo_upstream_retries",
+            "Requests sent again to an upstream whose connection failed (never one with a body)",
+            upstream_retries.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "zoo_requests_in_flight",
@@ -144,6 +156,7 @@ impl Metrics {
             requests,
             durations,
             upstream_errors,
+            upstream_retries,
             in_flight,
             open_tunnels,
             access_log_dropped,
@@ -178,6 +191,15 @@ impl Metrics {
             .get_or_create(&UpstreamLabels {
                 upstream: Arc::from(upstream),
                 kind,
+            })
+            .inc();
+    }
+
+    /// Counts one request sent again to `upstream`.
+    pub fn upstream_retry(&self, upstream: &str) {
+        self.upstream_retries
+            .get_or_create(&RetryLabels {
+                upstream: Arc::from(upstream),
             })
             .inc();
     }
@@ -416,7 +438,12 @@ mod tests {
     fn upstream_errors_and_process_figures_are_exported() {
         let metrics = Metrics::new();
         metrics.upstream_error("python", "connect");
+        metrics.upstream_retry("python");
         let text = metrics.render();
+        assert!(
+            text.contains("zoo_upstream_retries_total{upstream=\"python\"} 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("zoo_upstream_errors_total{upstream=\"python\",kind=\"connect\"} 1\n"),
             "{text}"

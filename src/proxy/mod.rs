@@ -629,7 +629,7 @@ impl ProxyService {
         *request.version_mut() = version;
         let request = limit_body(request, limits)?;
         let sent = Instant::now();
-        let mut response = send(client, request, upstream, limits).await?;
+        let mut response = send(client, request, upstream, limits, &self.shared.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
 
         let headers = response.headers_mut();
@@ -731,6 +731,7 @@ async fn send(
     request: Request<UpstreamBody>,
     upstream: &Upstream,
     limits: &Limits<'_>,
+    metrics: &Metrics,
 ) -> Result<Response<Incoming>, ProxyError> {
     let attempt = async {
         let waiting_until = Instant::now() + limits.wait;
@@ -762,6 +763,7 @@ async fn send(
                         }
                         _ => return Err(error),
                     }
+                    metrics.upstream_retry(upstream.label());
                     request = again;
                 }
                 (result, _) => return result,

@@ -30,6 +30,7 @@ fn config_with(go_body: &str, extra: &str) -> String {
          {extra}\
          [routes]\n\
          \"/go\" = {{ respond = \"{go_body}\" }}\n\
+         \"/metrics\" = {{ builtin = \"metrics\" }}\n\
          \"/\" = {{ app = \"python\" }}\n"
     )
 }
@@ -114,6 +115,18 @@ fn app_killed_three_times_fails_only_requests_in_flight() {
         "every request not in flight at a kill succeeds: {}\n{}",
         summary(&after),
         zoo.output()
+    );
+    // The requests whose connection the crash broke were sent again, and counted.
+    let metrics = zoo.get("/metrics").text();
+    let retries = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("zoo_upstream_retries_total{upstream=\"python\"} "))
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(0);
+    eprintln!("kill -9 x3: {retries} requests sent again");
+    assert!(
+        retries > 0,
+        "zoo_upstream_retries_total counts the resends\n{metrics}"
     );
 }
 
