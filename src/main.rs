@@ -18,7 +18,7 @@ const EXIT_INVALID: u8 = 2;
 /// zoo reads its config (zoo.toml), starts every app it names, restarts them when they crash,
 /// and routes requests by URL path to the apps, to external URLs, or answers them itself.
 /// SIGTERM, SIGINT or SIGQUIT stops the apps and exits; SIGUSR1, SIGUSR2 and SIGWINCH are
-/// forwarded to every app.
+/// forwarded to every app; SIGHUP re-reads the config, like `zoo reload`.
 ///
 /// Example: `zoo --config /app/zoo.toml`, then `curl localhost:8000/`.
 /// The config format is described in docs/config.md.
