@@ -1393,3 +1393,85 @@ fn tls_listener_offers_h2_and_http1_by_alpn() {
         );
     }
 }
+
+const WS_CLIENT_PY: &str = include_str!("protocols/ws_client.py");
+
+/// Runs `ws_client.py` (Python `websockets`) against `url`: one JSON line per case.
+fn python_ws_client(dir: &std::path::Path, url: &str) -> Vec<String> {
+    let script = dir.join("ws_client.py");
+    std::fs::write(&script, WS_CLIENT_PY).unwrap();
+    let mut child = std::process::Command::new(util::venv_bin().join("python"))
+        .arg(&script)
+        .arg(url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ws_client.py against {url} did not finish in 60 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ws_client.py against {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Drops the `"seconds": ...` field of a result line (the only part that may differ).
+fn without_seconds(line: &str) -> &str {
+    line.split(", \"seconds\"").next().unwrap()
+}
+
+#[test]
+fn python_websockets_client_through_zoo_equals_direct() {
+    let (zoo, port) = fastapi_zoo("");
+    let has_websockets = std::process::Command::new(util::venv_bin().join("python"))
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        has_websockets,
+        "the venv lacks `websockets`: run scripts/setup (scripts/requirements.txt)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let direct = python_ws_client(dir.path(), &format!("ws://127.0.0.1:{port}/ws"));
+    let through = python_ws_client(dir.path(), &format!("ws://{}/ws", zoo.addr()));
+    assert_eq!(through.len(), 5, "{through:?}");
+    for (d, t) in direct.iter().zip(&through) {
+        assert_eq!(
+            without_seconds(t),
+            without_seconds(d),
+            "through zoo vs direct\n{}",
+            zoo.output()
+        );
+    }
+    eprintln!(
+        "Python websockets client, {} cases equal through zoo and direct:\n  direct: {}\n  zoo:    {}",
+        through.len(),
+        direct.join("\n          "),
+        through.join("\n          ")
+    );
+    assert!(
+        through[0].contains("\"text\": true, \"binary\": true"),
+        "{}",
+        through[0]
+    );
+    assert!(through[0].contains("permessage-deflate"), "{}", through[0]);
+    assert!(
+        through[1].contains("\"echoed_in_order\": 10000"),
+        "{}",
+        through[1]
+    );
+    assert!(through[2].contains("[1000, "), "{}", through[2]);
+}
