@@ -682,4 +682,191 @@ mod tests {
             "bad percent-encoding at byte 3 of the request path"
         );
     }
+
+    /// Property tests (proptest, 256 cases each) over paths built from tokens chosen to hit
+    /// the tricky cases (dot-segments, escapes of `.`/`/`/unreserved bytes, bad escapes, control
+    /// and non-ASCII characters) plus fully arbitrary strings.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Tokens for generated paths. Deliberately without `%3A`/`%3a`: the `%2F` property
+        /// uses `%3A` as its stand-in for "some escape that is plainly not a separator".
+        const TOKENS: &[&str] = &[
+            "/", "/", "/", ".", "..", "a", "b", "ab", "%2F", "%2f", "%2e", "%2E", "%41", "%7e",
+            "%25", "%C3%A9", "\u{e9}", "~", "-", "?", "*", "%", "%z", "%0", "%00", "\n",
+        ];
+
+        /// The tokens that are never a fault on their own (the first 21 of [`TOKENS`]).
+        const VALID_TOKENS: usize = 21;
+
+        fn token_path() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(prop::sample::select(TOKENS), 0..24),
+                prop::collection::vec(prop::sample::select(&TOKENS[..VALID_TOKENS]), 0..24),
+            ]
+            .prop_map(|tokens| format!("/{}", tokens.concat()))
+        }
+
+        /// Any string, a token path, or an arbitrary string after a `/`.
+        fn any_path() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                token_path(),
+                any::<String>().prop_map(|s| format!("/{s}")),
+            ]
+        }
+
+        fn keys_table() -> RouteTable<&'static str> {
+            table(&[
+                "/", "/a", "/a/", "/a/b", "/a/b/", "/a*", "/a/b*", "/ab", "/A", "/b", "/b/a",
+                "/\u{e9}",
+            ])
+        }
+
+        /// The reference model of normalisation for paths made only of the segments `""`, `.`,
+        /// `..` and plain names: a stack of segments.
+        fn model(segments: &[&str]) -> Result<String, PathError> {
+            let mut stack: Vec<&str> = Vec::new();
+            let mut trailing = false;
+            for &seg in segments {
+                trailing = true;
+                match seg {
+                    "" | "." => {}
+                    ".." => {
+                        stack.pop().ok_or(PathError::AboveRoot)?;
+                    }
+                    name => {
+                        stack.push(name);
+                        trailing = false;
+                    }
+                }
+            }
+            let mut out = String::new();
+            for seg in &stack {
+                out.push('/');
+                out.push_str(seg);
+            }
+            if trailing || out.is_empty() {
+                out.push('/');
+            }
+            Ok(out)
+        }
+
+        proptest! {
+            /// Never panics, on anything; the fast path agrees with the definitive one.
+            #[test]
+            fn never_panics(p in any_path()) {
+                let got = normalize(&p).map(Cow::into_owned);
+                if p.starts_with('/') {
+                    prop_assert_eq!(got, normalize_slow(&p));
+                }
+            }
+
+            /// `normalize(normalize(p)) == normalize(p)`, and the second call borrows.
+            #[test]
+            fn idempotent(p in any_path()) {
+                if let Ok(n) = normalize(&p) {
+                    let again = normalize(&n);
+                    prop_assert!(
+                        matches!(&again, Ok(Cow::Borrowed(s)) if *s == n),
+                        "{:?} -> {:?} -> {:?}", p, n, again
+                    );
+                }
+            }
+
+            /// A result starts with `/` and has no `.` or `..` segment, not even encoded
+            /// (the escapes of unreserved bytes are decoded, so `%2E` cannot survive).
+            #[test]
+            fn never_above_root(p in any_path()) {
+                if let Ok(n) = normalize(&p) {
+                    prop_assert!(n.starts_with('/'), "{:?} -> {:?}", p, n);
+                    for seg in n.split('/') {
+                        prop_assert!(seg != "." && seg != "..", "{:?} -> {:?}", p, n);
+                        prop_assert!(!seg.to_ascii_uppercase().contains("%2E"), "{:?} -> {:?}", p, n);
+                    }
+                    prop_assert!(!n.contains("//"), "{:?} -> {:?}", p, n);
+                }
+            }
+
+            /// Paths of plain, empty and dot segments normalise exactly as a segment stack
+            /// says, and a `..` that would pop an empty stack is `AboveRoot`, never clamped.
+            #[test]
+            fn dot_segments_follow_the_stack_model(
+                segs in prop::collection::vec(
+                    prop::sample::select(&["", ".", "..", "a", "b", "%2e", "%2E%2e", "a%2F.."][..]),
+                    0..16,
+                )
+            ) {
+                let path = format!("/{}", segs.join("/"));
+                // The model works on decoded segments; `a%2F..` is one plain segment.
+                let decoded: Vec<String> = segs
+                    .iter()
+                    .map(|s| s.replace("%2e", ".").replace("%2E", "."))
+                    .collect();
+                let decoded: Vec<&str> = decoded.iter().map(String::as_str).collect();
+                prop_assert_eq!(normalize(&path).map(Cow::into_owned), model(&decoded), "{:?}", path);
+            }
+
+            /// `%2F` is data, never a separator: it behaves exactly like `%3A`, an escape that
+            /// plainly is not one. Replacing every `%2F` (either case) by `%3A` gives the same
+            /// result (or error, at the same offset) with `%3A` in place of `%2F`, the same
+            /// segments, and the same route matched in a table without escapes in its keys.
+            #[test]
+            fn encoded_slash_is_never_a_separator(p in token_path()) {
+                let q = p.replace("%2F", "%3A").replace("%2f", "%3A");
+                let np = normalize(&p).map(Cow::into_owned);
+                let nq = normalize(&q).map(|n| n.replace("%3A", "%2F"));
+                prop_assert_eq!(&np, &nq, "{:?} vs {:?}", p, q);
+                if let (Ok(np), Ok(nq)) = (normalize(&p), normalize(&q)) {
+                    prop_assert_eq!(np.split('/').count(), nq.split('/').count());
+                    let t = keys_table();
+                    prop_assert_eq!(
+                        t.lookup(&np).map(|m| (m.key, m.prefix_len)),
+                        t.lookup(&nq).map(|m| (m.key, m.prefix_len)),
+                        "{:?} vs {:?}", np, nq
+                    );
+                }
+            }
+
+            /// Turning a real `/` inside a path into `%2F` never lets it match a
+            /// segment-boundary key that needs that `/`: whatever key matches the encoded
+            /// path is a wildcard key, or a key whose match ends before the encoded slash.
+            #[test]
+            fn encoded_slash_never_matches_a_deeper_key(
+                segs in prop::collection::vec(prop::sample::select(&["a", "b", "ab", "A"][..]), 1..5),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let t = keys_table();
+                let real = format!("/{}", segs.join("/"));
+                // Encode one of the inner separators (if there is one).
+                let inner: Vec<usize> = real.match_indices('/').skip(1).map(|(i, _)| i).collect();
+                prop_assume!(!inner.is_empty());
+                let i = inner[at.index(inner.len())];
+                let encoded = format!("{}%2F{}", &real[..i], &real[i + 1..]);
+                let n = normalize(&encoded).unwrap();
+                prop_assert_eq!(&*n, encoded.as_str());
+                if let Some(m) = t.lookup(&n) {
+                    prop_assert!(
+                        m.key.ends_with('*') || m.prefix_len <= i,
+                        "{:?} matched {:?} across the encoded slash at {}", encoded, m.key, i
+                    );
+                }
+            }
+
+            /// Lookup never panics and what it returns really is a prefix of the path.
+            #[test]
+            fn lookup_total(p in any_path()) {
+                let t = keys_table();
+                let _ = t.lookup(&p);
+                if let Ok(n) = normalize(&p)
+                    && let Some(m) = t.lookup(&n)
+                {
+                    prop_assert!(n.as_bytes().starts_with(&m.key.as_bytes()[..m.prefix_len]));
+                    let rest = strip_prefix(&n, m.prefix_len);
+                    prop_assert!(rest.starts_with('/'));
+                }
+            }
+        }
+    }
 }
