@@ -90,3 +90,33 @@ fn proxy_https_target_with_untrusted_certificate_gives_502() {
         zoo.output()
     );
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6_at_once() {
+    let config = "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
+                  [routes]\n\"/\" = { respond = \"{host}\" }\n";
+    let zoo = crate::util::Zoo::start(config, &[]);
+    const V6_LINE: &str = "listening on http://[::1]:";
+    assert!(
+        zoo.wait_for_line(std::time::Duration::from_secs(10), |_, line| line
+            .contains(V6_LINE)),
+        "a listening line for [::1]\n{}",
+        zoo.output()
+    );
+    let output = zoo.output();
+    let v6 = output
+        .lines()
+        .find_map(|line| line.split_once(V6_LINE))
+        .and_then(|(_, port)| port.trim().parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the [::1] port\n{output}"));
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, v6));
+    for addr in [zoo.addr(), v6] {
+        let response = crate::util::http::get(addr, "/").expect("GET /");
+        assert_eq!(
+            (response.status, response.text()),
+            (200, addr.to_string()),
+            "{}",
+            zoo.output()
+        );
+    }
+}
