@@ -65,22 +65,7 @@ fn ws_open(addr: SocketAddr) -> TcpStream {
 }
 
 fn ws_send(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x80 | opcode];
-    match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
-        len @ 126..=65535 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
-        }
-        len => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    stream.write_all(&frame).unwrap();
+    stream.write_all(&ws_frame(0x80 | opcode, payload)).unwrap();
 }
 
 fn ws_recv(stream: &mut TcpStream) -> Frame {
@@ -161,9 +146,22 @@ fn ws_edge_cases(addr: SocketAddr) -> Vec<(&'static str, Vec<Frame>)> {
         .collect()
 }
 
+/// One masked client frame with the given first byte (FIN, RSV and opcode).
 fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![first, 0x80 | u8::try_from(payload.len()).unwrap()];
+    let mut frame = Vec::with_capacity(payload.len() + 14);
+    frame.push(first);
+    match payload.len() {
+        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
+        len @ 126..=65535 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+        }
+        len => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     frame
@@ -312,27 +310,7 @@ fn ws_recv_message(stream: &mut TcpStream) -> (u8, bool, Vec<u8>) {
 
 /// Sends one frame with the given first byte (FIN, RSV and opcode), masked.
 fn ws_send_raw(stream: &mut TcpStream, first: u8, payload: &[u8]) {
-    let mut frame = Vec::with_capacity(payload.len() + 14);
-    ws_send_into(&mut frame, first, payload);
-    stream.write_all(&frame).unwrap();
-}
-
-fn ws_send_into(frame: &mut Vec<u8>, first: u8, payload: &[u8]) {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    frame.push(first);
-    match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
-        len @ 126..=65535 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
-        }
-        len => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&ws_frame(first, payload)).unwrap();
 }
 
 /// One case's observable result, compared through zoo vs direct.
@@ -398,7 +376,7 @@ fn ws_many_messages(addr: SocketAddr) -> WsCase {
     let sending = thread::spawn(move || {
         let mut batch = Vec::new();
         for i in 0..COUNT {
-            ws_send_into(&mut batch, 0x81, format!("message {i}").as_bytes());
+            batch.extend(ws_frame(0x81, format!("message {i}").as_bytes()));
             if batch.len() > 16 * 1024 {
                 writer.write_all(&batch).unwrap();
                 batch.clear();
