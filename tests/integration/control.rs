@@ -10,6 +10,13 @@ use crate::util::{self, Zoo};
 
 const CLI_DEADLINE: Duration = Duration::from_secs(10);
 
+/// One app, `web` (Python's http.server), routed at `/`.
+const WEB_APP: &str = "listen = \"127.0.0.1:0\"\n\
+                       [apps.web]\n\
+                       command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
+                       [routes]\n\
+                       \"/\" = { app = \"web\" }\n";
+
 fn config_with_body(body: &str) -> String {
     format!("listen = \"127.0.0.1:0\"\n[routes]\n\"/hello\" = {{ respond = \"{body}\" }}\n")
 }
@@ -65,12 +72,7 @@ fn reload_swaps_the_config_and_rejects_an_invalid_one() {
 
 #[test]
 fn status_shows_apps_and_routes() {
-    let config = "listen = \"127.0.0.1:0\"\n\
-                  [apps.web]\n\
-                  command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
-                  [routes]\n\
-                  \"/\" = { app = \"web\" }\n";
-    let mut zoo = Zoo::start(config, &[]);
+    let mut zoo = Zoo::start(WEB_APP, &[]);
     zoo.wait_ready("/", util::READY_DEADLINE);
 
     let status = util::run_to_end(zoo.dir(), &["status"], CLI_DEADLINE);
@@ -200,12 +202,7 @@ fn shutdown_delay_keeps_serving_while_readyz_says_draining() {
 
 #[test]
 fn restart_stop_start_and_logs_drive_one_app() {
-    let config = "listen = \"127.0.0.1:0\"\n\
-                  [apps.web]\n\
-                  command = \"python3 -m http.server $PORT --bind 127.0.0.1\"\n\
-                  [routes]\n\
-                  \"/\" = { app = \"web\" }\n";
-    let mut zoo = Zoo::start(config, &[]);
+    let mut zoo = Zoo::start(WEB_APP, &[]);
     zoo.wait_ready("/", util::READY_DEADLINE);
     let pid_of_web = |zoo: &Zoo| {
         let json = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
