@@ -12,6 +12,7 @@ mod integration {
     mod examples;
     mod no_loss;
     mod observe;
+    mod pool;
     mod protocols;
     mod proxy;
     mod shutdown;

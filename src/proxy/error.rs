@@ -8,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
 use super::ZooBody;
+use super::upstream::SendError;
 use crate::route::PathError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum ProxyError {
     BadBody {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: SendError,
     },
     #[error("the request target is not valid once normalised")]
     BadTarget,
@@ -36,7 +37,7 @@ pub enum ProxyError {
     Upstream {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: SendError,
     },
     #[error("{upstream} sent no response headers within {after:?}")]
     Timeout { upstream: String, after: Duration },
@@ -258,18 +259,22 @@ mod tests {
 
     #[tokio::test]
     async fn refused_upstream_is_502_naming_the_cause() {
-        use hyper_util::client::legacy::Client;
-        use hyper_util::rt::TokioExecutor;
-        let client: Client<_, http_body_util::Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let source = client
-            .get(format!("http://{closed}/").parse().unwrap())
+        let request = http::Request::builder()
+            .uri("/")
+            .header(header::HOST, closed.to_string())
+            .body(Either::Right(Either::Right(http_body_util::Empty::new())))
+            .unwrap();
+        let Err(source) = super::super::Pool::app(false)
+            .send(Some(closed), request)
             .await
-            .unwrap_err();
+        else {
+            panic!("a closed port answered");
+        };
+        assert!(source.is_connect(), "{source}");
         let error = ProxyError::Upstream {
             upstream: format!("app `node` at {closed}"),
             source,

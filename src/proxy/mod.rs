@@ -41,10 +41,10 @@ pub use error::ProxyError;
 pub use listener::serve;
 use template::{Template, Values};
 pub use upstream::UpstreamError;
-use upstream::{AppClient, ExternalClient, UpstreamBody};
+use upstream::{Pool, ResponseBody, UpstreamBody};
 
 /// Every response zoo sends: an upstream's streamed body or one zoo made.
-pub type ZooBody = Either<Incoming, Full<Bytes>>;
+pub type ZooBody = Either<ResponseBody, Full<Bytes>>;
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -86,6 +86,8 @@ enum Upstream {
     /// A supervised app; `h2c` when its port speaks HTTP/2 with prior knowledge.
     App {
         app: Arc<AppHandle>,
+        /// Keep-alive connections to the app, shared by every route to it.
+        pool: Arc<Pool>,
         h2c: bool,
         /// The app's port and its `127.0.0.1:PORT` authority, so that a request clones a
         /// shared one instead of formatting and parsing it; rebuilt when a replace moves the
@@ -117,11 +119,9 @@ impl Upstream {
 /// An external `proxy` target with everything a request needs already parsed.
 struct External {
     target: ProxyTarget,
-    scheme: UriScheme,
-    authority: Authority,
     /// The `Host` header sent: the target's authority, which TLS SNI matches.
     host: HeaderValue,
-    client: ExternalClient,
+    pool: Arc<Pool>,
 }
 
 impl Upstream {
@@ -222,9 +222,13 @@ impl RuntimeTable {
             .filter(|app| app.protocol == Protocol::H2c)
             .map(|app| app.name.as_str())
             .collect();
+        let pools: HashMap<&str, Arc<Pool>> = apps
+            .keys()
+            .map(|name| (*name, Pool::app(h2c.contains(name))))
+            .collect();
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
-            let action = resolve(route, &apps, &h2c, health, metrics)?;
+            let action = resolve(route, &apps, &pools, &h2c, health, metrics)?;
             let upstream = match &action {
                 RouteAction::Forward { upstream, .. } => upstream.label(),
                 _ => "-",
@@ -273,6 +277,7 @@ impl RuntimeTable {
 fn resolve(
     route: &config::Route,
     apps: &HashMap<&str, &Arc<AppHandle>>,
+    pools: &HashMap<&str, Arc<Pool>>,
     h2c: &[&str],
     health: &Arc<Health>,
     metrics: &Arc<Metrics>,
@@ -287,6 +292,7 @@ fn resolve(
                             app: name.clone(),
                         })?,
                 ),
+                pool: Arc::clone(&pools[name.as_str()]),
                 h2c: h2c.contains(&name.as_str()),
                 authority: {
                     let addr = apps[name.as_str()].addr();
@@ -299,11 +305,15 @@ fn resolve(
             wait: route.wait,
         },
         Action::Proxy { target, ca_file } => {
-            let client = upstream::external_client(ca_file.as_deref()).map_err(|source| {
-                BuildError::Upstream {
-                    route: route.key.clone(),
-                    source,
-                }
+            let pool = Pool::remote(
+                &target.host,
+                target.port,
+                target.scheme == Scheme::Https,
+                ca_file.as_deref(),
+            )
+            .map_err(|source| BuildError::Upstream {
+                route: route.key.clone(),
+                source,
             })?;
             let bad_authority = || BuildError::BadAuthority {
                 route: route.key.clone(),
@@ -311,14 +321,9 @@ fn resolve(
             };
             RouteAction::Forward {
                 upstream: Upstream::External(Box::new(External {
-                    scheme: match target.scheme {
-                        Scheme::Http => UriScheme::HTTP,
-                        Scheme::Https => UriScheme::HTTPS,
-                    },
-                    authority: target.authority.parse().map_err(|_| bad_authority())?,
                     host: HeaderValue::from_str(&target.authority).map_err(|_| bad_authority())?,
                     target: target.clone(),
-                    client,
+                    pool,
                 })),
                 strip_prefix: route.strip_prefix,
                 max_body: route.max_body,
@@ -348,10 +353,6 @@ fn resolve(
 pub struct Shared {
     /// The current runtime table; a reload stores a new one, requests in flight keep theirs.
     pub table: ArcSwap<RuntimeTable>,
-    /// Pooled keep-alive connections to the apps.
-    app_client: AppClient,
-    /// Pooled HTTP/2 connections to the apps with `protocol = "h2c"` (multiplexed).
-    h2c_client: AppClient,
     metrics: Arc<Metrics>,
     /// Where requests that matched no route (or had a bad path) are counted.
     unrouted: Arc<RouteStats>,
@@ -374,8 +375,6 @@ impl Shared {
     ) -> Arc<Self> {
         Arc::new(Self {
             table: ArcSwap::from_pointee(table),
-            app_client: upstream::app_client(),
-            h2c_client: upstream::h2c_client(),
             unrouted: RouteStats::new("", "-", &metrics),
             metrics,
             access_log,
@@ -588,11 +587,12 @@ impl ProxyService {
             hyper::upgrade::on(&mut request)
         });
 
-        let (client, version) = match upstream {
+        match upstream {
             Upstream::App {
                 app,
                 h2c,
                 authority,
+                ..
             } => {
                 if !app.is_ready() && !app.wait_ready(limits.wait).await {
                     return Err(ProxyError::NotReady {
@@ -600,15 +600,24 @@ impl ProxyService {
                         waited: limits.wait,
                     });
                 }
-                if let Some(host) = client_host {
+                let host = match client_host {
+                    Some(host) => Some(host),
+                    None if *h2c => None,
+                    // HTTP/1.1 requires a Host; an HTTP/1.0 client may not have sent one.
+                    None => {
+                        HeaderValue::from_str(Upstream::app_authority(app, authority).as_str()).ok()
+                    }
+                };
+                if let Some(host) = host {
                     request.headers_mut().insert(header::HOST, host);
                 }
-                let authority = Upstream::app_authority(app, authority);
-                *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
                 if *h2c {
-                    (Client::App(&self.shared.h2c_client), Version::HTTP_2)
+                    let authority = Upstream::app_authority(app, authority);
+                    *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
+                    *request.version_mut() = Version::HTTP_2;
                 } else {
-                    (Client::App(&self.shared.app_client), Version::HTTP_11)
+                    *request.uri_mut() = Uri::from(path_and_query);
+                    *request.version_mut() = Version::HTTP_11;
                 }
             }
             Upstream::External(external) => {
@@ -621,15 +630,13 @@ impl ProxyService {
                     Cow::Owned(joined) => PathAndQuery::from_maybe_shared(Bytes::from(joined))
                         .map_err(|_| ProxyError::BadTarget)?,
                 };
-                *request.uri_mut() =
-                    uri(external.scheme.clone(), external.authority.clone(), target);
-                (Client::External(&external.client), Version::HTTP_11)
+                *request.uri_mut() = Uri::from(target);
+                *request.version_mut() = Version::HTTP_11;
             }
-        };
-        *request.version_mut() = version;
+        }
         let request = limit_body(request, limits)?;
         let sent = Instant::now();
-        let mut response = send(client, request, upstream, limits, &self.shared.metrics).await?;
+        let mut response = send(request, upstream, limits, &self.shared.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
 
         let headers = response.headers_mut();
@@ -661,22 +668,6 @@ struct Limits<'a> {
     /// How long to wait for an app that is not ready (or refused a connection).
     wait: Duration,
     route: &'a str,
-}
-
-/// The pooled client a request goes out on.
-#[derive(Clone, Copy)]
-enum Client<'a> {
-    App(&'a AppClient),
-    External(&'a ExternalClient),
-}
-
-impl Client<'_> {
-    fn request(self, request: Request<UpstreamBody>) -> hyper_util::client::legacy::ResponseFuture {
-        match self {
-            Self::App(client) => client.request(request),
-            Self::External(client) => client.request(request),
-        }
-    }
 }
 
 /// The request with its body as sent upstream: none at all when it has none (so it can be
@@ -720,27 +711,32 @@ fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> 
     Some(copy)
 }
 
-/// Sends `request` and waits for the response headers up to the route's timeout.
+/// Sends `request` to its upstream's pool and waits for the response headers up to the
+/// route's timeout.
 ///
-/// A request the pooled connection failed before writing any byte of is sent again by
-/// hyper-util itself (`retry_canceled_requests`, on by default, for any method). Here, a
-/// request whose connection broke after it was written is sent once more on another connection
-/// only when doing it twice is harmless: an idempotent method without a body. Never a POST.
+/// A request a reused pooled connection could not take (nothing of it written) goes on
+/// another connection inside the pool, for any method. Here, a request whose connection broke
+/// after it was written is sent once more on another connection only when doing it twice is
+/// harmless: an idempotent method without a body. Never a POST.
 async fn send(
-    client: Client<'_>,
     request: Request<UpstreamBody>,
     upstream: &Upstream,
     limits: &Limits<'_>,
     metrics: &Metrics,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<ResponseBody>, ProxyError> {
     let attempt = async {
         let waiting_until = Instant::now() + limits.wait;
         let mut request = request;
         let mut resent_after_writing = 0;
         loop {
             let again = replayable(&request);
-            match (client.request(request).await, again) {
-                (Err(error), Some(mut again)) => {
+            let sent = match upstream {
+                // The app's address is read at each attempt: a replace may have moved it.
+                Upstream::App { app, pool, .. } => pool.send(Some(app.addr()), request).await,
+                Upstream::External(external) => external.pool.send(None, request).await,
+            };
+            match (sent, again) {
+                (Err(error), Some(again)) => {
                     // Refused means nothing was sent; otherwise the request may have been
                     // written, so it goes again only a few times (it is idempotent).
                     let refused = error.is_connect();
@@ -756,7 +752,6 @@ async fn send(
                             if left.is_zero() || !app.wait_ready(left).await {
                                 return Err(error);
                             }
-                            retarget(&mut again, app.addr());
                         }
                         Upstream::External(_) if !refused && resent_after_writing == 0 => {
                             resent_after_writing = 1;
@@ -810,19 +805,6 @@ fn uri(scheme: UriScheme, authority: Authority, path_and_query: PathAndQuery) ->
     parts.authority = Some(authority);
     parts.path_and_query = Some(path_and_query);
     Uri::from_parts(parts).expect("scheme, authority and path are all set")
-}
-
-/// Points a resent request at the app's address now: a replace may have switched the app to
-/// a new instance since the request was first sent.
-fn retarget(request: &mut Request<UpstreamBody>, addr: SocketAddr) {
-    if request.uri().port_u16() == Some(addr.port()) {
-        return;
-    }
-    let mut parts = request.uri().clone().into_parts();
-    parts.authority = Some(authority_of(addr));
-    if let Ok(uri) = Uri::from_parts(parts) {
-        *request.uri_mut() = uri;
-    }
 }
 
 fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Response<ZooBody> {

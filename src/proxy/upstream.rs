@@ -1,32 +1,45 @@
-//! Connections to upstreams: one pooled keep-alive HTTP client for the apps, and one pooled
-//! HTTPS-capable client per distinct trust setting for external `proxy` targets (rustls with
-//! the webpki roots, plus a route's `ca_file`).
+//! Connections to upstreams: one keep-alive [`Pool`] of hyper client connections per app and
+//! per external target, made when the runtime table is built. An app's pool dials the app's
+//! current loopback address; an external target's resolves its host at each new connection
+//! and speaks TLS (rustls, the webpki roots plus a route's `ca_file`) for `https`. An app
+//! with `protocol = "h2c"` gets one multiplexed HTTP/2 connection instead.
+//!
+//! zoo keeps its own pools rather than hyper-util's generic client because the table already
+//! knows each request's upstream: no pool key is hashed per request, and a connection goes
+//! back to its pool when the response body ends, without a task per request.
 
+use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Limited};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::pki_types::CertificateDer;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// Time allowed to establish a TCP connection to an upstream (DESIGN.md).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle pooled connections are closed after this long; apps often close theirs at 5 s or more.
+/// An idle pooled connection older than this is closed rather than reused; apps close theirs
+/// on their own schedule too (uvicorn after 5 s), which a pool notices when it checks one out.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle connections kept per pool; more are closed when they come back.
+const MAX_IDLE: usize = 256;
 
 /// A request body as sent upstream: the client's stream as is, the same cut at a route's
-/// `max_body`, or none (which a retry can send again).
+/// `max_body`, or none (which a resend can send again).
 pub type UpstreamBody = Either<Incoming, Either<Limited<Incoming>, Empty<Bytes>>>;
-pub type AppClient = Client<HttpConnector, UpstreamBody>;
-pub type ExternalClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -46,42 +59,344 @@ pub enum UpstreamError {
     },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("`{0}` is not a valid TLS server name")]
+    ServerName(String),
 }
 
-fn http_connector() -> HttpConnector {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    connector.enforce_http(false);
-    connector
+/// Why a request could not be exchanged with its upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No connection: nothing of the request was sent.
+    #[error("connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The connection failed during the exchange; the request may have been written.
+    #[error("{0}")]
+    Exchange(#[from] hyper::Error),
 }
 
-fn client_builder() -> hyper_util::client::legacy::Builder {
-    let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(POOL_IDLE_TIMEOUT);
-    builder
+impl SendError {
+    /// Whether the upstream could not even be connected to (so the request was not sent).
+    #[must_use]
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect(_))
+    }
 }
 
-/// The client every app route shares.
-#[must_use]
-pub fn app_client() -> AppClient {
-    client_builder().build(http_connector())
+/// Where a pool's connections go.
+enum Endpoint {
+    /// An app on loopback, at the address each request passes (a replace moves it).
+    App,
+    /// An external target: its host is resolved for each new connection.
+    Remote {
+        host: String,
+        port: u16,
+        tls: Option<(TlsConnector, ServerName<'static>)>,
+    },
 }
 
-/// The client for apps with `protocol = "h2c"`: HTTP/2 with prior knowledge, one multiplexed
-/// connection per app.
-#[must_use]
-pub fn h2c_client() -> AppClient {
-    let mut builder = client_builder();
-    builder.http2_only(true).timer(TokioTimer::new());
-    builder.build(http_connector())
+/// A pool's connections, by protocol.
+enum Connections {
+    /// Idle HTTP/1.1 connections, the most recently used last.
+    Http1(Mutex<Vec<Idle>>),
+    /// The one HTTP/2 connection every request shares, and the address it goes to.
+    Http2(Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>),
 }
 
-/// A client for external targets trusting the webpki roots plus the certificates in
-/// `ca_file`.
-pub fn external_client(ca_file: Option<&Path>) -> Result<ExternalClient, UpstreamError> {
+struct Idle {
+    sender: http1::SendRequest<UpstreamBody>,
+    /// The address it is connected to, for an app's pool; `None` for a remote one.
+    addr: Option<SocketAddr>,
+    since: Instant,
+}
+
+/// Keep-alive connections to one upstream.
+pub struct Pool {
+    endpoint: Endpoint,
+    connections: Connections,
+}
+
+impl Pool {
+    /// A pool of HTTP/1.1 connections to an app (`h2c`: one HTTP/2 connection).
+    #[must_use]
+    pub fn app(h2c: bool) -> Arc<Self> {
+        Arc::new(Self {
+            endpoint: Endpoint::App,
+            connections: if h2c {
+                Connections::Http2(Mutex::new(None))
+            } else {
+                Connections::Http1(Mutex::new(Vec::new()))
+            },
+        })
+    }
+
+    /// A pool of HTTP/1.1 connections to `host:port`, over TLS trusting the webpki roots
+    /// plus the certificates in `ca_file` when `tls` is set.
+    pub fn remote(
+        host: &str,
+        port: u16,
+        tls: bool,
+        ca_file: Option<&Path>,
+    ) -> Result<Arc<Self>, UpstreamError> {
+        let tls = if tls {
+            let server_name = ServerName::try_from(host.to_owned())
+                .map_err(|_| UpstreamError::ServerName(host.to_owned()))?;
+            Some((
+                TlsConnector::from(Arc::new(tls_config(ca_file)?)),
+                server_name,
+            ))
+        } else {
+            None
+        };
+        Ok(Arc::new(Self {
+            endpoint: Endpoint::Remote {
+                host: host.to_owned(),
+                port,
+                tls,
+            },
+            connections: Connections::Http1(Mutex::new(Vec::new())),
+        }))
+    }
+
+    /// Sends `request` on a pooled connection (a new one when none is idle) to `app_addr`, the
+    /// app's current address, for an app's pool (`None` for a remote one). A request that a
+    /// reused connection could not take (the upstream had closed it) goes on a fresh one,
+    /// whatever its method: none of it was written.
+    pub async fn send(
+        self: &Arc<Self>,
+        app_addr: Option<SocketAddr>,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let shared = match &self.connections {
+            Connections::Http2(shared) => shared,
+            Connections::Http1(idle) => loop {
+                let (mut sender, reused) = match self.checkout(idle, app_addr).await {
+                    Some(sender) => (sender, true),
+                    None => (self.connect_http1(app_addr).await?, false),
+                };
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        let reuse =
+                            (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
+                                pool: Arc::clone(self),
+                                sender,
+                                addr: app_addr,
+                                ended: false,
+                            });
+                        return Ok(response.map(|body| ResponseBody { body, reuse }));
+                    }
+                    Err(mut error) => match error.take_message() {
+                        Some(unsent) if reused => request = unsent,
+                        _ => return Err(error.into_error().into()),
+                    },
+                }
+            },
+        };
+        let current = lock(shared)
+            .as_ref()
+            .filter(|(to, sender)| Some(*to) == app_addr && !sender.is_closed())
+            .map(|(_, sender)| sender.clone());
+        let reused = current.is_some();
+        let sender = match current {
+            Some(sender) => sender,
+            None => self.connect_http2(shared, app_addr).await?,
+        };
+        match send_http2(sender, request).await {
+            Err((Some(unsent), _)) if reused => {
+                let sender = self.connect_http2(shared, app_addr).await?;
+                send_http2(sender, unsent).await.map_err(|(_, error)| error)
+            }
+            sent => sent.map_err(|(_, error)| error),
+        }
+    }
+
+    /// The most recently used idle connection that can take a request, if any.
+    async fn checkout(
+        &self,
+        idle: &Mutex<Vec<Idle>>,
+        addr: Option<SocketAddr>,
+    ) -> Option<http1::SendRequest<UpstreamBody>> {
+        loop {
+            let Idle {
+                mut sender,
+                addr: to,
+                since,
+            } = lock(idle).pop()?;
+            if to != addr || sender.is_closed() || since.elapsed() > POOL_IDLE_TIMEOUT {
+                continue;
+            }
+            // A connection comes back when its response body ends, which can be a moment
+            // before its connection task has taken note; it is ready at once then.
+            if sender.is_ready() || sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    fn put_back(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<SocketAddr>) {
+        let Connections::Http1(idle) = &self.connections else {
+            return;
+        };
+        let mut idle = lock(idle);
+        if idle.len() < MAX_IDLE {
+            idle.push(Idle {
+                sender,
+                addr,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect_http1(
+        &self,
+        addr: Option<SocketAddr>,
+    ) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+        let tcp = self.connect_tcp(addr).await?;
+        match &self.endpoint {
+            Endpoint::Remote {
+                tls: Some((connector, server_name)),
+                ..
+            } => {
+                let tls = connector
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(SendError::Connect)?;
+                handshake_http1(tls).await
+            }
+            _ => handshake_http1(tcp).await,
+        }
+    }
+
+    async fn connect_http2(
+        &self,
+        shared: &Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>,
+        addr: Option<SocketAddr>,
+    ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
+        let tcp = self.connect_tcp(addr).await?;
+        let addr = tcp.peer_addr().map_err(SendError::Connect)?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tcp))
+            .await?;
+        tokio::spawn(connection);
+        *lock(shared) = Some((addr, sender.clone()));
+        Ok(sender)
+    }
+
+    async fn connect_tcp(&self, addr: Option<SocketAddr>) -> Result<TcpStream, SendError> {
+        let connecting = async {
+            let stream = match (&self.endpoint, addr) {
+                (Endpoint::App, Some(addr)) => TcpStream::connect(addr).await?,
+                (Endpoint::Remote { host, port, .. }, _) => {
+                    TcpStream::connect((host.as_str(), *port)).await?
+                }
+                (Endpoint::App, None) => {
+                    return Err(io::Error::other("an app's pool was given no address"));
+                }
+            };
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(result) => result.map_err(SendError::Connect),
+            Err(_) => Err(SendError::Connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {CONNECT_TIMEOUT:?}"),
+            ))),
+        }
+    }
+}
+
+/// Sends `request` on a shared HTTP/2 connection; on failure, gives the request back if none
+/// of it was sent.
+async fn send_http2(
+    mut sender: http2::SendRequest<UpstreamBody>,
+    request: Request<UpstreamBody>,
+) -> Result<Response<ResponseBody>, (Option<Request<UpstreamBody>>, SendError)> {
+    if let Err(error) = sender.ready().await {
+        return Err((Some(request), error.into()));
+    }
+    match sender.try_send_request(request).await {
+        Ok(response) => Ok(response.map(ResponseBody::unpooled)),
+        Err(mut error) => Err((error.take_message(), error.into_error().into())),
+    }
+}
+
+/// Starts HTTP/1.1 on a new connection and spawns the task that drives it; upgrades (a
+/// WebSocket's 101) hand the connection over to the tunnel.
+async fn handshake_http1<S>(stream: S) -> Result<http1::SendRequest<UpstreamBody>, SendError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(connection.with_upgrades());
+    Ok(sender)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data is a list of connections, valid whatever a panicking holder did.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An upstream's response body, streamed as it arrives; once read to its end, its HTTP/1.1
+/// connection goes back to the pool for the next request.
+pub struct ResponseBody {
+    body: Incoming,
+    reuse: Option<Reuse>,
+}
+
+struct Reuse {
+    pool: Arc<Pool>,
+    sender: http1::SendRequest<UpstreamBody>,
+    addr: Option<SocketAddr>,
+    /// The body returned its last frame.
+    ended: bool,
+}
+
+impl ResponseBody {
+    fn unpooled(body: Incoming) -> Self {
+        Self { body, reuse: None }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let (Poll::Ready(None), Some(reuse)) = (&polled, &mut this.reuse) {
+            reuse.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(reuse) = self.reuse.take()
+            && (reuse.ended || self.body.is_end_stream())
+        {
+            reuse.pool.put_back(reuse.sender, reuse.addr);
+        }
+    }
+}
+
+/// rustls trusting the webpki roots plus `ca_file`'s certificates, offering HTTP/1.1.
+fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, UpstreamError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -89,16 +404,12 @@ pub fn external_client(ca_file: Option<&Path>) -> Result<ExternalClient, Upstrea
         add_ca_file(&mut roots, path)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http_connector());
-    Ok(client_builder().build(connector))
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamError> {
