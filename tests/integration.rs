@@ -5,6 +5,7 @@
 mod util;
 
 mod integration {
+    mod browser;
     mod config;
     mod control;
     mod demo;

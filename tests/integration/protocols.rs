@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use crate::util::{self, READY_DEADLINE, Zoo, http};
 
 const APP_PY: &str = include_str!("protocols/app.py");
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The page `app.py` serves at `/browser`, for the headless Chromium test (`browser.rs`).
+const WS_PAGE_HTML: &str = include_str!("protocols/ws_page.html");
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(super) fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -25,7 +27,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads a response head (through the blank line) byte by byte, leaving the rest unread.
-fn read_head(stream: &mut TcpStream) -> String {
+pub(super) fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {
@@ -207,8 +209,9 @@ fn websocket_edge_cases_through_zoo_equal_direct() {
     );
 }
 
-/// zoo in front of `app.py` on a known port; `root` adds top-level keys.
-fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+/// zoo in front of `app.py` on a known port; `root` adds top-level keys. The other suites that
+/// need a real FastAPI app (`browser.rs`, `h2_clients.rs`, `sse.rs`) use this one too.
+pub(super) fn fastapi_zoo(root: &str) -> (Zoo, u16) {
     util::require_uvicorn();
     let port = util::free_port();
     let config = format!(
@@ -222,7 +225,10 @@ fn fastapi_zoo(root: &str) -> (Zoo, u16) {
          [routes]\n\
          \"/\" = {{ app = \"py\" }}\n"
     );
-    let mut zoo = Zoo::start(&config, &[("app.py", APP_PY)]);
+    let mut zoo = Zoo::start(
+        &config,
+        &[("app.py", APP_PY), ("ws_page.html", WS_PAGE_HTML)],
+    );
     zoo.wait_ready("/ping", READY_DEADLINE);
     (zoo, port)
 }

@@ -1,13 +1,17 @@
 """The FastAPI app the protocol tests run behind zoo: a WebSocket echo, an SSE stream whose
-end the test controls, and an upload counter that streams the body."""
+end the test controls, an upload counter that streams the body, and the page (with a place to
+post its results) that the headless Chromium test loads."""
 
 import asyncio
+from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 
 app = FastAPI()
 released = asyncio.Event()
+# What each run of the browser page posted, by its `run` name.
+browser_results = {}
 
 
 @app.get("/ping")
@@ -54,3 +58,21 @@ async def upload(request: Request):
     async for chunk in request.stream():
         total += len(chunk)
     return PlainTextResponse(str(total))
+
+
+@app.get("/browser")
+async def browser_page():
+    return HTMLResponse(Path(__file__).with_name("ws_page.html").read_text())
+
+
+@app.post("/browser/result")
+async def post_browser_result(run: str, request: Request):
+    browser_results[run] = (await request.body()).decode()
+    return PlainTextResponse("stored")
+
+
+@app.get("/browser/result")
+async def get_browser_result(run: str):
+    if run not in browser_results:
+        raise HTTPException(status_code=404, detail=f"no result for run {run!r} yet")
+    return PlainTextResponse(browser_results[run])
