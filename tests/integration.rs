@@ -16,5 +16,6 @@ mod integration {
     mod protocols;
     mod proxy;
     mod shutdown;
+    mod sse;
     mod supervise;
 }

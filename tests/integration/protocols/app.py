@@ -1,8 +1,10 @@
 """The FastAPI app the protocol tests run behind zoo: a WebSocket echo, an SSE stream whose
-end the test controls, an upload counter that streams the body, and the page (with a place to
-post its results) that the headless Chromium test loads."""
+end the test controls, an SSE stream of timestamped events at a fixed spacing, an upload
+counter that streams the body, and the page (with a place to post its results) that the
+headless Chromium test loads."""
 
 import asyncio
+import time
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -58,6 +60,22 @@ async def upload(request: Request):
     async for chunk in request.stream():
         total += len(chunk)
     return PlainTextResponse(str(total))
+
+
+@app.get("/sse/timed")
+async def sse_timed(count: int = 20, interval_ms: int = 50):
+    """`count` events, event i written at (i + 1) * interval after the request, each carrying
+    the wall-clock time (CLOCK_REALTIME, shared with the test process) at which it is yielded."""
+
+    async def events():
+        start = time.monotonic()
+        for i in range(count):
+            delay = start + (i + 1) * interval_ms / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            yield f"id: {i}\ndata: {time.time_ns()}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 @app.get("/browser")
