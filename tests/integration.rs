@@ -11,6 +11,7 @@ mod integration {
     mod demo;
     mod errors;
     mod examples;
+    mod h2_clients;
     mod no_loss;
     mod observe;
     mod protocols;

@@ -1,7 +1,7 @@
 """The FastAPI app the protocol tests run behind zoo: a WebSocket echo, an SSE stream whose
 end the test controls, an SSE stream of timestamped events at a fixed spacing, an upload
-counter that streams the body, and the page (with a place to post its results) that the
-headless Chromium test loads."""
+counter that streams the body, a download of N deterministic bytes, and the page (with a place
+to post its results) that the headless Chromium test loads."""
 
 import asyncio
 import time
@@ -76,6 +76,22 @@ async def sse_timed(count: int = 20, interval_ms: int = 50):
             yield f"id: {i}\ndata: {time.time_ns()}\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.get("/bytes")
+async def download(n: int):
+    """`n` bytes, byte i being i % 251, streamed in 64 KiB pieces."""
+    pattern = bytes(i % 251 for i in range(251 * 263))
+
+    async def pieces():
+        sent = 0
+        while sent < n:
+            size = min(65536, n - sent)
+            offset = sent % 251
+            yield pattern[offset : offset + size]
+            sent += size
+
+    return StreamingResponse(pieces(), media_type="application/octet-stream")
 
 
 @app.get("/browser")
