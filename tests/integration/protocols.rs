@@ -1098,23 +1098,15 @@ const GRPC_APP_PY: &str = include_str!("protocols/grpc_app.py");
 
 /// Runs the grpcio client against `target` and returns its lines (bounded by a deadline).
 fn grpc_client(zoo: &Zoo, target: &str) -> String {
-    let mut child = std::process::Command::new(util::venv_bin().join("python"))
-        .arg(zoo.dir().join("grpc_app.py"))
-        .args(["client", target])
-        .env_clear()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the grpcio client");
-    let exited = util::poll_until(Duration::from_secs(30), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = util::run_bounded(
+        std::process::Command::new(util::venv_bin().join("python"))
+            .arg(zoo.dir().join("grpc_app.py"))
+            .args(["client", target])
+            .env_clear(),
+        Duration::from_secs(30),
+    );
     assert!(
-        exited && output.status.success(),
+        output.status.success(),
         "grpcio client to {target}: {}\n{}",
         String::from_utf8_lossy(&output.stderr),
         zoo.output()
@@ -1384,22 +1376,12 @@ const WS_CLIENT_PY: &str = include_str!("protocols/ws_client.py");
 fn python_ws_client(dir: &std::path::Path, url: &str) -> Vec<String> {
     let script = dir.join("ws_client.py");
     std::fs::write(&script, WS_CLIENT_PY).unwrap();
-    let mut child = std::process::Command::new(util::venv_bin().join("python"))
-        .arg(&script)
-        .arg(url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ws_client.py against {url} did not finish in 60 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = util::run_bounded(
+        std::process::Command::new(util::venv_bin().join("python"))
+            .arg(&script)
+            .arg(url),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "ws_client.py against {url}: {}",
