@@ -5,16 +5,19 @@
 mod util;
 
 mod integration {
+    mod browser;
     mod config;
     mod control;
     mod demo;
     mod errors;
     mod examples;
+    mod h2_clients;
     mod no_loss;
     mod observe;
     mod pool;
     mod protocols;
     mod proxy;
     mod shutdown;
+    mod sse;
     mod supervise;
 }

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use crate::util::{self, READY_DEADLINE, Zoo, http};
 
 const APP_PY: &str = include_str!("protocols/app.py");
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The page `app.py` serves at `/browser`, for the headless Chromium test (`browser.rs`).
+const WS_PAGE_HTML: &str = include_str!("protocols/ws_page.html");
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn connect(addr: SocketAddr) -> TcpStream {
+pub(super) fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -25,7 +27,7 @@ fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Reads a response head (through the blank line) byte by byte, leaving the rest unread.
-fn read_head(stream: &mut TcpStream) -> String {
+pub(super) fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8];
     while !head.ends_with(b"\r\n\r\n") {
@@ -207,8 +209,9 @@ fn websocket_edge_cases_through_zoo_equal_direct() {
     );
 }
 
-/// zoo in front of `app.py` on a known port; `root` adds top-level keys.
-fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+/// zoo in front of `app.py` on a known port; `root` adds top-level keys. The other suites that
+/// need a real FastAPI app (`browser.rs`, `h2_clients.rs`, `sse.rs`) use this one too.
+pub(super) fn fastapi_zoo(root: &str) -> (Zoo, u16) {
     util::require_uvicorn();
     let port = util::free_port();
     let config = format!(
@@ -222,7 +225,10 @@ fn fastapi_zoo(root: &str) -> (Zoo, u16) {
          [routes]\n\
          \"/\" = {{ app = \"py\" }}\n"
     );
-    let mut zoo = Zoo::start(&config, &[("app.py", APP_PY)]);
+    let mut zoo = Zoo::start(
+        &config,
+        &[("app.py", APP_PY), ("ws_page.html", WS_PAGE_HTML)],
+    );
     zoo.wait_ready("/ping", READY_DEADLINE);
     (zoo, port)
 }
@@ -1092,23 +1098,15 @@ const GRPC_APP_PY: &str = include_str!("protocols/grpc_app.py");
 
 /// Runs the grpcio client against `target` and returns its lines (bounded by a deadline).
 fn grpc_client(zoo: &Zoo, target: &str) -> String {
-    let mut child = std::process::Command::new(util::venv_bin().join("python"))
-        .arg(zoo.dir().join("grpc_app.py"))
-        .args(["client", target])
-        .env_clear()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the grpcio client");
-    let exited = util::poll_until(Duration::from_secs(30), || {
-        child.try_wait().ok().flatten().is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().unwrap();
+    let output = util::run_bounded(
+        std::process::Command::new(util::venv_bin().join("python"))
+            .arg(zoo.dir().join("grpc_app.py"))
+            .args(["client", target])
+            .env_clear(),
+        Duration::from_secs(30),
+    );
     assert!(
-        exited && output.status.success(),
+        output.status.success(),
         "grpcio client to {target}: {}\n{}",
         String::from_utf8_lossy(&output.stderr),
         zoo.output()
@@ -1378,22 +1376,12 @@ const WS_CLIENT_PY: &str = include_str!("protocols/ws_client.py");
 fn python_ws_client(dir: &std::path::Path, url: &str) -> Vec<String> {
     let script = dir.join("ws_client.py");
     std::fs::write(&script, WS_CLIENT_PY).unwrap();
-    let mut child = std::process::Command::new(util::venv_bin().join("python"))
-        .arg(&script)
-        .arg(url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("ws_client.py against {url} did not finish in 60 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = util::run_bounded(
+        std::process::Command::new(util::venv_bin().join("python"))
+            .arg(&script)
+            .arg(url),
+        Duration::from_secs(60),
+    );
     assert!(
         out.status.success(),
         "ws_client.py against {url}: {}",

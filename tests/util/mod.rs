@@ -520,6 +520,37 @@ pub fn process_alive(pid: i32) -> bool {
     }
 }
 
+/// Runs `command` to completion with stdout and stderr captured, read while it runs (so a
+/// chatty child never blocks on a full pipe). Kills it and fails the test if it is still running
+/// after `deadline`.
+pub fn run_bounded(command: &mut Command, deadline: Duration) -> std::process::Output {
+    let what = format!("{command:?}");
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                panic!("spawn {what}: {e}: run scripts/setup, which installs the test clients")
+            }
+            _ => panic!("spawn {what}: {e}"),
+        });
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (done, finished) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(deadline) {
+        Ok(output) => output.unwrap_or_else(|e| panic!("wait for {what}: {e}")),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = finished.recv_timeout(Duration::from_secs(5));
+            panic!("{what} still running after {deadline:?}: killed");
+        }
+    }
+}
+
 /// Polls `condition` until it holds or `deadline` passes; returns whether it held.
 pub fn poll_until(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + deadline;
