@@ -8,6 +8,7 @@ mod integration {
     mod config;
     mod control;
     mod demo;
+    mod differential;
     mod errors;
     mod examples;
     mod no_loss;
