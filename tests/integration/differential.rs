@@ -241,6 +241,8 @@ struct Forwarded {
     framing: String,
     /// The body as its framing delimits it (de-chunked).
     body: Vec<u8>,
+    /// The bytes as they arrived, for bug reports.
+    bytes: Vec<u8>,
 }
 
 /// Fields a proxy adds or rewrites by design (its own connection handling, addresses, version
@@ -282,6 +284,7 @@ impl Forwarded {
             complete: arrived.complete,
             framing,
             body,
+            bytes: arrived.bytes.clone(),
         }
     }
 
@@ -979,13 +982,21 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
     }
     let notes: String = cases
         .iter()
-        .filter_map(|case| {
+        .zip(zoo_out)
+        .filter_map(|(case, zoo)| {
             let (mark, note) = match (case.zoo_bug, case.zoo_differs) {
                 (Some(bug), _) => ("! bug", bug),
                 (None, Some(why)) => ("* by design", why),
                 (None, None) => return None,
             };
-            Some(format!("  {:<22} {mark}: {note}\n", case.name))
+            let mut note = format!("  {:<22} {mark}: {note}\n", case.name);
+            if case.zoo_bug.is_some() {
+                let _ = writeln!(note, "    sent:      {}", case.raw.escape_ascii());
+                for forwarded in &zoo.forwarded {
+                    let _ = writeln!(note, "    forwarded: {}", forwarded.bytes.escape_ascii());
+                }
+            }
+            Some(note)
         })
         .collect();
     println!(
