@@ -9,6 +9,7 @@ mod integration {
     mod config;
     mod control;
     mod demo;
+    mod differential;
     mod errors;
     mod examples;
     mod h2_clients;
