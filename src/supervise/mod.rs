@@ -330,14 +330,26 @@ impl Controller {
         }
     }
 
-    /// Starts a runner for `app` on `handle` and lists it last; fails once zoo is stopping.
-    fn launch(&self, app: &config::App, handle: Arc<AppHandle>) -> Result<(), SuperviseError> {
+    /// Starts a runner for each app on its handle and lists them last; fails once zoo is
+    /// stopping. All are listed before any runner can look one up, so an app started with its
+    /// dependencies always finds them (and waits for them to be ready).
+    fn launch<'a>(
+        &self,
+        launched: impl IntoIterator<Item = (&'a config::App, Arc<AppHandle>)>,
+    ) -> Result<(), SuperviseError> {
         let mut apps = self.registry.lock();
-        if apps.closed {
-            return Err(SuperviseError::Gone {
-                app: app.name.clone(),
-            });
+        for (app, handle) in launched {
+            if apps.closed {
+                return Err(SuperviseError::Gone {
+                    app: app.name.clone(),
+                });
+            }
+            self.launch_one(&mut apps.running, app, handle);
         }
+        Ok(())
+    }
+
+    fn launch_one(&self, running: &mut Vec<Running>, app: &config::App, handle: Arc<AppHandle>) {
         let (controls, inbox) = mpsc::unbounded_channel();
         let tracked = Arc::new(Tracked {
             handle,
@@ -360,12 +372,11 @@ impl Controller {
             }
             .run(inbox),
         );
-        apps.running.push(Running {
+        running.push(Running {
             config: app.clone(),
             tracked,
             task,
         });
-        Ok(())
     }
 }
 
@@ -408,9 +419,7 @@ impl Supervisor {
                 apps: Mutex::default(),
             }),
         };
-        for (app, handle) in apps.iter().zip(handles) {
-            controller.launch(app, Arc::clone(handle))?;
-        }
+        controller.launch(apps.iter().zip(handles.iter().cloned()))?;
         let forwarder = tokio::spawn(forwarded.run(controller.clone()));
         Ok(Self {
             controller,

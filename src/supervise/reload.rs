@@ -120,10 +120,16 @@ impl Controller {
         }
         let began = Instant::now();
         let fresh = |change: &Change| matches!(change, Change::Add | Change::Replace);
-        for (app, handle, _) in changes.apps.iter().filter(|(_, _, change)| fresh(change)) {
-            tracing::info!("reload: starting {}", app.name);
-            self.launch(app, Arc::clone(handle))?;
-        }
+        self.launch(
+            changes
+                .apps
+                .iter()
+                .filter(|(_, _, change)| fresh(change))
+                .map(|(app, handle, _)| {
+                    tracing::info!("reload: starting {}", app.name);
+                    (app, Arc::clone(handle))
+                }),
+        )?;
         for tracked in restarting {
             let Some((app, handle, _)) = changes.change_of(&tracked.handle.name) else {
                 continue;
@@ -133,7 +139,7 @@ impl Controller {
             if let Some(port) = app.port {
                 handle.switch_port(port);
             }
-            self.launch(app, Arc::clone(handle))?;
+            self.launch([(app, Arc::clone(handle))])?;
         }
         for (app, handle, _) in changes.apps.iter().filter(|(_, _, change)| fresh(change)) {
             let left = (began + app.ready.deadline).saturating_duration_since(Instant::now());
