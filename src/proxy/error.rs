@@ -17,6 +17,8 @@ pub enum ProxyError {
     BadPath(#[from] PathError),
     #[error("Transfer-Encoding other than `chunked` is not supported")]
     TransferCoding,
+    #[error("{0}")]
+    Host(&'static str),
     #[error("request target longer than {limit} bytes")]
     UriTooLong { limit: usize },
     #[error("request body over route `{route}`'s max_body of {limit} bytes")]
@@ -47,7 +49,7 @@ impl ProxyError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadPath(_) | Self::BadTarget => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::BadTarget | Self::Host(_) => StatusCode::BAD_REQUEST,
             Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -71,6 +73,7 @@ impl ProxyError {
             Self::BadPath(_)
             | Self::BadTarget
             | Self::TransferCoding
+            | Self::Host(_)
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
             | Self::BadBody { .. }

@@ -475,6 +475,16 @@ impl ProxyService {
         {
             return Err(ProxyError::TransferCoding);
         }
+        // RFC 9112 3.2: an HTTP/1.1 request names exactly one host; two could route one way
+        // here and another way at the app.
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) if request.version() == Version::HTTP_11 => {
+                return Err(ProxyError::Host("no Host header"));
+            }
+            (Some(_), Some(_)) => return Err(ProxyError::Host("more than one Host header")),
+            _ => {}
+        }
         let path = route::normalize(request.uri().path())?;
         let table = self.shared.table.load_full();
         let Some(matched) = table.routes.lookup(&path) else {
@@ -566,12 +576,12 @@ impl ProxyService {
         trusted: bool,
         trace: &mut Trace,
     ) -> Result<Response<ZooBody>, ProxyError> {
-        let client_host = request.headers().get(header::HOST).cloned().or_else(|| {
-            request
-                .uri()
-                .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-        });
+        // An absolute-form target's (or HTTP/2's `:authority`) host wins over the Host header
+        // (RFC 9112 3.2.2).
+        let client_host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => request.headers().get(header::HOST).cloned(),
+        };
         let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);

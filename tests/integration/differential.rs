@@ -241,8 +241,6 @@ struct Forwarded {
     framing: String,
     /// The body as its framing delimits it (de-chunked).
     body: Vec<u8>,
-    /// The bytes as they arrived, for bug reports.
-    bytes: Vec<u8>,
 }
 
 /// Fields a proxy adds or rewrites by design (its own connection handling, addresses, version
@@ -284,7 +282,6 @@ impl Forwarded {
             complete: arrived.complete,
             framing,
             body,
-            bytes: arrived.bytes.clone(),
         }
     }
 
@@ -628,9 +625,6 @@ struct Case {
     /// Why zoo deliberately differs from both peers here (docs/proxy.md says it too): marked
     /// `*` in the table.
     zoo_differs: Option<&'static str>,
-    /// A zoo bug this case shows, not fixed yet: marked `!` in the table and exempt from the
-    /// refusal assertions (never from the unambiguity ones) until it is fixed.
-    zoo_bug: Option<&'static str>,
 }
 
 fn case(name: &'static str, raw: impl Into<Vec<u8>>, meant: &'static [u8]) -> Case {
@@ -639,7 +633,6 @@ fn case(name: &'static str, raw: impl Into<Vec<u8>>, meant: &'static [u8]) -> Ca
         raw: raw.into(),
         meant,
         zoo_differs: None,
-        zoo_bug: None,
     }
 }
 
@@ -648,13 +641,11 @@ impl Case {
         self.zoo_differs = Some(why);
         self
     }
-
-    fn zoo_bug(mut self, what: &'static str) -> Case {
-        self.zoo_bug = Some(what);
-        self
-    }
 }
 
+/// The case whose forwarded host is checked: RFC 9112 3.2.2 says the absolute-form target's
+/// authority is used and the Host field ignored; nginx and caddy send `y` on, as zoo must.
+const ABSOLUTE_FORM: &str = "absolute-form";
 const CHUNKED_HELLO: &str = "5\r\nhello\r\n0\r\n\r\n";
 const TE_CHUNKED: &str = "Transfer-Encoding: chunked\r\n";
 
@@ -780,24 +771,14 @@ fn cases() -> Vec<Case> {
         get("bad-field-name", "X@Bad: v\r\n"),
         // RFC 9112 3.2: a server MUST answer 400 to more than one Host, and to an HTTP/1.1
         // request without one; both peers do.
-        get("dup-host", "Host: y\r\n").zoo_bug(
-            "two Host fields are accepted and the first one used (to an app, `insert` keeps \
-             one): RFC 9112 3.2 requires 400, as nginx and caddy answer",
-        ),
-        raw("no-host-1.1", "GET /d/no-host-1.1 HTTP/1.1\r\n\r\n").zoo_bug(
-            "an HTTP/1.1 request without Host is forwarded: RFC 9112 3.2 requires 400, as \
-             nginx and caddy answer",
-        ),
+        get("dup-host", "Host: y\r\n"),
+        raw("no-host-1.1", "GET /d/no-host-1.1 HTTP/1.1\r\n\r\n"),
         raw("no-host-1.0", "GET /d/no-host-1.0 HTTP/1.0\r\n\r\n"),
         // RFC 9112 3.2.2: with an absolute-form target the Host field is ignored and the
         // target's authority used; nginx and caddy send `y` as Host and X-Forwarded-Host.
         raw(
-            "absolute-form",
+            ABSOLUTE_FORM,
             "GET http://y/d/absolute-form HTTP/1.1\r\nHost: z\r\n\r\n",
-        )
-        .zoo_bug(
-            "X-Forwarded-Host (and, to an app, Host) is the client's Host field `z`, not the \
-             absolute-form authority `y` (RFC 9112 3.2.2)",
         ),
         raw(
             "request-line-2-spaces",
@@ -955,11 +936,7 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
     let mut details = String::new();
     for (i, case) in cases.iter().enumerate() {
         let cells = [&zoo_out[i], &nginx_out[i], &caddy_out[i]].map(Outcome::cell);
-        let marker = match (case.zoo_differs, case.zoo_bug) {
-            (_, Some(_)) => " !",
-            (Some(_), None) => " *",
-            (None, None) => "",
-        };
+        let marker = if case.zoo_differs.is_some() { " *" } else { "" };
         let _ = writeln!(
             table,
             "{:<24} {:<18} {:<18} {:<18}{marker}",
@@ -982,27 +959,14 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
     }
     let notes: String = cases
         .iter()
-        .zip(zoo_out)
-        .filter_map(|(case, zoo)| {
-            let (mark, note) = match (case.zoo_bug, case.zoo_differs) {
-                (Some(bug), _) => ("! bug", bug),
-                (None, Some(why)) => ("* by design", why),
-                (None, None) => return None,
-            };
-            let mut note = format!("  {:<22} {mark}: {note}\n", case.name);
-            if case.zoo_bug.is_some() {
-                let _ = writeln!(note, "    sent:      {}", case.raw.escape_ascii());
-                for forwarded in &zoo.forwarded {
-                    let _ = writeln!(note, "    forwarded: {}", forwarded.bytes.escape_ascii());
-                }
-            }
-            Some(note)
+        .filter_map(|case| {
+            let why = case.zoo_differs?;
+            Some(format!("  {:<22} * by design: {why}\n", case.name))
         })
         .collect();
     println!(
         "status (+ `cl` when the proxy closed the connection after it) and what reached the \
-         upstream (`-` nothing, `> framing`, `cut` incomplete); `*` a deliberate zoo divergence, \
-         `!` a known zoo bug\n\
+         upstream (`-` nothing, `> framing`, `cut` incomplete); `*` a deliberate zoo divergence\n\
          {table}\nzoo's divergences:\n{notes}\nforwarded requests where the proxies differ \
          (without the fields they add by design: {ADDED_BY_DESIGN:?}):\n{details}"
     );
@@ -1027,7 +991,7 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
         let (z, n, c) = (&zoo_out[i], &nginx_out[i], &caddy_out[i]);
         let raw = String::from_utf8_lossy(&case.raw);
         let raw = clip(&raw);
-        if n.refused() && c.refused() && !z.refused() && case.zoo_bug.is_none() {
+        if n.refused() && c.refused() && !z.refused() {
             failures.push(format!(
                 "{}: nginx and caddy refuse it but zoo answered {} and forwarded {} request(s): {raw}",
                 case.name,
@@ -1035,8 +999,7 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
                 z.forwarded.len()
             ));
         }
-        if n.refused() && c.refused() && z.status_is_not_a_client_error() && case.zoo_bug.is_none()
-        {
+        if n.refused() && c.refused() && z.status_is_not_a_client_error() {
             failures.push(format!(
                 "{}: refused by both peers; zoo should answer 4xx (or 501), got {}: {raw}",
                 case.name,
@@ -1078,13 +1041,27 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
             }
         }
         let zoo_alone = z.passed() != n.passed() && z.passed() != c.passed();
-        if zoo_alone && case.zoo_differs.is_none() && case.zoo_bug.is_none() {
+        if zoo_alone && case.zoo_differs.is_none() {
             failures.push(format!(
                 "{}: zoo {} where nginx and caddy {}; a bug, or a decision to explain in the case \
                  and docs/proxy.md",
                 case.name,
                 if z.passed() { "forwards" } else { "refuses" },
                 if n.passed() { "forward" } else { "refuse" },
+            ));
+        }
+    }
+    if let Some(i) = cases.iter().position(|case| case.name == ABSOLUTE_FORM) {
+        let hosts: Vec<&str> = zoo_out[i]
+            .forwarded
+            .iter()
+            .flat_map(|forwarded| &forwarded.head.fields)
+            .filter(|(name, _)| name == "x-forwarded-host")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        if hosts != ["y"] {
+            failures.push(format!(
+                "{ABSOLUTE_FORM}: zoo forwarded X-Forwarded-Host {hosts:?}, not the target's `y`"
             ));
         }
     }
