@@ -52,7 +52,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .map(str::trim)
-            .filter(|token| !token.is_empty() && !token.eq_ignore_ascii_case("close"))
+            // `close` names no header, and `keep-alive` (what most upstreams send) names one
+            // removed below anyway: neither is worth parsing into a name.
+            .filter(|token| {
+                !token.is_empty()
+                    && !token.eq_ignore_ascii_case("close")
+                    && !token.eq_ignore_ascii_case("keep-alive")
+            })
             .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in named {
