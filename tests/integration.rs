@@ -10,6 +10,7 @@ mod integration {
     mod demo;
     mod errors;
     mod examples;
+    mod h2_websocket;
     mod no_loss;
     mod observe;
     mod protocols;

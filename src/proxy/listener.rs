@@ -176,7 +176,8 @@ pub async fn serve(
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new());
+    // RFC 8441: lets h2 clients open WebSockets (h2_websocket.rs).
+    h2.timer(TokioTimer::new()).enable_connect_protocol();
     let builders = Arc::new(Builders { h1, h2 });
     loop {
         let accepted = tokio::select! {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::util::websocket::ws_frame;
 use crate::util::{self, READY_DEADLINE, Zoo, http};
 
 const APP_PY: &str = include_str!("protocols/app.py");
@@ -146,27 +147,6 @@ fn ws_edge_cases(addr: SocketAddr) -> Vec<(&'static str, Vec<Frame>)> {
         .collect()
 }
 
-/// One masked client frame with the given first byte (FIN, RSV and opcode).
-fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(first);
-    match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
-        len @ 126..=65535 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
-        }
-        len => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
 /// The next frame, or `None` at EOF, reset or a quiet read timeout.
 fn ws_try_recv(stream: &mut TcpStream) -> Option<Frame> {
     let mut first = [0u8; 1];
@@ -208,7 +188,15 @@ fn websocket_edge_cases_through_zoo_equal_direct() {
 }
 
 /// zoo in front of `app.py` on a known port; `root` adds top-level keys.
-fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+pub(super) fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+    let (mut zoo, port) = fastapi_zoo_with(root, &[]);
+    zoo.wait_ready("/ping", READY_DEADLINE);
+    (zoo, port)
+}
+
+/// [`fastapi_zoo`] with `files` written next to `zoo.toml` (a certificate for `tls`, say);
+/// returns once the app answers on its own port, whatever zoo's listener speaks.
+pub(super) fn fastapi_zoo_with(root: &str, files: &[(&str, &str)]) -> (Zoo, u16) {
     util::require_uvicorn();
     let port = util::free_port();
     let config = format!(
@@ -222,8 +210,14 @@ fn fastapi_zoo(root: &str) -> (Zoo, u16) {
          [routes]\n\
          \"/\" = {{ app = \"py\" }}\n"
     );
-    let mut zoo = Zoo::start(&config, &[("app.py", APP_PY)]);
-    zoo.wait_ready("/ping", READY_DEADLINE);
+    let zoo = Zoo::start(&config, &[&[("app.py", APP_PY)], files].concat());
+    let app = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        util::poll_until(READY_DEADLINE, || http::get(app, "/ping")
+            .is_ok_and(|response| response.status == 200)),
+        "the app did not answer on its port\n{}",
+        zoo.output()
+    );
     (zoo, port)
 }
 
@@ -1281,22 +1275,7 @@ async fn tls_get(
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake with zoo");
+    let tls = util::https::connect_tls(addr, ca, alpn).await;
     let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
     let io = TokioIo::new(tls);
     let request = hyper::Request::get("https://localhost/rec")
