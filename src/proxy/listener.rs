@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::drain::Counted;
 use super::{ProxyService, Shared};
 use crate::config::Tls;
 
@@ -161,11 +162,13 @@ async fn sniff(mut stream: TcpStream) -> Option<(bool, Sniffed)> {
 
 /// Serves `listener` until `shutdown` is cancelled; each connection (and each tunnel an
 /// upgrade opens) is tracked by `tracker` and, on shutdown, finishes its in-flight requests.
+/// Each request is tracked by `requests` until its response body ends (drain.rs).
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    requests: TaskTracker,
 ) {
     let (header_timeout, tls) = {
         let table = shared.table.load();
@@ -194,12 +197,15 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut service = ProxyService {
-            shared: Arc::clone(&shared),
-            client_addr,
-            forwarded_for: super::headers::forwarded_for(client_addr.ip()),
-            tunnels: tracker.clone(),
-            scheme: "http",
+        let mut service = Counted {
+            service: ProxyService {
+                shared: Arc::clone(&shared),
+                client_addr,
+                forwarded_for: super::headers::forwarded_for(client_addr.ip()),
+                tunnels: tracker.clone(),
+                scheme: "http",
+            },
+            requests: requests.clone(),
         };
         let builders = Arc::clone(&builders);
         let shutdown = shutdown.clone();
@@ -212,7 +218,7 @@ pub async fn serve(
                     return;
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                service.scheme = "https";
+                service.service.scheme = "https";
                 builders.serve(h2, stream, service, &shutdown).await;
             } else {
                 let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
@@ -232,7 +238,7 @@ struct Builders {
 }
 
 impl Builders {
-    async fn serve<I>(&self, h2: bool, io: I, service: ProxyService, shutdown: &CancellationToken)
+    async fn serve<I>(&self, h2: bool, io: I, service: Counted, shutdown: &CancellationToken)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

@@ -5,6 +5,7 @@
 //! Everything a request reads sits in one [`RuntimeTable`] behind one `ArcSwap`, built from a
 //! validated config; a request loads it once. Bodies stream both ways, never buffered whole.
 
+mod drain;
 mod error;
 mod h2_websocket;
 mod headers;

@@ -4,7 +4,7 @@
 //! Another `:protocol` is 501, and an app's refusal reaches the client with its own status.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -12,7 +12,7 @@ use hyper::ext::Protocol;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::protocols::{fastapi_zoo, fastapi_zoo_with};
+use super::protocols::{SERVICE_RESTART, fastapi_zoo, fastapi_zoo_with};
 use crate::util::websocket::{read_frame, ws_frame};
 use crate::util::{self, http};
 
@@ -103,10 +103,7 @@ async fn conversation(stream: &mut TokioIo<hyper::upgrade::Upgraded>) -> (Vec<St
             .write_all(&ws_frame(0x80 | opcode, &payload))
             .await
             .unwrap();
-        let (back, echoed) = tokio::time::timeout(IO_TIMEOUT, read_frame(stream))
-            .await
-            .expect("answer in time")
-            .expect("a frame back");
+        let (back, echoed) = next_frame(stream).await.expect("a frame back");
         let same = if opcode == 0x8 {
             echoed[..2] == [0x03, 0xe8]
         } else {
@@ -114,11 +111,15 @@ async fn conversation(stream: &mut TokioIo<hyper::upgrade::Upgraded>) -> (Vec<St
         };
         seen.push(format!("{opcode:#x}->{back:#x} {} {same}", echoed.len()));
     }
-    let eof = tokio::time::timeout(IO_TIMEOUT, read_frame(stream))
-        .await
-        .expect("EOF in time")
-        .is_none();
+    let eof = next_frame(stream).await.is_none();
     (seen, eof)
+}
+
+/// The next frame, `None` at EOF; fails the test after [`IO_TIMEOUT`].
+async fn next_frame(stream: &mut TokioIo<hyper::upgrade::Upgraded>) -> Option<(u8, Vec<u8>)> {
+    tokio::time::timeout(IO_TIMEOUT, read_frame(stream))
+        .await
+        .expect("a frame or EOF in time")
 }
 
 const EXPECTED: [&str; 4] = [
@@ -236,4 +237,45 @@ fn h2_extended_connect_negotiates_refuses_and_rejects_like_the_app() {
         direct.status
     );
     assert_eq!(refused.status, direct.status, "{}", zoo.output());
+}
+
+#[test]
+fn shutdown_lets_the_app_close_a_websocket_over_h2_with_its_close_frame() {
+    use nix::sys::signal::{Signal, kill};
+
+    let (mut zoo, _) = fastapi_zoo("grace = \"10s\"");
+    let (addr, pid) = (zoo.addr(), zoo.pid());
+    let stopping = Instant::now();
+    let (echo, close, eof) = runtime().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut stream = extended_connect(tcp, "websocket", "/ws", false)
+            .await
+            .stream
+            .expect("a stream");
+        stream.write_all(&ws_frame(0x81, b"hi")).await.unwrap();
+        let echo = next_frame(&mut stream).await;
+        kill(pid, Signal::SIGTERM).unwrap();
+        // No request is in flight, so the app is stopped at once. The h2 connection got
+        // GOAWAY, but its open WebSocket stream carries the app's close frame to the client.
+        let close = next_frame(&mut stream).await;
+        let eof = next_frame(&mut stream).await.is_none();
+        (echo, close, eof)
+    });
+    assert_eq!(echo, Some((0x1, b"hi".to_vec())), "{}", zoo.output());
+    assert_eq!(
+        close,
+        Some((0x8, SERVICE_RESTART.to_vec())),
+        "the app's close frame\n{}",
+        zoo.output()
+    );
+    assert!(eof, "{}", zoo.output());
+    let status = zoo.wait_exit(util::STOP_DEADLINE);
+    let took = stopping.elapsed();
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "{}",
+        zoo.output()
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}\n{}", zoo.output());
 }

@@ -579,38 +579,75 @@ fn websocket_lengths_deflate_and_many_messages_through_zoo_equal_direct() {
     }
 }
 
+/// uvicorn's close code when it shuts down (1012, service restart), as a close payload.
+pub(super) const SERVICE_RESTART: [u8; 2] = [0x03, 0xf4];
+
 #[test]
-fn shutdown_waits_for_an_open_websocket_then_closes_it_at_the_grace() {
+fn shutdown_drains_requests_then_the_app_closes_open_websockets_through_zoo() {
     use nix::sys::signal::{Signal, kill};
 
-    let (mut zoo, _) = fastapi_zoo("grace = \"3s\"");
-    let mut finishing = ws_open(zoo.addr());
-    let mut lingering = ws_open(zoo.addr());
+    let (mut zoo, port) = fastapi_zoo("grace = \"10s\"");
+    let mut websocket = ws_open(zoo.addr());
+    // An SSE stream in flight: zoo lets it finish before it stops the app.
+    let mut sse = BufReader::new(connect(zoo.addr()));
+    sse.get_mut()
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: zoo.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("data: first") {
+        assert!(sse.read_line(&mut seen).unwrap() > 0, "{seen:?}");
+    }
     kill(zoo.pid(), Signal::SIGTERM).unwrap();
     let stopping = Instant::now();
-    // Both tunnels still work while zoo drains.
-    for stream in [&mut finishing, &mut lingering] {
-        ws_send(stream, 0x1, b"still there?");
-        assert_eq!(
-            ws_recv(stream),
-            (0x1, b"still there?".to_vec()),
-            "{}",
-            zoo.output()
-        );
-    }
-    ws_send(&mut finishing, 0x8, &[0x03, 0xe8]);
-    assert_eq!(ws_recv(&mut finishing).0, 0x8, "close frame back");
-    // The other one is left open: zoo closes it at the grace deadline and exits.
-    let status = zoo.wait_exit(util::STOP_DEADLINE);
-    let took = stopping.elapsed();
-    assert!(status.is_some(), "zoo did not exit\n{}", zoo.output());
     assert!(
-        took >= Duration::from_secs(2),
-        "zoo exited after {took:?}: it did not wait for the open WebSocket\n{}",
+        zoo.wait_for_line(IO_TIMEOUT, |_, line| line.contains("shutting down")),
+        "{}",
         zoo.output()
     );
-    let mut rest = Vec::new();
-    let _ = lingering.read_to_end(&mut rest);
+    // While the request drains, the tunnel works and the app is up.
+    ws_send(&mut websocket, 0x1, b"still there?");
+    assert_eq!(
+        ws_recv(&mut websocket),
+        (0x1, b"still there?".to_vec()),
+        "{}",
+        zoo.output()
+    );
+    // The stream ends (released at the app itself: zoo no longer accepts), the drain is over.
+    let release = http::exchange(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        b"POST /release HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        IO_TIMEOUT,
+    )
+    .unwrap();
+    assert!(release.starts_with(b"HTTP/1.1 200"));
+    let mut rest = String::new();
+    sse.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: last"), "{rest:?}\n{}", zoo.output());
+    // Then the app is stopped and closes the WebSocket itself: its close frame reaches the
+    // client through the tunnel, before the EOF.
+    assert_eq!(
+        ws_recv(&mut websocket),
+        (0x8, SERVICE_RESTART.to_vec()),
+        "the app's close frame\n{}",
+        zoo.output()
+    );
+    let mut after = Vec::new();
+    websocket.read_to_end(&mut after).unwrap();
+    assert!(after.is_empty(), "EOF right after the close: {after:?}");
+    drop(websocket);
+    let status = zoo.wait_exit(util::STOP_DEADLINE);
+    let took = stopping.elapsed();
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "the app stopped cleanly, nothing was killed\n{}",
+        zoo.output()
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "zoo took {took:?}: the open WebSocket held up the stop\n{}",
+        zoo.output()
+    );
 }
 
 #[test]
