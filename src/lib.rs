@@ -127,6 +127,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
 
     let stop_accepting = CancellationToken::new();
     let connections = TaskTracker::new();
+    let requests = TaskTracker::new();
     let acceptors = TaskTracker::new();
     for listener in listeners {
         acceptors.spawn(proxy::serve(
@@ -134,6 +135,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
             Arc::clone(&shared),
             stop_accepting.clone(),
             connections.clone(),
+            requests.clone(),
         ));
     }
     acceptors.close();
@@ -149,21 +151,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         );
         tokio::time::sleep(shutdown_delay).await;
     }
-    tracing::info!("shutting down: draining connections, then stopping apps");
+    tracing::info!("shutting down: draining requests, then stopping apps");
     let deadline = Instant::now() + grace;
     stop_accepting.cancel();
     acceptors.wait().await;
-    connections.close();
-    if tokio::time::timeout_at(deadline, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "{} connections still open at the deadline: closing them",
-            connections.len()
-        );
-    }
+    // Requests in flight finish before their apps stop. Open WebSockets do not count: they
+    // never end by themselves, and the app is the one that can close them properly, at a
+    // frame boundary and with its own close code, through the tunnel that is still open.
+    drain(&requests, deadline, "requests still in flight").await;
     let clean = supervisor.stop_all(deadline).await;
+    // What the apps closed finishes its close handshake; a tunnel still open at the deadline
+    // (an external target, an app that ignored its stop signal) is cut at the TCP level.
+    drain(
+        &connections,
+        deadline,
+        "connections still open: closing them",
+    )
+    .await;
     admin_shutdown.cancel();
     if socket_bound {
         let _ = std::fs::remove_file(&socket_path);
@@ -173,6 +177,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         None if clean => 0,
         None => 1,
     })
+}
+
+/// Closes `tracker` and waits for it to empty until `deadline`; logs how many were left.
+async fn drain(tracker: &TaskTracker, deadline: Instant, left: &str) {
+    tracker.close();
+    if tokio::time::timeout_at(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("at the deadline, {} {left}", tracker.len());
+    }
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {

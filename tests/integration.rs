@@ -13,6 +13,7 @@ mod integration {
     mod errors;
     mod examples;
     mod h2_clients;
+    mod h2_websocket;
     mod no_loss;
     mod observe;
     mod pool;

@@ -43,6 +43,12 @@ pub enum ProxyError {
     },
     #[error("{upstream} sent no response headers within {after:?}")]
     Timeout { upstream: String, after: Duration },
+    #[error("extended CONNECT for `:protocol` `{protocol}` is not supported (only websocket)")]
+    ConnectProtocol { protocol: String },
+    #[error("the upstream's WebSocket handshake has a wrong Sec-WebSocket-Accept")]
+    WebSocketAccept,
+    #[error("the upstream answered {status} to a WebSocket handshake instead of 101")]
+    WebSocketNotSwitched { status: StatusCode },
 }
 
 impl ProxyError {
@@ -58,6 +64,8 @@ impl ProxyError {
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectProtocol { .. } => StatusCode::NOT_IMPLEMENTED,
+            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -70,6 +78,7 @@ impl ProxyError {
             Self::Upstream { source, .. } if source.is_connect() => Some("connect"),
             Self::Upstream { .. } => Some("exchange"),
             Self::Timeout { .. } => Some("timeout"),
+            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => Some("exchange"),
             Self::BadPath(_)
             | Self::BadTarget
             | Self::TransferCoding
@@ -77,7 +86,8 @@ impl ProxyError {
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
             | Self::BadBody { .. }
-            | Self::NoRoute { .. } => None,
+            | Self::NoRoute { .. }
+            | Self::ConnectProtocol { .. } => None,
         }
     }
 
@@ -257,6 +267,47 @@ mod tests {
         assert_eq!(
             body,
             "504 Gateway Timeout: app `node` sent no response headers within 60s\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn unsupported_connect_protocol_is_501() {
+        let error = ProxyError::ConnectProtocol {
+            protocol: "connect-udp".into(),
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::NOT_IMPLEMENTED,
+                "501 Not Implemented: extended CONNECT for `:protocol` `connect-udp` is not \
+                 supported (only websocket)\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_websocket_handshakes_are_502() {
+        let (status, body, _) = body_of(ProxyError::WebSocketAccept).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream's WebSocket handshake has a wrong \
+                 Sec-WebSocket-Accept\n"
+            )
+        );
+        let error = ProxyError::WebSocketNotSwitched {
+            status: StatusCode::OK,
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: the upstream answered 200 OK to a WebSocket handshake \
+                 instead of 101\n"
+            )
         );
     }
 

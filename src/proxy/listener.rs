@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::drain::Counted;
 use super::{ProxyService, Shared};
 use crate::config::Tls;
 
@@ -161,11 +162,13 @@ async fn sniff(mut stream: TcpStream) -> Option<(bool, Sniffed)> {
 
 /// Serves `listener` until `shutdown` is cancelled; each connection (and each tunnel an
 /// upgrade opens) is tracked by `tracker` and, on shutdown, finishes its in-flight requests.
+/// Each request is tracked by `requests` until its response body ends (drain.rs).
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    requests: TaskTracker,
 ) {
     let (header_timeout, tls) = {
         let table = shared.table.load();
@@ -176,7 +179,8 @@ pub async fn serve(
         .header_read_timeout(header_timeout)
         .max_buf_size(MAX_HEAD_BYTES);
     let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new());
+    // RFC 8441: lets h2 clients open WebSockets (h2_websocket.rs).
+    h2.timer(TokioTimer::new()).enable_connect_protocol();
     let builders = Arc::new(Builders { h1, h2 });
     loop {
         let accepted = tokio::select! {
@@ -193,12 +197,15 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut service = ProxyService {
-            shared: Arc::clone(&shared),
-            client_addr,
-            forwarded_for: super::headers::forwarded_for(client_addr.ip()),
-            tunnels: tracker.clone(),
-            scheme: "http",
+        let mut service = Counted {
+            service: ProxyService {
+                shared: Arc::clone(&shared),
+                client_addr,
+                forwarded_for: super::headers::forwarded_for(client_addr.ip()),
+                tunnels: tracker.clone(),
+                scheme: "http",
+            },
+            requests: requests.clone(),
         };
         let builders = Arc::clone(&builders);
         let shutdown = shutdown.clone();
@@ -211,7 +218,7 @@ pub async fn serve(
                     return;
                 };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                service.scheme = "https";
+                service.service.scheme = "https";
                 builders.serve(h2, stream, service, &shutdown).await;
             } else {
                 let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
@@ -231,7 +238,7 @@ struct Builders {
 }
 
 impl Builders {
-    async fn serve<I>(&self, h2: bool, io: I, service: ProxyService, shutdown: &CancellationToken)
+    async fn serve<I>(&self, h2: bool, io: I, service: Counted, shutdown: &CancellationToken)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {

@@ -5,7 +5,9 @@
 //! Everything a request reads sits in one [`RuntimeTable`] behind one `ArcSwap`, built from a
 //! validated config; a request loads it once. Bodies stream both ways, never buffered whole.
 
+mod drain;
 mod error;
+mod h2_websocket;
 mod headers;
 mod listener;
 mod template;
@@ -400,7 +402,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         let service = self.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -416,7 +418,15 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 (target.to_owned(), request.version())
             });
             let mut trace = Trace::default();
-            let response = match service.handle(request, &mut trace).await {
+            // RFC 8441: an h2 extended CONNECT goes to the app as an HTTP/1.1 WebSocket upgrade.
+            let handled = match h2_websocket::translate_request(&mut request) {
+                Ok(handshake) => service
+                    .handle(request, &mut trace)
+                    .await
+                    .and_then(|response| h2_websocket::finish(response, handshake)),
+                Err(error) => Err(error),
+            };
+            let response = match handled {
                 Ok(response) => response,
                 Err(error) => {
                     if let Some(kind) = error.upstream_kind() {

@@ -354,6 +354,15 @@ struct Reuse {
     ended: bool,
 }
 
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("body", &self.body)
+            .field("pooled", &self.reuse.is_some())
+            .finish()
+    }
+}
+
 impl ResponseBody {
     fn unpooled(body: Incoming) -> Self {
         Self { body, reuse: None }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::util::websocket::ws_frame;
 use crate::util::{self, READY_DEADLINE, Zoo, http};
 
 const APP_PY: &str = include_str!("protocols/app.py");
@@ -148,27 +149,6 @@ fn ws_edge_cases(addr: SocketAddr) -> Vec<(&'static str, Vec<Frame>)> {
         .collect()
 }
 
-/// One masked client frame with the given first byte (FIN, RSV and opcode).
-fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(first);
-    match payload.len() {
-        len @ 0..=125 => frame.push(0x80 | u8::try_from(len).unwrap()),
-        len @ 126..=65535 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
-        }
-        len => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
 /// The next frame, or `None` at EOF, reset or a quiet read timeout.
 fn ws_try_recv(stream: &mut TcpStream) -> Option<Frame> {
     let mut first = [0u8; 1];
@@ -210,8 +190,17 @@ fn websocket_edge_cases_through_zoo_equal_direct() {
 }
 
 /// zoo in front of `app.py` on a known port; `root` adds top-level keys. The other suites that
-/// need a real FastAPI app (`browser.rs`, `h2_clients.rs`, `sse.rs`) use this one too.
+/// need a real FastAPI app (`browser.rs`, `h2_clients.rs`, `sse.rs`, `h2_websocket.rs`) use this
+/// one too.
 pub(super) fn fastapi_zoo(root: &str) -> (Zoo, u16) {
+    let (mut zoo, port) = fastapi_zoo_with(root, &[]);
+    zoo.wait_ready("/ping", READY_DEADLINE);
+    (zoo, port)
+}
+
+/// [`fastapi_zoo`] with `files` written next to `zoo.toml` (a certificate for `tls`, say);
+/// returns once the app answers on its own port, whatever zoo's listener speaks.
+pub(super) fn fastapi_zoo_with(root: &str, files: &[(&str, &str)]) -> (Zoo, u16) {
     util::require_uvicorn();
     let port = util::free_port();
     let config = format!(
@@ -225,11 +214,17 @@ pub(super) fn fastapi_zoo(root: &str) -> (Zoo, u16) {
          [routes]\n\
          \"/\" = {{ app = \"py\" }}\n"
     );
-    let mut zoo = Zoo::start(
+    let zoo = Zoo::start(
         &config,
-        &[("app.py", APP_PY), ("ws_page.html", WS_PAGE_HTML)],
+        &[&[("app.py", APP_PY), ("ws_page.html", WS_PAGE_HTML)], files].concat(),
     );
-    zoo.wait_ready("/ping", READY_DEADLINE);
+    let app = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(
+        util::poll_until(READY_DEADLINE, || http::get(app, "/ping")
+            .is_ok_and(|response| response.status == 200)),
+        "the app did not answer on its port\n{}",
+        zoo.output()
+    );
     (zoo, port)
 }
 
@@ -591,38 +586,75 @@ fn websocket_lengths_deflate_and_many_messages_through_zoo_equal_direct() {
     }
 }
 
+/// uvicorn's close code when it shuts down (1012, service restart), as a close payload.
+pub(super) const SERVICE_RESTART: [u8; 2] = [0x03, 0xf4];
+
 #[test]
-fn shutdown_waits_for_an_open_websocket_then_closes_it_at_the_grace() {
+fn shutdown_drains_requests_then_the_app_closes_open_websockets_through_zoo() {
     use nix::sys::signal::{Signal, kill};
 
-    let (mut zoo, _) = fastapi_zoo("grace = \"3s\"");
-    let mut finishing = ws_open(zoo.addr());
-    let mut lingering = ws_open(zoo.addr());
+    let (mut zoo, port) = fastapi_zoo("grace = \"10s\"");
+    let mut websocket = ws_open(zoo.addr());
+    // An SSE stream in flight: zoo lets it finish before it stops the app.
+    let mut sse = BufReader::new(connect(zoo.addr()));
+    sse.get_mut()
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: zoo.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("data: first") {
+        assert!(sse.read_line(&mut seen).unwrap() > 0, "{seen:?}");
+    }
     kill(zoo.pid(), Signal::SIGTERM).unwrap();
     let stopping = Instant::now();
-    // Both tunnels still work while zoo drains.
-    for stream in [&mut finishing, &mut lingering] {
-        ws_send(stream, 0x1, b"still there?");
-        assert_eq!(
-            ws_recv(stream),
-            (0x1, b"still there?".to_vec()),
-            "{}",
-            zoo.output()
-        );
-    }
-    ws_send(&mut finishing, 0x8, &[0x03, 0xe8]);
-    assert_eq!(ws_recv(&mut finishing).0, 0x8, "close frame back");
-    // The other one is left open: zoo closes it at the grace deadline and exits.
-    let status = zoo.wait_exit(util::STOP_DEADLINE);
-    let took = stopping.elapsed();
-    assert!(status.is_some(), "zoo did not exit\n{}", zoo.output());
     assert!(
-        took >= Duration::from_secs(2),
-        "zoo exited after {took:?}: it did not wait for the open WebSocket\n{}",
+        zoo.wait_for_line(IO_TIMEOUT, |_, line| line.contains("shutting down")),
+        "{}",
         zoo.output()
     );
-    let mut rest = Vec::new();
-    let _ = lingering.read_to_end(&mut rest);
+    // While the request drains, the tunnel works and the app is up.
+    ws_send(&mut websocket, 0x1, b"still there?");
+    assert_eq!(
+        ws_recv(&mut websocket),
+        (0x1, b"still there?".to_vec()),
+        "{}",
+        zoo.output()
+    );
+    // The stream ends (released at the app itself: zoo no longer accepts), the drain is over.
+    let release = http::exchange(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        b"POST /release HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        IO_TIMEOUT,
+    )
+    .unwrap();
+    assert!(release.starts_with(b"HTTP/1.1 200"));
+    let mut rest = String::new();
+    sse.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: last"), "{rest:?}\n{}", zoo.output());
+    // Then the app is stopped and closes the WebSocket itself: its close frame reaches the
+    // client through the tunnel, before the EOF.
+    assert_eq!(
+        ws_recv(&mut websocket),
+        (0x8, SERVICE_RESTART.to_vec()),
+        "the app's close frame\n{}",
+        zoo.output()
+    );
+    let mut after = Vec::new();
+    websocket.read_to_end(&mut after).unwrap();
+    assert!(after.is_empty(), "EOF right after the close: {after:?}");
+    drop(websocket);
+    let status = zoo.wait_exit(util::STOP_DEADLINE);
+    let took = stopping.elapsed();
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(0),
+        "the app stopped cleanly, nothing was killed\n{}",
+        zoo.output()
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "zoo took {took:?}: the open WebSocket held up the stop\n{}",
+        zoo.output()
+    );
 }
 
 #[test]
@@ -1279,22 +1311,7 @@ async fn tls_get(
     use http_body_util::{BodyExt, Empty};
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let tls = connector
-        .connect(name, tcp)
-        .await
-        .expect("TLS handshake with zoo");
+    let tls = util::https::connect_tls(addr, ca, alpn).await;
     let negotiated = tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec();
     let io = TokioIo::new(tls);
     let request = hyper::Request::get("https://localhost/rec")

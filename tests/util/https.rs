@@ -1,7 +1,8 @@
 //! An HTTPS upstream for proxy tests: a hyper server behind tokio-rustls on 127.0.0.1, with a
 //! CA and a `localhost` leaf certificate made by rcgen at test time. It answers every request
 //! with a fixed body and records what a reverse proxy must get right: method, path and query,
-//! `Host`, and the SNI name of the TLS handshake.
+//! `Host`, and the SNI name of the TLS handshake. Also the client side: [`connect_tls`] to a zoo
+//! whose listener has `tls`.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, TcpListener};
@@ -135,6 +136,30 @@ impl Drop for HttpsUpstream {
             runtime.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// A TLS connection to `addr` as `localhost`, trusting `ca`, offering `alpn`.
+pub async fn connect_tls(
+    addr: std::net::SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake with zoo")
 }
 
 /// A fresh CA, a `localhost` certificate it signed, and a TLS acceptor serving the latter.

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod https;
 pub mod load;
+pub mod websocket;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
