@@ -750,11 +750,12 @@ async fn send(
         let mut resent_after_writing = 0;
         loop {
             let again = replayable(&request);
-            let sent = match upstream {
+            let (pool, app_addr) = match upstream {
                 // The app's address is read at each attempt: a replace may have moved it.
-                Upstream::App { app, pool, .. } => pool.send(Some(app.addr()), request).await,
-                Upstream::External(external) => external.pool.send(None, request).await,
+                Upstream::App { app, pool, .. } => (pool, Some(app.addr())),
+                Upstream::External(external) => (&external.pool, None),
             };
+            let sent = pool.send(app_addr, request).await;
             match (sent, again) {
                 (Err(error), Some(again)) => {
                     // Refused means nothing was sent; otherwise the request may have been

@@ -171,7 +171,9 @@ impl Pool {
             Connections::Http1(idle) => loop {
                 let (mut sender, reused) = match self.checkout(idle, app_addr).await {
                     Some(sender) => (sender, true),
-                    None => (self.connect_http1(app_addr).await?, false),
+                    // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
+                    // every request's future would carry its space for the rare new connection.
+                    None => (Box::pin(self.connect_http1(app_addr)).await?, false),
                 };
                 match sender.try_send_request(request).await {
                     Ok(response) => {
@@ -198,11 +200,11 @@ impl Pool {
         let reused = current.is_some();
         let sender = match current {
             Some(sender) => sender,
-            None => self.connect_http2(shared, app_addr).await?,
+            None => Box::pin(self.connect_http2(shared, app_addr)).await?,
         };
         match send_http2(sender, request).await {
             Err((Some(unsent), _)) if reused => {
-                let sender = self.connect_http2(shared, app_addr).await?;
+                let sender = Box::pin(self.connect_http2(shared, app_addr)).await?;
                 send_http2(sender, unsent).await.map_err(|(_, error)| error)
             }
             sent => sent.map_err(|(_, error)| error),
