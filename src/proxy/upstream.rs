@@ -169,7 +169,7 @@ impl Pool {
         let shared = match &self.connections {
             Connections::Http2(shared) => shared,
             Connections::Http1(idle) => loop {
-                let (mut sender, reused) = match self.checkout(idle, app_addr).await {
+                let (mut sender, reused) = match Self::checkout(idle, app_addr) {
                     Some(sender) => (sender, true),
                     // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
                     // every request's future would carry its space for the rare new connection.
@@ -211,30 +211,46 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection that can take a request, if any.
-    async fn checkout(
-        &self,
+    /// The most recently used idle connection that can take a request now, if any.
+    fn checkout(
         idle: &Mutex<Vec<Idle>>,
         addr: Option<SocketAddr>,
     ) -> Option<http1::SendRequest<UpstreamBody>> {
         loop {
             let Idle {
-                mut sender,
+                sender,
                 addr: to,
                 since,
             } = lock(idle).pop()?;
-            if to != addr || sender.is_closed() || since.elapsed() > POOL_IDLE_TIMEOUT {
-                continue;
-            }
-            // A connection comes back when its response body ends, which can be a moment
-            // before its connection task has taken note; it is ready at once then.
-            if sender.is_ready() || sender.ready().await.is_ok() {
+            if to == addr && sender.is_ready() && since.elapsed() <= POOL_IDLE_TIMEOUT {
                 return Some(sender);
             }
         }
     }
 
-    fn put_back(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<SocketAddr>) {
+    /// Returns a connection whose response has ended to the pool: at once when it can take
+    /// the next request, else once it can (its connection task has not yet seen the end, or
+    /// is still sending the request body to an upstream that answered early).
+    fn put_back(
+        self: Arc<Self>,
+        sender: http1::SendRequest<UpstreamBody>,
+        addr: Option<SocketAddr>,
+    ) {
+        if sender.is_ready() {
+            self.keep_idle(sender, addr);
+        } else if !sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let mut sender = sender;
+                if sender.ready().await.is_ok() {
+                    self.keep_idle(sender, addr);
+                }
+            });
+        }
+    }
+
+    fn keep_idle(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<SocketAddr>) {
         let Connections::Http1(idle) = &self.connections else {
             return;
         };
