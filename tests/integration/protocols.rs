@@ -1,7 +1,7 @@
 //! Protocols through zoo, with real clients and servers: WebSocket echo (boundary lengths to
 //! 16 MiB, 10,000 messages, permessage-deflate) and close frames to a
 //! FastAPI app (through zoo and direct, compared), SSE flushed before the app ends the stream,
-//! a 256 MiB upload streamed with zoo's peak RSS bounded, h2c with prior knowledge on the HTTP/1.1
+//! a 1 GiB upload streamed with zoo's peak RSS bounded, h2c with prior knowledge on the HTTP/1.1
 //! port, gRPC to a grpcio server over `protocol = "h2c"`, and raw-socket cases for limits
 //! (414/431/413/504/502, slowloris), request hygiene and the no-duplicate-POST retry rule.
 
@@ -728,7 +728,7 @@ fn peak_rss_kib(pid: nix::unistd::Pid) -> u64 {
 }
 
 fn upload_streams_with_bounded_rss(zoo: &Zoo) {
-    const SIZE: usize = 256 << 20;
+    const SIZE: usize = 1 << 30;
     const CHUNK: usize = 1 << 20;
     let before = peak_rss_kib(zoo.pid());
     let started = Instant::now();
