@@ -147,24 +147,30 @@ mod splice {
 
     async fn into_pipe(from: &ReadHalf<'_>, pipe_in: &OwnedFd) -> io::Result<usize> {
         let socket: &TcpStream = from.as_ref();
-        loop {
-            socket.readable().await?;
-            match socket.try_io(Interest::READABLE, || {
-                Ok(splice(socket, None, pipe_in, None, CHUNK, FLAGS)?)
-            }) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                done => return done,
-            }
-        }
+        when_ready(socket, Interest::READABLE, || {
+            splice(socket, None, pipe_in, None, CHUNK, FLAGS)
+        })
+        .await
     }
 
     async fn out_of_pipe(pipe_out: &OwnedFd, to: &WriteHalf<'_>, len: usize) -> io::Result<usize> {
         let socket: &TcpStream = to.as_ref();
+        when_ready(socket, Interest::WRITABLE, || {
+            splice(pipe_out, None, socket, None, len, FLAGS)
+        })
+        .await
+    }
+
+    /// Runs one non-blocking `splice` once `socket` is ready for `interest`, waiting again
+    /// whenever the readiness was stale.
+    async fn when_ready(
+        socket: &TcpStream,
+        interest: Interest,
+        splice_once: impl Fn() -> nix::Result<usize>,
+    ) -> io::Result<usize> {
         loop {
-            socket.writable().await?;
-            match socket.try_io(Interest::WRITABLE, || {
-                Ok(splice(pipe_out, None, socket, None, len, FLAGS)?)
-            }) {
+            socket.ready(interest).await?;
+            match socket.try_io(interest, || Ok(splice_once()?)) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 done => return done,
             }

@@ -71,25 +71,31 @@ fn ws_send(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
     stream.write_all(&ws_frame(0x80 | opcode, payload)).unwrap();
 }
 
-fn ws_recv(stream: &mut TcpStream) -> Frame {
+/// The next frame's first byte (FIN, RSV, opcode) and payload length, read from its head.
+fn ws_frame_head(stream: &mut TcpStream) -> (u8, usize) {
     let mut head = [0u8; 2];
     stream.read_exact(&mut head).expect("frame head");
     let len = match head[1] & 0x7f {
         126 => {
             let mut ext = [0u8; 2];
             stream.read_exact(&mut ext).unwrap();
-            u64::from(u16::from_be_bytes(ext))
+            usize::from(u16::from_be_bytes(ext))
         }
         127 => {
             let mut ext = [0u8; 8];
             stream.read_exact(&mut ext).unwrap();
-            u64::from_be_bytes(ext)
+            usize::try_from(u64::from_be_bytes(ext)).unwrap()
         }
-        len => u64::from(len),
+        len => usize::from(len),
     };
-    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+    (head[0], len)
+}
+
+fn ws_recv(stream: &mut TcpStream) -> Frame {
+    let (first, len) = ws_frame_head(stream);
+    let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).unwrap();
-    (head[0] & 0x0f, payload)
+    (first & 0x0f, payload)
 }
 
 /// One conversation: text and binary echoes of the boundary lengths, a ping, a clean close.
@@ -280,29 +286,15 @@ fn ws_handshake(addr: SocketAddr, extra: &str) -> (TcpStream, String) {
 /// A whole message: the first frame's opcode and RSV1 bit, then the payloads of it and its
 /// continuation frames joined (a server may fragment what it sends).
 fn ws_recv_message(stream: &mut TcpStream) -> (u8, bool, Vec<u8>) {
-    let mut head = [0u8; 2];
     let mut first: Option<(u8, bool)> = None;
     let mut message = Vec::new();
     loop {
-        stream.read_exact(&mut head).expect("frame head");
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut ext = [0u8; 2];
-                stream.read_exact(&mut ext).unwrap();
-                usize::from(u16::from_be_bytes(ext))
-            }
-            127 => {
-                let mut ext = [0u8; 8];
-                stream.read_exact(&mut ext).unwrap();
-                usize::try_from(u64::from_be_bytes(ext)).unwrap()
-            }
-            len => usize::from(len),
-        };
+        let (head, len) = ws_frame_head(stream);
         let start = message.len();
         message.resize(start + len, 0);
         stream.read_exact(&mut message[start..]).unwrap();
-        first.get_or_insert((head[0] & 0x0f, head[0] & 0x40 != 0));
-        if head[0] & 0x80 != 0 {
+        first.get_or_insert((head & 0x0f, head & 0x40 != 0));
+        if head & 0x80 != 0 {
             let (opcode, rsv1) = first.unwrap();
             return (opcode, rsv1, message);
         }

@@ -185,9 +185,7 @@ fn exec_probes_gate_readiness_and_failed_liveness_restarts_the_app() {
         "zoo",
         "web exited with signal 15 (SIGTERM); restarting in 100ms",
     );
-    let pid = zoo_pid(&zoo, false);
-    let (code, _) = terminate_timed(&mut zoo, pid);
-    assert_eq!(code, Some(0), "{}", zoo.output());
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
 }
 
 #[test]
@@ -221,9 +219,7 @@ fn failed_liveness_of_a_replace_app_swaps_in_a_new_instance() {
         "the unhealthy instance is stopped\n{}",
         zoo.output()
     );
-    let pid = zoo_pid(&zoo, false);
-    let (code, _) = terminate_timed(&mut zoo, pid);
-    assert_eq!(code, Some(0), "{}", zoo.output());
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
 }
 
 #[test]
@@ -384,9 +380,7 @@ fn depends_on_starts_after_ready_and_stops_first() {
     );
     let mut zoo = Zoo::start(&config(&apps), &[]);
     wait_line(&zoo, "zoo", "web ready on");
-    let pid = zoo_pid(&zoo, false);
-    let (code, _) = terminate_timed(&mut zoo, pid);
-    assert_eq!(code, Some(0), "{}", zoo.output());
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
     let output = zoo.output();
     let at = |text: &str| {
         output
