@@ -12,10 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::{Health, Metrics};
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::{BuildError, RuntimeTable, Shared};
 use crate::supervise::{self, AppCommand, AppState, Controller, SuperviseError};
+use crate::telemetry::{Health, Metrics};
 
 /// How long `zoo restart`/`start`/`stop` wait for the app to get there.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);

@@ -11,6 +11,7 @@ pub mod log;
 pub mod proxy;
 pub mod route;
 pub mod supervise;
+pub mod telemetry;
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -24,11 +25,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use admin::{Health, Metrics};
 use config::Config;
 use control::Control;
 use proxy::{BuildError, RuntimeTable, Shared};
 use supervise::{AppList, SuperviseError, Supervisor};
+use telemetry::{Health, Metrics};
 
 /// Why zoo could not run.
 #[derive(Debug, thiserror::Error)]

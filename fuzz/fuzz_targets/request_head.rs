@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zoo::admin::{Health, Metrics};
+use zoo::telemetry::{Health, Metrics};
 use zoo::proxy::{RuntimeTable, Shared};
 use zoo::supervise::AppList;
 

@@ -13,8 +13,6 @@
 //! | `GET /apps/NAME/logs` | the app's last output lines |
 
 pub mod client;
-mod health;
-mod metrics;
 pub mod socket;
 
 use std::convert::Infallible;
@@ -42,8 +40,6 @@ const APP_COMMANDS: [(&str, AppCommand); 3] = [
     ("stop", AppCommand::Stop),
     ("start", AppCommand::Start),
 ];
-pub use health::Health;
-pub use metrics::{Metrics, RouteMetrics};
 
 /// A listener the admin endpoints can be served on: the control socket or a TCP address.
 pub trait Listener: Send + 'static {
@@ -100,7 +96,7 @@ async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full
             let (status, body) = control.health().answer();
             json(status, body)
         }
-        (&Method::GET, "/metrics") => metrics_response(control.metrics()),
+        (&Method::GET, "/metrics") => crate::telemetry::metrics_response(control.metrics()),
         (&Method::GET, "/status") => match serde_json::to_string_pretty(&control.status()) {
             Ok(body) => json(StatusCode::OK, body + "\n"),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
@@ -155,16 +151,6 @@ fn not_found(method: &Method, path: &str) -> Response<Full<Bytes>> {
     text(
         StatusCode::NOT_FOUND,
         format!("no admin endpoint {method} {path}\n"),
-    )
-}
-
-/// The Prometheus text exposition, for `/metrics` here and the `metrics` built-in route.
-#[must_use]
-pub fn metrics_response(metrics: &Metrics) -> Response<Full<Bytes>> {
-    with_type(
-        StatusCode::OK,
-        metrics.render(),
-        "text/plain; version=0.0.4; charset=utf-8",
     )
 }
 

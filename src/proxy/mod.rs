@@ -33,11 +33,11 @@ use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio_util::task::TaskTracker;
 
-use crate::admin::{Health, Metrics, RouteMetrics};
 use crate::config::{self, Action, Builtin, Config, Protocol, ProxyTarget, Scheme};
 use crate::log::{AccessEntry, AccessLog};
 use crate::route::{self, RouteTable};
 use crate::supervise::AppHandle;
+use crate::telemetry::{Health, Metrics, RouteMetrics};
 use error::BodyFault;
 pub use error::ProxyError;
 pub use listener::serve;
@@ -572,7 +572,7 @@ impl ProxyService {
                 Ok(full_response(status, headers, body))
             }
             RouteAction::Metrics(metrics) => {
-                Ok(crate::admin::metrics_response(metrics).map(Either::Right))
+                Ok(crate::telemetry::metrics_response(metrics).map(Either::Right))
             }
         }
     }

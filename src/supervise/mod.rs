@@ -35,7 +35,7 @@ use tokio::time::Instant;
 
 use crate::config;
 pub use backoff::{Backoff, RestartBudget};
-pub use output::{RecentLines, prefix as output_prefix, reserve_name_width};
+pub use output::RecentLines;
 pub use reaper::{ExitStatus, Reaper};
 pub use reload::AppChanges;
 use runner::{AppRunner, Control};
@@ -555,7 +555,7 @@ pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError>
 
 /// The handle of a new app (at start, or added by a reload).
 fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
-    reserve_name_width(&app.name);
+    crate::log::reserve_name_width(&app.name);
     let port = match app.port {
         Some(port) => port,
         None => free_port().map_err(|source| SuperviseError::NoFreePort {
