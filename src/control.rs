@@ -1,21 +1,23 @@
-//! The running zoo's control plane: what `zoo reload`, SIGHUP and `zoo status` act on. It
-//! owns the path and the currently loaded config, and swaps a freshly validated runtime
-//! table in one store; a config that fails validation is logged with its file:line:col and
-//! the old table keeps serving. Listeners are never rebound. A reload also brings the apps in
-//! line with the new config (the supervisor starts, stops and replaces them); the new table
-//! is built against the new set of apps and stored once the new ones are ready.
+//! The running zoo's control plane: what `zoo reload`, SIGHUP, `zoo status` and the per-app
+//! verbs act on. A reload re-reads the config file and applies every setting or refuses the
+//! whole of it by name: added addresses of `listen` and `admin` are bound first (a bind that
+//! fails refuses the reload, and nothing changed), the apps are brought in line (the
+//! supervisor starts, stops and replaces them), the new runtime is built against the new set
+//! of apps and stored in one swap once they are ready, and only then do removed addresses stop
+//! accepting. A config that fails validation is refused with its file:line:col and the
+//! running one keeps serving.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{self, Config, ConfigError};
-use crate::proxy::{BuildError, RuntimeTable, Shared};
+use crate::config::{self, ConfigError};
+use crate::listeners::{ListenError, ListenerSet, Staged};
+use crate::runtime::{BuildError, Runtime, Serving};
 use crate::supervise::{self, AppCommand, AppState, Controller, SuperviseError};
-use crate::telemetry::{Health, Metrics};
 
 /// How long `zoo restart`/`start`/`stop` wait for the app to get there.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -37,40 +39,43 @@ pub enum ReloadError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Supervise(#[from] SuperviseError),
-    #[error("{}: {what} changed; restart zoo to apply it (the running config is kept)", path.display())]
-    NeedsRestart { path: PathBuf, what: String },
+    #[error("{}: {source} (the running config is kept)", path.display())]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: ListenError,
+    },
 }
 
 /// Shared by the admin endpoints, the SIGHUP handler and `run`.
-pub struct Control {
+pub struct ControlPlane {
     /// Where the config is re-read from on reload.
     path: PathBuf,
-    /// The config now serving and when it was loaded; replaced only by a successful reload.
-    current: Mutex<(Config, SystemTime)>,
-    /// The proxy's shared state, whose table a reload swaps.
-    shared: Arc<Shared>,
-    /// The apps' readiness and whether zoo is draining; also the apps' list, in start order.
-    health: Arc<Health>,
-    metrics: Arc<Metrics>,
+    /// The runtime in use, which a reload replaces.
+    serving: Arc<Serving>,
     /// Commands to and status of the supervised apps.
     apps: Controller,
+    /// The public listeners (`listen`).
+    public: ListenerSet,
+    /// The admin TCP listener (`admin`), none or one.
+    admin: ListenerSet,
     /// Serialises reloads so that two cannot interleave their check and swap.
     reloading: tokio::sync::Mutex<()>,
 }
 
 /// What `zoo status` shows.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Status {
+pub struct StatusReport {
     pub config: String,
     /// Seconds since the Unix epoch when the serving config was loaded.
     pub loaded_at: u64,
     pub listen: Vec<String>,
-    pub apps: Vec<AppStatus>,
+    pub apps: Vec<AppReport>,
     pub routes: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct AppStatus {
+pub struct AppReport {
     pub name: String,
     pub port: u16,
     /// `waiting`, `starting`, `ready`, `backoff`, `stopping`, `stopped` or `failed`.
@@ -82,7 +87,7 @@ pub struct AppStatus {
     pub last_exit: Option<String>,
 }
 
-impl Status {
+impl StatusReport {
     /// The readable table `zoo status` prints; `now` is seconds since the Unix epoch.
     #[must_use]
     pub fn render(&self, now: u64) -> String {
@@ -127,84 +132,102 @@ impl Status {
     }
 }
 
-impl Control {
+impl ControlPlane {
+    /// The control plane of the zoo serving `serving`; `public` and `admin` are the listener
+    /// sets a reload changes, already serving the startup config.
     #[must_use]
     pub fn new(
-        config: Config,
-        shared: Arc<Shared>,
-        health: Arc<Health>,
-        metrics: Arc<Metrics>,
+        path: PathBuf,
+        serving: Arc<Serving>,
         apps: Controller,
+        public: ListenerSet,
+        admin: ListenerSet,
     ) -> Self {
         Self {
-            path: config.path.clone(),
-            current: Mutex::new((config, SystemTime::now())),
-            shared,
-            health,
-            metrics,
+            path,
+            serving,
             apps,
+            public,
+            admin,
             reloading: tokio::sync::Mutex::new(()),
         }
     }
 
     #[must_use]
-    pub fn health(&self) -> &Health {
-        &self.health
+    pub fn serving(&self) -> &Serving {
+        &self.serving
     }
 
-    #[must_use]
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// Re-reads the config file and, when it is valid, applies it: apps added, removed and
-    /// changed are started, stopped and restarted (by their `restart_strategy`), and the new
-    /// runtime table is swapped in once the new apps are ready. On an error found before any
-    /// app was touched (invalid config, unbuildable table) the serving config stays as it was.
+    /// Re-reads the config file and, when it is valid and every address it adds can be bound,
+    /// applies all of it: apps added, removed and changed are started, stopped and restarted
+    /// (by their `restart_strategy`), the new runtime is stored once the new apps are ready,
+    /// then removed addresses stop accepting. On an error found before any app was touched
+    /// (invalid config, an address that cannot be bound, an unreadable certificate) nothing
+    /// changed.
     pub async fn reload(&self) -> Result<(), ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let config = config::load(&self.path)?;
-        {
-            let current = self.lock();
-            if let Some(what) = needs_restart(&current.0, &config) {
-                return Err(ReloadError::NeedsRestart {
-                    path: self.path.clone(),
-                    what,
-                });
-            }
-        }
+        let listen_error = |source| ReloadError::Listen {
+            path: self.path.clone(),
+            source,
+        };
+        let public = self
+            .public
+            .stage(&config.listen)
+            .await
+            .map_err(listen_error)?;
+        let admin = self
+            .admin
+            .stage(&Vec::from_iter(config.admin))
+            .await
+            .map_err(listen_error)?;
         let changes = self.apps.plan_changes(&config.apps)?;
-        let handles = changes.handles();
-        let table = RuntimeTable::build(&config, &handles, &self.health, &self.metrics)?;
+        let scheme = scheme_of(&config);
+        let runtime = Runtime::build(config, changes.handles(), &self.serving.metrics)?;
         self.apps
-            .apply(changes, || {
-                self.health.set_apps(handles);
-                self.shared.table.store(Arc::new(table));
-            })
+            .apply(changes, || self.serving.store(runtime))
             .await?;
-        *self.lock() = (config, SystemTime::now());
+        self.public.commit(public, scheme);
+        self.admin.commit(admin, "http");
         tracing::info!("reloaded {}", self.path.display());
         Ok(())
     }
 
+    /// Starts serving the addresses `run` bound for the startup config.
+    pub fn commit_startup(&self, public: Staged, admin: Staged, scheme: &str) {
+        self.admin.commit(admin, "http");
+        self.public.commit(public, scheme);
+    }
+
+    /// Stops accepting on every public and admin address (shutdown).
+    pub fn stop_accepting(&self) {
+        self.public.stop_all();
+        self.admin.stop_all();
+    }
+
     #[must_use]
-    pub fn status(&self) -> Status {
-        let current = self.lock();
-        let (config, loaded_at) = &*current;
-        Status {
-            config: config.path.display().to_string(),
-            loaded_at: loaded_at
+    pub fn status(&self) -> StatusReport {
+        let runtime = self.serving.load();
+        StatusReport {
+            config: runtime.config.path.display().to_string(),
+            loaded_at: runtime
+                .loaded_at
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
-            listen: config.listen.iter().map(ToString::to_string).collect(),
+            listen: self
+                .public
+                .bound()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             apps: self
                 .apps
                 .status()
                 .into_iter()
-                .map(|status| AppStatus {
+                .map(|status| AppReport {
                     name: status.name,
                     port: status.port,
-                    state: state_name(status.state).to_owned(),
+                    state: status.state.as_str().to_owned(),
                     pid: status.pid,
                     ready: status.ready,
                     restarts: status.restarts,
@@ -212,14 +235,15 @@ impl Control {
                     last_exit: status.last_exit.map(|exit| exit.to_string()),
                 })
                 .collect(),
-            routes: self.shared.table.load().describe(),
+            routes: runtime.describe(),
         }
     }
 
     /// The last lines app `name` wrote, oldest first.
     pub fn recent_lines(&self, name: &str) -> Result<Vec<String>, CommandError> {
-        self.health
-            .apps()
+        self.serving
+            .load()
+            .apps
             .iter()
             .find(|app| app.name == name)
             .map(|app| app.recent.snapshot())
@@ -256,7 +280,7 @@ impl Control {
             if tokio::time::Instant::now() >= deadline {
                 return Err(CommandError::Timeout {
                     app: name.to_owned(),
-                    state: state_name(now.state).to_owned(),
+                    state: now.state.as_str().to_owned(),
                 });
             }
             tokio::time::sleep(COMMAND_POLL).await;
@@ -272,34 +296,15 @@ impl Control {
                 app: name.to_owned(),
             })
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Config, SystemTime)> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
-fn state_name(state: AppState) -> &'static str {
-    match state {
-        AppState::Waiting => "waiting",
-        AppState::Starting => "starting",
-        AppState::Ready => "ready",
-        AppState::Backoff => "backoff",
-        AppState::Stopping => "stopping",
-        AppState::Stopped => "stopped",
-        AppState::Failed => "failed",
+/// `https` when the public listeners speak TLS.
+fn scheme_of(config: &config::Config) -> &'static str {
+    if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
     }
-}
-
-/// What a reload cannot apply in place: the listeners, which are never rebound, and the
-/// access log writer.
-fn needs_restart(running: &Config, new: &Config) -> Option<String> {
-    if running.listen != new.listen {
-        return Some("`listen`".to_owned());
-    }
-    if running.access_log != new.access_log {
-        return Some("`access_log`".to_owned());
-    }
-    None
 }
 
 #[cfg(test)]
@@ -309,7 +314,7 @@ mod tests {
     #[test]
     fn status_renders_as_a_table() {
         let app =
-            |name: &str, port, state: &str, pid, restarts, last_exit: Option<&str>| AppStatus {
+            |name: &str, port, state: &str, pid, restarts, last_exit: Option<&str>| AppReport {
                 name: name.into(),
                 port,
                 state: state.into(),
@@ -319,7 +324,7 @@ mod tests {
                 uptime_secs: pid.map(|_| 42),
                 last_exit: last_exit.map(Into::into),
             };
-        let status = Status {
+        let status = StatusReport {
             config: "/app/zoo.toml".into(),
             loaded_at: 1_000,
             listen: vec!["0.0.0.0:8000".into()],

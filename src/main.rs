@@ -130,7 +130,7 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match zoo::run(config, shutdown).await {
+    match zoo::compose::run(config, shutdown).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
             tracing::error!("{error}");
@@ -144,7 +144,7 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match zoo::check(&config) {
+    match zoo::compose::check(config) {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::SUCCESS
@@ -163,22 +163,24 @@ async fn status(json: bool) -> ExitCode {
             print!("{body}");
             ExitCode::SUCCESS
         }
-        Ok((StatusCode::OK, body)) => match serde_json::from_str::<zoo::control::Status>(&body) {
-            Ok(status) => {
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |since| since.as_secs());
-                print!("{}", status.render(now));
-                ExitCode::SUCCESS
+        Ok((StatusCode::OK, body)) => {
+            match serde_json::from_str::<zoo::control::StatusReport>(&body) {
+                Ok(status) => {
+                    let now = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_secs());
+                    print!("{}", status.render(now));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "zoo status: unexpected answer from {}: {error}",
+                        socket.display()
+                    );
+                    ExitCode::FAILURE
+                }
             }
-            Err(error) => {
-                eprintln!(
-                    "zoo status: unexpected answer from {}: {error}",
-                    socket.display()
-                );
-                ExitCode::FAILURE
-            }
-        },
+        }
         Ok((status, body)) => {
             eprint!("zoo status: {status}: {body}");
             ExitCode::FAILURE

@@ -24,9 +24,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zoo::telemetry::{Health, Metrics};
-use zoo::proxy::{RuntimeTable, Shared};
-use zoo::supervise::AppList;
+use zoo::runtime::{Runtime, Serving};
+use zoo::telemetry::Metrics;
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -73,17 +72,16 @@ client_header_timeout = "2s"
     );
     let config = zoo::config::parse(&source, Path::new("zoo.toml"), &|_| None)
         .expect("the fuzz target's config is valid");
-    let handles = zoo::supervise::plan(&config.apps).expect("no apps to plan");
-    let health = Health::new(AppList::new(handles.clone()));
     let metrics = Metrics::new();
-    let table = RuntimeTable::build(&config, &handles, &health, &metrics).expect("runtime table");
-    let shared = Shared::new(table, metrics, None);
+    let runtime = Runtime::plan(config, &metrics).expect("the fuzz target's runtime builds");
+    let serving = Serving::new(runtime, metrics);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind zoo");
     let addr = listener.local_addr().expect("zoo addr");
     tokio::spawn(zoo::proxy::serve(
         listener,
-        shared,
+        serving,
         CancellationToken::new(),
+        TaskTracker::new(),
         TaskTracker::new(),
     ));
     addr

@@ -31,7 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::control::{CommandError, Control};
+use crate::control::{CommandError, ControlPlane};
 use crate::supervise::{AppCommand, SuperviseError};
 
 /// `POST /apps/NAME/VERB`: the verbs and what they ask of the app's supervisor.
@@ -62,7 +62,11 @@ impl Listener for TcpListener {
 }
 
 /// Accepts admin connections until `shutdown`; each is served over HTTP/1.1.
-pub async fn serve(listener: impl Listener, control: Arc<Control>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: impl Listener,
+    control: Arc<ControlPlane>,
+    shutdown: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             accepted = listener.accept_stream() => match accepted {
@@ -89,14 +93,16 @@ pub async fn serve(listener: impl Listener, control: Arc<Control>, shutdown: Can
     }
 }
 
-async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(control: &ControlPlane, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/livez") => text(StatusCode::OK, "ok\n".to_owned()),
         (&Method::GET, "/readyz") => {
-            let (status, body) = control.health().answer();
+            let (status, body) = control.serving().health_answer();
             json(status, body)
         }
-        (&Method::GET, "/metrics") => crate::telemetry::metrics_response(control.metrics()),
+        (&Method::GET, "/metrics") => {
+            crate::telemetry::metrics_response(&control.serving().metrics)
+        }
         (&Method::GET, "/status") => match serde_json::to_string_pretty(&control.status()) {
             Ok(body) => json(StatusCode::OK, body + "\n"),
             Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
@@ -120,7 +126,7 @@ async fn answer(control: &Control, request: &Request<Incoming>) -> Response<Full
 
 /// `/apps/NAME/VERB`: commands to one app, and its recent output.
 async fn app_endpoint(
-    control: &Control,
+    control: &ControlPlane,
     method: &Method,
     app: &str,
     verb: &str,

@@ -29,28 +29,20 @@ pub struct AccessEntry<'a> {
     pub upstream_time: Option<std::time::Duration>,
 }
 
-/// The optional access log: formatted on the request path, written by its own task, so that
+/// The access log writer: lines are formatted on the request path (in the format the
+/// runtime in use names, so a reload switches it) and written by a thread of its own, so that
 /// a slow stdout never holds a request; when the queue is full the line is dropped and
 /// counted in `zoo_access_log_dropped_total`.
 #[derive(Debug)]
 pub struct AccessLog {
-    json: bool,
     lines: tokio::sync::mpsc::Sender<String>,
     dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl AccessLog {
-    /// Starts the writer thread; `None` when the access log is off.
+    /// Starts the writer thread. It waits on an empty queue while the access log is off.
     #[must_use]
-    pub fn start(
-        format: crate::config::AccessLog,
-        dropped: prometheus_client::metrics::counter::Counter,
-    ) -> Option<Self> {
-        let json = match format {
-            crate::config::AccessLog::Off => return None,
-            crate::config::AccessLog::Common => false,
-            crate::config::AccessLog::Json => true,
-        };
+    pub fn start(dropped: prometheus_client::metrics::counter::Counter) -> Self {
         let (lines, mut queue) = tokio::sync::mpsc::channel::<String>(ACCESS_LOG_QUEUE);
         // A thread of its own: writing to a pipe that is full blocks it, and nothing else.
         std::thread::spawn(move || {
@@ -61,18 +53,15 @@ impl AccessLog {
                 }
             }
         });
-        Some(Self {
-            json,
-            lines,
-            dropped,
-        })
+        Self { lines, dropped }
     }
 
-    pub fn record(&self, entry: &AccessEntry<'_>) {
-        let line = if self.json {
-            access_json(entry)
-        } else {
-            access_common(entry)
+    /// Queues `entry` as a line of `format`; nothing when the access log is off.
+    pub fn record(&self, format: crate::config::AccessLog, entry: &AccessEntry<'_>) {
+        let line = match format {
+            crate::config::AccessLog::Off => return,
+            crate::config::AccessLog::Common => access_common(entry),
+            crate::config::AccessLog::Json => access_json(entry),
         };
         if self.lines.try_send(line).is_err() {
             self.dropped.inc();

@@ -19,7 +19,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::{ProxyService, ZooBody};
+use super::ZooBody;
+use super::service::ProxyService;
 
 /// The proxy service, each of its requests tracked by `requests` until its response ends.
 #[derive(Clone)]

@@ -8,8 +8,8 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 
 use super::ZooBody;
-use super::upstream::SendError;
 use crate::route::PathError;
+use crate::upstream::SendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -322,7 +322,7 @@ mod tests {
             .header(header::HOST, closed.to_string())
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
-        let Err(source) = super::super::Pool::app(false)
+        let Err(source) = crate::upstream::Pool::app(false)
             .send(Some(closed), request)
             .await
         else {

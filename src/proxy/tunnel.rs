@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::listener::Sniffed;
+use super::sniff::Sniffed;
 
 /// Whether the request asks to switch to WebSocket: the one upgrade zoo performs (an
 /// `Upgrade: h2c` is served as plain HTTP/1.1 and never forwarded).

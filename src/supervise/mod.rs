@@ -25,7 +25,6 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
@@ -118,27 +117,6 @@ impl AppHandle {
     }
 }
 
-/// The handles of the apps supervised now, in config order, for what reports on all of them
-/// (health, metrics); a reload that adds or removes apps stores a new list.
-#[derive(Debug)]
-pub struct AppList(ArcSwap<Vec<Arc<AppHandle>>>);
-
-impl AppList {
-    #[must_use]
-    pub fn new(apps: Vec<Arc<AppHandle>>) -> Arc<Self> {
-        Arc::new(Self(ArcSwap::from_pointee(apps)))
-    }
-
-    #[must_use]
-    pub fn load(&self) -> Arc<Vec<Arc<AppHandle>>> {
-        self.0.load_full()
-    }
-
-    pub fn store(&self, apps: Vec<Arc<AppHandle>>) {
-        self.0.store(Arc::new(apps));
-    }
-}
-
 /// An app that exited and will not be restarted; it takes the container down.
 #[derive(Debug, Clone)]
 pub struct FinalExit {
@@ -163,6 +141,22 @@ pub enum AppState {
     Stopped,
     /// Exited for good (restart policy or budget); zoo is going down.
     Failed,
+}
+
+impl AppState {
+    /// The state's name in `zoo status`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Backoff => "backoff",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// One app's status, as `zoo status` and the metrics show it.
@@ -432,12 +426,6 @@ impl Supervisor {
     #[must_use]
     pub fn controller(&self) -> Controller {
         self.controller.clone()
-    }
-
-    /// Every app's status, in config order.
-    #[must_use]
-    pub fn status(&self) -> Vec<AppStatus> {
-        self.controller.status()
     }
 
     /// Resolves when an app has exited for good; pending forever when there are no apps.

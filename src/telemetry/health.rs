@@ -8,37 +8,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::StatusCode;
 
-use crate::supervise::{AppHandle, AppList};
+use crate::supervise::AppHandle;
 
-/// The readiness of the container as a whole: its apps, and whether zoo is shutting down.
-#[derive(Debug)]
+/// Whether zoo is shutting down; with the apps of the runtime in use, the readiness of the
+/// container as a whole.
+#[derive(Debug, Default)]
 pub struct Health {
-    apps: Arc<AppList>,
     /// Set at the start of shutdown, so that load balancers stop sending before zoo stops
     /// accepting (`shutdown_delay`).
     draining: AtomicBool,
 }
 
 impl Health {
-    #[must_use]
-    pub fn new(apps: Arc<AppList>) -> Arc<Self> {
-        Arc::new(Self {
-            apps,
-            draining: AtomicBool::new(false),
-        })
-    }
-
-    /// The apps supervised now, in config order.
-    #[must_use]
-    pub fn apps(&self) -> Arc<Vec<Arc<AppHandle>>> {
-        self.apps.load()
-    }
-
-    /// Reports on `apps` from now on (after a reload added or removed apps).
-    pub fn set_apps(&self, apps: Vec<Arc<AppHandle>>) {
-        self.apps.store(apps);
-    }
-
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
@@ -46,9 +27,8 @@ impl Health {
     /// 200 with `"status":"ok"` when every app is ready and zoo is not draining, else 503;
     /// the JSON body names each app's state.
     #[must_use]
-    pub fn answer(&self) -> (StatusCode, String) {
+    pub fn answer(&self, apps: &[Arc<AppHandle>]) -> (StatusCode, String) {
         let draining = self.draining.load(Ordering::Acquire);
-        let apps = self.apps();
         let all_ready = apps.iter().all(|app| app.is_ready());
         let overall = match (draining, all_ready) {
             (true, _) => "draining",
@@ -84,9 +64,10 @@ mod tests {
         let python = Arc::new(AppHandle::new("python".into(), 9000));
         let node = Arc::new(AppHandle::new("node".into(), 9100));
         python.set_ready(true);
-        let health = Health::new(AppList::new(vec![python, Arc::clone(&node)]));
+        let health = Health::default();
+        let apps = [python, Arc::clone(&node)];
         assert_eq!(
-            health.answer(),
+            health.answer(&apps),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "{\"status\":\"unavailable\",\"apps\":{\"python\":\"ready\",\"node\":\"not ready\"}}\n"
@@ -94,13 +75,13 @@ mod tests {
             )
         );
         node.set_ready(true);
-        assert_eq!(health.answer().0, StatusCode::OK);
+        assert_eq!(health.answer(&apps).0, StatusCode::OK);
     }
 
     #[test]
     fn health_without_apps_is_ok() {
         assert_eq!(
-            Health::new(AppList::new(Vec::new())).answer(),
+            Health::default().answer(&[]),
             (
                 StatusCode::OK,
                 "{\"status\":\"ok\",\"apps\":{}}\n".to_owned()
@@ -112,10 +93,10 @@ mod tests {
     fn draining_is_unavailable_even_when_every_app_is_ready() {
         let app = Arc::new(AppHandle::new("web".into(), 9000));
         app.set_ready(true);
-        let health = Health::new(AppList::new(vec![app]));
+        let health = Health::default();
         health.start_draining();
         assert_eq!(
-            health.answer(),
+            health.answer(&[app]),
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "{\"status\":\"draining\",\"apps\":{\"web\":\"ready\"}}\n".to_owned()

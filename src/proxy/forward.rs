@@ -1,0 +1,281 @@
+//! Forwarding a routed request to its upstream: hop-by-hop and forwarded headers, the target
+//! rewritten for the app or the external server, the body held to the route's `max_body`,
+//! the wait for an app that is not ready, resends of what can be sent twice, the timeout to
+//! response headers, and the WebSocket tunnel when both sides agree to upgrade.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{Either, Empty, Limited};
+use hyper::body::{Body, Incoming};
+use tokio::time::Instant;
+
+use super::error::{self, BodyFault};
+use super::service::{ProxyService, Trace};
+use super::{ProxyError, ZooBody, headers, tunnel};
+use crate::route;
+use crate::runtime::Upstream;
+use crate::telemetry::Metrics;
+use crate::upstream::{ResponseBody, UpstreamBody};
+
+/// Pause before asking again whether an app that refused a connection is ready: the reaper
+/// may not have seen it die yet.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// How many times a replayable request whose app connection broke after writing is sent
+/// again (each after waiting for the app to be ready).
+const APP_RESENDS: u32 = 3;
+
+impl ProxyService {
+    pub(super) async fn forward(
+        &self,
+        mut request: Request<Incoming>,
+        upstream: &Upstream,
+        path_and_query: PathAndQuery,
+        limits: &Limits<'_>,
+        trusted: bool,
+        trace: &mut Trace,
+    ) -> Result<Response<ZooBody>, ProxyError> {
+        // An absolute-form target's (or HTTP/2's `:authority`) host wins over the Host header
+        // (RFC 9112 3.2.2).
+        let client_host = match request.uri().authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => request.headers().get(header::HOST).cloned(),
+        };
+        let websocket = tunnel::wants_websocket(request.headers());
+        let headers = request.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        headers::set_forwarded(
+            headers,
+            self.forwarded_for.clone(),
+            self.scheme,
+            client_host.clone(),
+            trusted,
+        );
+        let client_upgrade = websocket.then(|| {
+            tunnel::mark_websocket(request.headers_mut());
+            hyper::upgrade::on(&mut request)
+        });
+
+        match upstream {
+            Upstream::App {
+                app,
+                h2c,
+                authority,
+                ..
+            } => {
+                if !app.is_ready() && !app.wait_ready(limits.wait).await {
+                    return Err(ProxyError::NotReady {
+                        upstream: upstream.describe(),
+                        waited: limits.wait,
+                    });
+                }
+                let host = match client_host {
+                    Some(host) => Some(host),
+                    None if *h2c => None,
+                    // HTTP/1.1 requires a Host; an HTTP/1.0 client may not have sent one.
+                    None => {
+                        HeaderValue::from_str(Upstream::app_authority(app, authority).as_str()).ok()
+                    }
+                };
+                if let Some(host) = host {
+                    request.headers_mut().insert(header::HOST, host);
+                }
+                if *h2c {
+                    let authority = Upstream::app_authority(app, authority);
+                    *request.uri_mut() = uri(UriScheme::HTTP, authority, path_and_query);
+                    *request.version_mut() = Version::HTTP_2;
+                } else {
+                    *request.uri_mut() = Uri::from(path_and_query);
+                    *request.version_mut() = Version::HTTP_11;
+                }
+            }
+            Upstream::External(external) => {
+                request
+                    .headers_mut()
+                    .insert(header::HOST, external.host.clone());
+                let target = match route::join_path(&external.target.path, path_and_query.as_str())
+                {
+                    Cow::Borrowed(_) => path_and_query,
+                    Cow::Owned(joined) => PathAndQuery::from_maybe_shared(Bytes::from(joined))
+                        .map_err(|_| ProxyError::BadTarget)?,
+                };
+                *request.uri_mut() = Uri::from(target);
+                *request.version_mut() = Version::HTTP_11;
+            }
+        }
+        let request = limit_body(request, limits)?;
+        let sent = Instant::now();
+        let mut response = send(request, upstream, limits, &self.serving.metrics).await?;
+        trace.upstream_time = Some(sent.elapsed());
+
+        let headers = response.headers_mut();
+        headers::remove_hop_by_hop(headers);
+        if let Some(client_upgrade) = client_upgrade
+            && response.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            tunnel::mark_websocket(response.headers_mut());
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let open_tunnels = self.serving.metrics.open_tunnels.clone();
+            self.tunnels.spawn(async move {
+                if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                    open_tunnels.inc();
+                    // A reset either way just ends the tunnel: nobody is left to tell.
+                    let _ = tunnel::run(client, upstream).await;
+                    open_tunnels.dec();
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
+        Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// The per-route limits a forwarded request is held to.
+pub(super) struct Limits<'a> {
+    pub(super) max_body: Option<u64>,
+    pub(super) timeout: Duration,
+    /// How long to wait for an app that is not ready (or refused a connection).
+    pub(super) wait: Duration,
+    pub(super) route: &'a str,
+}
+
+/// The request with its body as sent upstream: none at all when it has none (so it can be
+/// sent again), cut at the route's `max_body` otherwise. A declared length over the limit is
+/// refused before any of the body is read.
+fn limit_body(
+    request: Request<Incoming>,
+    limits: &Limits<'_>,
+) -> Result<Request<UpstreamBody>, ProxyError> {
+    let (parts, body) = request.into_parts();
+    let body = if body.is_end_stream() {
+        Either::Right(Either::Right(Empty::new()))
+    } else if let Some(limit) = limits.max_body {
+        if body.size_hint().lower() > limit {
+            return Err(ProxyError::BodyTooLarge {
+                route: limits.route.to_owned(),
+                limit,
+            });
+        }
+        Either::Right(Either::Left(Limited::new(
+            body,
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )))
+    } else {
+        Either::Left(body)
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// A copy of a request that may be sent a second time: an idempotent method and no body.
+fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let no_body = matches!(request.body(), Either::Right(Either::Right(_)));
+    if !(no_body && request.method().is_idempotent()) {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Either::Right(Empty::new())));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    copy.headers_mut().clone_from(request.headers());
+    Some(copy)
+}
+
+/// Sends `request` to its upstream's pool and waits for the response headers up to the
+/// route's timeout.
+///
+/// A request a reused pooled connection could not take (nothing of it written) goes on
+/// another connection inside the pool, for any method. Here, a request whose connection broke
+/// after it was written is sent once more on another connection only when doing it twice is
+/// harmless: an idempotent method without a body. Never a POST.
+async fn send(
+    request: Request<UpstreamBody>,
+    upstream: &Upstream,
+    limits: &Limits<'_>,
+    metrics: &Metrics,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let attempt = async {
+        let waiting_until = Instant::now() + limits.wait;
+        let mut request = request;
+        let mut resent_after_writing = 0;
+        loop {
+            let again = replayable(&request);
+            let (pool, app_addr) = match upstream {
+                // The app's address is read at each attempt: a replace may have moved it.
+                Upstream::App { app, pool, .. } => (pool, Some(app.addr())),
+                Upstream::External(external) => (&external.pool, None),
+            };
+            let sent = pool.send(app_addr, request).await;
+            match (sent, again) {
+                (Err(error), Some(again)) => {
+                    // Refused means nothing was sent; otherwise the request may have been
+                    // written, so it goes again only a few times (it is idempotent).
+                    let refused = error.is_connect();
+                    match upstream {
+                        // An app whose connections fail is most likely dying or restarting
+                        // (the reaper may not have seen it yet): wait for it to be ready.
+                        Upstream::App { app, .. }
+                            if refused || resent_after_writing < APP_RESENDS =>
+                        {
+                            resent_after_writing += u32::from(!refused);
+                            tokio::time::sleep(RETRY_PAUSE).await;
+                            let left = waiting_until.saturating_duration_since(Instant::now());
+                            if left.is_zero() || !app.wait_ready(left).await {
+                                return Err(error);
+                            }
+                        }
+                        Upstream::External(_) if !refused && resent_after_writing == 0 => {
+                            resent_after_writing = 1;
+                        }
+                        _ => return Err(error),
+                    }
+                    metrics.upstream_retry(upstream.label());
+                    request = again;
+                }
+                (result, _) => return result,
+            }
+        }
+    };
+    match tokio::time::timeout(limits.timeout, attempt).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(source)) => Err(match error::body_fault(&source) {
+            Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge {
+                route: limits.route.to_owned(),
+                limit: limits.max_body.unwrap_or_default(),
+            },
+            Some(BodyFault::Unreadable) => ProxyError::BadBody {
+                upstream: upstream.describe(),
+                source,
+            },
+            None => ProxyError::Upstream {
+                upstream: upstream.describe(),
+                source,
+            },
+        }),
+        Err(_) => Err(ProxyError::Timeout {
+            upstream: upstream.describe(),
+            after: limits.timeout,
+        }),
+    }
+}
+
+/// `path?query` as a request target; `path` is a normalised path, so only a byte that was
+/// already invalid in the request can fail it (answered as a bad target, 400).
+pub(super) fn with_query(path: &str, query: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    PathAndQuery::from_maybe_shared(Bytes::from(target)).map_err(|_| ProxyError::BadTarget)
+}
+
+/// The upstream request URI.
+fn uri(scheme: UriScheme, authority: Authority, path_and_query: PathAndQuery) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).expect("scheme, authority and path are all set")
+}

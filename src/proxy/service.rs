@@ -1,0 +1,259 @@
+//! The per-connection hyper service: checks each request's target and head, normalises its
+//! path, finds its route in the runtime in use, and acts: forwards it (forward.rs), answers it
+//! from a template or a built-in, or redirects; then records it (metrics, access log).
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http_body_util::{Either, Full};
+use hyper::body::{Body, Incoming};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use bytes::Bytes;
+
+use super::forward::{Limits, with_query};
+use super::{ProxyError, ZooBody, h2_websocket};
+use crate::config::AccessLog as AccessLogFormat;
+use crate::log::AccessEntry;
+use crate::route;
+use crate::runtime::{RouteAction, RouteStats, Runtime, Serving, Values};
+
+/// Longest request target accepted (nginx's default large header buffer); longer is 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The per-connection service: shared state plus who the client is.
+#[derive(Clone)]
+pub(super) struct ProxyService {
+    pub(super) serving: Arc<Serving>,
+    pub(super) client_addr: SocketAddr,
+    /// `X-Forwarded-For` for this client, made once per connection rather than per request.
+    pub(super) forwarded_for: HeaderValue,
+    /// Where upgraded tunnels are tracked, so graceful shutdown waits for them.
+    pub(super) tunnels: TaskTracker,
+    /// `http` or `https`: what the client connected with, for `X-Forwarded-Proto`.
+    pub(super) scheme: &'static str,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ProxyService {
+    type Response = Response<ZooBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let serving = Arc::clone(&service.serving);
+            // The one load of the runtime for this request: all of it is read from this one.
+            let runtime = serving.load_full();
+            serving.metrics.in_flight.inc();
+            let method = request.method().clone();
+            let access_log = runtime.config.access_log;
+            // Copied only when an access log wants it.
+            let logged = (access_log != AccessLogFormat::Off).then(|| {
+                let target = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("", PathAndQuery::as_str);
+                (target.to_owned(), request.version())
+            });
+            let mut trace = Trace::default();
+            // RFC 8441: an h2 extended CONNECT goes to the app as an HTTP/1.1 WebSocket upgrade.
+            let handled = match h2_websocket::translate_request(&mut request) {
+                Ok(handshake) => service
+                    .handle(request, &runtime, &mut trace)
+                    .await
+                    .and_then(|response| h2_websocket::finish(response, handshake)),
+                Err(error) => Err(error),
+            };
+            let response = match handled {
+                Ok(response) => response,
+                Err(error) => {
+                    if let Some(kind) = error.upstream_kind() {
+                        let label = trace
+                            .route
+                            .as_ref()
+                            .map_or("-", |route| route.upstream.as_str());
+                        serving.metrics.upstream_error(label, kind);
+                    }
+                    error.into_response()
+                }
+            };
+            let duration = started.elapsed();
+            serving.metrics.in_flight.dec();
+            let route = trace.route.as_ref().unwrap_or(&runtime.unrouted);
+            route.metrics.observe(&method, response.status(), duration);
+            if let Some((target, version)) = logged {
+                serving.access_log.record(
+                    access_log,
+                    &AccessEntry {
+                        client: service.client_addr.ip(),
+                        method: method.as_str(),
+                        target: &target,
+                        version,
+                        status: response.status().as_u16(),
+                        bytes: response.body().size_hint().exact(),
+                        duration,
+                        route: &route.key,
+                        upstream: &route.upstream,
+                        upstream_time: trace.upstream_time,
+                    },
+                );
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// What handling a request found out, for its metrics and access log line.
+#[derive(Default)]
+pub(super) struct Trace {
+    pub(super) route: Option<Arc<RouteStats>>,
+    pub(super) upstream_time: Option<Duration>,
+}
+
+impl ProxyService {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        runtime: &Runtime,
+        trace: &mut Trace,
+    ) -> Result<Response<ZooBody>, ProxyError> {
+        if request
+            .uri()
+            .path_and_query()
+            .is_some_and(|target| target.as_str().len() > MAX_URI_BYTES)
+        {
+            return Err(ProxyError::UriTooLong {
+                limit: MAX_URI_BYTES,
+            });
+        }
+        // hyper decodes `chunked` and nothing else; another coding would reach the app
+        // without its name (Transfer-Encoding is hop-by-hop). nginx answers 501 as well.
+        let mut codings = request.headers().get_all(header::TRANSFER_ENCODING).iter();
+        if let Some(first) = codings.next()
+            && (codings.next().is_some() || !first.as_bytes().eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(ProxyError::TransferCoding);
+        }
+        // RFC 9112 3.2: an HTTP/1.1 request names exactly one host; two could route one way
+        // here and another way at the app.
+        let mut hosts = request.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (None, _) if request.version() == Version::HTTP_11 => {
+                return Err(ProxyError::Host("no Host header"));
+            }
+            (Some(_), Some(_)) => return Err(ProxyError::Host("more than one Host header")),
+            _ => {}
+        }
+        let path = route::normalize(request.uri().path())?;
+        let Some(matched) = runtime.routes.lookup(&path) else {
+            return Err(ProxyError::NoRoute {
+                path: path.into_owned(),
+            });
+        };
+        trace.route = Some(Arc::clone(&matched.value.stats));
+        match &matched.value.action {
+            RouteAction::Forward {
+                upstream,
+                strip_prefix,
+                max_body,
+                timeout,
+                wait,
+            } => {
+                let forwarded_path = if *strip_prefix {
+                    route::strip_prefix(&path, matched.prefix_len)
+                } else {
+                    Cow::Borrowed(&*path)
+                };
+                // The common case, a normal path forwarded as it came, reuses the request's
+                // own target (no allocation); anything else is rebuilt around the query.
+                let target = match (&forwarded_path, request.uri().path_and_query()) {
+                    (Cow::Borrowed(forwarded), Some(original))
+                        if matches!(path, Cow::Borrowed(_))
+                            && forwarded.len() == original.path().len() =>
+                    {
+                        original.clone()
+                    }
+                    _ => with_query(&forwarded_path, request.uri().query())?,
+                };
+                let limits = Limits {
+                    max_body: *max_body,
+                    timeout: *timeout,
+                    wait: *wait,
+                    route: matched.key,
+                };
+                let trusted = runtime
+                    .config
+                    .trust_forwarded
+                    .iter()
+                    .any(|network| network.contains(self.client_addr.ip()));
+                self.forward(request, upstream, target, &limits, trusted, trace)
+                    .await
+            }
+            RouteAction::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let body = body.render(&template_values(&request, &path));
+                let mut response = full_response(*status, headers.clone(), body);
+                response
+                    .headers_mut()
+                    .entry(header::CONTENT_TYPE)
+                    .or_insert(HeaderValue::from_static("text/plain; charset=utf-8"));
+                Ok(response)
+            }
+            RouteAction::Redirect { status, location } => {
+                let location = location.render(&template_values(&request, &path));
+                let mut headers = HeaderMap::new();
+                // Validated at load time; a placeholder could still bring in a bad byte.
+                if let Ok(location) = HeaderValue::try_from(location) {
+                    headers.insert(header::LOCATION, location);
+                }
+                Ok(full_response(*status, headers, String::new()))
+            }
+            RouteAction::Health => {
+                let (status, body) = self.serving.health.answer(&runtime.apps);
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(full_response(status, headers, body))
+            }
+            RouteAction::Metrics => {
+                Ok(crate::telemetry::metrics_response(&self.serving.metrics).map(Either::Right))
+            }
+        }
+    }
+}
+
+fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Response<ZooBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<'a> {
+    Values {
+        path,
+        query: request.uri().query().unwrap_or(""),
+        method: request.method().as_str(),
+        host: request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .or_else(|| request.uri().authority().map(Authority::as_str))
+            .unwrap_or(""),
+    }
+}

@@ -1,0 +1,186 @@
+//! The runtime: everything a running zoo acts on, made from one validated config in one place
+//! ([`Runtime::build`], used by `run`, `check`, reload and the fuzz targets): the route table
+//! with each route's resolved action, the upstream pools, the apps' handles, the listeners'
+//! TLS, and the settings the request path reads. [`Serving`] holds the one now in use; a
+//! reload builds a new one and stores it in one swap, so a request sees all of the old runtime
+//! or all of the new, never half.
+
+mod action;
+mod template;
+mod tls;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::config::{Config, Protocol};
+use crate::log::AccessLog;
+use crate::route::RouteTable;
+use crate::supervise::{self, AppHandle, SuperviseError};
+use crate::telemetry::{Health, Metrics};
+use crate::upstream::{Pool, UpstreamError};
+pub(crate) use action::{RouteAction, RouteEntry, RouteStats, Upstream};
+pub(crate) use template::Values;
+pub use tls::{ServerTls, TlsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Plan(#[from] SuperviseError),
+    #[error("route `{route}`: {source}")]
+    Upstream {
+        route: String,
+        #[source]
+        source: UpstreamError,
+    },
+    #[error("route `{route}`: proxy target `{target}` is not a valid URI authority")]
+    BadAuthority { route: String, target: String },
+    #[error("route `{route}`: app `{app}` is not supervised")]
+    UnknownApp { route: String, app: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// Everything the request path and the control plane read, immutable once built.
+pub struct Runtime {
+    /// The config this runtime was made from: the settings read at the time they apply
+    /// (`client_header_timeout` per connection, `trust_forwarded` and `access_log` per request,
+    /// `grace` and `shutdown_delay` at shutdown).
+    pub config: Config,
+    /// When the config was loaded, for `zoo status`.
+    pub loaded_at: SystemTime,
+    /// The supervised apps, in config order.
+    pub apps: Vec<Arc<AppHandle>>,
+    pub(crate) routes: RouteTable<RouteEntry>,
+    /// Where requests that matched no route (or had a bad path) are counted.
+    pub(crate) unrouted: Arc<RouteStats>,
+    /// The listeners' TLS, read at each handshake.
+    pub tls: Option<ServerTls>,
+}
+
+impl Runtime {
+    /// The runtime of a zoo starting with `config`: its apps' handles planned (ports picked),
+    /// then everything else built against them.
+    pub fn plan(config: Config, metrics: &Metrics) -> Result<Self, BuildError> {
+        let apps = supervise::plan(&config.apps)?;
+        Self::build(config, apps, metrics)
+    }
+
+    /// Resolves every route of `config` against `apps`. Fails on what the config check cannot
+    /// see: an unreadable `ca_file` or certificate, say.
+    pub fn build(
+        config: Config,
+        apps: Vec<Arc<AppHandle>>,
+        metrics: &Metrics,
+    ) -> Result<Self, BuildError> {
+        let by_name: HashMap<&str, &Arc<AppHandle>> =
+            apps.iter().map(|app| (app.name.as_str(), app)).collect();
+        let h2c: Vec<&str> = config
+            .apps
+            .iter()
+            .filter(|app| app.protocol == Protocol::H2c)
+            .map(|app| app.name.as_str())
+            .collect();
+        let pools: HashMap<&str, Arc<Pool>> = by_name
+            .keys()
+            .map(|name| (*name, Pool::app(h2c.contains(name))))
+            .collect();
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            let action = action::resolve(route, &by_name, &pools, &h2c)?;
+            let upstream = match &action {
+                RouteAction::Forward { upstream, .. } => upstream.label(),
+                _ => "-",
+            };
+            let stats = RouteStats::new(&route.key, upstream, metrics);
+            routes.push((route.key.clone(), RouteEntry { action, stats }));
+        }
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+        Ok(Self {
+            routes: RouteTable::new(routes),
+            unrouted: RouteStats::new("", "-", metrics),
+            tls,
+            apps,
+            config,
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    /// One line per route, in match-priority order, for `zoo check` and `zoo status`.
+    #[must_use]
+    pub fn describe(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .map(|(key, entry)| {
+                let what = match &entry.action {
+                    RouteAction::Forward {
+                        upstream,
+                        strip_prefix,
+                        ..
+                    } => {
+                        let strip = if *strip_prefix { " (strip prefix)" } else { "" };
+                        format!("-> {}{strip}", upstream.describe())
+                    }
+                    RouteAction::Respond { status, body, .. } => {
+                        format!("respond {} {:?}", status.as_u16(), body.source())
+                    }
+                    RouteAction::Redirect { status, location } => {
+                        format!("redirect {} {:?}", status.as_u16(), location.source())
+                    }
+                    RouteAction::Health => "builtin health".to_owned(),
+                    RouteAction::Metrics => "builtin metrics".to_owned(),
+                };
+                format!("{key:<16} {what}")
+            })
+            .collect()
+    }
+}
+
+/// The runtime in use and what outlives every runtime: the readiness and draining state,
+/// the metrics registry and the access log writer. Shared by the listeners, the control
+/// plane and the admin endpoints.
+pub struct Serving {
+    current: ArcSwap<Runtime>,
+    pub health: Health,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+}
+
+impl Serving {
+    #[must_use]
+    pub fn new(runtime: Runtime, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            current: ArcSwap::from_pointee(runtime),
+            health: Health::default(),
+            access_log: AccessLog::start(metrics.access_log_dropped.clone()),
+            metrics,
+        })
+    }
+
+    /// The runtime in use, for a short read.
+    #[must_use]
+    pub fn load(&self) -> Guard<Arc<Runtime>> {
+        self.current.load()
+    }
+
+    /// The runtime in use, kept for as long as a request or a connection needs it.
+    #[must_use]
+    pub fn load_full(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Makes `runtime` the one in use: the next request, connection and handshake use it;
+    /// those already running keep the one they loaded.
+    pub fn store(&self, runtime: Runtime) {
+        self.current.store(Arc::new(runtime));
+    }
+
+    /// `/readyz` and the `health` built-in: every app of the runtime in use ready, zoo not
+    /// draining.
+    #[must_use]
+    pub fn health_answer(&self) -> (http::StatusCode, String) {
+        self.health.answer(&self.load().apps)
+    }
+}
