@@ -241,7 +241,7 @@ pub fn check(config: &Config) -> Result<String, RunError> {
             out,
             "  {:<12} port {port:<5}  restart {:<10}  {command}",
             app.name,
-            format!("{:?}", app.restart).to_lowercase()
+            app.restart.as_str()
         );
     }
     Ok(out)

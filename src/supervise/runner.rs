@@ -372,7 +372,7 @@ impl AppRunner {
         if !should_restart(self.app.restart, status) {
             tracing::error!(
                 "{name} exited with {status}; restart = {}: stopping zoo",
-                policy_name(self.app.restart)
+                self.app.restart.as_str()
             );
             return None;
         }
@@ -726,14 +726,6 @@ fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !status.success(),
         RestartPolicy::Never => false,
-    }
-}
-
-fn policy_name(policy: RestartPolicy) -> &'static str {
-    match policy {
-        RestartPolicy::Always => "always",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Never => "never",
     }
 }
 

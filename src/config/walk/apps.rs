@@ -38,9 +38,6 @@ const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
 const STOP_SIGNALS: &[&str] = &[
     "TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH",
 ];
-const PROTOCOLS: &[&str] = &["http1", "h2c"];
-const RESTART_POLICIES: &[&str] = &["always", "on-failure", "never"];
-const RESTART_STRATEGIES: &[&str] = &["stop-start", "replace"];
 
 impl Walker<'_> {
     /// Returns the apps (if all are valid) and every name under `[apps]`, valid or not, so that
@@ -338,18 +335,12 @@ impl Walker<'_> {
     }
 
     fn protocol(&mut self, at: &str, value: &Value<'_>) -> Option<Protocol> {
-        match self.string(at, value)?.as_str() {
-            "http1" => Some(Protocol::Http1),
-            "h2c" => Some(Protocol::H2c),
-            other => {
-                let message = format!(
-                    "unknown protocol \"{other}\"; expected one of {}",
-                    list(PROTOCOLS)
-                );
-                self.error(value.span(), at, message);
-                None
-            }
-        }
+        self.keyword(at, value, Protocol::from_name, |other| {
+            format!(
+                "unknown protocol \"{other}\"; expected one of {}",
+                list(Protocol::NAMES)
+            )
+        })
     }
 
     fn command(&mut self, at: &str, value: &Value<'_>) -> Option<Command> {
@@ -428,21 +419,14 @@ impl Walker<'_> {
     }
 
     fn restart(&mut self, at: &str, value: &Value<'_>) -> Option<RestartPolicy> {
-        let text = self.string(at, value)?;
-        match text.as_str() {
-            "always" => Some(RestartPolicy::Always),
-            "on-failure" => Some(RestartPolicy::OnFailure),
-            "never" => Some(RestartPolicy::Never),
-            _ => {
-                let hint = match suggest::closest(&text, RESTART_POLICIES.iter().copied()) {
-                    Some(close) => format!("did you mean `{close}`?"),
-                    None => format!("expected one of {}", list(RESTART_POLICIES)),
-                };
-                let message = format!("unknown restart policy \"{text}\"; {hint}");
-                self.error(value.span(), at, message);
-                None
-            }
-        }
+        self.keyword(at, value, RestartPolicy::from_name, |text| {
+            let names = RestartPolicy::NAMES;
+            let hint = match suggest::closest(text, names.iter().copied()) {
+                Some(close) => format!("did you mean `{close}`?"),
+                None => format!("expected one of {}", list(names)),
+            };
+            format!("unknown restart policy \"{text}\"; {hint}")
+        })
     }
 
     /// `"replace"` needs a port zoo picks: a fixed one cannot be held by two instances.
@@ -452,18 +436,12 @@ impl Walker<'_> {
         value: &Value<'_>,
         port: Option<&Value<'_>>,
     ) -> Option<RestartStrategy> {
-        let strategy = match self.string(at, value)?.as_str() {
-            "stop-start" => RestartStrategy::StopStart,
-            "replace" => RestartStrategy::Replace,
-            other => {
-                let message = format!(
-                    "unknown restart strategy \"{other}\"; expected one of {}",
-                    list(RESTART_STRATEGIES)
-                );
-                self.error(value.span(), at, message);
-                return None;
-            }
-        };
+        let strategy = self.keyword(at, value, RestartStrategy::from_name, |other| {
+            format!(
+                "unknown restart strategy \"{other}\"; expected one of {}",
+                list(RestartStrategy::NAMES)
+            )
+        })?;
         if strategy == RestartStrategy::Replace && port.is_some() {
             let message = "`restart_strategy = \"replace\"` starts the new instance on a fresh \
                            port, so the app may not have a fixed `port`; remove `port` or use \

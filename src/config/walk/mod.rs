@@ -17,7 +17,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 
 use super::{AccessLog, Config, Network, Tls};
-use read::{Value, Walker, join, optional};
+use read::{Value, Walker, join, list, optional};
 
 /// One problem, located by a byte span of the source; [`super::parse`] turns it into a
 /// diagnostic.
@@ -117,18 +117,12 @@ impl Walker<'_> {
     }
 
     fn access_log(&mut self, value: &Value<'_>) -> Option<AccessLog> {
-        match self.string("access_log", value)?.as_str() {
-            "off" => Some(AccessLog::Off),
-            "common" => Some(AccessLog::Common),
-            "json" => Some(AccessLog::Json),
-            other => {
-                let message = format!(
-                    "unknown access log format \"{other}\"; expected one of `off`, `common`, `json`"
-                );
-                self.error(value.span(), "access_log", message);
-                None
-            }
-        }
+        self.keyword("access_log", value, AccessLog::from_name, |other| {
+            format!(
+                "unknown access log format \"{other}\"; expected one of {}",
+                list(AccessLog::NAMES)
+            )
+        })
     }
 
     fn listen(&mut self, value: &Value<'_>) -> Option<Vec<SocketAddr>> {

@@ -157,6 +157,23 @@ impl Walker<'_> {
         }
     }
 
+    /// A string that must spell a variant of a config enum (`from_name`); `unknown` words
+    /// the problem with a string that does not.
+    pub(super) fn keyword<T>(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        from_name: fn(&str) -> Option<T>,
+        unknown: impl FnOnce(&str) -> String,
+    ) -> Option<T> {
+        let text = self.string(at, value)?;
+        let variant = from_name(&text);
+        if variant.is_none() {
+            self.error(value.span(), at, unknown(&text));
+        }
+        variant
+    }
+
     /// `"250ms"`, `"1m30s"`, or an integer number of seconds.
     pub(super) fn duration(&mut self, at: &str, value: &Value<'_>) -> Option<Duration> {
         match value.get_ref() {

@@ -25,7 +25,6 @@ const ROUTE_KEYS: &[&str] = &[
     "wait",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
-const BUILTINS: &[&str] = &["health", "metrics"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
 const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     (
@@ -183,18 +182,13 @@ impl Walker<'_> {
     }
 
     fn builtin_action(&mut self, at: &str, value: &Value<'_>) -> Option<Action> {
-        match self.string(at, value)?.as_str() {
-            "health" => Some(Action::Builtin(Builtin::Health)),
-            "metrics" => Some(Action::Builtin(Builtin::Metrics)),
-            other => {
-                let message = format!(
-                    "no built-in named `{other}`; expected one of {}",
-                    list(BUILTINS)
-                );
-                self.error(value.span(), at, message);
-                None
-            }
-        }
+        let builtin = self.keyword(at, value, Builtin::from_name, |other| {
+            format!(
+                "no built-in named `{other}`; expected one of {}",
+                list(Builtin::NAMES)
+            )
+        })?;
+        Some(Action::Builtin(builtin))
     }
 
     fn proxy_action(
