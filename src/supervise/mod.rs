@@ -10,6 +10,7 @@
 //! restart/stop/start commands. Nothing here knows about HTTP routing.
 
 mod backoff;
+mod command;
 mod dotenv;
 mod output;
 mod probe;
@@ -19,8 +20,6 @@ mod runner;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -571,18 +570,6 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
-}
-
-/// What an app and its exec probes share: own process group, `PORT`, the app's `env`, `dir`.
-fn std_command<'c>(command: &'c mut Command, app: &config::App, port: u16) -> &'c mut Command {
-    command
-        .process_group(0)
-        .env("PORT", port.to_string())
-        .envs(app.env.iter().map(|(key, value)| (key, value)));
-    if let Some(dir) = &app.dir {
-        command.current_dir(dir);
-    }
-    command
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.

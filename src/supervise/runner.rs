@@ -9,21 +9,20 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Pid, User};
+use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
 use super::{
-    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
-    free_port, output, probe, signal_group, std_command,
+    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, command,
+    free_port, output, probe, signal_group,
 };
 use crate::config::{self, RestartPolicy, RestartStrategy};
 
@@ -434,44 +433,13 @@ impl AppRunner {
             self.tracked.progress().last_exit = Some(ExitStatus::Code(code));
             ExitStatus::Code(code)
         };
-        let mut command = match &app.command {
-            config::Command::Shell(line) => {
-                let mut command = Command::new("/bin/sh");
-                command.arg("-c").arg(shell_line(line));
-                command
-            }
-            config::Command::Argv(argv) => {
-                let mut command = Command::new(&argv[0]);
-                command.args(&argv[1..]);
-                command
-            }
-        };
-        if let Some(file) = &app.env_file {
-            let vars = std::fs::read_to_string(file)
-                .map_err(|error| error.to_string())
-                .and_then(|text| dotenv::parse(&text).map_err(|error| error.to_string()))
-                .map_err(|cause| {
-                    cannot_start(format!("env_file {}: {cause}", file.display()), 126)
-                })?;
-            command.envs(vars);
-        }
-        // The config's own `env` wins over the env_file, and `PORT` over both.
-        std_command(&mut command, app, port)
+        let mut command =
+            command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
+        // Its output is forwarded line by line below.
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(dir) = &app.dir
-            && !dir.is_dir()
-        {
-            return Err(cannot_start(
-                format!("working directory {} does not exist", dir.display()),
-                126,
-            ));
-        }
-        if let Some(user) = &app.user {
-            let (uid, gid) = resolve_user(user).map_err(|cause| cannot_start(cause, 126))?;
-            command.uid(uid).gid(gid);
-        }
         let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|error| {
             let program = command.get_program().to_string_lossy().into_owned();
             let code = if error.kind() == io::ErrorKind::NotFound {
@@ -702,46 +670,12 @@ async fn wait_or_obey(
     }
 }
 
-/// Words that cannot follow `exec`: shell builtins and keywords a command line may start with.
-const NOT_EXECUTABLE: &[&str] = &[
-    "!", ".", ":", "{", "case", "cd", "exec", "exit", "export", "for", "if", "set", "source",
-    "trap", "ulimit", "umask", "unset", "until", "wait", "while",
-];
-
-/// The `sh -c` script for a command line: a simple command is `exec`ed, so that the app (not a
-/// shell) is the group leader whose exit status zoo sees and signals go to first; a compound
-/// line (`cd app && npm start`, `a; b`) or one starting with a builtin runs as written.
-fn shell_line(line: &str) -> String {
-    let compound = line.contains([';', '&', '|', '\n', '(', ')', '`']);
-    let first = line.split_whitespace().next().unwrap_or_default();
-    if compound || first.contains('=') || NOT_EXECUTABLE.contains(&first) {
-        line.to_owned()
-    } else {
-        format!("exec {line}")
-    }
-}
-
 fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
     match policy {
         RestartPolicy::Always => true,
         RestartPolicy::OnFailure => !status.success(),
         RestartPolicy::Never => false,
     }
-}
-
-/// `user` as a name or a numeric uid; the group is the user's primary group (or the same
-/// number for a uid without a passwd entry).
-fn resolve_user(user: &str) -> Result<(u32, u32), String> {
-    let entry = match user.parse::<u32>() {
-        Ok(uid) => User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .map_err(|error| format!("user {user}: {error}"))?
-            .map_or((uid, uid), |entry| (uid, entry.gid.as_raw())),
-        Err(_) => User::from_name(user)
-            .map_err(|error| format!("user {user}: {error}"))?
-            .map(|entry| (entry.uid.as_raw(), entry.gid.as_raw()))
-            .ok_or_else(|| format!("unknown user `{user}`"))?,
-    };
-    Ok(entry)
 }
 
 #[cfg(test)]
@@ -758,33 +692,5 @@ mod tests {
         assert!(should_restart(RestartPolicy::OnFailure, killed));
         assert!(!should_restart(RestartPolicy::OnFailure, clean));
         assert!(!should_restart(RestartPolicy::Never, failed));
-    }
-
-    #[test]
-    fn simple_command_lines_are_execed_and_others_run_as_written() {
-        assert_eq!(
-            shell_line("uvicorn main:app --port $PORT"),
-            "exec uvicorn main:app --port $PORT"
-        );
-        for line in [
-            "cd app && npm start",
-            "exit 3",
-            "A=1 node x.js",
-            "a; b",
-            "x | y",
-        ] {
-            assert_eq!(shell_line(line), line);
-        }
-    }
-
-    #[test]
-    fn users_resolve_by_name_or_uid() {
-        assert_eq!(resolve_user("root"), Ok((0, 0)));
-        assert_eq!(resolve_user("0"), Ok((0, 0)));
-        assert_eq!(resolve_user("4000000"), Ok((4_000_000, 4_000_000)));
-        assert_eq!(
-            resolve_user("no-such-user-zoo"),
-            Err("unknown user `no-such-user-zoo`".to_owned())
-        );
     }
 }
