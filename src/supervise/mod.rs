@@ -37,7 +37,7 @@ pub use backoff::{Backoff, RestartBudget};
 pub use output::{RecentLines, prefix as output_prefix, reserve_name_width};
 pub use reaper::{ExitStatus, Reaper};
 pub use reload::AppChanges;
-use runner::{AppRunner, Control};
+use runner::{AppRunner, RunnerMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -208,7 +208,7 @@ struct Tracked {
     handle: Arc<AppHandle>,
     progress: Mutex<Progress>,
     /// The runner's inbox; closed once the runner has ended.
-    controls: mpsc::UnboundedSender<Control>,
+    controls: mpsc::UnboundedSender<RunnerMessage>,
 }
 
 impl Tracked {
@@ -305,7 +305,7 @@ impl Controller {
         running
             .tracked
             .controls
-            .send(Control::App(command))
+            .send(RunnerMessage::App(command))
             .map_err(|_| SuperviseError::Gone {
                 app: app.to_owned(),
             })
@@ -474,7 +474,7 @@ impl Supervisor {
             }
             for app in &stopping {
                 // A send error means the runner already ended (the app exited for good).
-                let _ = app.tracked.controls.send(Control::Shutdown(deadline));
+                let _ = app.tracked.controls.send(RunnerMessage::Shutdown(deadline));
             }
             for app in stopping {
                 clean &= stopped(&app.config.name, app.task.await);

@@ -42,7 +42,7 @@ const SWITCH_SETTLE: Duration = Duration::from_millis(100);
 
 /// What a runner is told.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Control {
+pub(super) enum RunnerMessage {
     /// zoo is stopping: stop the app, killing it at this deadline at the latest, and end.
     Shutdown(Instant),
     App(AppCommand),
@@ -104,7 +104,7 @@ enum Replacing {
     /// The serving instance exited meanwhile.
     OldExited(ExitStatus),
     /// A stop or the shutdown came in.
-    Interrupted(Control),
+    Interrupted(RunnerMessage),
 }
 
 /// How a started instance ended.
@@ -118,7 +118,7 @@ enum Ended {
 }
 
 impl AppRunner {
-    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<Control>) -> Stopped {
+    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
         let name = &self.app.name;
         let mut backoff = Backoff::new(&self.app.restarts);
         let mut budget = RestartBudget::new(&self.app.restarts);
@@ -144,9 +144,9 @@ impl AppRunner {
                 Next::Parked => {
                     self.set_state(AppState::Stopped);
                     match inbox.recv().await {
-                        None | Some(Control::Shutdown(_)) => return Stopped::Cleanly,
-                        Some(Control::App(AppCommand::Stop)) => continue,
-                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        None | Some(RunnerMessage::Shutdown(_)) => return Stopped::Cleanly,
+                        Some(RunnerMessage::App(AppCommand::Stop)) => continue,
+                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
                     }
                 }
             }
@@ -186,7 +186,7 @@ impl AppRunner {
     async fn supervise(
         &self,
         mut instance: Instance,
-        inbox: &mut mpsc::UnboundedReceiver<Control>,
+        inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     ) -> Ended {
         self.serving(&instance, AppState::Starting);
         loop {
@@ -196,11 +196,11 @@ impl AppRunner {
                 loop {
                     tokio::select! {
                         status = &mut watch => break Ok(status),
-                        control = inbox.recv() => match control {
+                        message = inbox.recv() => match message {
                             // Already running: nothing to start.
-                            Some(Control::App(AppCommand::Start)) => {}
-                            Some(control) => break Err(control),
-                            None => break Err(Control::Shutdown(Instant::now())),
+                            Some(RunnerMessage::App(AppCommand::Start)) => {}
+                            Some(message) => break Err(message),
+                            None => break Err(RunnerMessage::Shutdown(Instant::now())),
                         },
                     }
                 }
@@ -230,7 +230,7 @@ impl AppRunner {
                     self.book_exit(status);
                     return Ended::Exited(status);
                 }
-                Err(Control::App(AppCommand::Restart))
+                Err(RunnerMessage::App(AppCommand::Restart))
                     if self.app.restart_strategy == RestartStrategy::Replace =>
                 {
                     tracing::info!("{}: Restart requested: replacing it", self.app.name);
@@ -239,16 +239,18 @@ impl AppRunner {
                         Err(ended) => return ended,
                     };
                 }
-                Err(control) => return self.obey(instance, control).await,
+                Err(message) => return self.obey(instance, message).await,
             }
         }
     }
 
     /// Stops the instance for a command (within the app's grace) or the shutdown.
-    async fn obey(&self, instance: Instance, control: Control) -> Ended {
-        match control {
-            Control::Shutdown(deadline) => Ended::Shutdown(self.stop(instance, deadline).await),
-            Control::App(command) => {
+    async fn obey(&self, instance: Instance, message: RunnerMessage) -> Ended {
+        match message {
+            RunnerMessage::Shutdown(deadline) => {
+                Ended::Shutdown(self.stop(instance, deadline).await)
+            }
+            RunnerMessage::App(command) => {
                 tracing::info!("{}: {command:?} requested", self.app.name);
                 self.stop(instance, Instant::now() + self.command_grace())
                     .await;
@@ -268,7 +270,7 @@ impl AppRunner {
     async fn replace(
         &self,
         mut old: Instance,
-        inbox: &mut mpsc::UnboundedReceiver<Control>,
+        inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     ) -> Result<Instance, Ended> {
         let name = &self.app.name;
         let old_pid = old.pid;
@@ -303,11 +305,11 @@ impl AppRunner {
                     status = &mut old.exit => {
                         break Replacing::OldExited(status.unwrap_or(ExitStatus::Code(1)));
                     }
-                    control = inbox.recv() => match control {
+                    message = inbox.recv() => match message {
                         // Already being restarted.
-                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
-                        Some(control) => break Replacing::Interrupted(control),
-                        None => break Replacing::Interrupted(Control::Shutdown(Instant::now())),
+                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        Some(message) => break Replacing::Interrupted(message),
+                        None => break Replacing::Interrupted(RunnerMessage::Shutdown(Instant::now())),
                     },
                 }
             }
@@ -347,9 +349,9 @@ impl AppRunner {
                 self.exited(&mut old, status).await;
                 Err(Ended::Exited(status))
             }
-            Replacing::Interrupted(control) => {
+            Replacing::Interrupted(message) => {
                 self.kill(new).await;
-                Err(self.obey(old, control).await)
+                Err(self.obey(old, message).await)
             }
         }
     }
@@ -657,15 +659,15 @@ impl AppRunner {
 /// Waits for `work` unless a command or the shutdown comes first (a closed inbox counts as a
 /// shutdown); `Start` and `Restart` end the wait early.
 async fn wait_or_obey(
-    inbox: &mut mpsc::UnboundedReceiver<Control>,
+    inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     work: impl Future<Output = ()>,
 ) -> Waited {
     tokio::select! {
         () = work => Waited::Proceed,
-        control = inbox.recv() => match control {
-            Some(Control::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
-            Some(Control::App(AppCommand::Stop)) => Waited::Park,
-            None | Some(Control::Shutdown(_)) => Waited::Shutdown,
+        message = inbox.recv() => match message {
+            Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
+            Some(RunnerMessage::App(AppCommand::Stop)) => Waited::Park,
+            None | Some(RunnerMessage::Shutdown(_)) => Waited::Shutdown,
         },
     }
 }
