@@ -46,15 +46,7 @@ pub enum RunError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i32, RunError> {
     let metrics = Metrics::new();
     let config_path = config.path.clone();
-    let (listen, admin_addr, scheme) = (
-        config.listen.clone(),
-        config.admin,
-        if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
-    );
+    let (listen, admin_addr, scheme) = (config.listen.clone(), config.admin, config.scheme());
     let serving = Serving::new(Runtime::plan(config, &metrics)?, Arc::clone(&metrics));
 
     let connections = TaskTracker::new();
@@ -235,7 +227,7 @@ pub fn check(config: Config) -> Result<String, RunError> {
             out,
             "  {:<12} port {port:<5}  restart {:<10}  {command}",
             app.name,
-            format!("{:?}", app.restart).to_lowercase()
+            app.restart.as_str()
         );
     }
     Ok(out)

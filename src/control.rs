@@ -182,7 +182,7 @@ impl ControlPlane {
             .await
             .map_err(listen_error)?;
         let changes = self.apps.plan_changes(&config.apps)?;
-        let scheme = scheme_of(&config);
+        let scheme = config.scheme();
         let runtime = Runtime::build(config, changes.handles(), &self.serving.metrics)?;
         self.apps
             .apply(changes, || self.serving.store(runtime))
@@ -295,15 +295,6 @@ impl ControlPlane {
             .ok_or_else(|| SuperviseError::UnknownApp {
                 app: name.to_owned(),
             })
-    }
-}
-
-/// `https` when the public listeners speak TLS.
-fn scheme_of(config: &config::Config) -> &'static str {
-    if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
     }
 }
 

@@ -5,6 +5,7 @@
 mod diagnostic;
 mod duration;
 mod expand;
+mod keyword;
 mod suggest;
 mod url;
 mod walk;
@@ -19,6 +20,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use diagnostic::Diagnostic;
 pub use duration::parse as parse_duration;
+use keyword::keyword_enum;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -143,14 +145,28 @@ pub struct Config {
     pub routes: Vec<Route>,
 }
 
-/// `access_log = "off" | "common" | "json"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLog {
-    Off,
-    /// Common Log Format plus route, upstream and timings.
-    Common,
-    /// One JSON object per request.
-    Json,
+impl Config {
+    /// What the public listeners speak: `https` with `tls`, else `http`.
+    #[must_use]
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            Scheme::Https.as_str()
+        } else {
+            Scheme::Http.as_str()
+        }
+    }
+}
+
+keyword_enum! {
+    /// `access_log = "off" | "common" | "json"`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AccessLog {
+        Off => "off",
+        /// Common Log Format plus route, upstream and timings.
+        Common => "common",
+        /// One JSON object per request.
+        Json => "json",
+    }
 }
 
 /// One supervised program.
@@ -294,10 +310,14 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Http1,
-    H2c,
+keyword_enum! {
+    /// `protocol = "http1" | "h2c"`: what an app's port speaks.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Protocol {
+        Http1 => "http1",
+        /// HTTP/2 with prior knowledge (gRPC servers).
+        H2c => "h2c",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,21 +350,28 @@ pub enum Probe {
     Exec { command: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
+keyword_enum! {
+    /// `restart = "always" | "on-failure" | "never"`: whether an app that exited is started
+    /// again.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RestartPolicy {
+        Always => "always",
+        /// Only after a non-zero exit or a signal.
+        OnFailure => "on-failure",
+        Never => "never",
+    }
 }
 
-/// `restart_strategy = "stop-start" | "replace"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartStrategy {
-    /// Stop the running instance, then start a new one; requests wait for it (gating).
-    StopStart,
-    /// Start a new instance on a fresh port, switch to it once ready, then stop the old one;
-    /// requests never wait. Only for apps whose port zoo picks.
-    Replace,
+keyword_enum! {
+    /// `restart_strategy = "stop-start" | "replace"`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum RestartStrategy {
+        /// Stop the running instance, then start a new one; requests wait for it (gating).
+        StopStart => "stop-start",
+        /// Start a new instance on a fresh port, switch to it once ready, then stop the old
+        /// one; requests never wait. Only for apps whose port zoo picks.
+        Replace => "replace",
+    }
 }
 
 /// One entry of `[routes]`.
@@ -388,19 +415,24 @@ pub enum Action {
     Builtin(Builtin),
 }
 
-/// What zoo can answer about itself on a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin {
-    /// 200 when every app is ready, 503 otherwise, with a JSON body of each app's state.
-    Health,
-    /// Prometheus text of zoo's metrics.
-    Metrics,
+keyword_enum! {
+    /// `builtin = "health" | "metrics"`: what zoo can answer about itself on a route.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Builtin {
+        /// 200 when every app is ready, 503 otherwise, with a JSON body of each app's state.
+        Health => "health",
+        /// Prometheus text of zoo's metrics.
+        Metrics => "metrics",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Http,
-    Https,
+keyword_enum! {
+    /// The scheme of a `proxy` URL (matched case-insensitively there, as URLs are).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Scheme {
+        Http => "http",
+        Https => "https",
+    }
 }
 
 /// A parsed `proxy = "https://host:port/base"` URL.

@@ -998,3 +998,44 @@ restart_strategy = "replace"
         "{message}"
     );
 }
+
+#[test]
+fn keyword_enums_round_trip_through_the_parser() {
+    let app = |key: &str, spelling: &str| {
+        let config = ok(&format!(
+            "[apps.web]\ncommand = \"x\"\n{key} = \"{spelling}\"\n"
+        ));
+        config.apps.into_iter().next().expect("one app")
+    };
+    for &policy in RestartPolicy::ALL {
+        assert_eq!(app("restart", policy.as_str()).restart, policy);
+    }
+    for &strategy in RestartStrategy::ALL {
+        let parsed = app("restart_strategy", strategy.as_str()).restart_strategy;
+        assert_eq!(parsed, strategy);
+    }
+    for &protocol in Protocol::ALL {
+        assert_eq!(app("protocol", protocol.as_str()).protocol, protocol);
+    }
+    for &format in AccessLog::ALL {
+        let config = ok(&format!("access_log = \"{}\"", format.as_str()));
+        assert_eq!(config.access_log, format);
+    }
+    for &builtin in Builtin::ALL {
+        let config = ok(&format!(
+            "[routes]\n\"/\" = {{ builtin = \"{}\" }}",
+            builtin.as_str()
+        ));
+        assert_eq!(config.routes[0].action, Action::Builtin(builtin));
+    }
+    for &scheme in Scheme::ALL {
+        let route = format!(
+            "[routes]\n\"/\" = {{ proxy = \"{}://example.com\" }}",
+            scheme.as_str()
+        );
+        let Action::Proxy { target, .. } = &ok(&route).routes[0].action else {
+            panic!("expected a proxy route");
+        };
+        assert_eq!(target.scheme, scheme);
+    }
+}

@@ -13,11 +13,11 @@ pub(super) fn parse(url: &str) -> Result<ProxyTarget, String> {
             "expected an absolute URL like https://example.com, found \"{url}\""
         ));
     };
-    let scheme = if scheme.eq_ignore_ascii_case("http") {
-        Scheme::Http
-    } else if scheme.eq_ignore_ascii_case("https") {
-        Scheme::Https
-    } else {
+    let Some(scheme) = Scheme::ALL
+        .iter()
+        .copied()
+        .find(|known| scheme.eq_ignore_ascii_case(known.as_str()))
+    else {
         return Err(format!(
             "unsupported scheme `{scheme}`: expected http:// or https://"
         ));

@@ -103,18 +103,11 @@ impl Upstream {
             Self::External(external) => {
                 format!(
                     "{}://{}",
-                    scheme_str(external.target.scheme),
+                    external.target.scheme.as_str(),
                     external.target.authority
                 )
             }
         }
-    }
-}
-
-fn scheme_str(scheme: Scheme) -> &'static str {
-    match scheme {
-        Scheme::Http => "http",
-        Scheme::Https => "https",
     }
 }
 

@@ -10,6 +10,7 @@
 //! restart/stop/start commands. Nothing here knows about HTTP routing.
 
 mod backoff;
+mod command;
 mod dotenv;
 mod output;
 mod probe;
@@ -19,8 +20,6 @@ mod runner;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -37,7 +36,7 @@ pub use backoff::{Backoff, RestartBudget};
 pub use output::RecentLines;
 pub use reaper::{ExitStatus, Reaper};
 pub use reload::AppChanges;
-use runner::{AppRunner, Control};
+use runner::{AppRunner, RunnerMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -203,7 +202,7 @@ struct Tracked {
     handle: Arc<AppHandle>,
     progress: Mutex<Progress>,
     /// The runner's inbox; closed once the runner has ended.
-    controls: mpsc::UnboundedSender<Control>,
+    controls: mpsc::UnboundedSender<RunnerMessage>,
 }
 
 impl Tracked {
@@ -300,7 +299,7 @@ impl Controller {
         running
             .tracked
             .controls
-            .send(Control::App(command))
+            .send(RunnerMessage::App(command))
             .map_err(|_| SuperviseError::Gone {
                 app: app.to_owned(),
             })
@@ -463,7 +462,7 @@ impl Supervisor {
             }
             for app in &stopping {
                 // A send error means the runner already ended (the app exited for good).
-                let _ = app.tracked.controls.send(Control::Shutdown(deadline));
+                let _ = app.tracked.controls.send(RunnerMessage::Shutdown(deadline));
             }
             for app in stopping {
                 clean &= stopped(&app.config.name, app.task.await);
@@ -559,18 +558,6 @@ fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
-}
-
-/// What an app and its exec probes share: own process group, `PORT`, the app's `env`, `dir`.
-fn std_command<'c>(command: &'c mut Command, app: &config::App, port: u16) -> &'c mut Command {
-    command
-        .process_group(0)
-        .env("PORT", port.to_string())
-        .envs(app.env.iter().map(|(key, value)| (key, value)));
-    if let Some(dir) = &app.dir {
-        command.current_dir(dir);
-    }
-    command
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.

@@ -4,14 +4,14 @@
 //! which is killed when the probe times out.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Reaper, signal_group, std_command};
+use super::{Reaper, command, signal_group};
 use crate::config::{self, Probe};
 
 /// What a probe runs against: the app's address, and for exec probes its env and dir.
@@ -38,9 +38,8 @@ pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bo
 }
 
 async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool {
-    let mut command = Command::new("/bin/sh");
-    command.arg("-c").arg(line);
-    std_command(&mut command, target.app, target.addr.port())
+    let mut command = command::probe_command(line, target.app, target.addr.port());
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::runner::{COMMAND_GRACE, Control};
+use super::runner::{COMMAND_GRACE, RunnerMessage};
 use super::{AppHandle, Controller, SuperviseError, Tracked, new_handle, stopped};
 use crate::config::{self, RestartStrategy};
 
@@ -197,7 +197,7 @@ impl Controller {
             let _ = running
                 .tracked
                 .controls
-                .send(Control::Shutdown(Instant::now() + grace));
+                .send(RunnerMessage::Shutdown(Instant::now() + grace));
         }
         for running in stopping {
             stopped(&running.config.name, running.task.await);

@@ -9,21 +9,20 @@
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Pid, User};
+use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
 use super::{
-    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, dotenv,
-    free_port, output, probe, signal_group, std_command,
+    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, command,
+    free_port, output, probe, signal_group,
 };
 use crate::config::{self, RestartPolicy, RestartStrategy};
 
@@ -43,7 +42,7 @@ const SWITCH_SETTLE: Duration = Duration::from_millis(100);
 
 /// What a runner is told.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Control {
+pub(super) enum RunnerMessage {
     /// zoo is stopping: stop the app, killing it at this deadline at the latest, and end.
     Shutdown(Instant),
     App(AppCommand),
@@ -105,7 +104,7 @@ enum Replacing {
     /// The serving instance exited meanwhile.
     OldExited(ExitStatus),
     /// A stop or the shutdown came in.
-    Interrupted(Control),
+    Interrupted(RunnerMessage),
 }
 
 /// How a started instance ended.
@@ -119,7 +118,7 @@ enum Ended {
 }
 
 impl AppRunner {
-    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<Control>) -> Stopped {
+    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
         let name = &self.app.name;
         let mut backoff = Backoff::new(&self.app.restarts);
         let mut budget = RestartBudget::new(&self.app.restarts);
@@ -145,9 +144,9 @@ impl AppRunner {
                 Next::Parked => {
                     self.set_state(AppState::Stopped);
                     match inbox.recv().await {
-                        None | Some(Control::Shutdown(_)) => return Stopped::Cleanly,
-                        Some(Control::App(AppCommand::Stop)) => continue,
-                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        None | Some(RunnerMessage::Shutdown(_)) => return Stopped::Cleanly,
+                        Some(RunnerMessage::App(AppCommand::Stop)) => continue,
+                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
                     }
                 }
             }
@@ -187,7 +186,7 @@ impl AppRunner {
     async fn supervise(
         &self,
         mut instance: Instance,
-        inbox: &mut mpsc::UnboundedReceiver<Control>,
+        inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     ) -> Ended {
         self.serving(&instance, AppState::Starting);
         loop {
@@ -197,11 +196,11 @@ impl AppRunner {
                 loop {
                     tokio::select! {
                         status = &mut watch => break Ok(status),
-                        control = inbox.recv() => match control {
+                        message = inbox.recv() => match message {
                             // Already running: nothing to start.
-                            Some(Control::App(AppCommand::Start)) => {}
-                            Some(control) => break Err(control),
-                            None => break Err(Control::Shutdown(Instant::now())),
+                            Some(RunnerMessage::App(AppCommand::Start)) => {}
+                            Some(message) => break Err(message),
+                            None => break Err(RunnerMessage::Shutdown(Instant::now())),
                         },
                     }
                 }
@@ -231,7 +230,7 @@ impl AppRunner {
                     self.book_exit(status);
                     return Ended::Exited(status);
                 }
-                Err(Control::App(AppCommand::Restart))
+                Err(RunnerMessage::App(AppCommand::Restart))
                     if self.app.restart_strategy == RestartStrategy::Replace =>
                 {
                     tracing::info!("{}: Restart requested: replacing it", self.app.name);
@@ -240,16 +239,18 @@ impl AppRunner {
                         Err(ended) => return ended,
                     };
                 }
-                Err(control) => return self.obey(instance, control).await,
+                Err(message) => return self.obey(instance, message).await,
             }
         }
     }
 
     /// Stops the instance for a command (within the app's grace) or the shutdown.
-    async fn obey(&self, instance: Instance, control: Control) -> Ended {
-        match control {
-            Control::Shutdown(deadline) => Ended::Shutdown(self.stop(instance, deadline).await),
-            Control::App(command) => {
+    async fn obey(&self, instance: Instance, message: RunnerMessage) -> Ended {
+        match message {
+            RunnerMessage::Shutdown(deadline) => {
+                Ended::Shutdown(self.stop(instance, deadline).await)
+            }
+            RunnerMessage::App(command) => {
                 tracing::info!("{}: {command:?} requested", self.app.name);
                 self.stop(instance, Instant::now() + self.command_grace())
                     .await;
@@ -269,7 +270,7 @@ impl AppRunner {
     async fn replace(
         &self,
         mut old: Instance,
-        inbox: &mut mpsc::UnboundedReceiver<Control>,
+        inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     ) -> Result<Instance, Ended> {
         let name = &self.app.name;
         let old_pid = old.pid;
@@ -304,11 +305,11 @@ impl AppRunner {
                     status = &mut old.exit => {
                         break Replacing::OldExited(status.unwrap_or(ExitStatus::Code(1)));
                     }
-                    control = inbox.recv() => match control {
+                    message = inbox.recv() => match message {
                         // Already being restarted.
-                        Some(Control::App(AppCommand::Start | AppCommand::Restart)) => {}
-                        Some(control) => break Replacing::Interrupted(control),
-                        None => break Replacing::Interrupted(Control::Shutdown(Instant::now())),
+                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        Some(message) => break Replacing::Interrupted(message),
+                        None => break Replacing::Interrupted(RunnerMessage::Shutdown(Instant::now())),
                     },
                 }
             }
@@ -348,9 +349,9 @@ impl AppRunner {
                 self.exited(&mut old, status).await;
                 Err(Ended::Exited(status))
             }
-            Replacing::Interrupted(control) => {
+            Replacing::Interrupted(message) => {
                 self.kill(new).await;
-                Err(self.obey(old, control).await)
+                Err(self.obey(old, message).await)
             }
         }
     }
@@ -372,7 +373,7 @@ impl AppRunner {
         if !should_restart(self.app.restart, status) {
             tracing::error!(
                 "{name} exited with {status}; restart = {}: stopping zoo",
-                policy_name(self.app.restart)
+                self.app.restart.as_str()
             );
             return None;
         }
@@ -434,44 +435,13 @@ impl AppRunner {
             self.tracked.progress().last_exit = Some(ExitStatus::Code(code));
             ExitStatus::Code(code)
         };
-        let mut command = match &app.command {
-            config::Command::Shell(line) => {
-                let mut command = Command::new("/bin/sh");
-                command.arg("-c").arg(shell_line(line));
-                command
-            }
-            config::Command::Argv(argv) => {
-                let mut command = Command::new(&argv[0]);
-                command.args(&argv[1..]);
-                command
-            }
-        };
-        if let Some(file) = &app.env_file {
-            let vars = std::fs::read_to_string(file)
-                .map_err(|error| error.to_string())
-                .and_then(|text| dotenv::parse(&text).map_err(|error| error.to_string()))
-                .map_err(|cause| {
-                    cannot_start(format!("env_file {}: {cause}", file.display()), 126)
-                })?;
-            command.envs(vars);
-        }
-        // The config's own `env` wins over the env_file, and `PORT` over both.
-        std_command(&mut command, app, port)
+        let mut command =
+            command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
+        // Its output is forwarded line by line below.
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(dir) = &app.dir
-            && !dir.is_dir()
-        {
-            return Err(cannot_start(
-                format!("working directory {} does not exist", dir.display()),
-                126,
-            ));
-        }
-        if let Some(user) = &app.user {
-            let (uid, gid) = resolve_user(user).map_err(|cause| cannot_start(cause, 126))?;
-            command.uid(uid).gid(gid);
-        }
         let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|error| {
             let program = command.get_program().to_string_lossy().into_owned();
             let code = if error.kind() == io::ErrorKind::NotFound {
@@ -689,35 +659,16 @@ impl AppRunner {
 /// Waits for `work` unless a command or the shutdown comes first (a closed inbox counts as a
 /// shutdown); `Start` and `Restart` end the wait early.
 async fn wait_or_obey(
-    inbox: &mut mpsc::UnboundedReceiver<Control>,
+    inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     work: impl Future<Output = ()>,
 ) -> Waited {
     tokio::select! {
         () = work => Waited::Proceed,
-        control = inbox.recv() => match control {
-            Some(Control::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
-            Some(Control::App(AppCommand::Stop)) => Waited::Park,
-            None | Some(Control::Shutdown(_)) => Waited::Shutdown,
+        message = inbox.recv() => match message {
+            Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
+            Some(RunnerMessage::App(AppCommand::Stop)) => Waited::Park,
+            None | Some(RunnerMessage::Shutdown(_)) => Waited::Shutdown,
         },
-    }
-}
-
-/// Words that cannot follow `exec`: shell builtins and keywords a command line may start with.
-const NOT_EXECUTABLE: &[&str] = &[
-    "!", ".", ":", "{", "case", "cd", "exec", "exit", "export", "for", "if", "set", "source",
-    "trap", "ulimit", "umask", "unset", "until", "wait", "while",
-];
-
-/// The `sh -c` script for a command line: a simple command is `exec`ed, so that the app (not a
-/// shell) is the group leader whose exit status zoo sees and signals go to first; a compound
-/// line (`cd app && npm start`, `a; b`) or one starting with a builtin runs as written.
-fn shell_line(line: &str) -> String {
-    let compound = line.contains([';', '&', '|', '\n', '(', ')', '`']);
-    let first = line.split_whitespace().next().unwrap_or_default();
-    if compound || first.contains('=') || NOT_EXECUTABLE.contains(&first) {
-        line.to_owned()
-    } else {
-        format!("exec {line}")
     }
 }
 
@@ -727,29 +678,6 @@ fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
         RestartPolicy::OnFailure => !status.success(),
         RestartPolicy::Never => false,
     }
-}
-
-fn policy_name(policy: RestartPolicy) -> &'static str {
-    match policy {
-        RestartPolicy::Always => "always",
-        RestartPolicy::OnFailure => "on-failure",
-        RestartPolicy::Never => "never",
-    }
-}
-
-/// `user` as a name or a numeric uid; the group is the user's primary group (or the same
-/// number for a uid without a passwd entry).
-fn resolve_user(user: &str) -> Result<(u32, u32), String> {
-    let entry = match user.parse::<u32>() {
-        Ok(uid) => User::from_uid(nix::unistd::Uid::from_raw(uid))
-            .map_err(|error| format!("user {user}: {error}"))?
-            .map_or((uid, uid), |entry| (uid, entry.gid.as_raw())),
-        Err(_) => User::from_name(user)
-            .map_err(|error| format!("user {user}: {error}"))?
-            .map(|entry| (entry.uid.as_raw(), entry.gid.as_raw()))
-            .ok_or_else(|| format!("unknown user `{user}`"))?,
-    };
-    Ok(entry)
 }
 
 #[cfg(test)]
@@ -766,33 +694,5 @@ mod tests {
         assert!(should_restart(RestartPolicy::OnFailure, killed));
         assert!(!should_restart(RestartPolicy::OnFailure, clean));
         assert!(!should_restart(RestartPolicy::Never, failed));
-    }
-
-    #[test]
-    fn simple_command_lines_are_execed_and_others_run_as_written() {
-        assert_eq!(
-            shell_line("uvicorn main:app --port $PORT"),
-            "exec uvicorn main:app --port $PORT"
-        );
-        for line in [
-            "cd app && npm start",
-            "exit 3",
-            "A=1 node x.js",
-            "a; b",
-            "x | y",
-        ] {
-            assert_eq!(shell_line(line), line);
-        }
-    }
-
-    #[test]
-    fn users_resolve_by_name_or_uid() {
-        assert_eq!(resolve_user("root"), Ok((0, 0)));
-        assert_eq!(resolve_user("0"), Ok((0, 0)));
-        assert_eq!(resolve_user("4000000"), Ok((4_000_000, 4_000_000)));
-        assert_eq!(
-            resolve_user("no-such-user-zoo"),
-            Err("unknown user `no-such-user-zoo`".to_owned())
-        );
     }
 }

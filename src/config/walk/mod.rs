@@ -1,0 +1,205 @@
+//! The validating walk over the spanned TOML tree: turns `toml::de::DeTable` into a typed
+//! [`Config`], expanding `${VAR}` in string values on the way. It walks by hand (rather than
+//! through serde) so that it can report every problem at once, each at its own span, with a
+//! "did you mean" for misspelt keys and app names. No I/O: relative paths are only joined to
+//! the config's directory, never checked on disk.
+
+mod apps;
+mod probes;
+mod read;
+mod routes;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::de::{DeTable, DeValue};
+
+use super::{AccessLog, Config, Network, Tls};
+use read::{Value, Walker, join, list, optional};
+
+/// One problem, located by a byte span of the source; [`super::parse`] turns it into a
+/// diagnostic.
+pub(super) struct Problem {
+    pub(super) span: Range<usize>,
+    pub(super) message: String,
+}
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8000);
+/// Docker's own stop timeout, so `docker stop` and zoo agree.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+const ROOT_KEYS: &[&str] = &[
+    "listen",
+    "access_log",
+    "admin",
+    "grace",
+    "shutdown_delay",
+    "client_header_timeout",
+    "trust_forwarded",
+    "tls",
+    "apps",
+    "routes",
+];
+const TLS_KEYS: &[&str] = &["cert", "key"];
+/// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
+const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Validates the whole document; `path` is the config file (its directory anchors relative
+/// paths).
+pub(super) fn walk(
+    root: &DeTable<'_>,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut walker = Walker {
+        env,
+        base: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+        problems: Vec::new(),
+    };
+    let config = walker.config(root, path);
+    match config {
+        Some(config) if walker.problems.is_empty() => Ok(config),
+        _ => Err(walker.problems),
+    }
+}
+impl Walker<'_> {
+    fn config(&mut self, root: &DeTable<'_>, path: &Path) -> Option<Config> {
+        let fields = self.fields("", root, ROOT_KEYS);
+        let listen = match fields.get("listen") {
+            Some(value) => self.listen(value),
+            None => Some(vec![DEFAULT_LISTEN]),
+        };
+        let admin = optional(fields.get("admin"), |value| {
+            self.listen_address("admin", value)
+        });
+        let access_log = fields
+            .get("access_log")
+            .map_or(Some(AccessLog::Off), |value| self.access_log(value));
+        let grace = fields
+            .get("grace")
+            .map_or(Some(DEFAULT_GRACE), |value| self.duration("grace", value));
+        let shutdown_delay = fields
+            .get("shutdown_delay")
+            .map_or(Some(Duration::ZERO), |value| {
+                self.duration("shutdown_delay", value)
+            });
+        let client_header_timeout = fields
+            .get("client_header_timeout")
+            .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
+                self.positive_duration("client_header_timeout", value)
+            });
+        let trust_forwarded = optional(fields.get("trust_forwarded"), |value| {
+            self.networks("trust_forwarded", value)
+        });
+        let tls = optional(fields.get("tls"), |value| self.tls(value));
+        let (apps, names) = match fields.get("apps") {
+            Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
+            None => (Some(Vec::new()), Vec::new()),
+        };
+        let routes = fields
+            .get("routes")
+            .map_or(Some(Vec::new()), |value| self.routes(value, &names));
+        Some(Config {
+            path: path.to_path_buf(),
+            listen: listen?,
+            admin: admin?,
+            access_log: access_log?,
+            grace: grace?,
+            shutdown_delay: shutdown_delay?,
+            client_header_timeout: client_header_timeout?,
+            trust_forwarded: trust_forwarded?.unwrap_or_default(),
+            tls: tls?,
+            apps: apps?,
+            routes: routes?,
+        })
+    }
+
+    fn access_log(&mut self, value: &Value<'_>) -> Option<AccessLog> {
+        self.keyword("access_log", value, AccessLog::from_name, |other| {
+            format!(
+                "unknown access log format \"{other}\"; expected one of {}",
+                list(AccessLog::NAMES)
+            )
+        })
+    }
+
+    fn listen(&mut self, value: &Value<'_>) -> Option<Vec<SocketAddr>> {
+        match value.get_ref() {
+            DeValue::String(_) => self
+                .listen_address("listen", value)
+                .map(|address| vec![address]),
+            DeValue::Array(items) if items.is_empty() => {
+                self.error(value.span(), "listen", "expected at least one address");
+                None
+            }
+            DeValue::Array(items) => {
+                let addresses: Vec<_> = items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.listen_address(&format!("listen[{index}]"), item))
+                    .collect();
+                addresses.into_iter().collect()
+            }
+            _ => {
+                self.mismatch("listen", value, "a string or an array of strings");
+                None
+            }
+        }
+    }
+
+    fn listen_address(&mut self, at: &str, value: &Value<'_>) -> Option<SocketAddr> {
+        let text = self.string(at, value)?;
+        let address = text.parse().ok();
+        if address.is_none() {
+            self.error(
+                value.span(),
+                at,
+                format!("expected IP:PORT, like 0.0.0.0:8000 or [::]:8000, found \"{text}\""),
+            );
+        }
+        address
+    }
+
+    /// An array of networks, `["10.0.0.0/8", "::1"]`.
+    fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.mismatch(at, value, "an array of networks like \"10.0.0.0/8\"");
+            return None;
+        };
+        let networks: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("{at}[{index}]");
+                let text = self.string(&at, item)?;
+                Network::parse(&text)
+                    .map_err(|message| self.error(item.span(), &at, message))
+                    .ok()
+            })
+            .collect();
+        networks.into_iter().collect()
+    }
+
+    /// `tls = { cert, key }`: PEM files, relative to the config file's directory.
+    fn tls(&mut self, value: &Value<'_>) -> Option<Tls> {
+        let table = self.table("tls", value)?;
+        let fields = self.fields("tls", table, TLS_KEYS);
+        let mut file = |key: &str| {
+            let Some(file) = fields.get(key) else {
+                let message = format!("missing `{key}` (a PEM file)");
+                self.error(value.span(), "tls", message);
+                return None;
+            };
+            let path = self.non_empty_string(&join("tls", key), file)?;
+            Some(self.base.join(path))
+        };
+        let cert = file("cert");
+        let key = file("key");
+        Some(Tls {
+            cert: cert?,
+            key: key?,
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The walk of `[routes]`: each route key (a path, `*` only at its end), its one action
+//! (`app`, `proxy`, `respond`, `redirect` or `builtin`) and the options that only some actions
+//! accept ([`ACTION_KEYS`]).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, StatusCode};
+
+use super::read::{Fields, Value, Walker, join, list, optional};
+use crate::config::{Action, Builtin, ProxyTarget, Route, Scheme, suggest, url};
+
+const ROUTE_KEYS: &[&str] = &[
+    "app",
+    "proxy",
+    "respond",
+    "redirect",
+    "builtin",
+    "strip_prefix",
+    "ca_file",
+    "status",
+    "headers",
+    "max_body",
+    "timeout",
+    "wait",
+];
+const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
+/// Route keys that only some actions accept: (key, actions that accept it, how to say so).
+const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
+    (
+        "strip_prefix",
+        &["app", "proxy"],
+        "`app` and `proxy` routes",
+    ),
+    ("ca_file", &["proxy"], "`proxy` routes"),
+    (
+        "status",
+        &["respond", "redirect"],
+        "`respond` and `redirect` routes",
+    ),
+    ("headers", &["respond"], "`respond` routes"),
+    ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
+    ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
+    ("wait", &["app"], "`app` routes"),
+];
+/// Time from sending a request upstream to its response headers (DESIGN.md).
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request for an app that is (re)starting waits for it (DESIGN.md).
+const DEFAULT_READY_WAIT: Duration = Duration::from_secs(10);
+const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
+
+impl Walker<'_> {
+    pub(super) fn routes(&mut self, value: &Value<'_>, apps: &[String]) -> Option<Vec<Route>> {
+        let table = self.table("routes", value)?;
+        let mut routes = Some(Vec::with_capacity(table.len()));
+        for (key, value) in table {
+            let path: &str = key.get_ref();
+            let at = join("routes", path);
+            let valid_key = self.route_key(key.span(), &at, path);
+            let route = self.route(&at, path, value, apps);
+            match (route, valid_key, routes.as_mut()) {
+                (Some(route), true, Some(routes)) => routes.push(route),
+                _ => routes = None,
+            }
+        }
+        routes
+    }
+
+    fn route_key(&mut self, span: Range<usize>, at: &str, key: &str) -> bool {
+        let message = if !key.starts_with('/') {
+            "a route key is a path and must start with `/`"
+        } else if key.find('*').is_some_and(|star| star + 1 != key.len()) {
+            "`*` may only end a route key, as in \"/node*\""
+        } else if key
+            .contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+        {
+            "a route key is a path: it cannot contain whitespace, `?` or `#`"
+        } else {
+            return true;
+        };
+        self.error(span, at, message);
+        false
+    }
+
+    fn route(&mut self, at: &str, key: &str, value: &Value<'_>, apps: &[String]) -> Option<Route> {
+        let table = self.table(at, value)?;
+        let fields = self.fields(at, table, ROUTE_KEYS);
+        let actions: Vec<&str> = fields
+            .entries
+            .iter()
+            .map(|(name, _, _)| *name)
+            .filter(|name| ACTIONS.contains(name))
+            .collect();
+        let action = match actions.as_slice() {
+            [] => {
+                if !ACTIONS
+                    .iter()
+                    .any(|action| fields.suggested.contains(action))
+                {
+                    let message = format!("expected one of {}", list(ACTIONS));
+                    self.error(value.span(), at, message);
+                }
+                return None;
+            }
+            [action] => *action,
+            [first, second, ..] => {
+                let span = fields.key_span(second).unwrap_or_else(|| value.span());
+                let message = format!(
+                    "`{first}` and `{second}` cannot be combined: a route has exactly one action"
+                );
+                self.error(span, at, message);
+                return None;
+            }
+        };
+        let mut misplaced = false;
+        for (option, accepted_by, description) in ACTION_KEYS {
+            if let Some(span) = fields.key_span(option)
+                && !accepted_by.contains(&action)
+            {
+                let message = format!("`{option}` applies only to {description}, not `{action}`");
+                self.error(span, at, message);
+                misplaced = true;
+            }
+        }
+        let strip_prefix = optional(fields.get("strip_prefix"), |value| {
+            self.boolean(&join(at, "strip_prefix"), value)
+        });
+        let max_body = optional(fields.get("max_body"), |value| {
+            let at = join(at, "max_body");
+            let bytes = self.integer(&at, value)?;
+            u64::try_from(bytes)
+                .map_err(|_| self.error(value.span(), &at, "a size in bytes cannot be negative"))
+                .ok()
+        });
+        let timeout = fields
+            .get("timeout")
+            .map_or(Some(DEFAULT_RESPONSE_TIMEOUT), |value| {
+                self.positive_duration(&join(at, "timeout"), value)
+            });
+        let wait = fields
+            .get("wait")
+            .map_or(Some(DEFAULT_READY_WAIT), |value| {
+                self.duration(&join(at, "wait"), value)
+            });
+        let action_value = fields.get(action)?;
+        let action_at = join(at, action);
+        let built = match action {
+            "app" => self.app_action(&action_at, action_value, apps),
+            "proxy" => self.proxy_action(at, action_value, &fields),
+            "respond" => self.respond_action(at, action_value, &fields),
+            "builtin" => self.builtin_action(&action_at, action_value),
+            _ => self.redirect_action(at, action_value, &fields),
+        };
+        if misplaced {
+            return None;
+        }
+        Some(Route {
+            key: key.to_owned(),
+            action: built?,
+            strip_prefix: strip_prefix?.unwrap_or(false),
+            max_body: max_body?,
+            timeout: timeout?,
+            wait: wait?,
+        })
+    }
+
+    fn app_action(&mut self, at: &str, value: &Value<'_>, apps: &[String]) -> Option<Action> {
+        let name = self.string(at, value)?;
+        if apps.contains(&name) {
+            return Some(Action::App { name });
+        }
+        let hint = if apps.is_empty() {
+            format!("define it as [apps.{name}]")
+        } else if let Some(close) = suggest::closest(&name, apps.iter().map(String::as_str)) {
+            format!("did you mean `{close}`?")
+        } else {
+            let names: Vec<&str> = apps.iter().map(String::as_str).collect();
+            format!("the apps are {}", list(&names))
+        };
+        self.error(value.span(), at, format!("no app named `{name}`; {hint}"));
+        None
+    }
+
+    fn builtin_action(&mut self, at: &str, value: &Value<'_>) -> Option<Action> {
+        let builtin = self.keyword(at, value, Builtin::from_name, |other| {
+            format!(
+                "no built-in named `{other}`; expected one of {}",
+                list(Builtin::NAMES)
+            )
+        })?;
+        Some(Action::Builtin(builtin))
+    }
+
+    fn proxy_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let proxy_at = join(at, "proxy");
+        let url = self.string(&proxy_at, value)?;
+        let target = url::parse(&url)
+            .map_err(|message| self.error(value.span(), &proxy_at, message))
+            .ok();
+        let ca_file = optional(fields.get("ca_file"), |ca_value| {
+            let ca_at = join(at, "ca_file");
+            let file = self.non_empty_string(&ca_at, ca_value)?;
+            if let Some(ProxyTarget {
+                scheme: Scheme::Http,
+                ..
+            }) = &target
+            {
+                let span = fields
+                    .key_span("ca_file")
+                    .unwrap_or_else(|| ca_value.span());
+                self.error(span, &ca_at, "`ca_file` needs an https:// proxy URL");
+                return None;
+            }
+            Some(self.base.join(file))
+        });
+        Some(Action::Proxy {
+            target: target?,
+            ca_file: ca_file?,
+        })
+    }
+
+    fn respond_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let body = self.string(&join(at, "respond"), value);
+        let status = optional(fields.get("status"), |value| {
+            let at = join(at, "status");
+            let code = self.integer(&at, value)?;
+            let status = u16::try_from(code)
+                .ok()
+                .filter(|code| (100..=599).contains(code))
+                .and_then(|code| StatusCode::from_u16(code).ok());
+            if status.is_none() {
+                let message = format!("expected an HTTP status from 100 to 599, found {code}");
+                self.error(value.span(), &at, message);
+            }
+            status
+        });
+        let headers = optional(fields.get("headers"), |value| {
+            self.headers(&join(at, "headers"), value)
+        });
+        Some(Action::Respond {
+            status: status?.unwrap_or(StatusCode::OK),
+            headers: headers?.unwrap_or_default(),
+            body: body?,
+        })
+    }
+
+    fn redirect_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Action> {
+        let location_at = join(at, "redirect");
+        let location = self
+            .non_empty_string(&location_at, value)
+            .and_then(|location| {
+                if HeaderValue::from_bytes(location.as_bytes()).is_err() {
+                    let message = "a `Location` cannot contain control characters";
+                    self.error(value.span(), &location_at, message);
+                    return None;
+                }
+                Some(location)
+            });
+        let status = optional(fields.get("status"), |value| {
+            let at = join(at, "status");
+            let code = self.integer(&at, value)?;
+            let status = u16::try_from(code)
+                .ok()
+                .filter(|code| REDIRECT_STATUSES.contains(code))
+                .and_then(|code| StatusCode::from_u16(code).ok());
+            if status.is_none() {
+                let message =
+                    format!("expected a redirect status (301, 302, 303, 307 or 308), found {code}");
+                self.error(value.span(), &at, message);
+            }
+            status
+        });
+        Some(Action::Redirect {
+            status: status?.unwrap_or(StatusCode::FOUND),
+            location: location?,
+        })
+    }
+
+    fn headers(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
+        let table = self.table(at, value)?;
+        let mut headers = Some(Vec::with_capacity(table.len()));
+        for (key, value) in table {
+            let name: &str = key.get_ref();
+            let header_at = join(at, name);
+            let header_name = HeaderName::from_bytes(name.as_bytes()).ok();
+            if header_name.is_none() {
+                self.error(key.span(), at, format!("invalid header name \"{name}\""));
+            }
+            let header_value = self.string(&header_at, value).and_then(|text| {
+                let header_value = HeaderValue::from_bytes(text.as_bytes()).ok();
+                if header_value.is_none() {
+                    let message = "invalid header value: control characters are not allowed";
+                    self.error(value.span(), &header_at, message);
+                }
+                header_value
+            });
+            match (header_name, header_value, headers.as_mut()) {
+                (Some(name), Some(value), Some(headers)) => headers.push((name, value)),
+                _ => headers = None,
+            }
+        }
+        headers
+    }
+}
