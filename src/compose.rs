@@ -102,12 +102,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     let control = Arc::new(ControlPlane::new(
         config_path,
         Arc::clone(&serving),
-        supervisor.controller(),
+        supervisor.handle(),
         public,
         admin,
     ));
     let _ = control_slot.set(Arc::downgrade(&control));
-    metrics.watch_apps(supervisor.controller());
+    metrics.watch_apps(supervisor.handle());
     control.commit_startup(staged_public, staged_admin, scheme);
     let socket_shutdown = CancellationToken::new();
     let socket_bound = control_socket.is_some();
@@ -126,6 +126,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         () = shutdown => None,
         exit = supervisor.final_exit() => Some(exit),
     };
+    if let Some(exit) = &final_exit {
+        tracing::error!(
+            "{} exited for good ({}): stopping everything, then exiting with {}",
+            exit.app,
+            exit.status,
+            exit.status.as_code()
+        );
+    }
     serving.health.start_draining();
     // The settings of the config in use now: a reload may have changed them.
     let (grace, shutdown_delay) = {

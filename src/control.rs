@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, ConfigError};
 use crate::listeners::{ListenError, ListenerSet, Staged};
 use crate::runtime::{BuildError, Runtime, Serving};
-use crate::supervise::{self, AppCommand, AppState, Controller, SuperviseError};
+use crate::supervise::{self, AppCommand, AppState, SuperviseError, SupervisorHandle};
 
 /// How long `zoo restart`/`start`/`stop` wait for the app to get there.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(120);
@@ -54,7 +54,7 @@ pub struct ControlPlane {
     /// The runtime in use, which a reload replaces.
     serving: Arc<Serving>,
     /// Commands to and status of the supervised apps.
-    apps: Controller,
+    apps: SupervisorHandle,
     /// The public listeners (`listen`).
     public: ListenerSet,
     /// The admin TCP listener (`admin`), none or one.
@@ -139,7 +139,7 @@ impl ControlPlane {
     pub fn new(
         path: PathBuf,
         serving: Arc<Serving>,
-        apps: Controller,
+        apps: SupervisorHandle,
         public: ListenerSet,
         admin: ListenerSet,
     ) -> Self {

@@ -130,7 +130,7 @@ async fn serve(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match zoo::compose::run(config, shutdown).await {
+    match zoo::run(config, shutdown).await {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(error) => {
             tracing::error!("{error}");
@@ -144,7 +144,7 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match zoo::compose::check(config) {
+    match zoo::check(config) {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::SUCCESS
@@ -157,30 +157,28 @@ fn check(path: &Path) -> ExitCode {
 }
 
 async fn status(json: bool) -> ExitCode {
-    let socket = zoo::admin::socket::default_path();
-    match zoo::admin::client::request(&socket, Method::GET, "/status").await {
+    let socket = zoo::control_socket::default_path();
+    match zoo::admin_client::request(&socket, Method::GET, "/status").await {
         Ok((StatusCode::OK, body)) if json => {
             print!("{body}");
             ExitCode::SUCCESS
         }
-        Ok((StatusCode::OK, body)) => {
-            match serde_json::from_str::<zoo::control::StatusReport>(&body) {
-                Ok(status) => {
-                    let now = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .map_or(0, |since| since.as_secs());
-                    print!("{}", status.render(now));
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!(
-                        "zoo status: unexpected answer from {}: {error}",
-                        socket.display()
-                    );
-                    ExitCode::FAILURE
-                }
+        Ok((StatusCode::OK, body)) => match serde_json::from_str::<zoo::StatusReport>(&body) {
+            Ok(status) => {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| since.as_secs());
+                print!("{}", status.render(now));
+                ExitCode::SUCCESS
             }
-        }
+            Err(error) => {
+                eprintln!(
+                    "zoo status: unexpected answer from {}: {error}",
+                    socket.display()
+                );
+                ExitCode::FAILURE
+            }
+        },
         Ok((status, body)) => {
             eprint!("zoo status: {status}: {body}");
             ExitCode::FAILURE
@@ -194,8 +192,8 @@ async fn status(json: bool) -> ExitCode {
 
 /// Sends one control request to the running zoo and prints its answer.
 async fn control(method: Method, path: &str) -> ExitCode {
-    let socket = zoo::admin::socket::default_path();
-    match zoo::admin::client::request(&socket, method, path).await {
+    let socket = zoo::control_socket::default_path();
+    match zoo::admin_client::request(&socket, method, path).await {
         Ok((status, body)) if status.is_success() => {
             print!("{body}");
             ExitCode::SUCCESS

@@ -24,8 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use zoo::runtime::{Runtime, Serving};
-use zoo::telemetry::Metrics;
+use zoo::{Metrics, Serving};
 
 static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
@@ -73,11 +72,11 @@ client_header_timeout = "2s"
     let config = zoo::config::parse(&source, Path::new("zoo.toml"), &|_| None)
         .expect("the fuzz target's config is valid");
     let metrics = Metrics::new();
-    let runtime = Runtime::plan(config, &metrics).expect("the fuzz target's runtime builds");
+    let runtime = zoo::Runtime::plan(config, &metrics).expect("the fuzz target's runtime builds");
     let serving = Serving::new(runtime, metrics);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind zoo");
     let addr = listener.local_addr().expect("zoo addr");
-    tokio::spawn(zoo::proxy::serve(
+    tokio::spawn(zoo::serve(
         listener,
         serving,
         CancellationToken::new(),

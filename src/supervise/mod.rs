@@ -6,7 +6,7 @@
 //! only from the [`Reaper`].
 //!
 //! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
-//! ready. The admin side sees it through a [`Controller`]: a status snapshot per app and
+//! ready. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
 //! restart/stop/start commands. Nothing here knows about HTTP routing.
 
 mod backoff;
@@ -32,10 +32,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config;
-pub use backoff::{Backoff, RestartBudget};
 pub use output::RecentLines;
 pub use reaper::{ExitStatus, Reaper};
-pub use reload::AppChanges;
 use runner::{AppRunner, RunnerMessage};
 
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +194,7 @@ struct Progress {
     last_exit: Option<ExitStatus>,
 }
 
-/// Shared between an app's runner (writer) and the [`Controller`] (readers).
+/// Shared between an app's runner (writer) and the [`SupervisorHandle`] (readers).
 #[derive(Debug)]
 struct Tracked {
     handle: Arc<AppHandle>,
@@ -229,11 +227,11 @@ impl Tracked {
 /// A cheap, cloneable view of the supervised apps for the admin side: status, commands, and
 /// the changes a reload makes to the set of apps.
 #[derive(Debug, Clone)]
-pub struct Controller {
+pub struct SupervisorHandle {
     registry: Arc<Registry>,
 }
 
-/// Everything supervised now, shared by the [`Supervisor`], its [`Controller`]s and the
+/// Everything supervised now, shared by the [`Supervisor`], its [`SupervisorHandle`]s and the
 /// runners (which look up the apps they depend on here, so a reload's new handles count).
 #[derive(Debug)]
 struct Registry {
@@ -265,7 +263,7 @@ impl Registry {
     }
 }
 
-impl Controller {
+impl SupervisorHandle {
     /// Every app's status, in config order.
     #[must_use]
     pub fn status(&self) -> Vec<AppStatus> {
@@ -375,7 +373,7 @@ impl Controller {
 
 /// All supervised apps.
 pub struct Supervisor {
-    controller: Controller,
+    apps_handle: SupervisorHandle,
     final_exits: mpsc::UnboundedReceiver<FinalExit>,
     /// Forwards SIGUSR1, SIGUSR2 and SIGWINCH to the apps until zoo stops.
     forwarder: JoinHandle<()>,
@@ -405,7 +403,7 @@ impl Supervisor {
             winch: watch(SignalKind::window_change())?,
         };
         let (final_sender, final_exits) = mpsc::unbounded_channel();
-        let controller = Controller {
+        let controller = SupervisorHandle {
             registry: Arc::new(Registry {
                 reaper,
                 final_exits: final_sender,
@@ -415,7 +413,7 @@ impl Supervisor {
         controller.launch(apps.iter().zip(handles.iter().cloned()))?;
         let forwarder = tokio::spawn(forwarded.run(controller.clone()));
         Ok(Self {
-            controller,
+            apps_handle: controller,
             final_exits,
             forwarder,
         })
@@ -423,8 +421,8 @@ impl Supervisor {
 
     /// A handle for status snapshots and per-app commands that outlives borrows of `self`.
     #[must_use]
-    pub fn controller(&self) -> Controller {
-        self.controller.clone()
+    pub fn handle(&self) -> SupervisorHandle {
+        self.apps_handle.clone()
     }
 
     /// Resolves when an app has exited for good; pending forever when there are no apps.
@@ -441,7 +439,7 @@ impl Supervisor {
     pub async fn stop_all(self, deadline: Instant) -> bool {
         self.forwarder.abort();
         let running = {
-            let mut apps = self.controller.registry.lock();
+            let mut apps = self.apps_handle.registry.lock();
             apps.closed = true;
             std::mem::take(&mut apps.running)
         };
@@ -494,7 +492,7 @@ struct ForwardedSignals {
 impl ForwardedSignals {
     /// Relays log-reopening, reload and terminal-size signals to every app's process group,
     /// as tini does with its child.
-    async fn run(mut self, controller: Controller) {
+    async fn run(mut self, controller: SupervisorHandle) {
         loop {
             let signal = tokio::select! {
                 Some(()) = self.usr1.recv() => Signal::SIGUSR1,
@@ -609,7 +607,7 @@ mod tests {
     static ONE_SUPERVISOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
     /// Polls `controller`'s status of its first app until `check` holds (5 s at most).
-    async fn until(controller: &Controller, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
+    async fn until(controller: &SupervisorHandle, check: impl Fn(&AppStatus) -> bool) -> AppStatus {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let status = controller.status().remove(0);
@@ -633,7 +631,7 @@ mod tests {
         let apps = [app_with("idle", &ready)];
         let handles = plan(&apps).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();
-        let controller = supervisor.controller();
+        let controller = supervisor.handle();
         let first = until(&controller, |status| status.ready).await;
         assert_eq!(first.state, AppState::Ready, "{first:?}");
 
@@ -659,7 +657,7 @@ mod tests {
         let apps = [app("idle", &[])];
         let handles = plan(&apps).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();
-        let controller = supervisor.controller();
+        let controller = supervisor.handle();
         let first = until(&controller, |status| status.pid.is_some()).await;
         assert_eq!(first.state, AppState::Starting);
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::runner::{COMMAND_GRACE, RunnerMessage};
-use super::{AppHandle, Controller, SuperviseError, Tracked, new_handle, stopped};
+use super::{AppHandle, SuperviseError, SupervisorHandle, Tracked, new_handle, stopped};
 use crate::config::{self, RestartStrategy};
 
 /// What a reload does to one app of the new config.
@@ -63,7 +63,7 @@ impl AppChanges {
     }
 }
 
-impl Controller {
+impl SupervisorHandle {
     /// Works out what changes when the apps become `apps` (a reloaded config's).
     ///
     /// # Errors

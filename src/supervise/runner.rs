@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
 use super::{
-    AppCommand, AppState, Controller, ExitStatus, FinalExit, Reaper, Stopped, Tracked, command,
-    free_port, output, probe, signal_group,
+    AppCommand, AppState, ExitStatus, FinalExit, Reaper, Stopped, SupervisorHandle, Tracked,
+    command, free_port, output, probe, signal_group,
 };
 use crate::config::{self, RestartPolicy, RestartStrategy};
 
@@ -53,7 +53,7 @@ pub(super) struct AppRunner {
     pub(super) tracked: Arc<Tracked>,
     /// Where the apps this one waits for before each start are looked up by name, at each
     /// start: a reload may have replaced them.
-    pub(super) apps: Controller,
+    pub(super) apps: SupervisorHandle,
     pub(super) reaper: Arc<Reaper>,
     pub(super) final_exits: mpsc::UnboundedSender<FinalExit>,
 }

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervise::Controller;
+use crate::supervise::SupervisorHandle;
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(clippy::upper_case_acronyms)] // the variant names are the exported label values
@@ -98,7 +98,7 @@ pub struct Metrics {
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
     /// Where the app metrics are read from, once the supervisor runs.
-    apps: Arc<OnceLock<Controller>>,
+    apps: Arc<OnceLock<SupervisorHandle>>,
 }
 
 impl Metrics {
@@ -165,7 +165,7 @@ impl Metrics {
     }
 
     /// Exports the supervised apps' state from now on.
-    pub fn watch_apps(&self, controller: Controller) {
+    pub fn watch_apps(&self, controller: SupervisorHandle) {
         let _ = self.apps.set(controller);
     }
 
@@ -256,7 +256,7 @@ mod collect {
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
 
-    use crate::supervise::{AppStatus, Controller};
+    use crate::supervise::{AppStatus, SupervisorHandle};
 
     /// One per-app gauge: its value for an app, if it has one.
     type AppGauge = fn(&AppStatus) -> Option<i64>;
@@ -264,7 +264,7 @@ mod collect {
     /// Each app's state, read from the supervisor at scrape time; empty until the supervisor
     /// has started.
     #[derive(Debug, Default)]
-    pub struct Apps(pub Arc<OnceLock<Controller>>);
+    pub struct Apps(pub Arc<OnceLock<SupervisorHandle>>);
 
     impl Collector for Apps {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
