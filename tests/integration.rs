@@ -19,6 +19,7 @@ mod integration {
     mod pool;
     mod protocols;
     mod proxy;
+    mod reload;
     mod shutdown;
     mod sse;
     mod supervise;
