@@ -356,6 +356,14 @@ fn reload_applies_timeouts_access_log_forwarding_grace_and_shutdown_delay() {
         "the kept `listen` serves\n{}",
         zoo.output()
     );
+    // `listen = "127.0.0.1:0"`: `zoo status` names the port the kernel chose, not 0.
+    let status = zoo.cli_ok(&["status", "--json"], CLI_DEADLINE);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        status["listen"],
+        serde_json::json!([zoo.addr().to_string()]),
+        "{status}"
+    );
 
     let waited = header_timeout_of(zoo.addr());
     assert!(
