@@ -69,7 +69,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
-    let socket_path = admin::socket::default_path();
+    let socket_path = admin::socket::default_path(&config.path);
     let control_socket = admin::socket::bind(&socket_path)
         .inspect_err(|error| {
             tracing::warn!("{error}: `zoo status` and `zoo reload` will not reach this zoo");
@@ -99,6 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     let hangups = signal(SignalKind::hangup()).map_err(RunError::Signal)?;
     let mut supervisor = Supervisor::start(&config.apps, &handles)?;
     let (grace, shutdown_delay) = (config.grace, config.shutdown_delay);
+    let admin_token = config.admin_token.clone();
     let control = Arc::new(Control::new(
         config,
         Arc::clone(&shared),
@@ -108,11 +109,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     ));
     metrics.watch_apps(supervisor.controller());
     let admin_shutdown = CancellationToken::new();
-    let socket_bound = control_socket.is_some();
+    let socket_file = control_socket
+        .as_ref()
+        .map(admin::socket::ControlSocket::file);
     if let Some(listener) = control_socket {
         tokio::spawn(admin::serve(
             listener,
             Arc::clone(&control),
+            admin::auth::Policy::Socket,
             admin_shutdown.clone(),
         ));
     }
@@ -120,6 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         tokio::spawn(admin::serve(
             listener,
             Arc::clone(&control),
+            admin::auth::Policy::Tcp { token: admin_token },
             admin_shutdown.clone(),
         ));
     }
@@ -169,8 +174,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     )
     .await;
     admin_shutdown.cancel();
-    if socket_bound {
-        let _ = std::fs::remove_file(&socket_path);
+    if let Some(file) = socket_file {
+        file.remove();
     }
     Ok(match final_exit {
         Some(exit) => exit.status.as_code(),

@@ -39,6 +39,7 @@ const ROOT_KEYS: &[&str] = &[
     "listen",
     "access_log",
     "admin",
+    "admin_token",
     "grace",
     "shutdown_delay",
     "client_header_timeout",
@@ -354,6 +355,9 @@ impl Walker<'_> {
         let admin = optional(fields.get("admin"), |value| {
             self.listen_address("admin", value)
         });
+        let admin_token = optional(fields.get("admin_token"), |value| {
+            self.non_empty_string("admin_token", value)
+        });
         let access_log = fields
             .get("access_log")
             .map_or(Some(AccessLog::Off), |value| self.access_log(value));
@@ -385,6 +389,7 @@ impl Walker<'_> {
             path: path.to_path_buf(),
             listen: listen?,
             admin: admin?,
+            admin_token: admin_token?,
             access_log: access_log?,
             grace: grace?,
             shutdown_delay: shutdown_delay?,
