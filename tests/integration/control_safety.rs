@@ -83,24 +83,28 @@ fn logged_socket(zoo: &Zoo) -> PathBuf {
     PathBuf::from(path.trim())
 }
 
-#[test]
-fn socket_path_holding_a_regular_file_leaves_it_intact() {
-    let scratch = tempfile::tempdir().unwrap();
-    let precious = scratch.path().join("precious");
-    std::fs::write(&precious, "do not delete").unwrap();
-    let set = format!("ZOO_SOCKET={}", precious.display());
+/// Runs a zoo whose `ZOO_SOCKET` is `path`, where `what` already sits, until it has served a
+/// request and exited, and checks that it said so in its log.
+fn run_with_socket_at(path: &Path, what: &str) -> Zoo {
+    let set = format!("ZOO_SOCKET={}", path.display());
     let mut zoo = Zoo::start_wrapped(&["env", &set], RESPOND, &[]);
     zoo.assert_body("/hello", "hi");
-    let named = format!(
-        "control socket {}: is a regular file, not a socket",
-        precious.display()
-    );
+    let named = format!("control socket {}: is {what}, not a socket", path.display());
     assert!(
         zoo.wait_for_line(CLI_DEADLINE, |_, line| line.contains(&named)),
         "zoo says what is at the path\n{}",
         zoo.output()
     );
     zoo.terminate();
+    zoo
+}
+
+#[test]
+fn socket_path_holding_a_regular_file_leaves_it_intact() {
+    let scratch = tempfile::tempdir().unwrap();
+    let precious = scratch.path().join("precious");
+    std::fs::write(&precious, "do not delete").unwrap();
+    let zoo = run_with_socket_at(&precious, "a regular file");
     assert_eq!(
         std::fs::read_to_string(&precious).expect("the file is still there"),
         "do not delete",
@@ -116,20 +120,13 @@ fn socket_path_holding_a_symlink_leaves_it_and_its_target_intact() {
     std::fs::write(&target, "the target").unwrap();
     let link = scratch.path().join("zoo.sock");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let set = format!("ZOO_SOCKET={}", link.display());
-    let mut zoo = Zoo::start_wrapped(&["env", &set], RESPOND, &[]);
-    zoo.assert_body("/hello", "hi");
-    let named = format!(
-        "control socket {}: is a symlink, not a socket",
-        link.display()
-    );
-    assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |_, line| line.contains(&named)),
-        "zoo says what is at the path\n{}",
+    let zoo = run_with_socket_at(&link, "a symlink");
+    assert_eq!(
+        std::fs::read_link(&link).ok(),
+        Some(target.clone()),
+        "{}",
         zoo.output()
     );
-    zoo.terminate();
-    assert_eq!(std::fs::read_link(&link).ok(), Some(target.clone()));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "the target");
 }
 
