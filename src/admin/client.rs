@@ -10,7 +10,6 @@
 
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -63,8 +62,8 @@ impl Target {
     /// The zoo that runs `config`, or the one zoo here when `config` is `None`.
     ///
     /// # Errors
-    /// [`ClientError::Ambiguous`] when no config was given, `./zoo.toml` has no running zoo
-    /// and several zoos are running.
+    /// [`ClientError::NotRunning`] when no config was given and no zoo is running here,
+    /// [`ClientError::Ambiguous`] when several are and none runs `./zoo.toml`.
     pub fn find(config: Option<&Path>) -> Result<Target, ClientError> {
         let config = config.map(socket::canonical_config);
         if let Some(explicit) = socket::explicit_path() {
@@ -80,7 +79,7 @@ impl Target {
             });
         }
         let own = socket::default_path(Path::new(DEFAULT_CONFIG));
-        if std::fs::symlink_metadata(&own).is_ok_and(|found| found.file_type().is_socket()) {
+        if socket::accepting(&own) {
             return Ok(Target {
                 socket: own,
                 config: None,

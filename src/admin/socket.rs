@@ -79,7 +79,7 @@ pub fn canonical_config(config: &Path) -> PathBuf {
 
 /// Where control sockets live when `ZOO_SOCKET` is unset, and how their names start there.
 pub struct Location {
-    pub dir: PathBuf,
+    dir: PathBuf,
     /// `zoo-`, or `zoo-UID-` in the shared temp directory so that users never collide.
     prefix: String,
 }
@@ -123,11 +123,17 @@ impl Location {
                     && entry.file_type().is_ok_and(|kind| kind.is_socket())
             })
             .map(|entry| entry.path())
-            .filter(|path| StdUnixStream::connect(path).is_ok())
+            .filter(|path| accepting(path))
             .collect();
         live.sort();
         live
     }
+}
+
+/// Whether a zoo (or anything) accepts connections on the socket at `path` now.
+#[must_use]
+pub fn accepting(path: &Path) -> bool {
+    StdUnixStream::connect(path).is_ok()
 }
 
 /// The control socket zoo bound, with the identity of the file it made.
