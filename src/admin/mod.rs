@@ -264,3 +264,35 @@ fn with_type(
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_naming_another_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (own, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&own, "").unwrap();
+        std::fs::write(&other, "").unwrap();
+        let own = socket::canonical_config(&own);
+        let naming = |config: Option<&std::path::Path>| {
+            let mut request = Request::builder().uri("/status");
+            if let Some(config) = config {
+                request = request.header(CONFIG_HEADER, config.as_os_str().as_bytes());
+            }
+            other_config(&own, &request.body(()).unwrap())
+        };
+        assert_eq!(naming(None), Ok(()));
+        assert_eq!(naming(Some(&own)), Ok(()));
+        // Spelt differently, the same file.
+        assert_eq!(naming(Some(&dir.path().join(".").join("a.toml"))), Ok(()));
+        assert_eq!(
+            naming(Some(&other)),
+            Err(Refusal::OtherConfig {
+                runs: own.clone(),
+                named: socket::canonical_config(&other),
+            })
+        );
+    }
+}

@@ -188,6 +188,14 @@ pub fn bind(path: &Path) -> Result<ControlSocket, SocketError> {
     let listener = UnixListener::bind(path).map_err(bind_error)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
     let made = fs::symlink_metadata(path).map_err(bind_error)?;
+    // Someone who can write to the directory swapped the new socket for something else
+    // between bind and here: serve nothing there, and remember nothing to remove.
+    if !made.file_type().is_socket() {
+        return Err(SocketError::NotASocket {
+            path: path.to_owned(),
+            what: describe(made.file_type()),
+        });
+    }
     Ok(ControlSocket {
         listener,
         file: SocketFile {
@@ -236,8 +244,9 @@ impl SocketFile {
     /// Removes the socket file if it is still the one zoo made; someone else's file that took
     /// its place (after `rm`, a second zoo) is left alone.
     pub fn remove(&self) {
-        let ours = fs::symlink_metadata(&self.path)
-            .is_ok_and(|now| now.dev() == self.device && now.ino() == self.inode);
+        let ours = fs::symlink_metadata(&self.path).is_ok_and(|now| {
+            now.file_type().is_socket() && now.dev() == self.device && now.ino() == self.inode
+        });
         if ours {
             let _ = fs::remove_file(&self.path);
         } else {
