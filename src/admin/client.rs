@@ -27,6 +27,13 @@ pub const DEFAULT_CONFIG: &str = "zoo.toml";
 pub enum ClientError {
     #[error("no zoo is running at {} (start zoo, or set ZOO_SOCKET to its control socket)", path.display())]
     NotRunning { path: PathBuf },
+    #[error("no zoo is running {} (its control socket would be {})", config.display(), path.display())]
+    NotRunningConfig { config: PathBuf, path: PathBuf },
+    #[error(
+        "no zoo is running: no control socket in {} accepts (start zoo, or set ZOO_SOCKET to its control socket)",
+        dir.display()
+    )]
+    NoneRunning { dir: PathBuf },
     #[error(
         "{} zoos are running ({}): pass --config with the config of the one you mean",
         sockets.len(),
@@ -62,7 +69,7 @@ impl Target {
     /// The zoo that runs `config`, or the one zoo here when `config` is `None`.
     ///
     /// # Errors
-    /// [`ClientError::NotRunning`] when no config was given and no zoo is running here,
+    /// [`ClientError::NoneRunning`] when no config was given and no zoo is running here,
     /// [`ClientError::Ambiguous`] when several are and none runs `./zoo.toml`.
     pub fn find(config: Option<&Path>) -> Result<Target, ClientError> {
         let config = config.map(socket::canonical_config);
@@ -85,9 +92,12 @@ impl Target {
                 config: None,
             });
         }
-        let mut live = Location::here().live_sockets();
+        let location = Location::here();
+        let mut live = location.live_sockets();
         match live.len() {
-            0 => Err(ClientError::NotRunning { path: own }),
+            0 => Err(ClientError::NoneRunning {
+                dir: location.dir().to_owned(),
+            }),
             1 => Ok(Target {
                 socket: live.remove(0),
                 config: None,
@@ -111,8 +121,14 @@ impl Target {
                 source.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
             ) {
-                ClientError::NotRunning {
-                    path: socket.clone(),
+                match &self.config {
+                    Some(config) => ClientError::NotRunningConfig {
+                        config: config.clone(),
+                        path: socket.clone(),
+                    },
+                    None => ClientError::NotRunning {
+                        path: socket.clone(),
+                    },
                 }
             } else {
                 ClientError::Connect {

@@ -106,6 +106,11 @@ impl Location {
         }
     }
 
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The control sockets here that a zoo accepts on, sorted: what the CLI picks from when it
     /// was not told which config (so which zoo) it is about.
     #[must_use]
