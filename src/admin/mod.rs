@@ -101,6 +101,7 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
+        // The control socket's listener always reports the peer's uid (SO_PEERCRED).
         let stranger = match (&policy, peer_uid) {
             (Policy::Socket, Some(uid)) if !auth::peer_allowed(uid, own_uid) => {
                 tracing::warn!(
@@ -119,14 +120,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let control = Arc::clone(&control);
-                let refused = stranger.clone().map_or_else(
-                    || {
-                        policy
-                            .check(&request)
-                            .and_then(|()| other_config(&own_config, &request))
-                    },
-                    Err,
-                );
+                let refused = match &stranger {
+                    Some(refusal) => Err(refusal.clone()),
+                    None => policy
+                        .check(&request)
+                        .and_then(|()| other_config(&own_config, &request)),
+                };
                 async move {
                     Ok::<_, Infallible>(match refused {
                         Ok(()) => answer(&control, &request).await,

@@ -79,6 +79,7 @@ pub fn canonical_config(config: &Path) -> PathBuf {
 
 /// Where control sockets live when `ZOO_SOCKET` is unset, and how their names start there.
 pub struct Location {
+    /// `$XDG_RUNTIME_DIR`, `/run` or the temp directory.
     dir: PathBuf,
     /// `zoo-`, or `zoo-UID-` in the shared temp directory so that users never collide.
     prefix: String,
@@ -144,6 +145,7 @@ pub fn accepting(path: &Path) -> bool {
 /// The control socket zoo bound, with the identity of the file it made.
 pub struct ControlSocket {
     listener: UnixListener,
+    /// What [`SocketFile::remove`] may remove at exit: this file and no other.
     file: SocketFile,
 }
 
@@ -151,6 +153,7 @@ pub struct ControlSocket {
 #[derive(Debug, Clone)]
 pub struct SocketFile {
     path: PathBuf,
+    /// Device and inode right after bind: a file at `path` with others is not zoo's.
     device: u64,
     inode: u64,
 }
