@@ -8,6 +8,7 @@ mod integration {
     mod browser;
     mod config;
     mod control;
+    mod control_safety;
     mod demo;
     mod differential;
     mod errors;
