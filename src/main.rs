@@ -71,6 +71,9 @@ enum Command {
     Start { app: String },
     /// Print the last lines an app wrote (zoo keeps 1000 per app).
     Logs { app: String },
+    /// Exit 0 if the running zoo is ready (its /readyz, over the control socket), else 1 with
+    /// a one-line reason: for `HEALTHCHECK CMD ["zoo", "healthcheck"]` in images without curl.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Some(Command::Logs { app }) => {
             runtime.block_on(control(Method::GET, &format!("/apps/{app}/logs")))
         }
+        Some(Command::Healthcheck) => runtime.block_on(healthcheck()),
     }
 }
 
@@ -204,6 +208,24 @@ async fn control(method: Method, path: &str) -> ExitCode {
         }
         Err(error) => {
             eprintln!("zoo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `/readyz` over the control socket: 0 when ready, else 1 (what Docker's HEALTHCHECK counts
+/// as unhealthy) and the reason on one line, which `docker inspect` shows in the health log.
+async fn healthcheck() -> ExitCode {
+    let socket = zoo::admin::socket::default_path();
+    match zoo::admin::client::request(&socket, Method::GET, "/readyz").await {
+        Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            let reason = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("zoo healthcheck: not ready ({status}): {reason}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("zoo healthcheck: {error}");
             ExitCode::FAILURE
         }
     }
