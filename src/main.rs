@@ -67,6 +67,9 @@ enum Command {
     Start { app: String },
     /// Print the last lines an app wrote (zoo keeps 1000 per app).
     Logs { app: String },
+    /// Exit 0 if the running zoo is ready (its /readyz, over the control socket), else 1 with
+    /// a one-line reason: for `HEALTHCHECK CMD ["zoo", "healthcheck"]` in images without curl.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         None => return runtime.block_on(serve(config.unwrap_or(Path::new(DEFAULT_CONFIG)))),
         Some(Command::Check) => return check(config.unwrap_or(Path::new(DEFAULT_CONFIG))),
         Some(Command::Status { json }) => return runtime.block_on(status(config, json)),
+        Some(Command::Healthcheck) => return runtime.block_on(healthcheck(config)),
         Some(Command::Reload) => (Method::POST, "/reload".to_owned()),
         Some(Command::Restart { app }) => (Method::POST, format!("/apps/{app}/restart")),
         Some(Command::Stop { app }) => (Method::POST, format!("/apps/{app}/stop")),
@@ -208,6 +212,27 @@ async fn control(config: Option<&Path>, method: Method, path: &str) -> ExitCode 
         }
         Err(error) => {
             eprintln!("zoo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `/readyz` over the control socket: 0 when ready, else 1 (what Docker's HEALTHCHECK counts
+/// as unhealthy) and the reason on one line, which `docker inspect` shows in the health log.
+async fn healthcheck(config: Option<&Path>) -> ExitCode {
+    let target = match target(config, "zoo healthcheck") {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match target.request(Method::GET, "/readyz").await {
+        Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            let reason = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("zoo healthcheck: not ready ({status}): {reason}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("zoo healthcheck: {error}");
             ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ mod integration {
     mod examples;
     mod h2_clients;
     mod h2_websocket;
+    mod healthcheck;
     mod no_loss;
     mod observe;
     mod pool;
