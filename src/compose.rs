@@ -108,12 +108,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     ));
     let _ = control_slot.set(Arc::downgrade(&control));
     metrics.watch_apps(supervisor.handle());
-    control.commit_startup(staged_public, staged_admin, scheme);
     let socket_shutdown = CancellationToken::new();
     let socket_file = control_socket
         .as_ref()
         .map(admin::socket::ControlSocket::file);
     if let Some(listener) = control_socket {
+        // Logged before "listening on": whoever waits for that line can use the socket.
         tracing::info!("control socket {}", socket_path.display());
         tokio::spawn(admin::serve(
             listener,
@@ -122,6 +122,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
             socket_shutdown.clone(),
         ));
     }
+    control.commit_startup(staged_public, staged_admin, scheme);
     tokio::spawn(reload_on_sighup(hangups, Arc::clone(&control)));
     tokio::spawn(watch_certificate(Arc::clone(&serving)));
 
