@@ -410,3 +410,46 @@ fn reload_applies_timeouts_access_log_forwarding_grace_and_shutdown_delay() {
         zoo.output()
     );
 }
+
+/// `POST /reload` on the admin listener at `admin` with `Authorization: Bearer token`.
+fn admin_reload_status(admin: SocketAddr, token: &str) -> u16 {
+    let request = format!(
+        "POST /reload HTTP/1.1\r\nHost: zoo\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let reply = util::http::exchange(admin, request.as_bytes(), Duration::from_secs(20))
+        .expect("admin exchange");
+    util::http::parse(&reply).expect("admin reply").status
+}
+
+#[test]
+fn reload_rotates_the_admin_token() {
+    let admin = free_addr();
+    let config = |token: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin = \"{admin}\"\nadmin_token = \"{token}\"\n\
+             [routes]\n\"/\" = {{ respond = \"hello\" }}\n"
+        )
+    };
+    let zoo = Zoo::start(&config("first-token"), &[]);
+    assert_eq!(
+        admin_reload_status(admin, "first-token"),
+        200,
+        "{}",
+        zoo.output()
+    );
+    rewrite(&zoo, &config("second-token"));
+    reload(&zoo);
+    assert_eq!(
+        admin_reload_status(admin, "first-token"),
+        401,
+        "{}",
+        zoo.output()
+    );
+    assert_eq!(
+        admin_reload_status(admin, "second-token"),
+        200,
+        "{}",
+        zoo.output()
+    );
+}
