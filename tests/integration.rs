@@ -22,5 +22,6 @@ mod integration {
     mod reload;
     mod shutdown;
     mod sse;
+    mod static_files;
     mod supervise;
 }
