@@ -6,6 +6,7 @@ mod util;
 
 mod integration {
     mod browser;
+    mod compress;
     mod config;
     mod control;
     mod demo;
