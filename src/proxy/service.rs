@@ -169,7 +169,8 @@ impl ProxyService {
         let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
         let answered = match &matched.value.action {
             RouteAction::Static(files) => {
-                let response = files.serve(&request, &path, matched.prefix_len).await;
+                // Boxed, so the forwarding path's future does not carry the file lookup's space.
+                let response = Box::pin(files.serve(&request, &path, matched.prefix_len)).await;
                 Ok(response.map(Either::Right))
             }
             RouteAction::Forward {
