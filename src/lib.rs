@@ -7,8 +7,10 @@
 
 mod admin;
 mod compose;
+mod compress;
 pub mod config;
 mod control;
+mod files;
 mod listeners;
 pub mod log;
 mod proxy;

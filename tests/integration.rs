@@ -6,6 +6,7 @@ mod util;
 
 mod integration {
     mod browser;
+    mod compress;
     mod config;
     mod control;
     mod control_safety;
@@ -24,5 +25,6 @@ mod integration {
     mod reload;
     mod shutdown;
     mod sse;
+    mod static_files;
     mod supervise;
 }

@@ -146,6 +146,9 @@ pub struct Config {
     pub apps: Vec<App>,
     /// Routes in file order (matching does not depend on the order).
     pub routes: Vec<Route>,
+    /// `compress`: the codings responses may be compressed with, in zoo's order of
+    /// preference; empty is off (the default). A route's own `compress` replaces it.
+    pub compress: Vec<Coding>,
 }
 
 impl Config {
@@ -383,7 +386,8 @@ pub struct Route {
     /// `/node`, `/node*` or `/`: always starts with `/`.
     pub key: String,
     pub action: Action,
-    /// Remove the matched key before forwarding (`app` and `proxy` only).
+    /// Remove the matched key before forwarding (`app` and `proxy`, default false), or before
+    /// naming a file (`static`, default true: nginx's `alias`; false is nginx's `root`).
     pub strip_prefix: bool,
     /// Largest request body accepted (`app` and `proxy` only); larger gets 413.
     pub max_body: Option<u64>,
@@ -391,6 +395,8 @@ pub struct Route {
     pub timeout: Duration,
     /// How long a request waits for its app to be ready (starting, restarting); then 503.
     pub wait: Duration,
+    /// The route's own `compress`; `None` follows the top-level one.
+    pub compress: Option<Vec<Coding>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -416,6 +422,47 @@ pub enum Action {
     },
     /// Answered by zoo itself; exists only where a route names it.
     Builtin(Builtin),
+    /// Files under a directory (`static = "dist"`), answered by zoo (`crate::files`).
+    Static(StaticFiles),
+}
+
+/// `static = "DIR"` and its options, checked on disk when the config was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticFiles {
+    /// The directory, resolved against the config file's directory.
+    pub root: PathBuf,
+    /// `fallback = "index.html"`: answers a missing extension-less path (an SPA's client-side
+    /// route), relative to `root`.
+    pub fallback: Option<String>,
+    /// `cache`: the `Cache-Control` of every file but the fallback (always `no-cache`);
+    /// `None` sends none.
+    pub cache: Option<CachePolicy>,
+    /// `dotfiles = true` serves names starting with `.`; by default they are 404.
+    pub dotfiles: bool,
+    /// `follow_symlinks = true` serves symlinks that resolve outside `root`.
+    pub follow_symlinks: bool,
+}
+
+/// `cache = "immutable" | "no-cache" | DURATION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// `public, max-age=31536000, immutable`: for content-hashed assets.
+    Immutable,
+    /// `no-cache`: stored but revalidated on every use (the ETag makes that a 304).
+    NoCache,
+    /// `public, max-age=SECONDS`.
+    MaxAge(Duration),
+}
+
+keyword_enum! {
+    /// A content coding zoo compresses with (`compress = ["zstd", "br", "gzip"]`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Coding {
+        Zstd => "zstd",
+        /// Brotli.
+        Br => "br",
+        Gzip => "gzip",
+    }
 }
 
 keyword_enum! {

@@ -153,6 +153,7 @@ fn parse_design_example() {
                 max_body: None,
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
+                compress: None,
             },
             Route {
                 key: "/go".to_owned(),
@@ -165,6 +166,7 @@ fn parse_design_example() {
                 max_body: None,
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
+                compress: None,
             },
             Route {
                 key: "/google".to_owned(),
@@ -182,6 +184,7 @@ fn parse_design_example() {
                 max_body: None,
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
+                compress: None,
             },
             Route {
                 key: "/".to_owned(),
@@ -192,8 +195,10 @@ fn parse_design_example() {
                 max_body: None,
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
+                compress: None,
             },
         ],
+        compress: Vec::new(),
     };
     assert_eq!(config, expected);
 }
@@ -386,7 +391,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`"
                 .to_owned()
         )
     );
@@ -401,7 +406,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`",
         ]
     );
 }
@@ -517,7 +522,7 @@ fn error_route_without_action() {
         (
             4,
             7,
-            "routes.\"/\": expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`"
+            "routes.\"/\": expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `static`"
                 .to_owned()
         )
     );
@@ -560,11 +565,11 @@ fn error_bad_proxy_url() {
 fn error_options_on_the_wrong_action() {
     assert_eq!(
         route_error(r#""/" = { respond = "x", strip_prefix = true }"#).2,
-        "routes.\"/\": `strip_prefix` applies only to `app` and `proxy` routes, not `respond`"
+        "routes.\"/\": `strip_prefix` applies only to `app`, `proxy` and `static` routes, not `respond`"
     );
     assert_eq!(
         route_error(r#""/" = { redirect = "/x", strip_prefix = false }"#).2,
-        "routes.\"/\": `strip_prefix` applies only to `app` and `proxy` routes, not `redirect`"
+        "routes.\"/\": `strip_prefix` applies only to `app`, `proxy` and `static` routes, not `redirect`"
     );
     assert_eq!(
         route_error(r#""/" = { app = "web", ca_file = "a.pem" }"#).2,

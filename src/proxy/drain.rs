@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::ZooBody;
+use super::ServedBody;
 use super::service::ProxyService;
 
 /// The proxy service, each of its requests tracked by `requests` until its response ends.
@@ -64,13 +64,13 @@ impl Future for Answering {
 
 /// A response body that keeps its request counted until hyper drops it.
 pub struct CountedBody {
-    body: ZooBody,
+    body: ServedBody,
     _token: Option<TaskTrackerToken>,
 }
 
 impl Body for CountedBody {
     type Data = Bytes;
-    type Error = <ZooBody as Body>::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -97,7 +97,9 @@ mod tests {
     async fn a_request_counts_until_its_body_is_dropped() {
         let requests = TaskTracker::new();
         let body = CountedBody {
-            body: Either::Right(Full::new(Bytes::from_static(b"streamed"))),
+            body: Either::Left(Either::Left(Either::Right(Full::new(Bytes::from_static(
+                b"streamed",
+            ))))),
             _token: Some(requests.token()),
         };
         requests.close();

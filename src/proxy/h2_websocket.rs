@@ -18,7 +18,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::ext::Protocol;
 use ring::rand::{SecureRandom as _, SystemRandom};
 
-use super::{ProxyError, ZooBody, tunnel};
+use super::{ProxyError, tunnel};
 
 /// The GUID RFC 6455 section 1.3 appends to the key before hashing it into the accept value.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -56,10 +56,10 @@ pub fn translate_request<B>(request: &mut Request<B>) -> Result<Option<Handshake
 /// The response for the h2 client: `200` for the app's `101` with the right accept value (its
 /// `Sec-WebSocket-Protocol` and `-Extensions` kept), 502 for a wrong one or a 2xx, and any
 /// other refusal as the app sent it. Without a handshake, `response` as it is.
-pub fn finish(
-    response: Response<ZooBody>,
+pub fn finish<B>(
+    response: Response<B>,
     handshake: Option<Handshake>,
-) -> Result<Response<ZooBody>, ProxyError> {
+) -> Result<Response<B>, ProxyError> {
     let Some(handshake) = handshake else {
         return Ok(response);
     };
@@ -110,6 +110,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use http_body_util::{Either, Full};
+
+    use crate::proxy::ZooBody;
 
     fn connect(protocol: &'static str) -> Request<()> {
         let mut request = Request::connect("http://zoo.test/ws")

@@ -20,7 +20,15 @@ use http_body_util::{Either, Full};
 pub use error::ProxyError;
 pub use listener::serve;
 
+use crate::compress::Compressed;
+use crate::files::FileBody;
 use crate::upstream::ResponseBody;
 
-/// Every response zoo sends: an upstream's streamed body or one zoo made.
+/// A response from an upstream (streamed) or one zoo made.
 pub type ZooBody = Either<ResponseBody, Full<Bytes>>;
+
+/// A response before compression: [`ZooBody`] or a `static` route's file.
+pub(crate) type UncompressedBody = Either<ZooBody, FileBody>;
+
+/// Every response zoo sends: as it is, or compressed on the way (crate::compress).
+pub(crate) type ServedBody = Either<UncompressedBody, Compressed<UncompressedBody>>;

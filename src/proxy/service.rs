@@ -1,6 +1,7 @@
 //! The per-connection hyper service: checks each request's target and head, normalises its
 //! path, finds its route in the runtime in use, and acts: forwards it (forward.rs), answers it
-//! from a template or a built-in, or redirects; then records it (metrics, access log).
+//! from a template, a built-in or files (crate::files), or redirects; compresses the response
+//! where the route says so (crate::compress); then records it (metrics, access log).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -20,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use bytes::Bytes;
 
 use super::forward::{Limits, with_query};
-use super::{ProxyError, ZooBody, h2_websocket};
+use super::{ProxyError, ServedBody, ZooBody, h2_websocket};
+use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
 use crate::route;
@@ -43,7 +45,7 @@ pub(super) struct ProxyService {
 }
 
 impl hyper::service::Service<Request<Incoming>> for ProxyService {
-    type Response = Response<ZooBody>;
+    type Response = Response<ServedBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -84,7 +86,9 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                             .map_or("-", |route| route.upstream.as_str());
                         serving.metrics.upstream_error(label, kind);
                     }
-                    error.into_response()
+                    error
+                        .into_response()
+                        .map(|body| Either::Left(Either::Left(body)))
                 }
             };
             let duration = started.elapsed();
@@ -126,7 +130,7 @@ impl ProxyService {
         request: Request<Incoming>,
         runtime: &Runtime,
         trace: &mut Trace,
-    ) -> Result<Response<ZooBody>, ProxyError> {
+    ) -> Result<Response<ServedBody>, ProxyError> {
         if request
             .uri()
             .path_and_query()
@@ -161,7 +165,14 @@ impl ProxyService {
             });
         };
         trace.route = Some(Arc::clone(&matched.value.stats));
-        match &matched.value.action {
+        // Taken before the request moves on; `None` (the default) skips compression whole.
+        let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
+        let answered = match &matched.value.action {
+            RouteAction::Static(files) => {
+                // Boxed, so the forwarding path's future does not carry the file lookup's space.
+                let response = Box::pin(files.serve(&request, &path, matched.prefix_len)).await;
+                Ok(response.map(Either::Right))
+            }
             RouteAction::Forward {
                 upstream,
                 strip_prefix,
@@ -198,6 +209,7 @@ impl ProxyService {
                     .any(|network| network.contains(self.client_addr.ip()));
                 self.forward(request, upstream, target, &limits, trusted, trace)
                     .await
+                    .map(|response| response.map(Either::Left))
             }
             RouteAction::Respond {
                 status,
@@ -210,7 +222,7 @@ impl ProxyService {
                     .headers_mut()
                     .entry(header::CONTENT_TYPE)
                     .or_insert(HeaderValue::from_static("text/plain; charset=utf-8"));
-                Ok(response)
+                Ok(response.map(Either::Left))
             }
             RouteAction::Redirect { status, location } => {
                 let location = location.render(&template_values(&request, &path));
@@ -219,7 +231,7 @@ impl ProxyService {
                 if let Ok(location) = HeaderValue::try_from(location) {
                     headers.insert(header::LOCATION, location);
                 }
-                Ok(full_response(*status, headers, String::new()))
+                Ok(full_response(*status, headers, String::new()).map(Either::Left))
             }
             RouteAction::Health => {
                 let (status, body) = self.serving.health.answer(&runtime.apps);
@@ -228,12 +240,16 @@ impl ProxyService {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                Ok(full_response(status, headers, body))
+                Ok(full_response(status, headers, body).map(Either::Left))
             }
-            RouteAction::Metrics => {
-                Ok(crate::telemetry::metrics_response(&self.serving.metrics).map(Either::Right))
-            }
-        }
+            RouteAction::Metrics => Ok(crate::telemetry::metrics_response(&self.serving.metrics)
+                .map(|body| Either::Left(Either::Right(body)))),
+        };
+        let response = answered?;
+        Ok(match &wanted {
+            None => response.map(Either::Left),
+            Some(wanted) => compress::apply(response, wanted),
+        })
     }
 }
 

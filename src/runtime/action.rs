@@ -1,7 +1,8 @@
 //! What each route of the runtime does, resolved from its config entry once, when the
 //! runtime is built: the upstream (an app's handle and pool, or an external target with its
-//! pool and `Host`), the route's limits, a parsed template, or a built-in; and the metrics it
-//! is counted under.
+//! pool and `Host`), the route's limits, a parsed template, a built-in, or a `static` root
+//! opened once; the codings its responses may be compressed with; and the metrics it is
+//! counted under.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::BuildError;
 use super::template::Template;
-use crate::config::{self, Action, Builtin, ProxyTarget, Scheme};
+use crate::config::{self, Action, Builtin, Coding, ProxyTarget, Scheme};
+use crate::files::FileServer;
 use crate::supervise::AppHandle;
 use crate::telemetry::{Metrics, RouteMetrics};
 use crate::upstream::Pool;
@@ -44,6 +46,8 @@ pub(crate) enum RouteAction {
     Health,
     /// The `metrics` built-in.
     Metrics,
+    /// A `static` route: files under its root.
+    Static(Arc<FileServer>),
 }
 
 pub(crate) enum Upstream {
@@ -115,6 +119,9 @@ impl Upstream {
 pub(crate) struct RouteEntry {
     pub(crate) action: RouteAction,
     pub(crate) stats: Arc<RouteStats>,
+    /// The codings its responses may be compressed with (the route's `compress`, else the
+    /// top-level one), in zoo's order of preference; empty compresses nothing.
+    pub(crate) compress: Vec<Coding>,
 }
 
 /// What a request is recorded under once answered: the route it matched and its upstream.
@@ -205,5 +212,8 @@ pub(super) fn resolve(
         },
         Action::Builtin(Builtin::Health) => RouteAction::Health,
         Action::Builtin(Builtin::Metrics) => RouteAction::Metrics,
+        Action::Static(files) => {
+            RouteAction::Static(Arc::new(FileServer::new(files, route.strip_prefix)?))
+        }
     })
 }

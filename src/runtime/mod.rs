@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::config::{Config, Protocol};
+use crate::files::FilesError;
 use crate::log::AccessLog;
 use crate::route::RouteTable;
 use crate::supervise::{self, AppHandle, SuperviseError};
@@ -41,6 +42,8 @@ pub enum BuildError {
     UnknownApp { route: String, app: String },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
 }
 
 /// Everything the request path and the control plane read, immutable once built.
@@ -95,7 +98,15 @@ impl Runtime {
                 _ => "-",
             };
             let stats = RouteStats::new(&route.key, upstream, metrics);
-            routes.push((route.key.clone(), RouteEntry { action, stats }));
+            let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
+            routes.push((
+                route.key.clone(),
+                RouteEntry {
+                    action,
+                    stats,
+                    compress,
+                },
+            ));
         }
         let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         Ok(Self {
@@ -131,6 +142,7 @@ impl Runtime {
                     }
                     RouteAction::Health => "builtin health".to_owned(),
                     RouteAction::Metrics => "builtin metrics".to_owned(),
+                    RouteAction::Static(files) => files.describe(),
                 };
                 format!("{key:<16} {what}")
             })

@@ -193,6 +193,11 @@ fn compose_example_config_passes_zoo_check() {
 }
 
 #[test]
+fn spa_example_config_passes_zoo_check() {
+    assert_passes_zoo_check("spa");
+}
+
+#[test]
 fn kubernetes_example_probes_and_scrape_use_the_admin_listener() {
     let dir = example_dir("kubernetes");
     let config = ZooConfig::read(&dir);

@@ -1,10 +1,12 @@
 //! The validating walk over the spanned TOML tree: turns `toml::de::DeTable` into a typed
 //! [`Config`], expanding `${VAR}` in string values on the way. It walks by hand (rather than
 //! through serde) so that it can report every problem at once, each at its own span, with a
-//! "did you mean" for misspelt keys and app names. No I/O: relative paths are only joined to
-//! the config's directory, never checked on disk.
+//! "did you mean" for misspelt keys and app names. No I/O but one: relative paths are only
+//! joined to the config's directory, except that a `static` root and its `fallback` are
+//! looked at (files.rs), so that a typo in them is an error at its line.
 
 mod apps;
+mod files;
 mod probes;
 mod read;
 mod routes;
@@ -42,6 +44,7 @@ const ROOT_KEYS: &[&str] = &[
     "tls",
     "apps",
     "routes",
+    "compress",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
@@ -102,6 +105,9 @@ impl Walker<'_> {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
         };
+        let compress = fields
+            .get("compress")
+            .map_or(Some(Vec::new()), |value| self.compress("compress", value));
         let routes = fields
             .get("routes")
             .map_or(Some(Vec::new()), |value| self.routes(value, &names));
@@ -118,6 +124,7 @@ impl Walker<'_> {
             tls: tls?,
             apps: apps?,
             routes: routes?,
+            compress: compress?,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The walk of `[routes]`: each route key (a path, `*` only at its end), its one action
-//! (`app`, `proxy`, `respond`, `redirect` or `builtin`) and the options that only some actions
-//! accept ([`ACTION_KEYS`]).
+//! (`app`, `proxy`, `respond`, `redirect`, `builtin` or `static`, the last in files.rs) and
+//! the options that only some actions accept ([`ACTION_KEYS`]).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -23,14 +23,20 @@ const ROUTE_KEYS: &[&str] = &[
     "max_body",
     "timeout",
     "wait",
+    "static",
+    "fallback",
+    "cache",
+    "dotfiles",
+    "follow_symlinks",
+    "compress",
 ];
-const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin"];
+const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin", "static"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
 const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     (
         "strip_prefix",
-        &["app", "proxy"],
-        "`app` and `proxy` routes",
+        &["app", "proxy", "static"],
+        "`app`, `proxy` and `static` routes",
     ),
     ("ca_file", &["proxy"], "`proxy` routes"),
     (
@@ -42,6 +48,10 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
     ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
     ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
     ("wait", &["app"], "`app` routes"),
+    ("fallback", &["static"], "`static` routes"),
+    ("cache", &["static"], "`static` routes"),
+    ("dotfiles", &["static"], "`static` routes"),
+    ("follow_symlinks", &["static"], "`static` routes"),
 ];
 /// Time from sending a request upstream to its response headers (DESIGN.md).
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -142,6 +152,9 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_READY_WAIT), |value| {
                 self.duration(&join(at, "wait"), value)
             });
+        let compress = optional(fields.get("compress"), |value| {
+            self.compress(&join(at, "compress"), value)
+        });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -149,6 +162,7 @@ impl Walker<'_> {
             "proxy" => self.proxy_action(at, action_value, &fields),
             "respond" => self.respond_action(at, action_value, &fields),
             "builtin" => self.builtin_action(&action_at, action_value),
+            "static" => self.static_action(at, action_value, &fields),
             _ => self.redirect_action(at, action_value, &fields),
         };
         if misplaced {
@@ -157,10 +171,12 @@ impl Walker<'_> {
         Some(Route {
             key: key.to_owned(),
             action: built?,
-            strip_prefix: strip_prefix?.unwrap_or(false),
+            // A `static` route names files below its key unless told otherwise (nginx's `alias`).
+            strip_prefix: strip_prefix?.unwrap_or(action == "static"),
             max_body: max_body?,
             timeout: timeout?,
             wait: wait?,
+            compress: compress?,
         })
     }
 
