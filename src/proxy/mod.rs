@@ -27,8 +27,12 @@ use crate::upstream::ResponseBody;
 /// A response from an upstream (streamed) or one zoo made.
 pub type ZooBody = Either<ResponseBody, Full<Bytes>>;
 
-/// A response before compression: [`ZooBody`] or a `static` route's file.
-pub(crate) type UncompressedBody = Either<ZooBody, FileBody>;
+/// A response before compression: [`ZooBody`] or a `static` route's file. The file's state
+/// (an open file, a read buffer) is boxed so that the proxied responses, which are most,
+/// do not move its size around at every step (measured: about 3% more instructions per
+/// proxied request unboxed).
+pub(crate) type UncompressedBody = Either<ZooBody, Box<FileBody>>;
 
-/// Every response zoo sends: as it is, or compressed on the way (crate::compress).
-pub(crate) type ServedBody = Either<UncompressedBody, Compressed<UncompressedBody>>;
+/// Every response zoo sends: as it is, or compressed on the way (crate::compress), the
+/// encoder boxed for the same reason.
+pub(crate) type ServedBody = Either<UncompressedBody, Box<Compressed<UncompressedBody>>>;

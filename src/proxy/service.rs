@@ -171,7 +171,7 @@ impl ProxyService {
             RouteAction::Static(files) => {
                 // Boxed, so the forwarding path's future does not carry the file lookup's space.
                 let response = Box::pin(files.serve(&request, &path, matched.prefix_len)).await;
-                Ok(response.map(Either::Right))
+                Ok(response.map(|body| Either::Right(Box::new(body))))
             }
             RouteAction::Forward {
                 upstream,
