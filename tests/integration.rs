@@ -19,7 +19,9 @@ mod integration {
     mod pool;
     mod protocols;
     mod proxy;
+    mod request_hygiene;
     mod shutdown;
     mod sse;
     mod supervise;
+    mod websocket;
 }

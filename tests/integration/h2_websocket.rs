@@ -12,7 +12,7 @@ use hyper::ext::Protocol;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::protocols::{SERVICE_RESTART, fastapi_zoo, fastapi_zoo_with};
+use crate::util::fastapi::{SERVICE_RESTART, fastapi_zoo, fastapi_zoo_with};
 use crate::util::websocket::{read_frame, ws_frame};
 use crate::util::{self, http};
 

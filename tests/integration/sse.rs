@@ -1,4 +1,4 @@
-//! Server-sent events timing, through zoo vs direct: the FastAPI app (`protocols/app.py`,
+//! Server-sent events timing, through zoo vs direct: the FastAPI app (`util/fastapi/app.py`,
 //! `/sse/timed`) writes events at a fixed spacing, each carrying the wall-clock time at which it
 //! was yielded; a raw-socket reader here stamps each event's arrival with the same clock
 //! (CLOCK_REALTIME, one machine) and takes the difference. The direct and the through-zoo
@@ -11,11 +11,13 @@
 //! machine yet is ten times smaller than buffering until the next event would cost). Run with
 //! `--nocapture` to see the figures.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::protocols::{IO_TIMEOUT, connect, fastapi_zoo, read_head};
+use crate::util::fastapi::fastapi_zoo;
+use crate::util::raw::{IO_TIMEOUT, connect, read_head};
+use crate::util::{Zoo, http};
 
 /// The bound: an event reaches the client within this long of the app writing it.
 const FLUSH_BOUND: Duration = Duration::from_millis(50);
@@ -167,4 +169,89 @@ fn sse_events_10ms_apart_are_not_coalesced_through_zoo() {
     // Closer than Linux's delayed-ACK timer (40 ms): a proxy whose socket waits for the ACK of
     // the previous write before sending a small one (Nagle) would show it here.
     direct_and_through_zoo(50, Duration::from_millis(10));
+}
+
+#[test]
+fn sse_first_event_arrives_before_the_stream_ends_and_uploads_stream() {
+    let (zoo, _) = fastapi_zoo("");
+    let mut stream = connect(zoo.addr());
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: zoo.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{}", zoo.output());
+    assert!(head.contains("text/event-stream"), "{head}");
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    // The app cannot end the stream until /release: the first event must come through first.
+    while !seen.contains("data: first") {
+        let mut line = String::new();
+        let read = reader
+            .read_line(&mut line)
+            .expect("first SSE event through zoo");
+        assert!(read > 0, "stream ended before the first event: {seen:?}");
+        seen.push_str(&line);
+    }
+    let release = http::exchange(
+        zoo.addr(),
+        b"POST /release HTTP/1.1\r\nHost: zoo.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        IO_TIMEOUT,
+    )
+    .unwrap();
+    assert!(release.starts_with(b"HTTP/1.1 200"));
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("data: last"), "{rest:?}");
+
+    upload_streams_with_bounded_rss(&zoo);
+}
+
+/// `/proc/PID/status` VmHWM (peak resident set) in KiB.
+fn peak_rss_kib(pid: nix::unistd::Pid) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.as_raw())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+fn upload_streams_with_bounded_rss(zoo: &Zoo) {
+    const SIZE: usize = 1 << 30;
+    const CHUNK: usize = 1 << 20;
+    let before = peak_rss_kib(zoo.pid());
+    let started = Instant::now();
+    let mut stream = connect(zoo.addr());
+    write!(
+        stream,
+        "POST /upload HTTP/1.1\r\nHost: zoo.test\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'z'; CHUNK];
+    for _ in 0..SIZE / CHUNK {
+        stream.write_all(&chunk).unwrap();
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = http::parse(&response).unwrap();
+    let after = peak_rss_kib(zoo.pid());
+    eprintln!(
+        "upload of {} MiB through zoo: {:?}, zoo peak RSS {before} KiB -> {after} KiB",
+        SIZE >> 20,
+        started.elapsed()
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}\n{}",
+        response.text(),
+        zoo.output()
+    );
+    assert_eq!(response.text(), SIZE.to_string());
+    assert!(
+        after - before < 16 * 1024,
+        "zoo's peak RSS grew by {} KiB during a {} MiB upload",
+        after - before,
+        SIZE >> 20
+    );
 }

@@ -4,9 +4,12 @@
 //! carries everything the child printed. Nothing here sleeps to synchronise: every wait is a
 //! poll bounded by a deadline, and the child is stopped (and its process group killed) on drop.
 
+pub mod fastapi;
 pub mod http;
 pub mod https;
 pub mod load;
+pub mod raw;
+pub mod recorder;
 pub mod websocket;
 
 use std::fmt::Write as _;
