@@ -381,6 +381,11 @@ impl Zoo {
         self.captured.render()
     }
 
+    /// Every line zoo printed so far, with its stream, in arrival order.
+    pub fn lines(&self) -> Vec<(Stream, String)> {
+        self.captured.lines.lock().unwrap().clone()
+    }
+
     /// Waits until some line of zoo's output satisfies `pred`; false after `deadline`.
     pub fn wait_for_line(&self, deadline: Duration, pred: impl Fn(Stream, &str) -> bool) -> bool {
         self.captured
