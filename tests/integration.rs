@@ -20,6 +20,7 @@ mod integration {
     mod protocols;
     mod proxy;
     mod request_hygiene;
+    mod routes;
     mod shutdown;
     mod sse;
     mod supervise;
