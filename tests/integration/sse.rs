@@ -4,9 +4,10 @@
 //! (CLOCK_REALTIME, one machine) and takes the difference. The direct and the through-zoo
 //! streams are read at the same time, so both see the same load on the machine.
 //!
-//! Asserted: every event arrives through zoo within 50 ms of the app writing it (issue 6's
-//! requirement; a proxy that buffers would hold an event until the next one, one spacing
-//! later), and the through-zoo median is within 5 ms of the direct median (zoo's extra hop
+//! Asserted: every event arrives through zoo within 50 ms of its direct arrival (issue 6's
+//! requirement, counted from the direct path so that a stall of the machine is not zoo's);
+//! at most a quarter of the events more than direct share a read with the next event (a proxy
+//! that holds an event until the next one would coalesce nearly all); and the through-zoo median is within 5 ms of the direct median (zoo's extra hop
 //! costs tens of microseconds on loopback; 5 ms leaves room for scheduling noise on a busy
 //! machine yet is ten times smaller than buffering until the next event would cost). Run with
 //! `--nocapture` to see the figures.
@@ -21,6 +22,9 @@ use crate::util::{Zoo, http};
 
 /// The issue's bound: an event reaches the client within this long of the app writing it.
 const FLUSH_BOUND: Duration = Duration::from_millis(50);
+/// Through zoo, at most `count / COALESCED_EXTRA_DIVISOR` more events than direct may share a
+/// read with the next event.
+const COALESCED_EXTRA_DIVISOR: usize = 4;
 /// How much later than direct the through-zoo median latency may be.
 const MEDIAN_EXTRA_BOUND: Duration = Duration::from_millis(5);
 
@@ -30,9 +34,20 @@ struct Timing {
     latencies: Vec<Duration>,
     /// The app's timestamps, in nanoseconds since the epoch.
     sent_ns: Vec<u128>,
+    /// Per event: the number of the read that completed it.
+    read_of: Vec<usize>,
 }
 
 impl Timing {
+    /// Events that came in the same read as the event after them: what a proxy that held an
+    /// event until the next one (or until the previous write's ACK) would make of them all.
+    fn coalesced(&self) -> usize {
+        self.read_of
+            .windows(2)
+            .filter(|pair| pair[0] == pair[1])
+            .count()
+    }
+
     fn percentile(&self, p: usize) -> Duration {
         let mut sorted = self.latencies.clone();
         sorted.sort();
@@ -42,7 +57,8 @@ impl Timing {
     fn summary(&self) -> String {
         let ms = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0);
         format!(
-            "p50 {} ms, p90 {} ms, max {} ms; each (ms): {}",
+            "{} coalesced, p50 {} ms, p90 {} ms, max {} ms; each (ms): {}",
+            self.coalesced(),
             ms(self.percentile(50)),
             ms(self.percentile(90)),
             ms(self.percentile(100)),
@@ -82,10 +98,14 @@ fn read_events(addr: SocketAddr, count: usize, interval: Duration) -> Timing {
     let mut timing = Timing {
         latencies: Vec::new(),
         sent_ns: Vec::new(),
+        read_of: Vec::new(),
     };
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
-    while timing.sent_ns.len() < count {
+    for read_number in 0.. {
+        if timing.sent_ns.len() == count {
+            break;
+        }
         assert!(
             Instant::now() < until,
             "{addr}: {} of {count} events in {IO_TIMEOUT:?}",
@@ -114,6 +134,7 @@ fn read_events(addr: SocketAddr, count: usize, interval: Duration) -> Timing {
                     .latencies
                     .push(Duration::from_nanos(u64::try_from(latency).unwrap()));
                 timing.sent_ns.push(sent);
+                timing.read_of.push(read_number);
             }
         }
     }
@@ -143,14 +164,24 @@ fn direct_and_through_zoo(count: usize, interval: Duration) {
         spread >= interval * u32::try_from(count - 1).unwrap() * 9 / 10,
         "the app wrote {count} events within {spread:?}, not {interval:?} apart"
     );
-    for (i, latency) in through.latencies.iter().enumerate() {
+    // Counted from the same event's direct arrival: read at the same time, both paths see the
+    // same stalls of a busy machine, which are no flushing fault of zoo's.
+    for (i, (latency, direct)) in through.latencies.iter().zip(&direct.latencies).enumerate() {
         assert!(
-            *latency <= FLUSH_BOUND,
-            "event {i} reached the client {latency:?} after the app wrote it through zoo \
-             (bound {FLUSH_BOUND:?}); {report}\n{}",
+            *latency <= *direct + FLUSH_BOUND,
+            "event {i} reached the client {latency:?} after the app wrote it through zoo, \
+             {direct:?} direct (bound: direct + {FLUSH_BOUND:?}); {report}\n{}",
             zoo.output()
         );
     }
+    // The per-event bound is several spacings wide at 10 ms; counting events per read is not:
+    // a proxy holding each event until the next would coalesce nearly all of them, while a busy
+    // machine coalesces a few, on both paths alike.
+    assert!(
+        through.coalesced() <= direct.coalesced() + count / COALESCED_EXTRA_DIVISOR,
+        "events through zoo came together more often than direct; {report}\n{}",
+        zoo.output()
+    );
     assert!(
         through.percentile(50) <= direct.percentile(50) + MEDIAN_EXTRA_BOUND,
         "median latency through zoo exceeds direct by more than {MEDIAN_EXTRA_BOUND:?}; \
