@@ -14,7 +14,8 @@ const WAIT: Duration = Duration::from_millis(500);
 /// answer after the default still fails, with room for a busy machine.
 const WAITED_AT_MOST: Duration = Duration::from_secs(5);
 
-/// zoo with the app `dead` (command `command`, on a known port) at `/x`, its route waiting
+/// zoo with the app `dead` (command `command`, on a known port, ready when it accepts a TCP
+/// connection: the default, written out) at `/x`, its route waiting
 /// [`WAIT`], the `health` built-in at `/health` and a `respond` route at `/ok`.
 fn zoo_with_app(command: &str) -> Zoo {
     let port = util::free_port();
@@ -24,6 +25,7 @@ fn zoo_with_app(command: &str) -> Zoo {
          [apps.dead]\n\
          command = {command}\n\
          port = {port}\n\
+         ready = {{ tcp = true }}\n\
          \n\
          [routes]\n\
          \"/x\" = {{ app = \"dead\", wait = \"{}ms\" }}\n\

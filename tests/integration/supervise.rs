@@ -281,6 +281,52 @@ fn crash_loop_follows_backoff_then_exits_with_the_apps_code() {
     }
 }
 
+#[test]
+fn a_run_that_lasted_reset_after_starts_the_backoff_over_at_first() {
+    // Each run lasts 400 ms, longer than `reset_after`: every delay is `first` again, where
+    // the crash loop above (runs of no time) doubles it.
+    let apps = "[apps.crash]\n\
+                command = \"sleep 0.4; exit 3\"\n\
+                restart = \"on-failure\"\n\
+                backoff = { first = \"100ms\", max = \"1s\", reset_after = \"200ms\" }\n\
+                max_restarts = 3\n";
+    let run = run_until_exit(apps, &[]);
+    assert_eq!(run.code(), Some(3), "{}", run.output);
+    for logged in [
+        "restarting in 100ms (1/3)",
+        "restarting in 100ms (2/3)",
+        "restarting in 100ms (3/3)",
+        "restarted 3 times within 60s: giving up",
+    ] {
+        assert!(run.output.contains(logged), "{logged:?}\n{}", run.output);
+    }
+}
+
+#[test]
+fn restarts_older_than_restart_window_do_not_count_against_max_restarts() {
+    // One restart allowed per 200 ms, and each run lasts 400 ms: the budget never runs out.
+    let apps = "[apps.crash]\n\
+                command = \"sleep 0.4; exit 3\"\n\
+                restart = \"on-failure\"\n\
+                backoff = { first = \"100ms\" }\n\
+                max_restarts = 1\n\
+                restart_window = \"200ms\"\n";
+    let mut zoo = Zoo::start(&config(apps), &[]);
+    assert!(
+        poll_until(Duration::from_secs(15), || {
+            zoo.output().matches(" (1/1)\n").count() >= 4
+        }),
+        "four restarts, each the first in its window\n{}",
+        zoo.output()
+    );
+    assert!(
+        zoo.try_status().is_none() && !zoo.output().contains("giving up"),
+        "{}",
+        zoo.output()
+    );
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+}
+
 /// An app that double-forks 100 short-lived orphans, then keeps running.
 const ORPHAN_STORM: &str = "[apps.storm]\n\
     command = [\"sh\", \"-c\", \"for i in $(seq 100); do (sleep 0.2 &); done; echo storm done; exec sleep 30\"]\n";
