@@ -353,7 +353,7 @@ fn access_log_writes_one_line_per_request() {
     // Stopping zoo flushes its access log: every line that will ever be written is in.
     assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
     let access: Vec<String> = zoo
-        .lines()
+        .all_lines(CLI_DEADLINE)
         .into_iter()
         .filter(|(stream, line)| *stream == util::Stream::Stdout && line.contains(" HTTP/1.1\" "))
         .map(|(_, line)| line)
@@ -401,7 +401,7 @@ fn json_log_format_makes_every_line_one_object() {
     );
     // Through the shutdown too: every line zoo ever wrote, on either stream.
     assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
-    let lines = zoo.lines();
+    let lines = zoo.all_lines(CLI_DEADLINE);
     assert!(lines.len() >= 5, "{}", zoo.output());
     for (stream, line) in &lines {
         assert!(
