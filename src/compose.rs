@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admin;
+use crate::admin::{self, auth::Policy};
 use crate::config::{self, Config};
 use crate::control::ControlPlane;
 use crate::listeners::{ListenError, ListenerSet};
@@ -75,7 +75,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         let control_slot = Arc::clone(&control_slot);
         Box::new(move |listener, stop| {
             if let Some(control) = control_slot.get().and_then(Weak::upgrade) {
-                tokio::spawn(admin::serve(listener, control, stop));
+                tokio::spawn(admin::serve(listener, control, Policy::Tcp, stop));
             }
         })
     });
@@ -83,7 +83,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     // Everything is bound before the first "listening on" line, so whoever waits for that line
     // can use the admin endpoints and the control socket at once.
     let staged_admin = admin.stage(&Vec::from_iter(admin_addr)).await?;
-    let socket_path = admin::socket::default_path();
+    let socket_path = admin::socket::default_path(&config_path);
     let control_socket = admin::socket::bind(&socket_path)
         .inspect_err(|error| {
             tracing::warn!("{error}: `zoo status` and `zoo reload` will not reach this zoo");
@@ -108,17 +108,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     ));
     let _ = control_slot.set(Arc::downgrade(&control));
     metrics.watch_apps(supervisor.handle());
-    control.commit_startup(staged_public, staged_admin, scheme);
     let socket_shutdown = CancellationToken::new();
-    let socket_bound = control_socket.is_some();
+    let socket_file = control_socket
+        .as_ref()
+        .map(admin::socket::ControlSocket::file);
     if let Some(listener) = control_socket {
+        // Logged before "listening on": whoever waits for that line can use the socket.
         tracing::info!("control socket {}", socket_path.display());
         tokio::spawn(admin::serve(
             listener,
             Arc::clone(&control),
+            Policy::Socket,
             socket_shutdown.clone(),
         ));
     }
+    control.commit_startup(staged_public, staged_admin, scheme);
     tokio::spawn(reload_on_sighup(hangups, Arc::clone(&control)));
     tokio::spawn(watch_certificate(Arc::clone(&serving)));
 
@@ -165,8 +169,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     )
     .await;
     socket_shutdown.cancel();
-    if socket_bound {
-        let _ = std::fs::remove_file(&socket_path);
+    if let Some(file) = socket_file {
+        file.remove();
     }
     Ok(match final_exit {
         Some(exit) => exit.status.as_code(),

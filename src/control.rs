@@ -153,6 +153,13 @@ impl ControlPlane {
         }
     }
 
+    /// The config file this zoo runs, as it was given; the admin server compares it with the
+    /// one a CLI request names.
+    #[must_use]
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     #[must_use]
     pub fn serving(&self) -> &Serving {
         &self.serving

@@ -20,7 +20,7 @@ mod upstream;
 
 // What the binary (src/main.rs) and the fuzz targets use; everything else is the crate's own,
 // so that what nothing uses is reported as dead code.
-pub use admin::{client as admin_client, socket as control_socket};
+pub use admin::client as admin_client;
 pub use compose::{check, run};
 pub use control::StatusReport;
 pub use proxy::serve;

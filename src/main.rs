@@ -9,6 +9,7 @@ use http::{Method, StatusCode};
 
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
+use zoo::admin_client::{DEFAULT_CONFIG, Target};
 
 /// Exit code for an invalid config or command line (like `nginx -t`).
 const EXIT_INVALID: u8 = 2;
@@ -25,15 +26,10 @@ const EXIT_INVALID: u8 = 2;
 #[derive(Parser)]
 #[command(version, about, long_about)]
 struct Cli {
-    /// The config file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        env = "ZOO_CONFIG",
-        default_value = "zoo.toml"
-    )]
-    config: PathBuf,
+    /// The config file [default: zoo.toml]. Given to a command that drives a running zoo
+    /// (status, reload, ...), it picks the zoo that runs this config, and no other.
+    #[arg(long, short, global = true, env = "ZOO_CONFIG")]
+    config: Option<PathBuf>,
     /// Log level of zoo's own lines (error, warn, info, debug, trace); RUST_LOG overrides it.
     #[arg(long, global = true, default_value = "info")]
     log_level: String,
@@ -71,6 +67,9 @@ enum Command {
     Start { app: String },
     /// Print the last lines an app wrote (zoo keeps 1000 per app).
     Logs { app: String },
+    /// Exit 0 if the running zoo is ready (its /readyz, over the control socket), else 1 with
+    /// a one-line reason: for `HEALTHCHECK CMD ["zoo", "healthcheck"]` in images without curl.
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -91,24 +90,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        None => runtime.block_on(serve(&cli.config)),
-        Some(Command::Check) => check(&cli.config),
-        Some(Command::Status { json }) => runtime.block_on(status(json)),
-        Some(Command::Reload) => runtime.block_on(control(Method::POST, "/reload")),
-        Some(Command::Restart { app }) => {
-            runtime.block_on(control(Method::POST, &format!("/apps/{app}/restart")))
-        }
-        Some(Command::Stop { app }) => {
-            runtime.block_on(control(Method::POST, &format!("/apps/{app}/stop")))
-        }
-        Some(Command::Start { app }) => {
-            runtime.block_on(control(Method::POST, &format!("/apps/{app}/start")))
-        }
-        Some(Command::Logs { app }) => {
-            runtime.block_on(control(Method::GET, &format!("/apps/{app}/logs")))
-        }
-    }
+    let config = cli.config.as_deref();
+    let (method, path) = match cli.command {
+        None => return runtime.block_on(serve(config.unwrap_or(Path::new(DEFAULT_CONFIG)))),
+        Some(Command::Check) => return check(config.unwrap_or(Path::new(DEFAULT_CONFIG))),
+        Some(Command::Status { json }) => return runtime.block_on(status(config, json)),
+        Some(Command::Healthcheck) => return runtime.block_on(healthcheck(config)),
+        Some(Command::Reload) => (Method::POST, "/reload".to_owned()),
+        Some(Command::Restart { app }) => (Method::POST, format!("/apps/{app}/restart")),
+        Some(Command::Stop { app }) => (Method::POST, format!("/apps/{app}/stop")),
+        Some(Command::Start { app }) => (Method::POST, format!("/apps/{app}/start")),
+        Some(Command::Logs { app }) => (Method::GET, format!("/apps/{app}/logs")),
+    };
+    runtime.block_on(control(config, method, &path))
+}
+
+/// Which zoo a command is about, or the message saying why none could be picked.
+fn target(config: Option<&Path>, command: &str) -> Result<Target, ExitCode> {
+    Target::find(config).map_err(|error| {
+        eprintln!("{command}: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 fn load(path: &Path) -> Result<zoo::config::Config, ExitCode> {
@@ -156,9 +158,12 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-async fn status(json: bool) -> ExitCode {
-    let socket = zoo::control_socket::default_path();
-    match zoo::admin_client::request(&socket, Method::GET, "/status").await {
+async fn status(config: Option<&Path>, json: bool) -> ExitCode {
+    let target = match target(config, "zoo status") {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match target.request(Method::GET, "/status").await {
         Ok((StatusCode::OK, body)) if json => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -174,7 +179,7 @@ async fn status(json: bool) -> ExitCode {
             Err(error) => {
                 eprintln!(
                     "zoo status: unexpected answer from {}: {error}",
-                    socket.display()
+                    target.socket.display()
                 );
                 ExitCode::FAILURE
             }
@@ -191,9 +196,12 @@ async fn status(json: bool) -> ExitCode {
 }
 
 /// Sends one control request to the running zoo and prints its answer.
-async fn control(method: Method, path: &str) -> ExitCode {
-    let socket = zoo::control_socket::default_path();
-    match zoo::admin_client::request(&socket, method, path).await {
+async fn control(config: Option<&Path>, method: Method, path: &str) -> ExitCode {
+    let target = match target(config, "zoo") {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match target.request(method, path).await {
         Ok((status, body)) if status.is_success() => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -204,6 +212,27 @@ async fn control(method: Method, path: &str) -> ExitCode {
         }
         Err(error) => {
             eprintln!("zoo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `/readyz` over the control socket: 0 when ready, else 1 (what Docker's HEALTHCHECK counts
+/// as unhealthy) and the reason on one line, which `docker inspect` shows in the health log.
+async fn healthcheck(config: Option<&Path>) -> ExitCode {
+    let target = match target(config, "zoo healthcheck") {
+        Ok(target) => target,
+        Err(code) => return code,
+    };
+    match target.request(Method::GET, "/readyz").await {
+        Ok((StatusCode::OK, _)) => ExitCode::SUCCESS,
+        Ok((status, body)) => {
+            let reason = body.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("zoo healthcheck: not ready ({status}): {reason}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("zoo healthcheck: {error}");
             ExitCode::FAILURE
         }
     }

@@ -1,23 +1,30 @@
 //! What zoo tells about itself and how it is driven while running: the admin HTTP endpoints,
 //! served on the control socket (always) and on the optional `admin` TCP listener, never on
-//! the public port unless a route names a built-in.
+//! the public port unless a route names a built-in. Who may call which is [`auth`]'s policy.
 //!
-//! | endpoint | answer |
-//! | --- | --- |
-//! | `GET /livez` | 200 while zoo serves |
-//! | `GET /readyz` | 200 when every app is ready and zoo is not draining, else 503 ([`Health`]) |
-//! | `GET /metrics` | Prometheus text ([`Metrics`]) |
-//! | `GET /status` | JSON: config, load time, listeners, apps, routes |
-//! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) |
-//! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) |
-//! | `GET /apps/NAME/logs` | the app's last output lines |
+//! | endpoint | answer | control socket | `admin` TCP |
+//! | --- | --- | --- | --- |
+//! | `GET /livez` | 200 while zoo serves | yes | yes |
+//! | `GET /readyz` | 200 when every app is ready and zoo is not draining, else 503 | yes | yes |
+//! | `GET /metrics` | Prometheus text | yes | yes |
+//! | `GET /status` | JSON: config, load time, listeners, apps, routes | yes | yes |
+//! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) | yes | with `admin_token` |
+//! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) | yes | with `admin_token` |
+//! | `GET /apps/NAME/logs` | the app's last output lines | yes | with `admin_token` |
+//!
+//! A request that names a config ([`CONFIG_HEADER`], sent by the CLI) is answered 409 unless
+//! it is the config this zoo runs, so that a CLI verb never acts on another zoo.
 
+pub mod auth;
 pub mod client;
 pub mod socket;
 
 use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,11 +35,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::control::{CommandError, ControlPlane};
 use crate::supervise::{AppCommand, SuperviseError};
+use auth::{Policy, Refusal};
+use socket::ControlSocket;
 
 /// `POST /apps/NAME/VERB`: the verbs and what they ask of the app's supervisor.
 const APP_COMMANDS: [(&str, AppCommand); 3] = [
@@ -40,37 +49,46 @@ const APP_COMMANDS: [(&str, AppCommand); 3] = [
     ("stop", AppCommand::Stop),
     ("start", AppCommand::Start),
 ];
+/// The config file the CLI was given (canonical path); a zoo running another one answers 409.
+pub const CONFIG_HEADER: &str = "zoo-config";
 
 /// A listener the admin endpoints can be served on: the control socket or a TCP address.
 pub trait Listener: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept_stream(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// The next connection, with its peer's uid where the transport tells it (Unix sockets).
+    fn accept_stream(&self)
+    -> impl Future<Output = io::Result<(Self::Stream, Option<u32>)>> + Send;
 }
 
-impl Listener for UnixListener {
+impl Listener for ControlSocket {
     type Stream = UnixStream;
-    async fn accept_stream(&self) -> io::Result<UnixStream> {
-        self.accept().await.map(|(stream, _)| stream)
+    async fn accept_stream(&self) -> io::Result<(UnixStream, Option<u32>)> {
+        self.accept().await.map(|(stream, uid)| (stream, Some(uid)))
     }
 }
 
 impl Listener for TcpListener {
     type Stream = TcpStream;
-    async fn accept_stream(&self) -> io::Result<TcpStream> {
-        self.accept().await.map(|(stream, _)| stream)
+    async fn accept_stream(&self) -> io::Result<(TcpStream, Option<u32>)> {
+        self.accept().await.map(|(stream, _)| (stream, None))
     }
 }
 
-/// Accepts admin connections until `shutdown`; each is served over HTTP/1.1.
+/// Accepts admin connections until `shutdown`; each is served over HTTP/1.1 under `policy`.
+/// On the control socket a peer that is neither root nor zoo's own uid gets 403 to every
+/// request (and a warning in the log), whatever it asks.
 pub async fn serve(
     listener: impl Listener,
     control: Arc<ControlPlane>,
+    policy: Policy,
     shutdown: CancellationToken,
 ) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let own_config = Arc::new(socket::canonical_config(control.config_path()));
     loop {
-        let stream = tokio::select! {
+        let (stream, peer_uid) = tokio::select! {
             accepted = listener.accept_stream() => match accepted {
-                Ok(stream) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     tracing::warn!("admin accept failed: {error}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -79,11 +97,40 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => return,
         };
-        let control = Arc::clone(&control);
+        // The control socket's listener always reports the peer's uid (SO_PEERCRED).
+        let stranger = match (&policy, peer_uid) {
+            (Policy::Socket, Some(uid)) if !auth::peer_allowed(uid, own_uid) => {
+                tracing::warn!(
+                    "control socket: refused a connection from uid {uid} (only root and uid \
+                     {own_uid} may drive zoo)"
+                );
+                Some(Refusal::Peer { uid, own: own_uid })
+            }
+            _ => None,
+        };
+        let (control, policy, own_config) = (
+            Arc::clone(&control),
+            policy.clone(),
+            Arc::clone(&own_config),
+        );
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let control = Arc::clone(&control);
-                async move { Ok::<_, Infallible>(answer(&control, &request).await) }
+                let refused = match &stranger {
+                    Some(refusal) => Err(refusal.clone()),
+                    None => policy
+                        .check(
+                            &request,
+                            control.serving().load().config.admin_token.as_deref(),
+                        )
+                        .and_then(|()| other_config(&own_config, &request)),
+                };
+                async move {
+                    Ok::<_, Infallible>(match refused {
+                        Ok(()) => answer(&control, &request).await,
+                        Err(refusal) => refusal_response(&refusal),
+                    })
+                }
             });
             // A client that hangs up mid-request is its own problem, not zoo's.
             let _ = http1::Builder::new()
@@ -91,6 +138,33 @@ pub async fn serve(
                 .await;
         });
     }
+}
+
+/// Refuses a request that names a config other than the one this zoo runs.
+fn other_config<B>(own: &std::path::Path, request: &Request<B>) -> Result<(), Refusal> {
+    let Some(named) = request.headers().get(CONFIG_HEADER) else {
+        return Ok(());
+    };
+    let named = socket::canonical_config(&PathBuf::from(OsStr::from_bytes(named.as_bytes())));
+    if named == own {
+        Ok(())
+    } else {
+        Err(Refusal::OtherConfig {
+            runs: own.to_owned(),
+            named,
+        })
+    }
+}
+
+fn refusal_response(refusal: &Refusal) -> Response<Full<Bytes>> {
+    let mut response = text(refusal.status(), format!("{refusal}\n"));
+    if refusal.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"zoo admin\""),
+        );
+    }
+    response
 }
 
 async fn answer(control: &ControlPlane, request: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -179,4 +253,36 @@ fn with_type(
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_naming_another_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (own, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        std::fs::write(&own, "").unwrap();
+        std::fs::write(&other, "").unwrap();
+        let own = socket::canonical_config(&own);
+        let naming = |config: Option<&std::path::Path>| {
+            let mut request = Request::builder().uri("/status");
+            if let Some(config) = config {
+                request = request.header(CONFIG_HEADER, config.as_os_str().as_bytes());
+            }
+            other_config(&own, &request.body(()).unwrap())
+        };
+        assert_eq!(naming(None), Ok(()));
+        assert_eq!(naming(Some(&own)), Ok(()));
+        // Spelt differently, the same file.
+        assert_eq!(naming(Some(&dir.path().join(".").join("a.toml"))), Ok(()));
+        assert_eq!(
+            naming(Some(&other)),
+            Err(Refusal::OtherConfig {
+                runs: own.clone(),
+                named: socket::canonical_config(&other),
+            })
+        );
+    }
 }

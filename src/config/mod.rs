@@ -125,6 +125,9 @@ pub struct Config {
     /// Optional TCP address of the admin endpoints (probes, status, reload), off the public
     /// port; the control socket serves them in any case.
     pub admin: Option<SocketAddr>,
+    /// Bearer token that opens the state-changing admin endpoints on the `admin` listener;
+    /// without it that listener is read-only.
+    pub admin_token: Option<String>,
     /// One line per request on stdout, or none.
     pub access_log: AccessLog,
     /// Time allowed for the whole shutdown (drain + apps stopping) before SIGKILL.

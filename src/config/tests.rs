@@ -88,6 +88,7 @@ fn parse_design_example() {
         path: PathBuf::from("/srv/zoo.toml"),
         listen: vec!["0.0.0.0:8000".parse().unwrap()],
         admin: None,
+        admin_token: None,
         access_log: AccessLog::Off,
         grace: Duration::from_secs(10),
         shutdown_delay: Duration::ZERO,
@@ -385,7 +386,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -772,6 +773,15 @@ fn error_unknown_builtin() {
 fn parse_admin_address() {
     let config = ok("admin = \"127.0.0.1:9901\"");
     assert_eq!(config.admin, Some("127.0.0.1:9901".parse().unwrap()));
+}
+
+#[test]
+fn parse_admin_token_expands_and_must_not_be_empty() {
+    let config = ok("admin_token = \"${NODE_PORT}-t\"");
+    assert_eq!(config.admin_token.as_deref(), Some("9100-t"));
+    assert_eq!(ok("").admin_token, None);
+    let (_, _, message) = error("admin_token = \"${EMPTY:-}\"");
+    assert_eq!(message, "admin_token: must not be empty");
 }
 
 #[test]

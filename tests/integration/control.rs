@@ -140,11 +140,12 @@ fn admin_listener_serves_probes_off_the_public_port() {
 }
 
 #[test]
-fn admin_post_reload_swaps_the_config() {
+fn admin_post_reload_with_the_token_swaps_the_config() {
     let admin_port = util::free_port();
     let config = |body: &str| {
         format!(
             "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\n\
+             admin_token = \"s3cret\"\n\
              [routes]\n\"/hello\" = {{ respond = \"{body}\" }}\n"
         )
     };
@@ -154,7 +155,8 @@ fn admin_post_reload_swaps_the_config() {
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
     let raw = util::http::exchange(
         admin,
-        b"POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"POST /reload HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\
+          Content-Length: 0\r\nConnection: close\r\n\r\n",
         CLI_DEADLINE,
     )
     .unwrap_or_else(|e| panic!("POST /reload on admin: {e}\n{}", zoo.output()));
@@ -167,36 +169,6 @@ fn admin_post_reload_swaps_the_config() {
     );
     // The answer came after the swap: the new table is the one serving.
     zoo.assert_body("/hello", "v2");
-}
-
-#[test]
-fn a_stale_control_socket_is_replaced() {
-    // Before zoo runs, a socket file nobody listens on sits at its path (a zoo that died).
-    let leave_stale_socket = [
-        "python3",
-        "-c",
-        "import os, socket, sys\n\
-         s = socket.socket(socket.AF_UNIX)\n\
-         s.bind(os.environ['ZOO_SOCKET'])\n\
-         s.close()\n\
-         print('stale socket left', flush=True)\n\
-         os.execvp(sys.argv[1], sys.argv[1:])\n",
-    ];
-    let zoo = Zoo::start_wrapped(&leave_stale_socket, &config_with_body("up"), &[]);
-    assert!(
-        zoo.output().contains("stale socket left"),
-        "{}",
-        zoo.output()
-    );
-    let socket = zoo.dir().join("zoo.sock");
-    assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
-            .contains(&format!("control socket {}", socket.display()))),
-        "zoo should take over the stale socket's path\n{}",
-        zoo.output()
-    );
-    let status = zoo.cli_ok(&["status"], CLI_DEADLINE);
-    assert!(status.stdout.contains("/hello"), "{}", status.output);
 }
 
 #[test]

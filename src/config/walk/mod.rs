@@ -34,6 +34,7 @@ const ROOT_KEYS: &[&str] = &[
     "listen",
     "access_log",
     "admin",
+    "admin_token",
     "grace",
     "shutdown_delay",
     "client_header_timeout",
@@ -74,6 +75,9 @@ impl Walker<'_> {
         let admin = optional(fields.get("admin"), |value| {
             self.listen_address("admin", value)
         });
+        let admin_token = optional(fields.get("admin_token"), |value| {
+            self.non_empty_string("admin_token", value)
+        });
         let access_log = fields
             .get("access_log")
             .map_or(Some(AccessLog::Off), |value| self.access_log(value));
@@ -105,6 +109,7 @@ impl Walker<'_> {
             path: path.to_path_buf(),
             listen: listen?,
             admin: admin?,
+            admin_token: admin_token?,
             access_log: access_log?,
             grace: grace?,
             shutdown_delay: shutdown_delay?,
