@@ -1,7 +1,8 @@
 //! zoo's keep-alive pools of upstream connections, seen from a raw upstream that counts the
 //! connections it accepts: requests from many client connections share one upstream
 //! connection, and a connection the upstream closed (at once, or while it sat idle) is never
-//! used again, so even a POST, which zoo never sends twice, gets its 200.
+//! used again, so even a POST, which zoo never sends twice, gets its 200; and a GET that races
+//! the upstream's idle close is sent again on a fresh connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
