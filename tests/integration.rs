@@ -23,8 +23,11 @@ mod integration {
     mod protocols;
     mod proxy;
     mod reload;
+    mod request_hygiene;
+    mod routes;
     mod shutdown;
     mod sse;
     mod static_files;
     mod supervise;
+    mod websocket;
 }

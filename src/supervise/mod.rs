@@ -618,15 +618,56 @@ mod tests {
         }
     }
 
+    /// Polls `found` until it gives a value (5 s at most).
+    async fn poll_for<T>(mut found: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(value) = found() {
+                return Some(value);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The pids of this process's `sleep` children (the test apps) whose environment has
+    /// `PORT=port`.
+    fn processes_with_port(port: u16) -> Vec<u32> {
+        let me = std::process::id().to_string();
+        let wanted = format!("PORT={port}");
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let read =
+                    |file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+                let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+                let parent = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(str::to_owned));
+                parent.as_deref() == Some(me.as_str())
+                    && read("cmdline").starts_with(b"sleep\0")
+                    && read("environ")
+                        .split(|byte| *byte == 0)
+                        .any(|var| var == wanted.as_bytes())
+            })
+            .collect()
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_replacement_that_does_not_get_ready_leaves_the_old_instance_serving() {
         let _alone = ONE_SUPERVISOR.lock().await;
         let dir = tempfile::tempdir().unwrap();
-        // `mkdir` passes once: for the first instance, not for its replacement.
+        // `mkdir` passes once: for the first instance, not for its replacement. Each probe
+        // records the port of the instance it checks, so the test sees the replacement's.
         let ready = format!(
             "restart_strategy = \"replace\"\n\
-             ready = {{ exec = \"mkdir {}/once\", interval = \"20ms\", deadline = \"300ms\" }}\n",
-            dir.path().display()
+             ready = {{ exec = \"echo $PORT >> {dir}/probed; mkdir {dir}/once\", interval = \"20ms\", deadline = \"300ms\" }}\n",
+            dir = dir.path().display()
         );
         let apps = [app_with("idle", &ready)];
         let handles = plan(&apps).unwrap();
@@ -635,9 +676,37 @@ mod tests {
         let first = until(&controller, |status| status.ready).await;
         assert_eq!(first.state, AppState::Ready, "{first:?}");
 
+        // The process check below sees a running instance (else its "gone" proves nothing).
+        assert_eq!(
+            processes_with_port(first.port),
+            [first.pid.unwrap()],
+            "{first:?}"
+        );
         controller.send("idle", AppCommand::Restart).unwrap();
-        // The replacement gets its deadline; then the old one is still the one serving.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Evidence first: the replacement was started (a probe ran on its port), then failed
+        // (after its deadline no process of it is left); only then is the old one checked.
+        let probed = dir.path().join("probed");
+        let replacement_port = poll_for(|| {
+            std::fs::read_to_string(&probed)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| line.trim().parse::<u16>().ok())
+                .find(|port| *port != first.port)
+        })
+        .await
+        .expect("the replacement was never probed");
+        poll_for(|| {
+            processes_with_port(replacement_port)
+                .is_empty()
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the replacement is still running: {:?}",
+                processes_with_port(replacement_port)
+            )
+        });
         let after = controller.status().remove(0);
         assert_eq!(
             (after.pid, after.port, after.state),

@@ -1,5 +1,5 @@
 //! A real browser through zoo: headless Chromium (Debian's `chromium`, which `scripts/setup`
-//! installs) loads `protocols/ws_page.html` from the FastAPI app directly and through zoo. The
+//! installs) loads `util/fastapi/ws_page.html` from the FastAPI app directly and through zoo. The
 //! page opens WebSockets to its own origin (a 1 MiB echo as text and binary, 10,000 small
 //! messages, closes with 1000 and 4000) and posts its results to the app, where the test reads
 //! them; both runs must give the same, correct results. A missing `chromium` fails the test.
@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use super::protocols::fastapi_zoo;
+use crate::util::fastapi::fastapi_zoo;
 use crate::util::{self, Zoo, http};
 
 /// How long one page run may take, browser start-up included (normally 2 to 5 s).

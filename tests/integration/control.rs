@@ -115,10 +115,60 @@ fn admin_listener_serves_probes_off_the_public_port() {
         (readyz.status, readyz.text().as_str()),
         (200, "{\"status\":\"ok\",\"apps\":{}}\n")
     );
-    assert_eq!(get("/status").status, 200);
+    let status = get("/status");
+    assert_eq!(status.status, 200, "{}", status.text());
+    let parsed: serde_json::Value = serde_json::from_str(&status.text())
+        .unwrap_or_else(|e| panic!("/status is not JSON: {e}: {}", status.text()));
+    assert_eq!(
+        (
+            &parsed["listen"],
+            &parsed["apps"],
+            &parsed["routes"],
+            &parsed["config"]
+        ),
+        (
+            &serde_json::json!([zoo.addr().to_string()]),
+            &serde_json::json!([]),
+            &serde_json::json!(["/x               respond 200 \"x\""]),
+            &serde_json::json!(zoo.dir().join("zoo.toml"))
+        ),
+        "{parsed}"
+    );
     assert_eq!(get("/nope").status, 404);
     // The public port answers only what routes name.
     assert_eq!(zoo.get("/livez").status, 404, "{}", zoo.output());
+}
+
+#[test]
+fn admin_post_reload_with_the_token_swaps_the_config() {
+    let admin_port = util::free_port();
+    let config = |body: &str| {
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\n\
+             admin_token = \"s3cret\"\n\
+             [routes]\n\"/hello\" = {{ respond = \"{body}\" }}\n"
+        )
+    };
+    let zoo = Zoo::start(&config("v1"), &[]);
+    zoo.assert_body("/hello", "v1");
+    write_config(&zoo, &config("v2"));
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let raw = util::http::exchange(
+        admin,
+        b"POST /reload HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer s3cret\r\n\
+          Content-Length: 0\r\nConnection: close\r\n\r\n",
+        CLI_DEADLINE,
+    )
+    .unwrap_or_else(|e| panic!("POST /reload on admin: {e}\n{}", zoo.output()));
+    let answer = util::http::parse(&raw).unwrap();
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (200, "reloaded\n"),
+        "{}",
+        zoo.output()
+    );
+    // The answer came after the swap: the new table is the one serving.
+    zoo.assert_body("/hello", "v2");
 }
 
 #[test]
@@ -268,19 +318,27 @@ fn restart_stop_start_and_logs_drive_one_app() {
 fn access_log_writes_one_line_per_request() {
     let config = "listen = \"127.0.0.1:0\"\naccess_log = \"common\"\n\
                   [routes]\n\"/x\" = { respond = \"hi\" }\n";
-    let zoo = Zoo::start(config, &[]);
+    let mut zoo = Zoo::start(config, &[]);
     assert_eq!(zoo.get("/x/y?q=1").status, 200);
     assert_eq!(zoo.get("/nowhere").status, 404);
-    assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
-            .contains("\"GET /x/y?q=1 HTTP/1.1\" 200 2 route=/x upstream=-")),
-        "an access line for the answered request\n{}",
-        zoo.output()
-    );
-    assert!(
-        zoo.wait_for_line(CLI_DEADLINE, |_, line| line
-            .contains("\"GET /nowhere HTTP/1.1\" 404 ")),
-        "an access line for the unrouted request\n{}",
+    assert_eq!(zoo.get("/x/y?q=1").status, 200);
+    // Stopping zoo flushes its access log: every line that will ever be written is in.
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+    let access: Vec<String> = zoo
+        .all_lines(CLI_DEADLINE)
+        .into_iter()
+        .filter(|(stream, line)| *stream == util::Stream::Stdout && line.contains(" HTTP/1.1\" "))
+        .map(|(_, line)| line)
+        .collect();
+    let count = |request: &str| access.iter().filter(|line| line.contains(request)).count();
+    assert_eq!(
+        (
+            access.len(),
+            count("\"GET /x/y?q=1 HTTP/1.1\" 200 2 route=/x upstream=-"),
+            count("\"GET /nowhere HTTP/1.1\" 404 ")
+        ),
+        (3, 2, 1),
+        "one access line per request: {access:#?}\n{}",
         zoo.output()
     );
 }
@@ -291,7 +349,7 @@ fn json_log_format_makes_every_line_one_object() {
                   [apps.echo]\n\
                   command = [\"sh\", \"-c\", \"echo 'hello \\\"quoted\\\"'; exec sleep 600\"]\n\
                   ready = { exec = \"true\" }\n";
-    let zoo = Zoo::start_wrapped(&["env", "ZOO_LOG_FORMAT=json"], config, &[]);
+    let mut zoo = Zoo::start_wrapped(&["env", "ZOO_LOG_FORMAT=json"], config, &[]);
     let parsed = |line: &str| serde_json::from_str::<serde_json::Value>(line).ok();
     assert!(
         zoo.wait_for_line(CLI_DEADLINE, |_, line| parsed(line).is_some_and(|value| {
@@ -313,6 +371,19 @@ fn json_log_format_makes_every_line_one_object() {
         "zoo's own line as JSON\n{}",
         zoo.output()
     );
+    // Through the shutdown too: every line zoo ever wrote, on either stream.
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+    let lines = zoo.all_lines(CLI_DEADLINE);
+    assert!(lines.len() >= 5, "{}", zoo.output());
+    for (stream, line) in &lines {
+        assert!(
+            parsed(line).is_some_and(|value| value.is_object()
+                && value["source"].is_string()
+                && value["message"].is_string()),
+            "{stream:?} line is not one JSON object with source and message: {line:?}\n{}",
+            zoo.output()
+        );
+    }
 }
 
 /// Answers every GET with its `NAME` and `FLAVOR` environment variables.

@@ -1,6 +1,6 @@
 //! Real HTTP/2 clients against zoo's h2c (prior knowledge, sniffed on its one plain port):
 //! `nghttp` and `h2load` (Debian's nghttp2-client) and `curl --http2-prior-knowledge`, with zoo
-//! routing to the FastAPI app (`protocols/app.py`). uvicorn speaks only HTTP/1.1, so the
+//! routing to the FastAPI app (`util/fastapi/app.py`). uvicorn speaks only HTTP/1.1, so the
 //! direct comparisons are the same requests to the app over HTTP/1.1: equal bodies, and
 //! h2load's figures side by side. Run with `--nocapture` to see them.
 
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::protocols::fastapi_zoo;
+use crate::util::fastapi::fastapi_zoo;
 use crate::util::{self, Zoo, http};
 
 /// How long one client run may take (2000 requests to uvicorn take a few seconds).

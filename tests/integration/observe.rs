@@ -143,3 +143,74 @@ fn metrics_count_every_request_and_follow_an_app_through_a_crash() {
     );
     assert_eq!(samples["zoo_app_up{app=\"python\"}"], 1.0);
 }
+
+#[test]
+fn access_log_lines_are_dropped_and_counted_when_stdout_blocks() {
+    // zoo's stdout is a pipe that zoo itself holds the read end of (fd 9) and nobody reads:
+    // once its 64 KiB buffer and the access log queue are full, every further line is dropped.
+    let stdout_never_read = [
+        "python3",
+        "-c",
+        "import os, sys\n\
+         r, w = os.pipe()\n\
+         os.dup2(r, 9)\n\
+         os.dup2(w, 1)\n\
+         os.execvp(sys.argv[1], sys.argv[1:])\n",
+    ];
+    let admin_port = util::free_port();
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:{admin_port}\"\naccess_log = \"common\"\n\
+         [routes]\n\"/x\" = {{ respond = \"x\" }}\n"
+    );
+    let zoo = Zoo::start_wrapped(&stdout_never_read, &config, &[]);
+    // The 4096-line queue plus the pipe hold well under 6 batches of 1000 lines.
+    const BATCH: usize = 1000;
+    let mut answered = 0;
+    let mut dropped = 0.0;
+    for _ in 0..10 {
+        answered += pipelined_gets(zoo.addr(), "/x", BATCH);
+        dropped = scrape(admin)
+            .get("zoo_access_log_dropped_total{}")
+            .copied()
+            .unwrap_or_else(|| panic!("no zoo_access_log_dropped_total\n{}", zoo.output()));
+        if dropped > 0.0 {
+            break;
+        }
+    }
+    // Every request was answered (a blocked log never holds one), and drops were counted.
+    assert_eq!(answered % BATCH, 0, "{}", zoo.output());
+    assert!(
+        dropped > 0.0,
+        "{answered} requests with stdout blocked, none dropped\n{}",
+        zoo.output()
+    );
+    assert!(
+        dropped <= answered as f64,
+        "{dropped} dropped of {answered}"
+    );
+}
+
+/// Sends `count` pipelined `GET target` on one connection (written by a thread while this one
+/// reads) and returns how many were answered 200.
+fn pipelined_gets(addr: SocketAddr, target: &str, count: usize) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("read timeout");
+    let mut writer = stream.try_clone().unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: z\r\n\r\n");
+    let last = format!("GET {target} HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n");
+    let sending = std::thread::spawn(move || {
+        writer
+            .write_all((request.repeat(count - 1) + &last).as_bytes())
+            .expect("write the pipelined requests");
+    });
+    let mut answers = Vec::new();
+    stream.read_to_end(&mut answers).expect("read the answers");
+    sending.join().unwrap();
+    String::from_utf8_lossy(&answers)
+        .matches("HTTP/1.1 200 OK\r\n")
+        .count()
+}

@@ -1,7 +1,8 @@
 //! zoo's keep-alive pools of upstream connections, seen from a raw upstream that counts the
 //! connections it accepts: requests from many client connections share one upstream
 //! connection, and a connection the upstream closed (at once, or while it sat idle) is never
-//! used again, so even a POST, which zoo never sends twice, gets its 200.
+//! used again, so even a POST, which zoo never sends twice, gets its 200; and a GET that races
+//! the upstream's idle close is sent again on a fresh connection.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -108,10 +109,21 @@ fn zoo_to(port: u16) -> Zoo {
 
 /// `POST /upload` with a 5-byte body on a new client connection: its status and body.
 fn post(zoo: &Zoo) -> (u16, String) {
-    let request = format!(
-        "POST /upload HTTP/1.1\r\nHost: {}\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-        zoo.addr()
-    );
+    exchange(
+        zoo,
+        "POST /upload HTTP/1.1\r\nHost: z\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+}
+
+/// `GET /page` on a new client connection: its status and body.
+fn get(zoo: &Zoo) -> (u16, String) {
+    exchange(
+        zoo,
+        "GET /page HTTP/1.1\r\nHost: z\r\nConnection: close\r\n\r\n",
+    )
+}
+
+fn exchange(zoo: &Zoo, request: &str) -> (u16, String) {
     let response = util::http::parse(&zoo.send_raw(request.as_bytes())).unwrap();
     (response.status, response.text())
 }
@@ -182,4 +194,31 @@ fn a_connection_the_upstream_closed_while_idle_is_not_used() {
         );
     }
     assert_eq!(counts.accepted.load(Ordering::SeqCst), 6);
+}
+
+#[test]
+fn a_get_racing_the_upstreams_idle_close_is_resent_and_answered() {
+    let counts = Arc::new(Counts::default());
+    let zoo = zoo_to(start_counting_upstream(
+        AfterResponse::CloseWhenIdle(Duration::from_millis(100)),
+        Arc::clone(&counts),
+    ));
+    const ROUNDS: usize = 10;
+    for round in 1..=ROUNDS {
+        assert!(
+            util::poll_until(Duration::from_secs(5), || {
+                counts.closed_idle.load(Ordering::SeqCst) == round
+            }),
+            "the upstream did not close its idle connection {round}"
+        );
+        // No pause: the GET races the close, and may be written on the connection just
+        // closed; nothing of it was answered, so zoo sends it again on a fresh one.
+        assert_eq!(
+            get(&zoo),
+            (200, "ok".to_owned()),
+            "GET racing idle close {round}\n{}",
+            zoo.output()
+        );
+    }
+    assert_eq!(counts.requests.load(Ordering::SeqCst), ROUNDS + 1);
 }

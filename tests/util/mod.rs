@@ -4,9 +4,12 @@
 //! carries everything the child printed. Nothing here sleeps to synchronise: every wait is a
 //! poll bounded by a deadline, and the child is stopped (and its process group killed) on drop.
 
+pub mod fastapi;
 pub mod http;
 pub mod https;
 pub mod load;
+pub mod raw;
+pub mod recorder;
 pub mod websocket;
 
 use std::fmt::Write as _;
@@ -15,6 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -130,6 +134,9 @@ struct Captured {
     lines: Mutex<Vec<(Stream, String)>>,
     /// Signalled on every new line, so waits on output need no sleeps.
     changed: Condvar,
+    /// How many of the child's streams reached EOF: a child that exited may still have lines
+    /// in its pipes that the reader threads have not taken yet.
+    closed: AtomicUsize,
 }
 
 impl Captured {
@@ -141,7 +148,10 @@ impl Captured {
             loop {
                 buf.clear();
                 match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        captured.closed.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
                     Ok(_) => {
                         let line = strip_ansi(&String::from_utf8_lossy(&buf));
                         let line = line.trim_end_matches(['\n', '\r']).to_owned();
@@ -376,6 +386,23 @@ impl Zoo {
     /// Everything zoo printed so far, both streams, for assertion messages.
     pub fn output(&self) -> String {
         self.captured.render()
+    }
+
+    /// Every line zoo printed so far, with its stream, in arrival order.
+    pub fn lines(&self) -> Vec<(Stream, String)> {
+        self.captured.lines.lock().unwrap().clone()
+    }
+
+    /// Every line zoo ever printed, once both of its streams are closed (it exited and no
+    /// child of it holds them); fails the test if they are still open after `deadline`.
+    pub fn all_lines(&self, deadline: Duration) -> Vec<(Stream, String)> {
+        assert!(
+            poll_until(deadline, || self.captured.closed.load(Ordering::SeqCst)
+                == 2),
+            "zoo's stdout and stderr still open after {deadline:?}\n{}",
+            self.output()
+        );
+        self.lines()
     }
 
     /// Waits until some line of zoo's output satisfies `pred`; false after `deadline`.
