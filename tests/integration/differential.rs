@@ -13,19 +13,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::Pid;
-use tempfile::TempDir;
-
+use crate::util::peers::{Daemon, require, temp_dir};
 use crate::util::{self, READY_DEADLINE, Zoo};
 
 /// How long a proxy may take to answer one case (none of them should need more than a few ms).
@@ -34,8 +29,6 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 const CLOSE_PROBE: Duration = Duration::from_millis(100);
 /// The upstream counts as settled once nothing arrived for this long.
 const QUIET: Duration = Duration::from_millis(50);
-/// How long nginx and caddy may take to accept connections.
-const START_DEADLINE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------------
 // The recording upstream: a raw TCP server that keeps the exact bytes of every request.
@@ -320,13 +313,6 @@ fn clip(text: &str) -> String {
     format!("{start}…({} chars)…{end}", escaped.chars().count())
 }
 
-fn clip_line(line: &str) -> String {
-    match line.char_indices().nth(300) {
-        Some((at, _)) => format!("{}…", &line[..at]),
-        None => line.to_owned(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The client side: one raw request on a fresh connection.
 
@@ -429,126 +415,10 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Answer {
 // ---------------------------------------------------------------------------------------------
 // The proxies.
 
-/// nginx or caddy, run in the foreground in its own temp dir and process group.
-struct Daemon {
-    child: Child,
-    port: u16,
-    dir: TempDir,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(name: &str, mut command: Command, port: u16, dir: TempDir) -> Daemon {
-        use std::os::unix::process::CommandExt;
-        let log = dir.path().join(format!("{name}.out"));
-        let out = File::create(&log).expect("create the daemon's log file");
-        let child = command
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut daemon = Daemon {
-            child,
-            port,
-            dir,
-            log,
-        };
-        let addr = daemon.addr();
-        let up = util::poll_until(START_DEADLINE, || {
-            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                || matches!(daemon.child.try_wait(), Ok(Some(_)))
-        });
-        assert!(
-            up && matches!(daemon.child.try_wait(), Ok(None)),
-            "{name} did not accept connections on {addr} within {START_DEADLINE:?}:\n{}",
-            daemon.output()
-        );
-        daemon
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// What the daemon printed, and nginx's error log, for failure messages (lines clipped:
-    /// nginx quotes whole over-long headers).
-    fn output(&self) -> String {
-        let mut text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        if let Ok(errors) = std::fs::read_to_string(self.dir.path().join("error.log")) {
-            text.push_str(&errors);
-        }
-        text.lines().map(|line| clip_line(line) + "\n").collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = kill(pid, Signal::SIGTERM);
-        if !util::poll_until(Duration::from_secs(3), || {
-            matches!(self.child.try_wait(), Ok(Some(_)))
-        }) {
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // nginx's workers are in the same group and exit with their master; make sure.
-        let _ = killpg(pid, Signal::SIGKILL);
-    }
-}
-
-/// The path of `program` on `PATH` (and the sbin dirs, where Debian puts nginx), or a failure
-/// that says how to get it.
-fn require(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{program}` is not installed: the differential test runs nginx and caddy as \
-                 peers. Run scripts/setup (it installs both Debian packages)."
-            )
-        })
-}
-
-fn temp_dir(prefix: &str) -> TempDir {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("create temp dir")
-}
-
 fn start_nginx(upstream: u16) -> Daemon {
-    let nginx = require("nginx");
-    let dir = temp_dir("zoo-diff-nginx-");
-    let run = dir.path().display().to_string();
-    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-    let port = util::free_port();
-    // As root, nginx would run its workers as `nobody`, who cannot enter the temp dir.
-    let user = if nix::unistd::geteuid().is_root() {
-        "user root;"
-    } else {
-        ""
-    };
-    let conf = format!(
-        "{user}
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log {run}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {run}/tmp/body;
-    proxy_temp_path {run}/tmp/proxy;
-    fastcgi_temp_path {run}/tmp/fastcgi;
-    uwsgi_temp_path {run}/tmp/uwsgi;
-    scgi_temp_path {run}/tmp/scgi;
-    upstream app {{
+    util::peers::nginx("zoo-diff-nginx-", |_, port| {
+        format!(
+            "    upstream app {{
         server 127.0.0.1:{upstream};
         keepalive 8;
     }}
@@ -565,21 +435,9 @@ http {{
             proxy_set_header X-Forwarded-Host $host;
         }}
     }}
-}}
 "
-    );
-    let conf_path = dir.path().join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut command = Command::new(nginx);
-    command
-        .arg("-c")
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(dir.path())
-        .arg("-e")
-        .arg(dir.path().join("error.log"))
-        .args(["-g", "daemon off;"]);
-    Daemon::spawn("nginx", command, port, dir)
+        )
+    })
 }
 
 fn start_caddy(upstream: u16) -> Daemon {

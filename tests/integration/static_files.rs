@@ -5,10 +5,9 @@
 //! the difference is named with its reason (the same reasons are in docs/config.md).
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
 
 use crate::util::{self, Zoo, http};
 
@@ -267,71 +266,17 @@ fn static_serves_the_precompressed_sibling_the_client_prefers() {
 // ---------------------------------------------------------------------------------------------
 // The differential table against nginx.
 
-/// nginx serving `root` on a free port, killed (with its worker) on drop.
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(root: &Path) -> Nginx {
-        use std::os::unix::process::CommandExt;
-        let dir = tempfile::Builder::new()
-            .prefix("zoo-static-nginx-")
-            .tempdir()
-            .unwrap();
-        let run = dir.path().display();
-        let port = util::free_port();
-        let user = if nix::unistd::geteuid().is_root() {
-            "user root;"
-        } else {
-            ""
-        };
-        let conf = format!(
-            "{user}\nworker_processes 1;\npid {run}/nginx.pid;\nerror_log {run}/error.log;\n\
-             events {{ worker_connections 64; }}\nhttp {{\n  include /etc/nginx/mime.types;\n  \
-             access_log off;\n  client_body_temp_path {run}/body;\n  etag on;\n  gzip_static on;\n  \
-             server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    location / {{ try_files $uri /index.html; }}\n  }}\n}}\n",
-            root = root.display()
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new("/usr/sbin/nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("nginx is installed (scripts/setup)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        assert!(
-            util::poll_until(Duration::from_secs(10), || {
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-            }),
-            "nginx did not start"
-        );
-        Nginx {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+/// nginx serving `root` as the issue's peer does: `try_files $uri /index.html`,
+/// `gzip_static on`, `etag on`.
+fn nginx_serving(root: &Path) -> util::peers::Daemon {
+    let root = root.display().to_string();
+    util::peers::nginx("zoo-static-nginx-", |_, port| {
+        format!(
+            "    include /etc/nginx/mime.types;\n    etag on;\n    gzip_static on;\n    \
+             server {{\n        listen 127.0.0.1:{port};\n        root {root};\n        \
+             location / {{ try_files $uri /index.html; }}\n    }}\n"
+        )
+    })
 }
 
 /// What is compared of one answer: status and the headers that matter to a client or cache.
@@ -375,9 +320,9 @@ fn summary(response: &http::Response) -> String {
 #[test]
 fn static_differential_against_nginx() {
     let zoo = start_zoo("");
-    let nginx = Nginx::start(&zoo.dir().join("site"));
+    let nginx = nginx_serving(&zoo.dir().join("site"));
     let zoo_addr = zoo.addr();
-    let nginx_addr = SocketAddr::from(([127, 0, 0, 1], nginx.port));
+    let nginx_addr = nginx.addr();
     // Each server's own validators, for the conditional cases.
     let validators = |addr| {
         let first = ask(addr, "GET", "/index.html", &[]);

@@ -8,6 +8,7 @@ pub mod fastapi;
 pub mod http;
 pub mod https;
 pub mod load;
+pub mod peers;
 pub mod raw;
 pub mod recorder;
 pub mod websocket;
