@@ -71,6 +71,8 @@ enum Command {
     Start { app: String },
     /// Print the last lines an app wrote (zoo keeps 1000 per app).
     Logs { app: String },
+    /// Run a task again now and wait for it to exit (0 when it succeeded, 1 otherwise).
+    Run { app: String },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +109,9 @@ fn main() -> ExitCode {
         }
         Some(Command::Logs { app }) => {
             runtime.block_on(control(Method::GET, &format!("/apps/{app}/logs")))
+        }
+        Some(Command::Run { app }) => {
+            runtime.block_on(control(Method::POST, &format!("/apps/{app}/run")))
         }
     }
 }

@@ -10,6 +10,7 @@
 //! | `GET /status` | JSON: config, load time, listeners, apps, routes |
 //! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) |
 //! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) |
+//! | `POST /apps/NAME/run` | runs a task again: 200 once it succeeded, 409 when it failed |
 //! | `GET /apps/NAME/logs` | the app's last output lines |
 
 pub mod client;
@@ -35,10 +36,11 @@ use crate::control::{CommandError, ControlPlane};
 use crate::supervise::{AppCommand, SuperviseError};
 
 /// `POST /apps/NAME/VERB`: the verbs and what they ask of the app's supervisor.
-const APP_COMMANDS: [(&str, AppCommand); 3] = [
+const APP_COMMANDS: [(&str, AppCommand); 4] = [
     ("restart", AppCommand::Restart),
     ("stop", AppCommand::Stop),
     ("start", AppCommand::Start),
+    ("run", AppCommand::Run),
 ];
 
 /// A listener the admin endpoints can be served on: the control socket or a TCP address.

@@ -98,7 +98,9 @@ fn parse_design_example() {
             App {
                 name: "python".to_owned(),
                 command: Command::Shell("uvicorn main:app --port $PORT".to_owned()),
+                kind: AppKind::Service,
                 port: Some(9000),
+                timeout: None,
                 dir: Some(PathBuf::from("/srv/.")),
                 env: vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())],
                 ready: Ready {
@@ -122,7 +124,9 @@ fn parse_design_example() {
             App {
                 name: "node".to_owned(),
                 command: Command::Shell("node main.js".to_owned()),
+                kind: AppKind::Service,
                 port: Some(9100),
+                timeout: None,
                 dir: Some(PathBuf::from("/srv")),
                 env: vec![],
                 ready: Ready {

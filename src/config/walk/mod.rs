@@ -5,6 +5,7 @@
 //! the config's directory, never checked on disk.
 
 mod apps;
+mod kinds;
 mod probes;
 mod read;
 mod routes;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{AccessLog, Config, Network, Tls};
+use super::{AccessLog, AppKind, Config, Network, Tls};
 use read::{Value, Walker, join, list, optional};
 
 /// One problem, located by a byte span of the source; [`super::parse`] turns it into a
@@ -98,9 +99,16 @@ impl Walker<'_> {
             Some(value) => self.apps(value, listen.as_deref().unwrap_or_default()),
             None => (Some(Vec::new()), Vec::new()),
         };
-        let routes = fields
-            .get("routes")
-            .map_or(Some(Vec::new()), |value| self.routes(value, &names));
+        // Routes may only name apps that listen; when the apps are invalid, that is not known.
+        let portless: Vec<(&str, AppKind)> = apps
+            .iter()
+            .flatten()
+            .filter(|app| !app.listens())
+            .map(|app| (app.name.as_str(), app.kind))
+            .collect();
+        let routes = fields.get("routes").map_or(Some(Vec::new()), |value| {
+            self.routes(value, &names, &portless)
+        });
         Some(Config {
             path: path.to_path_buf(),
             listen: listen?,
