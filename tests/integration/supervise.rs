@@ -18,12 +18,12 @@ const EXIT_DEADLINE: Duration = Duration::from_secs(10);
 /// Bound for short waits on an app's own output.
 const LINE_DEADLINE: Duration = Duration::from_secs(10);
 
-fn config(apps: &str) -> String {
+pub(super) fn config(apps: &str) -> String {
     format!("listen = \"127.0.0.1:0\"\ngrace = \"5s\"\n\n{apps}")
 }
 
 /// Runs zoo on `apps` until it exits by itself.
-fn run_until_exit(apps: &str, files: &[(&str, &str)]) -> Finished {
+pub(super) fn run_until_exit(apps: &str, files: &[(&str, &str)]) -> Finished {
     let dir = prepare_dir(&config(apps), files);
     let path = dir.path().join("zoo.toml");
     run_to_end(
