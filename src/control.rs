@@ -79,14 +79,15 @@ pub struct StatusReport {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AppReport {
     pub name: String,
-    /// `service`, `worker` or `task`.
+    /// `service`, `worker`, `task` or `cron`.
     pub kind: String,
     /// `None` for an app without a port (a worker, a task).
     pub port: Option<u16>,
-    /// `waiting`, `starting`, `ready`, `running`, `done`, `backoff`, `stopping`, `stopped` or
-    /// `failed`.
+    /// `waiting`, `starting`, `ready`, `running`, `scheduled`, `done`, `backoff`, `stopping`,
+    /// `stopped` or `failed`.
     pub state: String,
-    /// How the last run of a done or failed app ended: `exit 0 after 3.2s`.
+    /// How the last run of a done or failed app ended (`exit 0 after 3.2s`); a cron job's
+    /// next tick and counts (`next 2026-12-01T10:15:00Z; 3 runs, 0 failed, 1 skipped`).
     pub detail: Option<String>,
     pub pid: Option<u32>,
     pub ready: bool,
@@ -324,8 +325,19 @@ impl ControlPlane {
     }
 }
 
-/// For `zoo status`, how the last run of an app that is done or failed ended.
+/// For `zoo status`: how the last run of an app that is done or failed ended; for a cron
+/// job, its next tick and its counts.
 fn run_detail(status: &supervise::AppStatus) -> Option<String> {
+    if status.kind == config::AppKind::Cron {
+        let next = status.next_run.map_or_else(
+            || "not scheduled".to_owned(),
+            |next| format!("next {}", humantime::format_rfc3339_seconds(next)),
+        );
+        return Some(format!(
+            "{next}; {} runs, {} failed, {} skipped",
+            status.runs, status.failures, status.skipped
+        ));
+    }
     matches!(status.state, AppState::Done | AppState::Failed)
         .then(|| exit_detail(status))
         .flatten()

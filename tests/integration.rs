@@ -8,6 +8,7 @@ mod integration {
     mod browser;
     mod config;
     mod control;
+    mod cron;
     mod demo;
     mod differential;
     mod errors;

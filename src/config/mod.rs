@@ -6,6 +6,7 @@ mod diagnostic;
 mod duration;
 mod expand;
 mod keyword;
+mod schedule;
 mod suggest;
 mod url;
 mod walk;
@@ -21,6 +22,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 pub use diagnostic::Diagnostic;
 pub use duration::parse as parse_duration;
 use keyword::keyword_enum;
+pub use schedule::Schedule;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -180,9 +182,14 @@ pub struct App {
     /// Fixed port; `None` means zoo picks a free one at start (a service), or that the app
     /// has no port at all (any other kind, see [`App::listens`]).
     pub port: Option<u16>,
-    /// Time one run of a task may take; past it, it is stopped and counts as failed. `None`
-    /// for services and workers, which run until stopped.
+    /// Time one run of a task or cron job may take; past it, it is stopped and counts as
+    /// failed. `None` for services and workers, which run until stopped.
     pub timeout: Option<Duration>,
+    /// When a cron job runs; `Some` exactly for [`AppKind::Cron`].
+    pub schedule: Option<Schedule>,
+    /// Whether a cron job's tick starts a run while the previous one still runs (else the
+    /// tick is skipped and counted).
+    pub overlap: bool,
     /// Working directory, already resolved against the config file's directory.
     pub dir: Option<PathBuf>,
     /// Extra environment, in file order (zoo also sets `PORT`).
@@ -217,7 +224,7 @@ impl App {
 }
 
 keyword_enum! {
-    /// `kind = "service" | "worker" | "task"`: what a supervised program is.
+    /// `kind = "service" | "worker" | "task" | "cron"`: what a supervised program is.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum AppKind {
         /// Listens on its port, is routed to, runs until stopped (the default).
@@ -226,6 +233,8 @@ keyword_enum! {
         Worker => "worker",
         /// Runs once to completion; its dependents wait for its success (a migration).
         Task => "task",
+        /// Runs to completion at each tick of its `schedule` (a report every 15 minutes).
+        Cron => "cron",
     }
 }
 

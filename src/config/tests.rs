@@ -101,6 +101,8 @@ fn parse_design_example() {
                 kind: AppKind::Service,
                 port: Some(9000),
                 timeout: None,
+                schedule: None,
+                overlap: false,
                 dir: Some(PathBuf::from("/srv/.")),
                 env: vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())],
                 ready: Ready {
@@ -127,6 +129,8 @@ fn parse_design_example() {
                 kind: AppKind::Service,
                 port: Some(9100),
                 timeout: None,
+                schedule: None,
+                overlap: false,
                 dir: Some(PathBuf::from("/srv")),
                 env: vec![],
                 ready: Ready {

@@ -183,4 +183,28 @@ impl AppRunner {
             }
         }
     }
+
+    /// Counts a finished run of a task or cron job: how long it took and how it ended.
+    pub(super) fn book_run(&self, started: Instant, status: ExitStatus) {
+        let mut progress = self.tracked.progress();
+        progress.runs += 1;
+        progress.last_run = Some(started.elapsed());
+        if status.success() {
+            progress.last_success = Some(std::time::SystemTime::now());
+        } else {
+            progress.failures += 1;
+        }
+    }
+
+    /// Resolves with the `timeout` of a task or cron job once a run has taken that long;
+    /// never without one.
+    pub(super) async fn run_timeout(&self) -> Duration {
+        match self.app.timeout {
+            Some(timeout) => {
+                tokio::time::sleep(timeout).await;
+                timeout
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

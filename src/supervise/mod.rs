@@ -11,6 +11,7 @@
 
 mod backoff;
 mod command;
+mod cron;
 mod dotenv;
 mod instance;
 mod output;
@@ -53,7 +54,7 @@ pub enum SuperviseError {
     UnknownApp { app: String },
     #[error("app `{app}` is no longer supervised (zoo is stopping)")]
     Gone { app: String },
-    #[error("app `{app}` is a {}: only tasks can be run (use `zoo restart` or `zoo start`)", kind.as_str())]
+    #[error("app `{app}` is a {}: only tasks and cron jobs can be run (use `zoo restart` or `zoo start`)", kind.as_str())]
     NotRunnable { app: String, kind: AppKind },
 }
 
@@ -127,7 +128,8 @@ impl SupervisorHandle {
             .ok_or_else(|| SuperviseError::UnknownApp {
                 app: app.to_owned(),
             })?;
-        if command == AppCommand::Run && running.config.kind != AppKind::Task {
+        let runnable = matches!(running.config.kind, AppKind::Task | AppKind::Cron);
+        if command == AppCommand::Run && !runnable {
             return Err(SuperviseError::NotRunnable {
                 app: app.to_owned(),
                 kind: running.config.kind,

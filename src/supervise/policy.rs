@@ -26,6 +26,9 @@ pub(super) enum Verdict {
 /// fails (a failed migration aborts the deploy, like a failed Heroku release).
 pub(super) fn verdict(kind: AppKind, policy: RestartPolicy, status: ExitStatus) -> Verdict {
     match (kind, policy, status.success()) {
+        // A cron job has no policy: a run ends at its exit either way, counted as a success
+        // or a failure, and the next tick starts the next run.
+        (AppKind::Cron, _, _) => Verdict::Done,
         // A task with `always` is a config error; were it let through, it would loop.
         (_, RestartPolicy::Always, _) | (_, RestartPolicy::OnFailure, false) => Verdict::Restart,
         (_, RestartPolicy::OnFailure, true) | (AppKind::Task, RestartPolicy::Never, true) => {
@@ -96,7 +99,7 @@ mod tests {
     /// a signal counts as a failure like a non-zero code.
     #[test]
     fn every_kind_policy_and_exit_has_its_verdict() {
-        use AppKind::{Service, Task, Worker};
+        use AppKind::{Cron, Service, Task, Worker};
         use RestartPolicy::{Always, Never, OnFailure};
         use Verdict::{Done, Fail, Restart};
         let table = [
@@ -116,6 +119,8 @@ mod tests {
             (Task, OnFailure, 3, Restart),
             (Task, Never, 0, Done),
             (Task, Never, 3, Fail),
+            (Cron, Never, 0, Done),
+            (Cron, Never, 3, Done),
         ];
         for (kind, policy, code, expected) in table {
             assert_eq!(

@@ -42,6 +42,8 @@ pub(super) enum RunnerMessage {
     App(AppCommand),
 }
 
+/// Cloned for each run of a cron job, which runs in a task of its own.
+#[derive(Clone)]
 pub(super) struct AppRunner {
     pub(super) app: config::App,
     pub(super) tracked: Arc<Tracked>,
@@ -105,6 +107,7 @@ impl AppRunner {
     pub(super) async fn run(self, inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
         match self.app.kind {
             AppKind::Task => self.run_task(inbox).await,
+            AppKind::Cron => self.run_cron(inbox).await,
             AppKind::Service | AppKind::Worker => self.run_until_stopped(inbox).await,
         }
     }

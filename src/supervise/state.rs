@@ -6,7 +6,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::unistd::Pid;
 use tokio::sync::{Notify, mpsc};
@@ -98,8 +98,10 @@ pub enum AppState {
     Starting,
     /// Passed its readiness probe.
     Ready,
-    /// A task's run is under way.
+    /// A task's run (or a cron job's) is under way.
     Running,
+    /// A cron job waiting for its next tick.
+    Scheduled,
     /// Finished for now: a task that succeeded, or a service or worker that exited 0 under
     /// `restart = "on-failure"`; `zoo run`, `start` or `restart` starts it again.
     Done,
@@ -122,6 +124,7 @@ impl AppState {
             Self::Starting => "starting",
             Self::Ready => "ready",
             Self::Running => "running",
+            Self::Scheduled => "scheduled",
             Self::Done => "done",
             Self::Backoff => "backoff",
             Self::Stopping => "stopping",
@@ -149,8 +152,16 @@ pub struct AppStatus {
     pub last_exit: Option<ExitStatus>,
     /// How long the last instance that exited had run.
     pub last_run: Option<Duration>,
-    /// Instances that exited (runs of a task) since zoo started.
+    /// Instances that exited (runs of a task or cron job) since zoo started.
     pub runs: u64,
+    /// Runs that failed (a non-zero exit, a signal, a timeout).
+    pub failures: u64,
+    /// When a run last succeeded.
+    pub last_success: Option<SystemTime>,
+    /// A cron job's ticks skipped because its previous run was still going.
+    pub skipped: u64,
+    /// A cron job's next tick, unless it is stopped.
+    pub next_run: Option<SystemTime>,
 }
 
 /// A request to one app's runner.
@@ -162,7 +173,8 @@ pub enum AppCommand {
     Stop,
     /// Start it if it is stopped or waiting out a backoff delay.
     Start,
-    /// Run a task again now (tasks only: [`super::SupervisorHandle::send`] refuses others).
+    /// Run a task again now, or a cron job's command outside its schedule (only those:
+    /// [`super::SupervisorHandle::send`] refuses the others).
     Run,
 }
 
@@ -176,6 +188,10 @@ pub(super) struct Progress {
     pub(super) last_exit: Option<ExitStatus>,
     pub(super) last_run: Option<Duration>,
     pub(super) runs: u64,
+    pub(super) failures: u64,
+    pub(super) last_success: Option<SystemTime>,
+    pub(super) skipped: u64,
+    pub(super) next_run: Option<SystemTime>,
 }
 
 /// Shared between an app's runner (writer) and the [`super::SupervisorHandle`] (readers).
@@ -208,6 +224,10 @@ impl Tracked {
             last_exit: progress.last_exit,
             last_run: progress.last_run,
             runs: progress.runs,
+            failures: progress.failures,
+            last_success: progress.last_success,
+            skipped: progress.skipped,
+            next_run: progress.next_run,
         }
     }
 }

@@ -126,7 +126,7 @@ impl AppRunner {
         let mut instance = match self.spawn(None) {
             Ok(instance) => instance,
             Err(status) => {
-                self.book_run(started);
+                self.book_run(started, status);
                 return RunEnded::Exited(status);
             }
         };
@@ -150,7 +150,16 @@ impl AppRunner {
             }
             Until::Message(message) => self.interrupted(instance, message).await,
         };
-        self.book_run(started);
+        let status = match ended {
+            RunEnded::Exited(status) => status,
+            // Stopped by zoo: counted by how it exited (killed, when that was not seen).
+            _ => self
+                .tracked
+                .progress()
+                .last_exit
+                .unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32)),
+        };
+        self.book_run(started, status);
         ended
     }
 
@@ -160,15 +169,7 @@ impl AppRunner {
         instance: &mut Instance,
         inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     ) -> Until {
-        let timeout = async {
-            match self.app.timeout {
-                Some(timeout) => {
-                    tokio::time::sleep(timeout).await;
-                    timeout
-                }
-                None => std::future::pending().await,
-            }
-        };
+        let timeout = self.run_timeout();
         tokio::pin!(timeout);
         loop {
             tokio::select! {
@@ -201,12 +202,5 @@ impl AppRunner {
             AppCommand::Stop => RunEnded::Stopped,
             AppCommand::Restart | AppCommand::Run | AppCommand::Start => RunEnded::Again,
         }
-    }
-
-    /// Counts a finished run and how long it took.
-    fn book_run(&self, started: Instant) {
-        let mut progress = self.tracked.progress();
-        progress.runs += 1;
-        progress.last_run = Some(started.elapsed());
     }
 }

@@ -19,6 +19,9 @@ const APP_KEYS: &[&str] = &[
     "kind",
     "port",
     "timeout",
+    "schedule",
+    "timezone",
+    "overlap",
     "dir",
     "env",
     "env_file",
@@ -92,6 +95,11 @@ impl Walker<'_> {
                 self.error(span, &at, message);
                 apps = None;
             }
+        }
+        if let Some(valid) = &apps
+            && !self.no_cron_dependency(valid, &dependency_spans)
+        {
+            apps = None;
         }
         (apps, names)
     }
@@ -182,6 +190,10 @@ impl Walker<'_> {
             .and_then(|ready| self.kind_ready(&at, kind_or_service, ready, fields.get("ready")));
         let restart = self.kind_restart(&at, kind_or_service, &fields);
         let timeout = self.task_timeout(&at, &fields);
+        let schedule = self.schedule(&at, kind_or_service, &fields);
+        let overlap = optional(fields.get("overlap"), |value| {
+            self.boolean(&join(&at, "overlap"), value)
+        });
         let restart_strategy =
             fields
                 .get("restart_strategy")
@@ -221,6 +233,8 @@ impl Walker<'_> {
             kind: kind?,
             port: port?,
             timeout: timeout?,
+            schedule: schedule?,
+            overlap: overlap?.unwrap_or(false),
             // Like docker compose: an app runs next to its config file unless told otherwise,
             // so `command = "node main.js"` finds main.js wherever zoo was started from.
             dir: dir?.or_else(|| (!self.base.as_os_str().is_empty()).then(|| self.base.clone())),

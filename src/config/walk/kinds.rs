@@ -1,35 +1,50 @@
-//! The walk of what kind of program an app is: `kind = "service" | "worker" | "task"` (or
-//! `port = false` for a worker), and the keys that only some kinds take ([`KIND_KEYS`]): a
-//! task has no port, probes or restart strategy, but may have a `timeout`; a worker has no
-//! port, so its probes can only be `exec`. The walk of the keys themselves is in `apps.rs`
-//! and `probes.rs`; this only decides which apply.
+//! The walk of what kind of program an app is: `kind = "service" | "worker" | "task" |
+//! "cron"` (or `port = false` for a worker, `schedule` for a cron job), and the keys that only
+//! some kinds take ([`KIND_KEYS`]): a task or cron job has no port, probes or restart
+//! strategy, but may have a `timeout`; a cron job has a `schedule` and no restart policy; a
+//! worker has no port, so its probes can only be `exec`. The walk of most keys themselves is
+//! in `apps.rs` and `probes.rs`; this decides which apply.
 
+use std::ops::Range;
 use std::time::Duration;
 
 use toml::de::DeValue;
 
 use super::read::{Fields, Value, Walker, join, list, optional};
-use crate::config::{AppKind, Live, Probe, Ready, RestartPolicy};
+use crate::config::{App, AppKind, Live, Probe, Ready, RestartPolicy, Schedule};
+
+/// The zone a schedule is read in unless `timezone` says otherwise.
+const DEFAULT_TIMEZONE: &str = "UTC";
+/// Kinds that run until stopped, and the kinds with a restart policy.
+const LONG_RUNNING: &[AppKind] = &[AppKind::Service, AppKind::Worker];
+const RESTARTED: &[AppKind] = &[AppKind::Service, AppKind::Worker, AppKind::Task];
 
 /// App keys that only some kinds accept: (key, kinds that accept it, how to say so).
 const KIND_KEYS: &[(&str, &[AppKind], &str)] = &[
     (
         "ready",
-        &[AppKind::Service, AppKind::Worker],
+        LONG_RUNNING,
         "services and workers (a task is done when it exits 0)",
     ),
-    (
-        "live",
-        &[AppKind::Service, AppKind::Worker],
-        "services and workers",
-    ),
-    (
-        "restart_strategy",
-        &[AppKind::Service, AppKind::Worker],
-        "services and workers",
-    ),
+    ("live", LONG_RUNNING, "services and workers"),
+    ("restart_strategy", LONG_RUNNING, "services and workers"),
     ("protocol", &[AppKind::Service], "services"),
-    ("timeout", &[AppKind::Task], "tasks"),
+    (
+        "timeout",
+        &[AppKind::Task, AppKind::Cron],
+        "tasks and cron jobs",
+    ),
+    ("schedule", &[AppKind::Cron], "cron jobs"),
+    ("timezone", &[AppKind::Cron], "cron jobs"),
+    ("overlap", &[AppKind::Cron], "cron jobs"),
+    (
+        "restart",
+        RESTARTED,
+        "services, workers and tasks (a cron job runs again at its next tick)",
+    ),
+    ("backoff", RESTARTED, "services, workers and tasks"),
+    ("max_restarts", RESTARTED, "services, workers and tasks"),
+    ("restart_window", RESTARTED, "services, workers and tasks"),
 ];
 
 impl Walker<'_> {
@@ -46,6 +61,7 @@ impl Walker<'_> {
                     list(AppKind::NAMES)
                 )
             })?,
+            None if fields.get("schedule").is_some() => AppKind::Cron,
             None if no_port => AppKind::Worker,
             None => AppKind::Service,
         };
@@ -66,7 +82,7 @@ impl Walker<'_> {
                                    or make it a worker (`kind = \"worker\"`)";
                     self.error(value.span(), &port_at, message);
                 }
-                (AppKind::Worker | AppKind::Task, false) => {
+                (AppKind::Worker | AppKind::Task | AppKind::Cron, false) => {
                     let message = format!("{what} has no port: remove `port` (zoo sets no `PORT`)");
                     self.error(value.span(), &port_at, message);
                 }
@@ -85,7 +101,8 @@ impl Walker<'_> {
         fields: &Fields<'_, '_>,
     ) -> Option<RestartPolicy> {
         let default = match kind {
-            AppKind::Task => RestartPolicy::Never,
+            // A cron job has no policy (`KIND_KEYS`): each run ends at its exit.
+            AppKind::Task | AppKind::Cron => RestartPolicy::Never,
             AppKind::Service | AppKind::Worker => RestartPolicy::Always,
         };
         let Some(value) = fields.get("restart") else {
@@ -103,7 +120,72 @@ impl Walker<'_> {
         Some(policy)
     }
 
-    /// `timeout = "10m"` of a task: greater than zero.
+    /// `schedule` and `timezone` of a cron job, which must have them; `Some(None)` for the
+    /// other kinds (`KIND_KEYS` reported a schedule given to one).
+    pub(super) fn schedule(
+        &mut self,
+        at: &str,
+        kind: AppKind,
+        fields: &Fields<'_, '_>,
+    ) -> Option<Option<Schedule>> {
+        if kind != AppKind::Cron {
+            return Some(None);
+        }
+        let Some(value) = fields.get("schedule") else {
+            let span = fields.key_span("kind").unwrap_or(0..0);
+            self.error(
+                span,
+                at,
+                "a cron job needs a `schedule`, like \"*/15 * * * *\"",
+            );
+            return None;
+        };
+        let text = self.non_empty_string(&join(at, "schedule"), value)?;
+        let timezone = match fields.get("timezone") {
+            Some(zone) => (
+                self.non_empty_string(&join(at, "timezone"), zone)?,
+                zone.span(),
+            ),
+            None => (DEFAULT_TIMEZONE.to_owned(), value.span()),
+        };
+        match Schedule::parse(&text, &timezone.0) {
+            Ok(schedule) => Some(Some(schedule)),
+            Err(message) => {
+                let (key, span) = if message.starts_with("unknown time zone") {
+                    ("timezone", timezone.1)
+                } else {
+                    ("schedule", value.span())
+                };
+                self.error(span, &join(at, key), message);
+                None
+            }
+        }
+    }
+
+    /// `depends_on` may not name a cron job: it is neither ready nor done, only scheduled.
+    /// `spans` are each app's `depends_on` entries. Returns whether none does.
+    pub(super) fn no_cron_dependency(&mut self, apps: &[App], spans: &[Vec<Range<usize>>]) -> bool {
+        let mut none = true;
+        for (app, spans) in apps.iter().zip(spans) {
+            for (index, (dependency, span)) in app.depends_on.iter().zip(spans).enumerate() {
+                if apps
+                    .iter()
+                    .any(|other| other.name == *dependency && other.kind == AppKind::Cron)
+                {
+                    let at = format!("apps.{}.depends_on[{index}]", app.name);
+                    let message = format!(
+                        "`{dependency}` is a cron job: it is never ready or done, only \
+                         scheduled, so nothing can wait for it"
+                    );
+                    self.error(span.clone(), &at, message);
+                    none = false;
+                }
+            }
+        }
+        none
+    }
+
+    /// `timeout = "10m"` of a task or cron job: greater than zero.
     pub(super) fn task_timeout(
         &mut self,
         at: &str,
@@ -183,9 +265,12 @@ impl Walker<'_> {
     }
 }
 
-/// "a task", "a worker": how messages name the kind.
-fn article(kind: AppKind) -> String {
-    format!("a {}", kind.as_str())
+/// "a task", "a cron job": how messages name the kind.
+pub(super) fn article(kind: AppKind) -> String {
+    match kind {
+        AppKind::Cron => "a cron job".to_owned(),
+        AppKind::Service | AppKind::Worker | AppKind::Task => format!("a {}", kind.as_str()),
+    }
 }
 
 #[cfg(test)]
@@ -284,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             errors("timeout = \"1s\""),
-            ["apps.job: `timeout` applies only to tasks, not to a service"]
+            ["apps.job: `timeout` applies only to tasks and cron jobs, not to a service"]
         );
         assert_eq!(
             errors("kind = \"task\"\nrestart = \"always\""),
@@ -302,11 +387,67 @@ mod tests {
             ]
         );
         assert_eq!(
-            errors("kind = \"cron\""),
+            errors("kind = \"daemon\""),
             [
-                "apps.job.kind: unknown app kind \"cron\"; expected one of `service`, `worker`, \
-              `task`"
+                "apps.job.kind: unknown app kind \"daemon\"; expected one of `service`, `worker`, \
+              `task`, `cron`"
             ]
+        );
+    }
+
+    #[test]
+    fn a_schedule_makes_a_cron_job() {
+        let job = one("schedule = \"*/2 * * * * *\"\noverlap = true\ntimeout = \"1s\"");
+        assert_eq!((job.kind, job.overlap), (AppKind::Cron, true));
+        assert!(job.schedule.is_some() && !job.listens());
+        let zoned = one("schedule = \"@daily\"\ntimezone = \"Europe/Paris\"");
+        assert_eq!(
+            zoned.schedule.map(|schedule| schedule.to_string()),
+            Some("\"@daily\" (Europe/Paris)".to_owned())
+        );
+        assert_eq!(
+            errors("kind = \"cron\""),
+            ["apps.job: a cron job needs a `schedule`, like \"*/15 * * * *\""]
+        );
+        assert_eq!(
+            errors("schedule = \"@hourly\"\nrestart = \"always\"\nport = 9000"),
+            [
+                "apps.job: `restart` applies only to services, workers and tasks (a cron job \
+                 runs again at its next tick), not to a cron job",
+                "apps.job.port: a cron job has no port: remove `port` (zoo sets no `PORT`)",
+            ]
+        );
+        assert_eq!(
+            errors("kind = \"task\"\nschedule = \"@hourly\""),
+            ["apps.job: `schedule` applies only to cron jobs, not to a task"]
+        );
+        assert_eq!(
+            parse("[apps.job]\ncommand = \"x\"\nschedule = \"0 0 31 2 *\"\n").expect_err("never"),
+            [(
+                3,
+                12,
+                "apps.job.schedule: schedule \"0 0 31 2 *\" never fires: no date matches it"
+                    .to_owned()
+            )]
+        );
+        assert_eq!(
+            errors("schedule = \"@daily\"\ntimezone = \"Paris\""),
+            [
+                "apps.job.timezone: unknown time zone \"Paris\"; expected an IANA name like \
+              \"Europe/Paris\" or \"UTC\""
+            ]
+        );
+        let source = "[apps.report]\ncommand = \"x\"\nschedule = \"@hourly\"\n\n\
+                      [apps.web]\ncommand = \"x\"\ndepends_on = [\"report\"]\n";
+        assert_eq!(
+            parse(source).expect_err("invalid"),
+            [(
+                7,
+                15,
+                "apps.web.depends_on[0]: `report` is a cron job: it is never ready or done, \
+                 only scheduled, so nothing can wait for it"
+                    .to_owned()
+            )]
         );
     }
 

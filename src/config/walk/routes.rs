@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use super::kinds::article;
 use super::read::{Fields, Value, Walker, join, list, optional};
 use crate::config::{Action, AppKind, Builtin, ProxyTarget, Route, Scheme, suggest, url};
 
@@ -187,8 +188,8 @@ impl Walker<'_> {
         let name = self.string(at, value)?;
         if let Some((_, kind)) = portless.iter().find(|(app, _)| *app == name) {
             let message = format!(
-                "app `{name}` is a {}: it has no port, so nothing can be routed to it",
-                kind.as_str()
+                "app `{name}` is {}: it has no port, so nothing can be routed to it",
+                article(*kind)
             );
             self.error(value.span(), at, message);
             return None;
