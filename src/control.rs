@@ -87,7 +87,9 @@ pub struct AppReport {
     /// `stopped` or `failed`.
     pub state: String,
     /// How the last run of a done or failed app ended (`exit 0 after 3.2s`); a cron job's
-    /// next tick and counts (`next 2026-12-01T10:15:00Z; 3 runs, 0 failed, 1 skipped`).
+    /// next tick and counts (`next 2026-12-01T10:15:00Z; 3 runs, 0 failed, 1 skipped`); for
+    /// a service stuck in `starting`, where it listens (`web is listening on 0.0.0.0:3000,
+    /// not on PORT=9100 (is the app ignoring $PORT?)`).
     pub detail: Option<String>,
     pub pid: Option<u32>,
     pub ready: bool,
@@ -239,7 +241,7 @@ impl ControlPlane {
                 .status()
                 .into_iter()
                 .map(|status| AppReport {
-                    detail: run_detail(&status),
+                    detail: run_detail(&status).or_else(|| self.apps.diagnosis(&status.name)),
                     name: status.name,
                     kind: status.kind.as_str().to_owned(),
                     port: status.port,

@@ -10,6 +10,7 @@ mod integration {
     mod control;
     mod cron;
     mod demo;
+    mod diagnosis;
     mod differential;
     mod errors;
     mod examples;

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::runner::AppRunner;
-use super::{AppState, ExitStatus, Stopped, command, output, signal_group};
+use super::{AppState, ExitStatus, Stopped, command, output, ports, signal_group};
 
 /// How long to wait, after an app exited, for its last output to be written out.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
@@ -45,6 +45,26 @@ impl AppRunner {
             self.tracked.progress().last_exit = Some(ExitStatus::Code(code));
             ExitStatus::Code(code)
         };
+        // A port held by another process would let a TCP probe pass against the wrong one.
+        match port.and_then(ports::holder) {
+            None => {}
+            Some(Ok(holder)) => {
+                let port = port.unwrap_or_default();
+                return Err(cannot_start(
+                    format!("port {port} is already taken by {holder}"),
+                    126,
+                ));
+            }
+            Some(Err(addr)) => {
+                return Err(cannot_start(
+                    format!(
+                        "port {} is already taken ({addr}, by a process zoo cannot see)",
+                        addr.port()
+                    ),
+                    126,
+                ));
+            }
+        }
         let mut command =
             command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
         // Its output is forwarded line by line below.

@@ -16,6 +16,7 @@ mod dotenv;
 mod instance;
 mod output;
 mod policy;
+mod ports;
 mod probe;
 mod reaper;
 mod reload;
@@ -142,6 +143,26 @@ impl SupervisorHandle {
             .map_err(|_| SuperviseError::Gone {
                 app: app.to_owned(),
             })
+    }
+
+    /// For an app stuck in `starting`: where its process group listens, against its `PORT`
+    /// (see [`ports::diagnose`]); `None` for any other app.
+    #[must_use]
+    pub fn diagnosis(&self, name: &str) -> Option<String> {
+        let (pid, port) = {
+            let apps = self.registry.lock();
+            let running = apps
+                .running
+                .iter()
+                .rfind(|running| running.config.name == name)?;
+            let progress = running.tracked.progress();
+            let starting = progress.state == AppState::Starting && running.config.listens();
+            (
+                progress.pid.filter(|_| starting)?,
+                running.tracked.handle.addr().port(),
+            )
+        };
+        Some(ports::diagnose(name, pid, port))
     }
 
     /// The handle of the newest app named `name`.

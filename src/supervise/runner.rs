@@ -20,7 +20,7 @@ use super::instance::Instance;
 use super::policy::AfterExit;
 use super::{
     AppCommand, AppState, ExitStatus, FinalExit, Reaper, Stopped, SupervisorHandle, Tracked,
-    free_port, probe, signal_group,
+    free_port, ports, probe, signal_group,
 };
 use crate::config::{self, AppKind, RestartStrategy};
 
@@ -430,6 +430,10 @@ impl AppRunner {
                 // An app without a port is probed by `exec` or [`config::Probe::Started`]:
                 // 0 is never dialled.
                 if !self.until_ready(port.unwrap_or(0)).await {
+                    // Before the kill: it is what the group listens on now that says why.
+                    if let Some(port) = port {
+                        tracing::error!("{}", ports::diagnose(name, pid, port));
+                    }
                     tracing::error!(
                         "{name} not ready within {:?}: killing it",
                         self.app.ready.deadline
