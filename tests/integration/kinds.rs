@@ -384,3 +384,59 @@ fn every_kind_policy_and_exit_cell_does_what_the_table_says() {
         assert!(run.output.contains(&logged), "{logged:?}\n{}", run.output);
     }
 }
+
+/// `examples/jobs/`: its own zoo.toml and scripts, on free addresses.
+#[test]
+fn jobs_example_runs_its_migration_api_worker_and_report() {
+    crate::util::require_uvicorn();
+    let dir = crate::util::repo_root().join("examples/jobs");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let (listen, admin) = (
+        "listen = \"0.0.0.0:${PORT:-8000}\"",
+        "admin = \"127.0.0.1:9901\"",
+    );
+    let config = read("zoo.toml");
+    assert!(
+        config.contains(listen) && config.contains(admin),
+        "update this test:\n{config}"
+    );
+    let config = config.replace(listen, "listen = \"127.0.0.1:0\"").replace(
+        admin,
+        &format!("admin = \"127.0.0.1:{}\"", crate::util::free_port()),
+    );
+    let scripts =
+        ["main.py", "migrate.py", "worker.py", "report.py"].map(|name| (name, read(name)));
+    let files: Vec<(&str, &str)> = scripts
+        .iter()
+        .map(|(name, text)| (*name, text.as_str()))
+        .collect();
+    let mut zoo = Zoo::start(&config, &files);
+    zoo.wait_ready("/jobs", LINE_DEADLINE);
+    let posted = zoo.send_raw(
+        b"POST /jobs?payload=hello HTTP/1.1\r\nHost: zoo\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        posted.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&posted)
+    );
+    let done = "\"status\":\"done\",\"result\":\"HELLO\"";
+    assert!(
+        poll_until(LINE_DEADLINE, || zoo.get("/jobs").text().contains(done)),
+        "the worker did not do the job\n{}",
+        zoo.output()
+    );
+    zoo.cli_ok(&["run", "report"], CLI_DEADLINE);
+    wait_logged(&zoo, "report: {'done': 1}");
+    let status = zoo.cli_ok(&["status"], CLI_DEADLINE).stdout;
+    for expected in [
+        "migrate      -  done (exit 0 after ",
+        "worker       -  ready",
+        "scheduled (next ",
+    ] {
+        assert!(status.contains(expected), "{expected:?}\n{status}");
+    }
+    println!("{status}");
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+    assert!(zoo.output().contains("worker stopped"), "{}", zoo.output());
+}
