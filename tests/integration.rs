@@ -26,4 +26,5 @@ mod integration {
     mod shutdown;
     mod sse;
     mod supervise;
+    mod watch;
 }

@@ -190,6 +190,11 @@ pub struct App {
     /// Whether a cron job's tick starts a run while the previous one still runs (else the
     /// tick is skipped and counted).
     pub overlap: bool,
+    /// Globs (relative to `dir`) of files whose change restarts the app; empty: none.
+    pub watch: Vec<String>,
+    /// Globs of files whose change does not count, besides `.git`, `node_modules`,
+    /// `__pycache__` and `.venv`.
+    pub watch_ignore: Vec<String>,
     /// Working directory, already resolved against the config file's directory.
     pub dir: Option<PathBuf>,
     /// Extra environment, in file order (zoo also sets `PORT`).

@@ -103,6 +103,8 @@ fn parse_design_example() {
                 timeout: None,
                 schedule: None,
                 overlap: false,
+                watch: vec![],
+                watch_ignore: vec![],
                 dir: Some(PathBuf::from("/srv/.")),
                 env: vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())],
                 ready: Ready {
@@ -131,6 +133,8 @@ fn parse_design_example() {
                 timeout: None,
                 schedule: None,
                 overlap: false,
+                watch: vec![],
+                watch_ignore: vec![],
                 dir: Some(PathBuf::from("/srv")),
                 env: vec![],
                 ready: Ready {

@@ -107,6 +107,8 @@ impl AppRunner {
                         return self.stop_runs(&mut runs, &stop_runs, deadline).await;
                     }
                     None => return self.stop_runs(&mut runs, &stop_runs, Instant::now()).await,
+                    // A cron job has no `watch`.
+                    Some(RunnerMessage::FilesChanged) => {}
                 },
             }
         }

@@ -23,6 +23,7 @@ mod reload;
 mod runner;
 mod state;
 mod task;
+mod watch;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};

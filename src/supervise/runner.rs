@@ -20,7 +20,7 @@ use super::instance::Instance;
 use super::policy::AfterExit;
 use super::{
     AppCommand, AppState, ExitStatus, FinalExit, Reaper, Stopped, SupervisorHandle, Tracked,
-    free_port, ports, probe, signal_group,
+    free_port, ports, probe, signal_group, watch,
 };
 use crate::config::{self, AppKind, RestartStrategy};
 
@@ -40,6 +40,8 @@ pub(super) enum RunnerMessage {
     /// zoo is stopping: stop the app, killing it at this deadline at the latest, and end.
     Shutdown(Instant),
     App(AppCommand),
+    /// Watched files changed (`watch`): restart it if it runs, or now if it waits to.
+    FilesChanged,
 }
 
 /// Cloned for each run of a cron job, which runs in a task of its own.
@@ -115,6 +117,12 @@ impl AppRunner {
     /// The life of a service or worker: it runs until stopped, restarted by its policy.
     async fn run_until_stopped(self, mut inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
         let name = &self.app.name;
+        // Watching for as long as the app is supervised.
+        let _watch =
+            watch::start(&self.app, self.tracked.controls.clone()).unwrap_or_else(|error| {
+                tracing::error!("{name}: file changes will not restart it: {error}");
+                None
+            });
         let mut backoff = Backoff::new(&self.app.restarts);
         let mut budget = RestartBudget::new(&self.app.restarts);
         let mut next = Next::Start;
@@ -148,6 +156,8 @@ impl AppRunner {
                             next = Next::Parked;
                             continue;
                         }
+                        // Stopped or done on purpose: an edit does not start it.
+                        Some(RunnerMessage::FilesChanged) => continue,
                         Some(RunnerMessage::App(
                             AppCommand::Start | AppCommand::Restart | AppCommand::Run,
                         )) => {}
@@ -204,6 +214,9 @@ impl AppRunner {
                         message = inbox.recv() => match message {
                             // Already running: nothing to start.
                             Some(RunnerMessage::App(AppCommand::Start | AppCommand::Run)) => {}
+                            Some(RunnerMessage::FilesChanged) => {
+                                break Err(RunnerMessage::App(AppCommand::Restart));
+                            }
                             Some(message) => break Err(message),
                             None => break Err(RunnerMessage::Shutdown(Instant::now())),
                         },
@@ -251,21 +264,21 @@ impl AppRunner {
 
     /// Stops the instance for a command (within the app's grace) or the shutdown.
     async fn obey(&self, instance: Instance, message: RunnerMessage) -> Ended {
-        match message {
+        let command = match message {
             RunnerMessage::Shutdown(deadline) => {
-                Ended::Shutdown(self.stop(instance, deadline).await)
+                return Ended::Shutdown(self.stop(instance, deadline).await);
             }
-            RunnerMessage::App(command) => {
-                tracing::info!("{}: {command:?} requested", self.app.name);
-                self.stop(instance, Instant::now() + self.command_grace())
-                    .await;
-                Ended::Commanded(if command == AppCommand::Stop {
-                    Next::Parked
-                } else {
-                    Next::Start
-                })
-            }
-        }
+            RunnerMessage::App(command) => command,
+            RunnerMessage::FilesChanged => AppCommand::Restart,
+        };
+        tracing::info!("{}: {command:?} requested", self.app.name);
+        self.stop(instance, Instant::now() + self.command_grace())
+            .await;
+        Ended::Commanded(if command == AppCommand::Stop {
+            Next::Parked
+        } else {
+            Next::Start
+        })
     }
 
     /// Starts a second instance on a fresh port and, once it is ready, switches the app to it
@@ -314,7 +327,7 @@ impl AppRunner {
                         // Already being restarted.
                         Some(RunnerMessage::App(
                             AppCommand::Start | AppCommand::Restart | AppCommand::Run,
-                        )) => {}
+                        ) | RunnerMessage::FilesChanged) => {}
                         Some(message) => break Replacing::Interrupted(message),
                         None => break Replacing::Interrupted(RunnerMessage::Shutdown(Instant::now())),
                     },
@@ -508,9 +521,10 @@ pub(super) async fn wait_or_obey(
     tokio::select! {
         () = work => Waited::Proceed,
         message = inbox.recv() => match message {
-            Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart | AppCommand::Run)) => {
-                Waited::Proceed
-            }
+            Some(
+                RunnerMessage::App(AppCommand::Start | AppCommand::Restart | AppCommand::Run)
+                | RunnerMessage::FilesChanged,
+            ) => Waited::Proceed,
             Some(RunnerMessage::App(AppCommand::Stop)) => Waited::Park,
             None | Some(RunnerMessage::Shutdown(_)) => Waited::Shutdown,
         },

@@ -111,6 +111,8 @@ impl AppRunner {
             match inbox.recv().await {
                 None | Some(RunnerMessage::Shutdown(_)) => return false,
                 Some(RunnerMessage::App(AppCommand::Stop)) => self.set_state(AppState::Stopped),
+                // A task has no `watch`.
+                Some(RunnerMessage::FilesChanged) => {}
                 Some(RunnerMessage::App(
                     AppCommand::Run | AppCommand::Start | AppCommand::Restart,
                 )) => return true,
@@ -179,7 +181,10 @@ impl AppRunner {
                 timeout = &mut timeout => return Until::TimedOut(timeout),
                 message = inbox.recv() => match message {
                     // Already running: nothing to start.
-                    Some(RunnerMessage::App(AppCommand::Start | AppCommand::Run)) => {}
+                    Some(
+                        RunnerMessage::App(AppCommand::Start | AppCommand::Run)
+                        | RunnerMessage::FilesChanged,
+                    ) => {}
                     Some(message) => return Until::Message(message),
                     None => return Until::Message(RunnerMessage::Shutdown(Instant::now())),
                 },
@@ -194,6 +199,8 @@ impl AppRunner {
                 return RunEnded::Shutdown(self.stop(instance, deadline).await);
             }
             RunnerMessage::App(command) => command,
+            // Not sent to a task (it has no `watch`); were it, a rerun is what it would ask.
+            RunnerMessage::FilesChanged => AppCommand::Restart,
         };
         tracing::info!("{}: {command:?} requested", self.app.name);
         self.stop(instance, Instant::now() + self.command_grace())

@@ -22,6 +22,8 @@ const APP_KEYS: &[&str] = &[
     "schedule",
     "timezone",
     "overlap",
+    "watch",
+    "watch_ignore",
     "dir",
     "env",
     "env_file",
@@ -191,6 +193,12 @@ impl Walker<'_> {
         let restart = self.kind_restart(&at, kind_or_service, &fields);
         let timeout = self.task_timeout(&at, &fields);
         let schedule = self.schedule(&at, kind_or_service, &fields);
+        let watch = optional(fields.get("watch"), |value| {
+            self.globs(&join(&at, "watch"), value)
+        });
+        let watch_ignore = optional(fields.get("watch_ignore"), |value| {
+            self.globs(&join(&at, "watch_ignore"), value)
+        });
         let overlap = optional(fields.get("overlap"), |value| {
             self.boolean(&join(&at, "overlap"), value)
         });
@@ -235,6 +243,8 @@ impl Walker<'_> {
             timeout: timeout?,
             schedule: schedule?,
             overlap: overlap?.unwrap_or(false),
+            watch: watch?.unwrap_or_default(),
+            watch_ignore: watch_ignore?.unwrap_or_default(),
             // Like docker compose: an app runs next to its config file unless told otherwise,
             // so `command = "node main.js"` finds main.js wherever zoo was started from.
             dir: dir?.or_else(|| (!self.base.as_os_str().is_empty()).then(|| self.base.clone())),

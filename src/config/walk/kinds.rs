@@ -45,6 +45,8 @@ const KIND_KEYS: &[(&str, &[AppKind], &str)] = &[
     ("backoff", RESTARTED, "services, workers and tasks"),
     ("max_restarts", RESTARTED, "services, workers and tasks"),
     ("restart_window", RESTARTED, "services, workers and tasks"),
+    ("watch", LONG_RUNNING, "services and workers"),
+    ("watch_ignore", LONG_RUNNING, "services and workers"),
 ];
 
 impl Walker<'_> {
@@ -183,6 +185,31 @@ impl Walker<'_> {
             }
         }
         none
+    }
+
+    /// `watch = ["src/**/*.py", "templates/"]`: globs, each checked to compile.
+    pub(super) fn globs(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<String>> {
+        let DeValue::Array(items) = value.get_ref() else {
+            self.mismatch(at, value, "an array of globs like \"src/**/*.py\"");
+            return None;
+        };
+        let globs: Vec<Option<String>> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let at = format!("{at}[{index}]");
+                let glob = self.non_empty_string(&at, item)?;
+                match globset::Glob::new(&glob) {
+                    Ok(_) => Some(glob),
+                    Err(error) => {
+                        let message = format!("invalid glob \"{glob}\": {}", error.kind());
+                        self.error(item.span(), &at, message);
+                        None
+                    }
+                }
+            })
+            .collect();
+        globs.into_iter().collect()
     }
 
     /// `timeout = "10m"` of a task or cron job: greater than zero.
