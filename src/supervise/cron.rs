@@ -61,7 +61,8 @@ impl AppRunner {
                 Waited::Shutdown => return Stopped::Cleanly,
             }
         }
-        self.tracked.handle.set_ready(true);
+        // Ready while scheduled: it never holds `/readyz` back.
+        self.tracked.handle.set_ready(!parked);
         let (stop_runs, _) = watch::channel(None);
         let mut runs: JoinSet<CronRun> = JoinSet::new();
         // A tick is fired once: the next one is looked for after it, even should the clock
@@ -87,22 +88,26 @@ impl AppRunner {
             tokio::select! {
                 tick = until_tick => {
                     last_tick = tick;
-                    self.start_run(&mut runs, &stop_runs, "its schedule");
+                    self.start_run(&mut runs, &stop_runs, false);
                 }
                 Some(ended) = runs.join_next() => {
                     self.book_cron_run(ended);
                 }
                 message = inbox.recv() => match message {
                     Some(RunnerMessage::App(AppCommand::Run)) => {
-                        self.start_run(&mut runs, &stop_runs, "`zoo run`");
+                        self.start_run(&mut runs, &stop_runs, true);
                     }
                     Some(RunnerMessage::App(AppCommand::Stop)) => {
                         tracing::info!("{}: Stop requested: stopping its runs and its schedule", self.app.name);
                         parked = true;
+                        self.tracked.handle.set_ready(false);
                         let deadline = Instant::now() + self.command_grace();
                         self.stop_runs(&mut runs, &stop_runs, deadline).await;
                     }
-                    Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => parked = false,
+                    Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {
+                        parked = false;
+                        self.tracked.handle.set_ready(true);
+                    }
                     Some(RunnerMessage::Shutdown(deadline)) => {
                         return self.stop_runs(&mut runs, &stop_runs, deadline).await;
                     }
@@ -125,9 +130,14 @@ impl AppRunner {
         };
     }
 
-    /// Starts a run for `why` (a tick, `zoo run`), unless one is going and `overlap` is off:
-    /// then it is skipped and counted.
-    fn start_run(&self, runs: &mut JoinSet<CronRun>, stop_runs: &StopRuns, why: &str) {
+    /// Starts a run for a tick (or `zoo run`, when `requested`), unless one is going and
+    /// `overlap` is off: then it is skipped and counted.
+    fn start_run(&self, runs: &mut JoinSet<CronRun>, stop_runs: &StopRuns, requested: bool) {
+        let why = if requested {
+            "`zoo run`"
+        } else {
+            "its schedule"
+        };
         let name = &self.app.name;
         if !runs.is_empty() && !self.app.overlap {
             let (skipped, pid) = {
@@ -142,7 +152,12 @@ impl AppRunner {
             );
             return;
         }
-        tracing::info!("{name}: starting a run for {why}");
+        // Not at every tick: the start line that follows is enough.
+        if requested {
+            tracing::info!("{name}: starting a run for {why}");
+        } else {
+            tracing::debug!("{name}: starting a run for {why}");
+        }
         runs.spawn(self.clone().one_run(stop_runs.subscribe()));
     }
 

@@ -108,7 +108,7 @@ fn a_long_run_skips_overlapping_ticks_and_counts_them() {
     let events: Vec<&str> = output
         .lines()
         .filter_map(|line| {
-            if line.contains("slow: starting a run") {
+            if line.contains("slow started (pid ") {
                 Some("start")
             } else if line.contains("slow run done") {
                 Some("done")
