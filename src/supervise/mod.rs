@@ -1,13 +1,16 @@
-//! Supervision: starts each app in its own process group with `PORT` set, once the apps it
-//! depends on are ready; forwards its output; probes it until ready (and for liveness);
-//! restarts it by its policy with backoff and a restart budget; forwards SIGUSR1, SIGUSR2 and
-//! SIGWINCH to every app's group; and stops the apps in reverse dependency order (stop signal
-//! to the whole group, SIGKILL at the app's grace or the global deadline). Exit statuses come
-//! only from the [`Reaper`].
+//! Supervision: starts each app in its own process group (with `PORT` set when it is a
+//! service), once the apps it depends on are ready; forwards its output; probes it until
+//! ready (and for liveness); decides what its exit means by its kind and policy (restart with
+//! backoff and a restart budget, done, or the end of the container: `policy.rs`); runs tasks
+//! once (`task.rs`) and cron jobs at their ticks (`cron.rs`); restarts apps whose watched
+//! files changed (`watch.rs`); says where an app that does not get ready listens
+//! (`ports.rs`); forwards SIGUSR1, SIGUSR2 and SIGWINCH to every app's group; and stops the
+//! apps in reverse dependency order (stop signal to the whole group, SIGKILL at the app's
+//! grace or the global deadline). Exit statuses come only from the [`Reaper`].
 //!
 //! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
 //! ready. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
-//! restart/stop/start commands. Nothing here knows about HTTP routing.
+//! restart/stop/start/run commands. Nothing here knows about HTTP routing.
 
 mod backoff;
 mod command;
