@@ -440,3 +440,35 @@ fn jobs_example_runs_its_migration_api_worker_and_report() {
     assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
     assert!(zoo.output().contains("worker stopped"), "{}", zoo.output());
 }
+
+#[test]
+fn a_worker_with_an_exec_probe_is_ready_when_it_passes_and_gates_its_dependent() {
+    let apps = "[apps.consumer]\n\
+                command = \"sh -c 'sleep 0.5; touch connected; exec sleep 60'\"\n\
+                port = false\n\
+                ready = { exec = \"test -f connected\", interval = \"50ms\" }\n\
+                live = { exec = \"test -f connected\", interval = \"100ms\" }\n\
+                \n\
+                [apps.after]\n\
+                command = \"sh -c 'echo after started; exec sleep 60'\"\n\
+                port = false\n\
+                depends_on = [\"consumer\"]\n";
+    let mut zoo = Zoo::start(&config(apps), &[]);
+    wait_logged(&zoo, "after started");
+    let output = zoo.output();
+    assert!(
+        line_of(&output, "consumer ready") < line_of(&output, "after started (pid"),
+        "{output}"
+    );
+    // Liveness by `exec` too: the worker is stopped and restarted once its probe fails.
+    std::fs::remove_file(zoo.dir().join("connected")).unwrap();
+    wait_logged(
+        &zoo,
+        "consumer failed 3 liveness probes in a row: stopping it",
+    );
+    wait_logged(
+        &zoo,
+        "consumer exited with signal 15 (SIGTERM); restarting in",
+    );
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+}
