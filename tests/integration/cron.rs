@@ -61,14 +61,14 @@ fn seconds_schedule_runs_at_its_ticks() {
         // On an even second, give or take the start of `sh` and `date` on a busy machine.
         let late = tick - (tick / 2.0).floor() * 2.0;
         assert!(
-            late < 0.7,
+            late < 1.0,
             "a run started {late:.3}s after its tick: {ticks:?}"
         );
     }
     for pair in ticks.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            (1.3..2.7).contains(&gap),
+            (1.0..3.0).contains(&gap),
             "ticks {gap:.3}s apart: {ticks:?}"
         );
     }

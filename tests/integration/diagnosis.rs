@@ -35,7 +35,7 @@ fn an_app_ignoring_port_is_told_where_it_listens() {
     let apps = format!(
         "[apps.web]\n\
          command = \"python3 -m http.server {hard_coded} --bind 127.0.0.1\"\n\
-         ready = {{ deadline = \"4s\" }}\n\
+         ready = {{ deadline = \"8s\" }}\n\
          backoff = {{ first = \"30s\" }}\n"
     );
     let zoo = Zoo::start(&config(&apps), &[]);
@@ -51,7 +51,7 @@ fn an_app_ignoring_port_is_told_where_it_listens() {
     );
     assert!(status.contains("(is the app ignoring $PORT?)"), "{status}");
     wait_logged(&zoo, &expected);
-    wait_logged(&zoo, "web not ready within 4s: killing it");
+    wait_logged(&zoo, "web not ready within 8s: killing it");
     let line = zoo
         .output()
         .lines()
