@@ -228,17 +228,20 @@ pub fn check(config: Config) -> Result<String, RunError> {
     }
     let _ = writeln!(out, "apps:");
     for app in &config.apps {
-        let port = app
-            .port
-            .map_or_else(|| "auto".to_owned(), |port| port.to_string());
+        let port = match app.port {
+            Some(port) => port.to_string(),
+            None if app.listens() => "auto".to_owned(),
+            None => "-".to_owned(),
+        };
         let command = match &app.command {
             config::Command::Shell(line) => line.clone(),
             config::Command::Argv(argv) => format!("{argv:?}"),
         };
         let _ = writeln!(
             out,
-            "  {:<12} port {port:<5}  restart {:<10}  {command}",
+            "  {:<12} {:<7}  port {port:<5}  restart {:<10}  {command}",
             app.name,
+            app.kind.as_str(),
             app.restart.as_str()
         );
     }

@@ -29,6 +29,8 @@ pub enum CommandError {
     Supervise(#[from] SuperviseError),
     #[error("app `{app}` did not get there within {COMMAND_DEADLINE:?} (it is {state})")]
     Timeout { app: String, state: String },
+    #[error("{app} failed ({detail})")]
+    RunFailed { app: String, detail: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,9 +79,18 @@ pub struct StatusReport {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AppReport {
     pub name: String,
-    pub port: u16,
-    /// `waiting`, `starting`, `ready`, `backoff`, `stopping`, `stopped` or `failed`.
+    /// `service`, `worker`, `task` or `cron`.
+    pub kind: String,
+    /// `None` for an app without a port (a worker, a task).
+    pub port: Option<u16>,
+    /// `waiting`, `starting`, `ready`, `running`, `scheduled`, `done`, `backoff`, `stopping`,
+    /// `stopped` or `failed`.
     pub state: String,
+    /// How the last run of a done or failed app ended (`exit 0 after 3.2s`); a cron job's
+    /// next tick and counts (`next 2026-12-01T10:15:00Z; 3 runs, 0 failed, 1 skipped`); for
+    /// a service stuck in `starting`, where it listens (`web is listening on 0.0.0.0:3000,
+    /// not on PORT=9100 (is the app ignoring $PORT?)`).
+    pub detail: Option<String>,
     pub pid: Option<u32>,
     pub ready: bool,
     pub restarts: u32,
@@ -102,24 +113,29 @@ impl StatusReport {
             .max()
             .unwrap_or(0)
             .max(3);
+        let states: Vec<String> = self
+            .apps
+            .iter()
+            .map(|app| match &app.detail {
+                Some(detail) => format!("{} ({detail})", app.state),
+                None => app.state.clone(),
+            })
+            .collect();
+        let state_width = states.iter().map(String::len).max().unwrap_or(0).max(8);
         let _ = writeln!(
             out,
-            "\n{:<width$}  {:>5}  {:<8}  {:>7}  {:>8}  {:>8}  LAST EXIT",
+            "\n{:<width$}  {:>5}  {:<state_width$}  {:>7}  {:>8}  {:>8}  LAST EXIT",
             "APP", "PORT", "STATE", "PID", "RESTARTS", "UPTIME"
         );
-        for app in &self.apps {
-            let pid = app
-                .pid
-                .map_or_else(|| "-".to_owned(), |pid| pid.to_string());
-            let uptime = app
-                .uptime_secs
-                .map_or_else(|| "-".to_owned(), |secs| format!("{secs}s"));
+        for (app, state) in self.apps.iter().zip(&states) {
+            let dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+            let port = dash(app.port.map(|port| port.to_string()));
+            let pid = dash(app.pid.map(|pid| pid.to_string()));
+            let uptime = dash(app.uptime_secs.map(|secs| format!("{secs}s")));
             let _ = writeln!(
                 out,
-                "{:<width$}  {:>5}  {:<8}  {pid:>7}  {:>8}  {uptime:>8}  {}",
+                "{:<width$}  {port:>5}  {state:<state_width$}  {pid:>7}  {:>8}  {uptime:>8}  {}",
                 app.name,
-                app.port,
-                app.state,
                 app.restarts,
                 app.last_exit.as_deref().unwrap_or("-")
             );
@@ -232,7 +248,9 @@ impl ControlPlane {
                 .status()
                 .into_iter()
                 .map(|status| AppReport {
+                    detail: run_detail(&status).or_else(|| self.apps.diagnosis(&status.name)),
                     name: status.name,
+                    kind: status.kind.as_str().to_owned(),
                     port: status.port,
                     state: status.state.as_str().to_owned(),
                     pid: status.pid,
@@ -274,6 +292,7 @@ impl ControlPlane {
                 AppCommand::Restart => now.ready && (before.pid.is_none() || now.pid != before.pid),
                 AppCommand::Start => now.ready,
                 AppCommand::Stop => now.state == AppState::Stopped,
+                AppCommand::Run => now.runs > before.runs && now.state != AppState::Running,
             };
             if done {
                 return Ok(match command {
@@ -282,6 +301,16 @@ impl ControlPlane {
                     }
                     AppCommand::Start => format!("{name} started (pid {})\n", now.pid.unwrap_or(0)),
                     AppCommand::Stop => format!("{name} stopped\n"),
+                    AppCommand::Run => {
+                        let detail = exit_detail(&now).unwrap_or_default();
+                        if !now.last_exit.is_some_and(supervise::ExitStatus::success) {
+                            return Err(CommandError::RunFailed {
+                                app: name.to_owned(),
+                                detail,
+                            });
+                        }
+                        format!("{name} done ({detail})\n")
+                    }
                 });
             }
             if tokio::time::Instant::now() >= deadline {
@@ -305,6 +334,36 @@ impl ControlPlane {
     }
 }
 
+/// For `zoo status`: how the last run of an app that is done or failed ended; for a cron
+/// job, its next tick and its counts.
+fn run_detail(status: &supervise::AppStatus) -> Option<String> {
+    if status.kind == config::AppKind::Cron {
+        let next = status.next_run.map_or_else(
+            || "not scheduled".to_owned(),
+            |next| format!("next {}", humantime::format_rfc3339_seconds(next)),
+        );
+        return Some(format!(
+            "{next}; {} runs, {} failed, {} skipped",
+            status.runs, status.failures, status.skipped
+        ));
+    }
+    matches!(status.state, AppState::Done | AppState::Failed)
+        .then(|| exit_detail(status))
+        .flatten()
+}
+
+/// How the app's last instance ended and after how long: `exit 0 after 3.2s`.
+fn exit_detail(status: &supervise::AppStatus) -> Option<String> {
+    let exit = match status.last_exit? {
+        supervise::ExitStatus::Code(code) => format!("exit {code}"),
+        signal @ supervise::ExitStatus::Signal(_) => signal.to_string(),
+    };
+    Some(match status.last_run {
+        Some(took) => format!("{exit} after {:.1}s", took.as_secs_f64()),
+        None => exit,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,23 +371,28 @@ mod tests {
     #[test]
     fn status_renders_as_a_table() {
         let app =
-            |name: &str, port, state: &str, pid, restarts, last_exit: Option<&str>| AppReport {
-                name: name.into(),
-                port,
-                state: state.into(),
-                pid,
-                ready: state == "ready",
-                restarts,
-                uptime_secs: pid.map(|_| 42),
-                last_exit: last_exit.map(Into::into),
+            |name: &str, port: Option<u16>, state: &str, pid, restarts, last_exit: Option<&str>| {
+                AppReport {
+                    name: name.into(),
+                    kind: if port.is_some() { "service" } else { "task" }.into(),
+                    port,
+                    state: state.into(),
+                    detail: (state == "done").then(|| "exit 0 after 3.2s".into()),
+                    pid,
+                    ready: state == "ready",
+                    restarts,
+                    uptime_secs: pid.map(|_| 42),
+                    last_exit: last_exit.map(Into::into),
+                }
             };
         let status = StatusReport {
             config: "/app/zoo.toml".into(),
             loaded_at: 1_000,
             listen: vec!["0.0.0.0:8000".into()],
             apps: vec![
-                app("python", 9000, "ready", Some(17), 0, None),
-                app("node", 9100, "backoff", None, 2, Some("exit code 1")),
+                app("python", Some(9000), "ready", Some(17), 0, None),
+                app("node", Some(9100), "backoff", None, 2, Some("exit code 1")),
+                app("migrate", None, "done", None, 0, Some("exit code 0")),
             ],
             routes: vec!["/node  -> app `node`".into()],
         };
@@ -337,9 +401,10 @@ mod tests {
             "config  /app/zoo.toml (loaded 42s ago)\n\
              listen  0.0.0.0:8000\n\
              \n\
-             APP      PORT  STATE         PID  RESTARTS    UPTIME  LAST EXIT\n\
-             python   9000  ready          17         0       42s  -\n\
-             node     9100  backoff         -         2         -  exit code 1\n\
+             APP       PORT  STATE                         PID  RESTARTS    UPTIME  LAST EXIT\n\
+             python    9000  ready                          17         0       42s  -\n\
+             node      9100  backoff                         -         2         -  exit code 1\n\
+             migrate      -  done (exit 0 after 3.2s)        -         0         -  exit code 0\n\
              \n\
              routes (longest match first):\n  /node  -> app `node`\n"
         );

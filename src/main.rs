@@ -70,6 +70,8 @@ enum Command {
     /// Exit 0 if the running zoo is ready (its /readyz, over the control socket), else 1 with
     /// a one-line reason: for `HEALTHCHECK CMD ["zoo", "healthcheck"]` in images without curl.
     Healthcheck,
+    /// Run a task or cron job now and wait for it to exit (0 when it succeeded, 1 otherwise).
+    Run { app: String },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Some(Command::Stop { app }) => (Method::POST, format!("/apps/{app}/stop")),
         Some(Command::Start { app }) => (Method::POST, format!("/apps/{app}/start")),
         Some(Command::Logs { app }) => (Method::GET, format!("/apps/{app}/logs")),
+        Some(Command::Run { app }) => (Method::POST, format!("/apps/{app}/run")),
     };
     runtime.block_on(control(config, method, &path))
 }

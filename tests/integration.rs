@@ -10,13 +10,16 @@ mod integration {
     mod config;
     mod control;
     mod control_safety;
+    mod cron;
     mod demo;
+    mod diagnosis;
     mod differential;
     mod errors;
     mod examples;
     mod h2_clients;
     mod h2_websocket;
     mod healthcheck;
+    mod kinds;
     mod no_loss;
     mod observe;
     mod pool;
@@ -29,5 +32,6 @@ mod integration {
     mod sse;
     mod static_files;
     mod supervise;
+    mod watch;
     mod websocket;
 }

@@ -10,6 +10,7 @@
 //! | `GET /status` | JSON: config, load time, listeners, apps, routes | yes | yes |
 //! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) | yes | with `admin_token` |
 //! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) | yes | with `admin_token` |
+//! | `POST /apps/NAME/run` | runs a task or cron job now: 200 once it succeeded, 409 when it failed | yes | with `admin_token` |
 //! | `GET /apps/NAME/logs` | the app's last output lines | yes | with `admin_token` |
 //!
 //! A request that names a config ([`CONFIG_HEADER`], sent by the CLI) is answered 409 unless
@@ -44,10 +45,11 @@ use auth::{Policy, Refusal};
 use socket::ControlSocket;
 
 /// `POST /apps/NAME/VERB`: the verbs and what they ask of the app's supervisor.
-const APP_COMMANDS: [(&str, AppCommand); 3] = [
+const APP_COMMANDS: [(&str, AppCommand); 4] = [
     ("restart", AppCommand::Restart),
     ("stop", AppCommand::Stop),
     ("start", AppCommand::Start),
+    ("run", AppCommand::Run),
 ];
 /// The config file the CLI was given (canonical path); a zoo running another one answers 409.
 pub const CONFIG_HEADER: &str = "zoo-config";

@@ -6,6 +6,7 @@ mod diagnostic;
 mod duration;
 mod expand;
 mod keyword;
+mod schedule;
 mod suggest;
 mod url;
 mod walk;
@@ -21,6 +22,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 pub use diagnostic::Diagnostic;
 pub use duration::parse as parse_duration;
 use keyword::keyword_enum;
+pub use schedule::Schedule;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -180,8 +182,25 @@ keyword_enum! {
 pub struct App {
     pub name: String,
     pub command: Command,
-    /// Fixed port; `None` means zoo picks a free one at start.
+    /// What the program is (`kind`, or `port = false` for a worker); decides which of the keys
+    /// below apply and what its exit means.
+    pub kind: AppKind,
+    /// Fixed port; `None` means zoo picks a free one at start (a service), or that the app
+    /// has no port at all (any other kind, see [`App::listens`]).
     pub port: Option<u16>,
+    /// Time one run of a task or cron job may take; past it, it is stopped and counts as
+    /// failed. `None` for services and workers, which run until stopped.
+    pub timeout: Option<Duration>,
+    /// When a cron job runs; `Some` exactly for [`AppKind::Cron`].
+    pub schedule: Option<Schedule>,
+    /// Whether a cron job's tick starts a run while the previous one still runs (else the
+    /// tick is skipped and counted).
+    pub overlap: bool,
+    /// Globs (relative to `dir`) of files whose change restarts the app; empty: none.
+    pub watch: Vec<String>,
+    /// Globs of files whose change does not count, besides `.git`, `node_modules`,
+    /// `__pycache__` and `.venv`.
+    pub watch_ignore: Vec<String>,
     /// Working directory, already resolved against the config file's directory.
     pub dir: Option<PathBuf>,
     /// Extra environment, in file order (zoo also sets `PORT`).
@@ -204,6 +223,30 @@ pub struct App {
     pub env_file: Option<PathBuf>,
     /// What the app's port speaks: HTTP/1.1, or HTTP/2 with prior knowledge (gRPC).
     pub protocol: Protocol,
+}
+
+impl App {
+    /// Whether the app listens on a port of its own: gets `PORT`, can be routed to and probed
+    /// over TCP or HTTP. Only services do.
+    #[must_use]
+    pub fn listens(&self) -> bool {
+        self.kind == AppKind::Service
+    }
+}
+
+keyword_enum! {
+    /// `kind = "service" | "worker" | "task" | "cron"`: what a supervised program is.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum AppKind {
+        /// Listens on its port, is routed to, runs until stopped (the default).
+        Service => "service",
+        /// Runs until stopped without a port (`port = false`): a queue consumer.
+        Worker => "worker",
+        /// Runs once to completion; its dependents wait for its success (a migration).
+        Task => "task",
+        /// Runs to completion at each tick of its `schedule` (a report every 15 minutes).
+        Cron => "cron",
+    }
 }
 
 /// `backoff = { first, max, reset_after }`, `max_restarts` and `restart_window`.
@@ -352,8 +395,11 @@ pub enum Probe {
     Tcp,
     /// `GET path` on the app's port answers with a status below 500.
     Http { path: String },
-    /// `sh -c COMMAND` (with `PORT` set) exits 0.
+    /// `sh -c COMMAND` (with `PORT` set, for a service) exits 0.
     Exec { command: String },
+    /// Passes as soon as the process was started: the readiness of a worker without an `exec`
+    /// probe (it has no port to probe).
+    Started,
 }
 
 keyword_enum! {

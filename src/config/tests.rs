@@ -99,7 +99,13 @@ fn parse_design_example() {
             App {
                 name: "python".to_owned(),
                 command: Command::Shell("uvicorn main:app --port $PORT".to_owned()),
+                kind: AppKind::Service,
                 port: Some(9000),
+                timeout: None,
+                schedule: None,
+                overlap: false,
+                watch: vec![],
+                watch_ignore: vec![],
                 dir: Some(PathBuf::from("/srv/.")),
                 env: vec![("PYTHONUNBUFFERED".to_owned(), "1".to_owned())],
                 ready: Ready {
@@ -123,7 +129,13 @@ fn parse_design_example() {
             App {
                 name: "node".to_owned(),
                 command: Command::Shell("node main.js".to_owned()),
+                kind: AppKind::Service,
                 port: Some(9100),
+                timeout: None,
+                schedule: None,
+                overlap: false,
+                watch: vec![],
+                watch_ignore: vec![],
                 dir: Some(PathBuf::from("/srv")),
                 env: vec![],
                 ready: Ready {

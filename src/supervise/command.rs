@@ -17,10 +17,11 @@ const NOT_EXECUTABLE: &[&str] = &[
     "trap", "ulimit", "umask", "unset", "until", "wait", "while",
 ];
 
-/// The command of one instance of `app` listening on `port`, or why it cannot be started
+/// The command of one instance of `app` listening on `port` (none for an app without a
+/// port: it gets no `PORT`), or why it cannot be started
 /// (an unreadable `env_file`, a missing `dir`, an unknown `user`): a shell would report
 /// status 126 for each.
-pub(super) fn app_command(app: &config::App, port: u16) -> Result<Command, String> {
+pub(super) fn app_command(app: &config::App, port: Option<u16>) -> Result<Command, String> {
     let mut command = match &app.command {
         config::Command::Shell(line) => shell(&shell_line(line)),
         config::Command::Argv(argv) => {
@@ -56,7 +57,7 @@ pub(super) fn app_command(app: &config::App, port: u16) -> Result<Command, Strin
 /// The command of an exec probe `line` of `app` listening on `port`: run by `sh -c` as
 /// written, with the app's environment and directory, in a process group of its own so that
 /// a probe that times out can be killed with whatever it started.
-pub(super) fn probe_command(line: &str, app: &config::App, port: u16) -> Command {
+pub(super) fn probe_command(line: &str, app: &config::App, port: Option<u16>) -> Command {
     let mut command = shell(line);
     in_app_context(&mut command, app, port);
     command
@@ -68,12 +69,16 @@ fn shell(script: &str) -> Command {
     command
 }
 
-/// What an app and its exec probes share: own process group, `PORT`, the app's `env`, `dir`.
-fn in_app_context(command: &mut Command, app: &config::App, port: u16) {
-    command
-        .process_group(0)
-        .env("PORT", port.to_string())
-        .envs(app.env.iter().map(|(key, value)| (key, value)));
+/// What an app and its exec probes share: own process group, `PORT` (when it has a port),
+/// the app's `env`, `dir`.
+fn in_app_context(command: &mut Command, app: &config::App, port: Option<u16>) {
+    command.process_group(0);
+    match port {
+        Some(port) => command.env("PORT", port.to_string()),
+        // Not even one inherited from zoo's environment: the app must not bind it.
+        None => command.env_remove("PORT"),
+    };
+    command.envs(app.env.iter().map(|(key, value)| (key, value)));
     if let Some(dir) = &app.dir {
         command.current_dir(dir);
     }
@@ -157,7 +162,7 @@ mod tests {
     #[test]
     fn app_command_runs_a_shell_line_with_port_and_env_set() {
         let app = app_with("web", "env = { PORT_NAME = \"http\" }\ndir = \"/\"");
-        let command = app_command(&app, 9100).expect("buildable");
+        let command = app_command(&app, Some(9100)).expect("buildable");
         assert_eq!(command.get_program(), "/bin/sh");
         assert_eq!(args(&command), ["-c", "exec sleep 30"]);
         assert_eq!(env(&command, "PORT"), Some(OsStr::new("9100")));
@@ -169,7 +174,7 @@ mod tests {
     fn app_command_runs_an_argv_directly() {
         let mut app = app_with("web", "");
         app.command = config::Command::Argv(vec!["node".to_owned(), "main.js".to_owned()]);
-        let command = app_command(&app, 9100).expect("buildable");
+        let command = app_command(&app, Some(9100)).expect("buildable");
         assert_eq!(command.get_program(), "node");
         assert_eq!(args(&command), ["main.js"]);
     }
@@ -178,23 +183,23 @@ mod tests {
     fn app_command_refuses_a_missing_dir_env_file_or_user() {
         let missing = "/nonexistent-zoo-test";
         let app = app_with("web", &format!("dir = \"{missing}\""));
-        let cause = app_command(&app, 1).expect_err("no such dir");
+        let cause = app_command(&app, Some(1)).expect_err("no such dir");
         assert_eq!(cause, format!("working directory {missing} does not exist"));
         let app = app_with("web", &format!("env_file = \"{missing}/.env\""));
-        let cause = app_command(&app, 1).expect_err("no such env_file");
+        let cause = app_command(&app, Some(1)).expect_err("no such env_file");
         assert!(
             cause.starts_with(&format!("env_file {missing}/.env: ")),
             "{cause}"
         );
         let app = app_with("web", "user = \"no-such-user-zoo\"");
-        let cause = app_command(&app, 1).expect_err("no such user");
+        let cause = app_command(&app, Some(1)).expect_err("no such user");
         assert_eq!(cause, "unknown user `no-such-user-zoo`");
     }
 
     #[test]
     fn probe_command_runs_the_line_as_written_beside_the_app() {
         let app = app_with("web", "dir = \"/\"");
-        let command = probe_command("curl -f localhost:$PORT", &app, 9100);
+        let command = probe_command("curl -f localhost:$PORT", &app, Some(9100));
         assert_eq!(command.get_program(), "/bin/sh");
         assert_eq!(args(&command), ["-c", "curl -f localhost:$PORT"]);
         assert_eq!(env(&command, "PORT"), Some(OsStr::new("9100")));

@@ -1,40 +1,49 @@
-//! Supervision: starts each app in its own process group with `PORT` set, once the apps it
-//! depends on are ready; forwards its output; probes it until ready (and for liveness);
-//! restarts it by its policy with backoff and a restart budget; forwards SIGUSR1, SIGUSR2 and
-//! SIGWINCH to every app's group; and stops the apps in reverse dependency order (stop signal
-//! to the whole group, SIGKILL at the app's grace or the global deadline). Exit statuses come
-//! only from the [`Reaper`].
+//! Supervision: starts each app in its own process group (with `PORT` set when it is a
+//! service), once the apps it depends on are ready; forwards its output; probes it until
+//! ready (and for liveness); decides what its exit means by its kind and policy (restart with
+//! backoff and a restart budget, done, or the end of the container: `policy.rs`); runs tasks
+//! once (`task.rs`) and cron jobs at their ticks (`cron.rs`); restarts apps whose watched
+//! files changed (`watch.rs`); says where an app that does not get ready listens
+//! (`ports.rs`); forwards SIGUSR1, SIGUSR2 and SIGWINCH to every app's group; and stops the
+//! apps in reverse dependency order (stop signal to the whole group, SIGKILL at the app's
+//! grace or the global deadline). Exit statuses come only from the [`Reaper`].
 //!
 //! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
 //! ready. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
-//! restart/stop/start commands. Nothing here knows about HTTP routing.
+//! restart/stop/start/run commands. Nothing here knows about HTTP routing.
 
 mod backoff;
 mod command;
+mod cron;
 mod dotenv;
+mod instance;
 mod output;
+mod policy;
+mod ports;
 mod probe;
 mod reaper;
 mod reload;
 mod runner;
+mod state;
+mod task;
+mod watch;
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config;
-pub use output::RecentLines;
+use crate::config::{self, AppKind};
 pub use reaper::{ExitStatus, Reaper};
 use runner::{AppRunner, RunnerMessage};
+pub use state::{AppCommand, AppHandle, AppState, AppStatus, FinalExit};
+use state::{Progress, Tracked};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -50,178 +59,8 @@ pub enum SuperviseError {
     UnknownApp { app: String },
     #[error("app `{app}` is no longer supervised (zoo is stopping)")]
     Gone { app: String },
-}
-
-/// What the request path needs to know about one app.
-#[derive(Debug)]
-pub struct AppHandle {
-    pub name: String,
-    /// Loopback port the serving instance listens on (its `PORT`); a replace switches it to
-    /// the new instance's in one store, and each request reads it once, lock-free.
-    port: AtomicU16,
-    /// Set while the current instance has passed its readiness probe and not exited since.
-    ready: AtomicBool,
-    /// Wakes requests waiting for the app to become ready.
-    ready_changed: Notify,
-    /// The app's last output lines, for `zoo logs`.
-    pub recent: Arc<RecentLines>,
-}
-
-impl AppHandle {
-    pub(crate) fn new(name: String, port: u16) -> Self {
-        Self {
-            name,
-            port: AtomicU16::new(port),
-            ready: AtomicBool::new(false),
-            ready_changed: Notify::new(),
-            recent: Arc::default(),
-        }
-    }
-
-    /// Where the serving instance listens.
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
-    }
-
-    /// Routes new requests to the instance listening on `port`.
-    pub(crate) fn switch_port(&self, port: u16) {
-        self.port.store(port, Ordering::Release);
-    }
-
-    #[must_use]
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// Waits until the app is ready or `timeout` passes; returns whether it is ready.
-    pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let changed = self.ready_changed.notified();
-            if self.is_ready() {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return self.is_ready();
-            }
-        }
-    }
-
-    pub(crate) fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
-        self.ready_changed.notify_waiters();
-    }
-}
-
-/// An app that exited and will not be restarted; it takes the container down.
-#[derive(Debug, Clone)]
-pub struct FinalExit {
-    pub app: String,
-    pub status: ExitStatus,
-}
-
-/// Where an app is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppState {
-    /// Waiting for the apps it depends on to be ready.
-    Waiting,
-    /// Started, not ready yet.
-    Starting,
-    /// Passed its readiness probe.
-    Ready,
-    /// Exited; restarting after a delay.
-    Backoff,
-    /// Stop signal sent, waiting for it to exit.
-    Stopping,
-    /// Stopped on request (`AppCommand::Stop`); starts again on `Start` or `Restart`.
-    Stopped,
-    /// Exited for good (restart policy or budget); zoo is going down.
-    Failed,
-}
-
-impl AppState {
-    /// The state's name in `zoo status`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Waiting => "waiting",
-            Self::Starting => "starting",
-            Self::Ready => "ready",
-            Self::Backoff => "backoff",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// One app's status, as `zoo status` and the metrics show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppStatus {
-    pub name: String,
-    /// The port of the serving instance.
-    pub port: u16,
-    pub state: AppState,
-    /// The running instance's pid (also its process group id).
-    pub pid: Option<u32>,
-    pub ready: bool,
-    /// Automatic restarts since zoo started.
-    pub restarts: u32,
-    /// How long the current instance has been running.
-    pub uptime: Option<Duration>,
-    pub last_exit: Option<ExitStatus>,
-}
-
-/// A request to one app's runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppCommand {
-    /// Stop the running instance (if any) and start a new one at once, without backoff.
-    Restart,
-    /// Stop it and keep it stopped; this does not take the container down.
-    Stop,
-    /// Start it if it is stopped or waiting out a backoff delay.
-    Start,
-}
-
-/// The part of one app's status only its runner writes; read for snapshots and signals.
-#[derive(Debug)]
-struct Progress {
-    state: AppState,
-    pid: Option<Pid>,
-    started: Option<std::time::Instant>,
-    restarts: u32,
-    last_exit: Option<ExitStatus>,
-}
-
-/// Shared between an app's runner (writer) and the [`SupervisorHandle`] (readers).
-#[derive(Debug)]
-struct Tracked {
-    handle: Arc<AppHandle>,
-    progress: Mutex<Progress>,
-    /// The runner's inbox; closed once the runner has ended.
-    controls: mpsc::UnboundedSender<RunnerMessage>,
-}
-
-impl Tracked {
-    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn status(&self) -> AppStatus {
-        let progress = self.progress();
-        AppStatus {
-            name: self.handle.name.clone(),
-            port: self.handle.addr().port(),
-            state: progress.state,
-            #[allow(clippy::cast_sign_loss)]
-            pid: progress.pid.map(|pid| pid.as_raw() as u32),
-            ready: self.handle.is_ready(),
-            restarts: progress.restarts,
-            uptime: progress.started.map(|started| started.elapsed()),
-            last_exit: progress.last_exit,
-        }
-    }
+    #[error("app `{app}` is a {}: only tasks and cron jobs can be run (use `zoo restart` or `zoo start`)", kind.as_str())]
+    NotRunnable { app: String, kind: AppKind },
 }
 
 /// A cheap, cloneable view of the supervised apps for the admin side: status, commands, and
@@ -270,7 +109,7 @@ impl SupervisorHandle {
         let apps = self.registry.lock();
         apps.running
             .iter()
-            .map(|running| running.tracked.status())
+            .map(|running| running.tracked.status(&running.config))
             .collect()
     }
 
@@ -294,6 +133,13 @@ impl SupervisorHandle {
             .ok_or_else(|| SuperviseError::UnknownApp {
                 app: app.to_owned(),
             })?;
+        let runnable = matches!(running.config.kind, AppKind::Task | AppKind::Cron);
+        if command == AppCommand::Run && !runnable {
+            return Err(SuperviseError::NotRunnable {
+                app: app.to_owned(),
+                kind: running.config.kind,
+            });
+        }
         running
             .tracked
             .controls
@@ -301,6 +147,26 @@ impl SupervisorHandle {
             .map_err(|_| SuperviseError::Gone {
                 app: app.to_owned(),
             })
+    }
+
+    /// For an app stuck in `starting`: where its process group listens, against its `PORT`
+    /// (see [`ports::diagnose`]); `None` for any other app.
+    #[must_use]
+    pub fn diagnosis(&self, name: &str) -> Option<String> {
+        let (pid, port) = {
+            let apps = self.registry.lock();
+            let running = apps
+                .running
+                .iter()
+                .rfind(|running| running.config.name == name)?;
+            let progress = running.tracked.progress();
+            let starting = progress.state == AppState::Starting && running.config.listens();
+            (
+                progress.pid.filter(|_| starting)?,
+                running.tracked.handle.addr().port(),
+            )
+        };
+        Some(ports::diagnose(name, pid, port))
     }
 
     /// The handle of the newest app named `name`.
@@ -344,13 +210,7 @@ impl SupervisorHandle {
         let (controls, inbox) = mpsc::unbounded_channel();
         let tracked = Arc::new(Tracked {
             handle,
-            progress: Mutex::new(Progress {
-                state: AppState::Waiting,
-                pid: None,
-                started: None,
-                restarts: 0,
-                last_exit: None,
-            }),
+            progress: Mutex::new(Progress::default()),
             controls,
         });
         let task = tokio::spawn(
@@ -543,6 +403,8 @@ fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
     crate::log::reserve_name_width(&app.name);
     let port = match app.port {
         Some(port) => port,
+        // Nothing connects to an app without a port: 0 is never dialled.
+        None if !app.listens() => 0,
         None => free_port().map_err(|source| SuperviseError::NoFreePort {
             app: app.name.clone(),
             source,
@@ -568,6 +430,8 @@ fn signal_group(pgid: Pid, signal: Signal) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -675,10 +539,11 @@ mod tests {
         let controller = supervisor.handle();
         let first = until(&controller, |status| status.ready).await;
         assert_eq!(first.state, AppState::Ready, "{first:?}");
+        let first_port = first.port.expect("a service has a port");
 
         // The process check below sees a running instance (else its "gone" proves nothing).
         assert_eq!(
-            processes_with_port(first.port),
+            processes_with_port(first_port),
             [first.pid.unwrap()],
             "{first:?}"
         );
@@ -691,7 +556,7 @@ mod tests {
                 .unwrap_or_default()
                 .lines()
                 .filter_map(|line| line.trim().parse::<u16>().ok())
-                .find(|port| *port != first.port)
+                .find(|port| *port != first_port)
         })
         .await
         .expect("the replacement was never probed");

@@ -34,11 +34,13 @@ pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bo
             .flatten()
             .is_some_and(|status| status < 500),
         Probe::Exec { command } => exec_passes(command, target, timeout).await,
+        Probe::Started => true,
     }
 }
 
 async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool {
-    let mut command = command::probe_command(line, target.app, target.addr.port());
+    let port = target.app.listens().then(|| target.addr.port());
+    let mut command = command::probe_command(line, target.app, port);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -6,35 +6,29 @@
 //! runner owns two instances, the serving one and its replacement on a fresh port, and
 //! switches the app's port to the new one only once it is ready.
 
-use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::OwnedFd;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, RestartBudget};
+use super::instance::Instance;
+use super::policy::AfterExit;
 use super::{
     AppCommand, AppState, ExitStatus, FinalExit, Reaper, Stopped, SupervisorHandle, Tracked,
-    command, free_port, output, probe, signal_group,
+    free_port, ports, probe, signal_group, watch,
 };
-use crate::config::{self, RestartPolicy, RestartStrategy};
+use crate::config::{self, AppKind, RestartStrategy};
 
 /// Grace of an app stopped by command (not by shutdown) that has no `grace` of its own;
 /// Docker's stop timeout, like the global default.
 pub(super) const COMMAND_GRACE: Duration = Duration::from_secs(10);
-/// How long to wait, after an app exited, for its last output to be written out.
-const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 /// How often an app waiting for a dependency looks it up again.
 const DEPENDENCY_RECHECK: Duration = Duration::from_secs(1);
-/// How long a killed instance's exit status is waited for.
-const KILL_WAIT: Duration = Duration::from_secs(1);
 /// Between switching an app to its replacement and stopping the old instance: requests that
 /// read the old address just before the switch still get connected to the old instance,
 /// which finishes them, instead of finding its listener closed.
@@ -46,8 +40,12 @@ pub(super) enum RunnerMessage {
     /// zoo is stopping: stop the app, killing it at this deadline at the latest, and end.
     Shutdown(Instant),
     App(AppCommand),
+    /// Watched files changed (`watch`): restart it if it runs, or now if it waits to.
+    FilesChanged,
 }
 
+/// Cloned for each run of a cron job, which runs in a task of its own.
+#[derive(Clone)]
 pub(super) struct AppRunner {
     pub(super) app: config::App,
     pub(super) tracked: Arc<Tracked>,
@@ -58,18 +56,6 @@ pub(super) struct AppRunner {
     pub(super) final_exits: mpsc::UnboundedSender<FinalExit>,
 }
 
-/// One started instance of an app.
-struct Instance {
-    /// Its pid, which is also its process group id.
-    pid: Pid,
-    /// The port it was started with (its `PORT`).
-    port: u16,
-    exit: oneshot::Receiver<ExitStatus>,
-    /// The tasks copying its stdout and stderr, awaited briefly after it exits so that its
-    /// last lines (a partial one too) are written before zoo reports the exit.
-    output: [JoinHandle<()>; 2],
-}
-
 /// What the runner does next.
 enum Next {
     Start,
@@ -77,10 +63,12 @@ enum Next {
     Delay(Duration),
     /// Stopped on request: wait for `Start`/`Restart`.
     Parked,
+    /// Finished (see [`AfterExit::Done`]): wait for `Start`/`Restart`, as done.
+    Done,
 }
 
 /// How waiting for something (a restart delay, the dependencies) ended.
-enum Waited {
+pub(super) enum Waited {
     /// It was over, or `Start`/`Restart` cut it short.
     Proceed,
     /// `Stop` was requested.
@@ -118,8 +106,23 @@ enum Ended {
 }
 
 impl AppRunner {
-    pub(super) async fn run(self, mut inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
+    pub(super) async fn run(self, inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
+        match self.app.kind {
+            AppKind::Task => self.run_task(inbox).await,
+            AppKind::Cron => self.run_cron(inbox).await,
+            AppKind::Service | AppKind::Worker => self.run_until_stopped(inbox).await,
+        }
+    }
+
+    /// The life of a service or worker: it runs until stopped, restarted by its policy.
+    async fn run_until_stopped(self, mut inbox: mpsc::UnboundedReceiver<RunnerMessage>) -> Stopped {
         let name = &self.app.name;
+        // Watching for as long as the app is supervised.
+        let _watch =
+            watch::start(&self.app, self.tracked.controls.clone()).unwrap_or_else(|error| {
+                tracing::error!("{name}: file changes will not restart it: {error}");
+                None
+            });
         let mut backoff = Backoff::new(&self.app.restarts);
         let mut budget = RestartBudget::new(&self.app.restarts);
         let mut next = Next::Start;
@@ -141,12 +144,23 @@ impl AppRunner {
                         }
                     }
                 }
-                Next::Parked => {
-                    self.set_state(AppState::Stopped);
+                Next::Parked | Next::Done => {
+                    if matches!(next, Next::Parked) {
+                        self.set_state(AppState::Stopped);
+                    } else {
+                        self.set_state(AppState::Done);
+                    }
                     match inbox.recv().await {
                         None | Some(RunnerMessage::Shutdown(_)) => return Stopped::Cleanly,
-                        Some(RunnerMessage::App(AppCommand::Stop)) => continue,
-                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        Some(RunnerMessage::App(AppCommand::Stop)) => {
+                            next = Next::Parked;
+                            continue;
+                        }
+                        // Stopped or done on purpose: an edit does not start it.
+                        Some(RunnerMessage::FilesChanged) => continue,
+                        Some(RunnerMessage::App(
+                            AppCommand::Start | AppCommand::Restart | AppCommand::Run,
+                        )) => {}
                     }
                 }
             }
@@ -162,7 +176,7 @@ impl AppRunner {
                 }
             }
             let started = Instant::now();
-            let status = match self.spawn(self.tracked.handle.addr().port()) {
+            let status = match self.spawn(self.own_port()) {
                 Ok(instance) => match self.supervise(instance, &mut inbox).await {
                     Ended::Exited(status) => status,
                     Ended::Commanded(then) => {
@@ -174,9 +188,10 @@ impl AppRunner {
                 Err(status) => status,
             };
             self.tracked.handle.set_ready(false);
-            match self.restart_delay(status, started.elapsed(), &mut backoff, &mut budget) {
-                Some(delay) => next = Next::Delay(delay),
-                None => return self.fail(status),
+            match self.after_exit(status, started.elapsed(), &mut backoff, &mut budget) {
+                AfterExit::Delay(delay) => next = Next::Delay(delay),
+                AfterExit::Done => next = Next::Done,
+                AfterExit::Fail => return self.fail(status),
             }
         }
     }
@@ -198,7 +213,10 @@ impl AppRunner {
                         status = &mut watch => break Ok(status),
                         message = inbox.recv() => match message {
                             // Already running: nothing to start.
-                            Some(RunnerMessage::App(AppCommand::Start)) => {}
+                            Some(RunnerMessage::App(AppCommand::Start | AppCommand::Run)) => {}
+                            Some(RunnerMessage::FilesChanged) => {
+                                break Err(RunnerMessage::App(AppCommand::Restart));
+                            }
                             Some(message) => break Err(message),
                             None => break Err(RunnerMessage::Shutdown(Instant::now())),
                         },
@@ -246,21 +264,21 @@ impl AppRunner {
 
     /// Stops the instance for a command (within the app's grace) or the shutdown.
     async fn obey(&self, instance: Instance, message: RunnerMessage) -> Ended {
-        match message {
+        let command = match message {
             RunnerMessage::Shutdown(deadline) => {
-                Ended::Shutdown(self.stop(instance, deadline).await)
+                return Ended::Shutdown(self.stop(instance, deadline).await);
             }
-            RunnerMessage::App(command) => {
-                tracing::info!("{}: {command:?} requested", self.app.name);
-                self.stop(instance, Instant::now() + self.command_grace())
-                    .await;
-                Ended::Commanded(if command == AppCommand::Stop {
-                    Next::Parked
-                } else {
-                    Next::Start
-                })
-            }
-        }
+            RunnerMessage::App(command) => command,
+            RunnerMessage::FilesChanged => AppCommand::Restart,
+        };
+        tracing::info!("{}: {command:?} requested", self.app.name);
+        self.stop(instance, Instant::now() + self.command_grace())
+            .await;
+        Ended::Commanded(if command == AppCommand::Stop {
+            Next::Parked
+        } else {
+            Next::Start
+        })
     }
 
     /// Starts a second instance on a fresh port and, once it is ready, switches the app to it
@@ -284,7 +302,7 @@ impl AppRunner {
                 return Ok(old);
             }
         };
-        let Ok(mut new) = self.spawn(port) else {
+        let Ok(mut new) = self.spawn(Some(port)) else {
             keeping(&"the new instance did not start");
             return Ok(old);
         };
@@ -307,7 +325,9 @@ impl AppRunner {
                     }
                     message = inbox.recv() => match message {
                         // Already being restarted.
-                        Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {}
+                        Some(RunnerMessage::App(
+                            AppCommand::Start | AppCommand::Restart | AppCommand::Run,
+                        ) | RunnerMessage::FilesChanged) => {}
                         Some(message) => break Replacing::Interrupted(message),
                         None => break Replacing::Interrupted(RunnerMessage::Shutdown(Instant::now())),
                     },
@@ -356,50 +376,22 @@ impl AppRunner {
         }
     }
 
-    fn command_grace(&self) -> Duration {
+    /// The port an instance is started with: the app's, unless it has none.
+    pub(super) fn own_port(&self) -> Option<u16> {
+        self.app
+            .listens()
+            .then(|| self.tracked.handle.addr().port())
+    }
+
+    pub(super) fn command_grace(&self) -> Duration {
         self.app.stop.grace.unwrap_or(COMMAND_GRACE)
     }
 
-    /// The delay before restarting after `status`, logged; `None` when the app is done for
-    /// (its policy says so, or its restart budget is spent), also logged.
-    fn restart_delay(
-        &self,
-        status: ExitStatus,
-        uptime: Duration,
-        backoff: &mut Backoff,
-        budget: &mut RestartBudget,
-    ) -> Option<Duration> {
-        let name = &self.app.name;
-        if !should_restart(self.app.restart, status) {
-            tracing::error!(
-                "{name} exited with {status}; restart = {}: stopping zoo",
-                self.app.restart.as_str()
-            );
-            return None;
-        }
-        let Some(count) = budget.take(std::time::Instant::now()) else {
-            tracing::error!(
-                "{name} exited with {status}; it was restarted {} times within {:?}: \
-                 giving up, stopping zoo",
-                budget.max().unwrap_or(0),
-                self.app.restarts.window
-            );
-            return None;
-        };
-        self.tracked.progress().restarts += 1;
-        let delay = backoff.delay_after(uptime);
-        let limit = budget
-            .max()
-            .map_or_else(String::new, |max| format!(" ({count}/{max})"));
-        tracing::warn!("{name} exited with {status}; restarting in {delay:?}{limit}");
-        Some(delay)
-    }
-
-    fn set_state(&self, state: AppState) {
+    pub(super) fn set_state(&self, state: AppState) {
         self.tracked.progress().state = state;
     }
 
-    fn fail(&self, status: ExitStatus) -> Stopped {
+    pub(super) fn fail(&self, status: ExitStatus) -> Stopped {
         self.set_state(AppState::Failed);
         let _ = self.final_exits.send(FinalExit {
             app: self.app.name.clone(),
@@ -408,7 +400,7 @@ impl AppRunner {
         Stopped::Forcibly
     }
 
-    async fn wait_for_dependencies(&self) {
+    pub(super) async fn wait_for_dependencies(&self) {
         for name in &self.app.depends_on {
             let mut logged = false;
             // A dependency a reload removed is not waited for (its dependents changed too).
@@ -426,63 +418,8 @@ impl AppRunner {
         }
     }
 
-    /// Starts the app, or returns the status a shell would report for a program that cannot
-    /// be executed (127 not found, 126 for anything else that prevents the start).
-    fn spawn(&self, port: u16) -> Result<Instance, ExitStatus> {
-        let app = &self.app;
-        let cannot_start = |cause: String, code: i32| {
-            tracing::error!("{}: cannot start: {cause}", app.name);
-            self.tracked.progress().last_exit = Some(ExitStatus::Code(code));
-            ExitStatus::Code(code)
-        };
-        let mut command =
-            command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
-        // Its output is forwarded line by line below.
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let (mut child, exit) = self.reaper.spawn(&mut command).map_err(|error| {
-            let program = command.get_program().to_string_lossy().into_owned();
-            let code = if error.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            cannot_start(format!("{program}: {error} (status {code})"), code)
-        })?;
-        let forward = |fd: Option<OwnedFd>, stream| match fd {
-            Some(fd) => tokio::spawn(output::forward_lines(
-                app.name.clone(),
-                fd,
-                stream,
-                Arc::clone(&self.tracked.handle.recent),
-            )),
-            None => tokio::spawn(async {}),
-        };
-        let output = [
-            forward(
-                child.stdout.take().map(OwnedFd::from),
-                output::Stream::Stdout,
-            ),
-            forward(
-                child.stderr.take().map(OwnedFd::from),
-                output::Stream::Stderr,
-            ),
-        ];
-        #[allow(clippy::cast_possible_wrap)]
-        let pid = Pid::from_raw(child.id() as i32);
-        tracing::info!("{} started (pid {pid}, port {port})", app.name);
-        Ok(Instance {
-            pid,
-            port,
-            exit,
-            output,
-        })
-    }
-
     /// Books `instance` as the one serving the app.
-    fn serving(&self, instance: &Instance, state: AppState) {
+    pub(super) fn serving(&self, instance: &Instance, state: AppState) {
         let mut progress = self.tracked.progress();
         progress.state = state;
         progress.pid = Some(instance.pid);
@@ -496,14 +433,20 @@ impl AppRunner {
     async fn watch(
         &self,
         pid: Pid,
-        port: u16,
+        port: Option<u16>,
         exit: &mut oneshot::Receiver<ExitStatus>,
     ) -> Watched {
         let name = &self.app.name;
         let probing = async {
             // An instance a replace kept or swapped in has passed its readiness probe already.
             if !self.tracked.handle.is_ready() {
-                if !self.until_ready(port).await {
+                // An app without a port is probed by `exec` or [`config::Probe::Started`]:
+                // 0 is never dialled.
+                if !self.until_ready(port.unwrap_or(0)).await {
+                    // Before the kill: it is what the group listens on now that says why.
+                    if let Some(port) = port {
+                        tracing::error!("{}", ports::diagnose(name, pid, port));
+                    }
                     tracing::error!(
                         "{name} not ready within {:?}: killing it",
                         self.app.ready.deadline
@@ -511,14 +454,17 @@ impl AppRunner {
                     signal_group(pid, Signal::SIGKILL);
                     return std::future::pending().await;
                 }
-                tracing::info!("{name} ready on port {port}");
+                match port {
+                    Some(port) => tracing::info!("{name} ready on port {port}"),
+                    None => tracing::info!("{name} ready"),
+                }
                 self.set_state(AppState::Ready);
                 self.tracked.handle.set_ready(true);
             }
             let Some(live) = &self.app.live else {
                 return std::future::pending().await;
             };
-            let target = self.probe_target(port);
+            let target = self.probe_target(port.unwrap_or(0));
             let mut failures = 0;
             while failures < live.failures {
                 tokio::time::sleep(live.interval).await;
@@ -564,135 +510,23 @@ impl AppRunner {
             reaper: &self.reaper,
         }
     }
-
-    /// Books the exit of the serving instance: it is gone, its output written, its status
-    /// recorded.
-    async fn exited(&self, instance: &mut Instance, status: ExitStatus) {
-        self.drain(instance).await;
-        self.book_exit(status);
-    }
-
-    /// Records that the serving instance is gone, with `status`.
-    fn book_exit(&self, status: ExitStatus) {
-        let mut progress = self.tracked.progress();
-        progress.pid = None;
-        progress.started = None;
-        progress.last_exit = Some(status);
-    }
-
-    /// After the instance exited: kills what it left in its group and lets its output drain.
-    async fn drain(&self, instance: &mut Instance) {
-        // Whatever the leader left behind in its group must not outlive it (a child that
-        // ignored the stop signal, say); a `setsid` grandchild has left the group and is
-        // only reaped when it exits.
-        signal_group(instance.pid, Signal::SIGKILL);
-        let [stdout, stderr] = &mut instance.output;
-        let _ = tokio::time::timeout(OUTPUT_DRAIN, async {
-            let _ = stdout.await;
-            let _ = stderr.await;
-        })
-        .await;
-    }
-
-    /// Kills the instance's group; its status, when the reaper reports it in time.
-    async fn kill(&self, mut instance: Instance) -> Option<ExitStatus> {
-        signal_group(instance.pid, Signal::SIGKILL);
-        let status = tokio::time::timeout(KILL_WAIT, &mut instance.exit)
-            .await
-            .ok()?
-            .ok()?;
-        self.drain(&mut instance).await;
-        Some(status)
-    }
-
-    /// Stops the serving instance (see [`Self::terminate`]) and books its exit.
-    async fn stop(&self, instance: Instance, deadline: Instant) -> Stopped {
-        self.tracked.handle.set_ready(false);
-        self.set_state(AppState::Stopping);
-        let (stopped, status) = self.terminate(instance, deadline).await;
-        if let Some(status) = status {
-            self.book_exit(status);
-        }
-        self.set_state(AppState::Stopped);
-        stopped
-    }
-
-    /// Sends the stop signal to the instance's group and waits until its grace or `deadline`
-    /// (whichever comes first) ends, then kills the group. Returns how it ended and its
-    /// status, when seen.
-    async fn terminate(
-        &self,
-        mut instance: Instance,
-        deadline: Instant,
-    ) -> (Stopped, Option<ExitStatus>) {
-        let name = &self.app.name;
-        let signal = self.app.stop.signal;
-        let kill_at = self
-            .app
-            .stop
-            .grace
-            .map_or(deadline, |grace| deadline.min(Instant::now() + grace));
-        signal_group(instance.pid, signal);
-        match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
-            Ok(Ok(status)) => {
-                let stopped = if status.success()
-                    || status == ExitStatus::Signal(signal as i32)
-                    || status == ExitStatus::Code(128 + signal as i32)
-                {
-                    Stopped::Cleanly
-                } else {
-                    Stopped::Forcibly
-                };
-                self.drain(&mut instance).await;
-                tracing::info!("{name} stopped ({status})");
-                (stopped, Some(status))
-            }
-            Ok(Err(_)) => (Stopped::Forcibly, None),
-            Err(_) => {
-                tracing::warn!("{name} did not stop in time: sending SIGKILL");
-                (Stopped::Forcibly, self.kill(instance).await)
-            }
-        }
-    }
 }
 
 /// Waits for `work` unless a command or the shutdown comes first (a closed inbox counts as a
 /// shutdown); `Start` and `Restart` end the wait early.
-async fn wait_or_obey(
+pub(super) async fn wait_or_obey(
     inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>,
     work: impl Future<Output = ()>,
 ) -> Waited {
     tokio::select! {
         () = work => Waited::Proceed,
         message = inbox.recv() => match message {
-            Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => Waited::Proceed,
+            Some(
+                RunnerMessage::App(AppCommand::Start | AppCommand::Restart | AppCommand::Run)
+                | RunnerMessage::FilesChanged,
+            ) => Waited::Proceed,
             Some(RunnerMessage::App(AppCommand::Stop)) => Waited::Park,
             None | Some(RunnerMessage::Shutdown(_)) => Waited::Shutdown,
         },
-    }
-}
-
-fn should_restart(policy: RestartPolicy, status: ExitStatus) -> bool {
-    match policy {
-        RestartPolicy::Always => true,
-        RestartPolicy::OnFailure => !status.success(),
-        RestartPolicy::Never => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_policy_decides_by_exit_status() {
-        let failed = ExitStatus::Code(3);
-        let killed = ExitStatus::Signal(9);
-        let clean = ExitStatus::Code(0);
-        assert!(should_restart(RestartPolicy::Always, clean));
-        assert!(should_restart(RestartPolicy::OnFailure, failed));
-        assert!(should_restart(RestartPolicy::OnFailure, killed));
-        assert!(!should_restart(RestartPolicy::OnFailure, clean));
-        assert!(!should_restart(RestartPolicy::Never, failed));
     }
 }

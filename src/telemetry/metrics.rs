@@ -256,6 +256,9 @@ mod collect {
     use prometheus_client::metrics::counter::ConstCounter;
     use prometheus_client::metrics::gauge::ConstGauge;
 
+    use std::time::SystemTime;
+
+    use crate::config::AppKind;
     use crate::supervise::{AppStatus, SupervisorHandle};
 
     /// One per-app gauge: its value for an app, if it has one.
@@ -308,8 +311,79 @@ mod collect {
                 ConstCounter::new(u64::from(app.restarts))
                     .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
             }
-            Ok(())
+            encode_jobs(&mut encoder, &apps)
         }
+    }
+
+    /// One per-job counter: its value for a task or cron job, if it has one.
+    type JobCounter = fn(&AppStatus) -> Option<u64>;
+    /// One per-job gauge, in seconds.
+    type JobGauge = fn(&AppStatus) -> Option<f64>;
+
+    /// The runs of tasks and cron jobs: how many, how many failed or were skipped, when one
+    /// last succeeded and how long the last one took.
+    fn encode_jobs(
+        encoder: &mut DescriptorEncoder,
+        apps: &[AppStatus],
+    ) -> Result<(), std::fmt::Error> {
+        let jobs: Vec<&AppStatus> = apps
+            .iter()
+            .filter(|app| matches!(app.kind, AppKind::Task | AppKind::Cron))
+            .collect();
+        let counters: [(&str, &str, JobCounter); 3] = [
+            (
+                "zoo_job_runs",
+                "Runs of the task or cron job that ended, since zoo started",
+                |app| Some(app.runs),
+            ),
+            (
+                "zoo_job_failures",
+                "Runs that failed: a non-zero exit, a signal or a timeout",
+                |app| Some(app.failures),
+            ),
+            (
+                "zoo_job_skipped",
+                "Ticks of the cron job skipped because its previous run was still going",
+                |app| (app.kind == AppKind::Cron).then_some(app.skipped),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for app in &jobs {
+                if let Some(value) = value(app) {
+                    ConstCounter::new(value)
+                        .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
+                }
+            }
+        }
+        let gauges: [(&str, &str, JobGauge); 2] = [
+            (
+                "zoo_job_last_success_timestamp_seconds",
+                "When a run of the task or cron job last succeeded, in seconds since the epoch",
+                |app| {
+                    let since = app
+                        .last_success?
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .ok()?;
+                    Some(since.as_secs_f64())
+                },
+            ),
+            (
+                "zoo_job_last_duration_seconds",
+                "How long the last run of the task or cron job took",
+                |app| app.last_run.map(|took| took.as_secs_f64()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for app in &jobs {
+                if let Some(value) = value(app) {
+                    ConstGauge::new(value)
+                        .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// zoo's own process, the standard `process_*` names.

@@ -1,4 +1,5 @@
-//! The deployment examples (`examples/kubernetes/`, `examples/compose/`). Neither Docker nor a
+//! The deployment examples (`examples/kubernetes/`, `examples/compose/`, and the config of
+//! `examples/jobs/`). Neither Docker nor a
 //! cluster runs where zoo is developed, so these files are checked statically: every YAML file
 //! parses, each shipped `zoo.toml` passes the real `zoo check`, and the numbers that must agree
 //! across files do (probe and scrape ports against `admin`, the Service against `listen`, the
@@ -228,6 +229,11 @@ fn kubernetes_example_probes_and_scrape_use_the_admin_listener() {
         config.admin.port().to_string()
     );
     assert_eq!(str_at(annotations, &["prometheus.io/path"]), "/metrics");
+}
+
+#[test]
+fn jobs_example_config_passes_zoo_check() {
+    assert_passes_zoo_check("jobs");
 }
 
 #[test]

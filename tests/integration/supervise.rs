@@ -24,7 +24,7 @@ const GRACE: Duration = Duration::from_secs(5);
 /// running the rest of the suite.
 const QUICK_STOP: Duration = Duration::from_secs(3);
 
-fn config(apps: &str) -> String {
+pub(super) fn config(apps: &str) -> String {
     format!(
         "listen = \"127.0.0.1:0\"\ngrace = \"{}s\"\n\n{apps}",
         GRACE.as_secs()
@@ -32,7 +32,7 @@ fn config(apps: &str) -> String {
 }
 
 /// Runs zoo on `apps` until it exits by itself.
-fn run_until_exit(apps: &str, files: &[(&str, &str)]) -> Finished {
+pub(super) fn run_until_exit(apps: &str, files: &[(&str, &str)]) -> Finished {
     let dir = prepare_dir(&config(apps), files);
     let path = dir.path().join("zoo.toml");
     run_to_end(

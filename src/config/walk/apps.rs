@@ -11,12 +11,19 @@ use toml::de::DeValue;
 use super::probes::default_ready;
 use super::read::{Fields, Value, Walker, join, list, optional};
 use crate::config::{
-    App, Command, Protocol, RestartPolicy, RestartStrategy, Restarts, Stop, suggest,
+    App, AppKind, Command, Protocol, RestartPolicy, RestartStrategy, Restarts, Stop, suggest,
 };
 
 const APP_KEYS: &[&str] = &[
     "command",
+    "kind",
     "port",
+    "timeout",
+    "schedule",
+    "timezone",
+    "overlap",
+    "watch",
+    "watch_ignore",
     "dir",
     "env",
     "env_file",
@@ -91,6 +98,11 @@ impl Walker<'_> {
                 apps = None;
             }
         }
+        if let Some(valid) = &apps
+            && !self.no_cron_dependency(valid, &dependency_spans)
+        {
+            apps = None;
+        }
         (apps, names)
     }
 
@@ -138,7 +150,15 @@ impl Walker<'_> {
             );
             None
         };
-        let port = optional(fields.get("port"), |value| {
+        let kind = self.app_kind(&at, &fields);
+        let kind_or_service = kind.unwrap_or(AppKind::Service);
+        // Other kinds have no port, and `port = false` says so: `app_kind` reported a port
+        // given to one, and `port = false` given to a service.
+        let port_value = fields.get("port").filter(|value| {
+            kind_or_service == AppKind::Service
+                && !matches!(value.get_ref(), DeValue::Boolean(false))
+        });
+        let port = optional(port_value, |value| {
             let at = join(&at, "port");
             let port = self.port(&at, value)?;
             if listen.iter().any(|address| address.port() == port) {
@@ -164,19 +184,34 @@ impl Walker<'_> {
         let env = optional(fields.get("env"), |value| {
             self.env(&join(&at, "env"), value)
         });
-        let ready = fields.get("ready").map_or(Some(default_ready()), |value| {
-            self.ready(&join(&at, "ready"), value)
+        let ready = fields
+            .get("ready")
+            .map_or(Some(default_ready()), |value| {
+                self.ready(&join(&at, "ready"), value)
+            })
+            .and_then(|ready| self.kind_ready(&at, kind_or_service, ready, fields.get("ready")));
+        let restart = self.kind_restart(&at, kind_or_service, &fields);
+        let timeout = self.task_timeout(&at, &fields);
+        let schedule = self.schedule(&at, kind_or_service, &fields);
+        let watch = optional(fields.get("watch"), |value| {
+            self.globs(&join(&at, "watch"), value)
         });
-        let restart = fields
-            .get("restart")
-            .map_or(Some(RestartPolicy::Always), |value| {
-                self.restart(&join(&at, "restart"), value)
-            });
+        let watch_ignore = optional(fields.get("watch_ignore"), |value| {
+            self.globs(&join(&at, "watch_ignore"), value)
+        });
+        let overlap = optional(fields.get("overlap"), |value| {
+            self.boolean(&join(&at, "overlap"), value)
+        });
         let restart_strategy =
             fields
                 .get("restart_strategy")
                 .map_or(Some(RestartStrategy::StopStart), |value| {
-                    self.restart_strategy(&join(&at, "restart_strategy"), value, fields.get("port"))
+                    self.restart_strategy(
+                        &join(&at, "restart_strategy"),
+                        value,
+                        port_value,
+                        kind_or_service,
+                    )
                 });
         let env_file = optional(fields.get("env_file"), |value| {
             let file = self.non_empty_string(&join(&at, "env_file"), value)?;
@@ -186,7 +221,8 @@ impl Walker<'_> {
             self.non_empty_string(&join(&at, "user"), value)
         });
         let live = optional(fields.get("live"), |value| {
-            self.live(&join(&at, "live"), value)
+            let live = self.live(&join(&at, "live"), value)?;
+            self.kind_live(&at, kind_or_service, live, value)
         });
         let restarts = self.restarts(&at, &fields);
         let stop = self.stop(&at, &fields);
@@ -202,7 +238,13 @@ impl Walker<'_> {
         let app = App {
             name: name.to_owned(),
             command: command?,
+            kind: kind?,
             port: port?,
+            timeout: timeout?,
+            schedule: schedule?,
+            overlap: overlap?.unwrap_or(false),
+            watch: watch?.unwrap_or_default(),
+            watch_ignore: watch_ignore?.unwrap_or_default(),
             // Like docker compose: an app runs next to its config file unless told otherwise,
             // so `command = "node main.js"` finds main.js wherever zoo was started from.
             dir: dir?.or_else(|| (!self.base.as_os_str().is_empty()).then(|| self.base.clone())),
@@ -418,7 +460,7 @@ impl Walker<'_> {
         vars
     }
 
-    fn restart(&mut self, at: &str, value: &Value<'_>) -> Option<RestartPolicy> {
+    pub(super) fn restart(&mut self, at: &str, value: &Value<'_>) -> Option<RestartPolicy> {
         self.keyword(at, value, RestartPolicy::from_name, |text| {
             let names = RestartPolicy::NAMES;
             let hint = match suggest::closest(text, names.iter().copied()) {
@@ -429,12 +471,14 @@ impl Walker<'_> {
         })
     }
 
-    /// `"replace"` needs a port zoo picks: a fixed one cannot be held by two instances.
+    /// `"replace"` needs a port zoo picks: a fixed one cannot be held by two instances, and
+    /// a worker has none to switch to.
     fn restart_strategy(
         &mut self,
         at: &str,
         value: &Value<'_>,
         port: Option<&Value<'_>>,
+        kind: AppKind,
     ) -> Option<RestartStrategy> {
         let strategy = self.keyword(at, value, RestartStrategy::from_name, |other| {
             format!(
@@ -446,6 +490,12 @@ impl Walker<'_> {
             let message = "`restart_strategy = \"replace\"` starts the new instance on a fresh \
                            port, so the app may not have a fixed `port`; remove `port` or use \
                            \"stop-start\"";
+            self.error(value.span(), at, message);
+            return None;
+        }
+        if strategy == RestartStrategy::Replace && kind == AppKind::Worker {
+            let message = "`restart_strategy = \"replace\"` switches requests to a new \
+                           instance's port, and a worker has none: use \"stop-start\"";
             self.error(value.span(), at, message);
             return None;
         }

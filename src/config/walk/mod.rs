@@ -7,6 +7,7 @@
 
 mod apps;
 mod files;
+mod kinds;
 mod probes;
 mod read;
 mod routes;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{AccessLog, Config, Network, Tls};
+use super::{AccessLog, AppKind, Config, Network, Tls};
 use read::{Value, Walker, join, list, optional};
 
 /// One problem, located by a byte span of the source; [`super::parse`] turns it into a
@@ -108,9 +109,16 @@ impl Walker<'_> {
         let compress = fields
             .get("compress")
             .map_or(Some(Vec::new()), |value| self.compress("compress", value));
-        let routes = fields
-            .get("routes")
-            .map_or(Some(Vec::new()), |value| self.routes(value, &names));
+        // Routes may only name apps that listen; when the apps are invalid, that is not known.
+        let portless: Vec<(&str, AppKind)> = apps
+            .iter()
+            .flatten()
+            .filter(|app| !app.listens())
+            .map(|app| (app.name.as_str(), app.kind))
+            .collect();
+        let routes = fields.get("routes").map_or(Some(Vec::new()), |value| {
+            self.routes(value, &names, &portless)
+        });
         Some(Config {
             path: path.to_path_buf(),
             listen: listen?,

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use super::kinds::article;
 use super::read::{Fields, Value, Walker, join, list, optional};
-use crate::config::{Action, Builtin, ProxyTarget, Route, Scheme, suggest, url};
+use crate::config::{Action, AppKind, Builtin, ProxyTarget, Route, Scheme, suggest, url};
 
 const ROUTE_KEYS: &[&str] = &[
     "app",
@@ -60,14 +61,20 @@ const DEFAULT_READY_WAIT: Duration = Duration::from_secs(10);
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
 impl Walker<'_> {
-    pub(super) fn routes(&mut self, value: &Value<'_>, apps: &[String]) -> Option<Vec<Route>> {
+    /// `apps` are every app's name, `portless` those of the apps that cannot be routed to.
+    pub(super) fn routes(
+        &mut self,
+        value: &Value<'_>,
+        apps: &[String],
+        portless: &[(&str, AppKind)],
+    ) -> Option<Vec<Route>> {
         let table = self.table("routes", value)?;
         let mut routes = Some(Vec::with_capacity(table.len()));
         for (key, value) in table {
             let path: &str = key.get_ref();
             let at = join("routes", path);
             let valid_key = self.route_key(key.span(), &at, path);
-            let route = self.route(&at, path, value, apps);
+            let route = self.route(&at, path, value, apps, portless);
             match (route, valid_key, routes.as_mut()) {
                 (Some(route), true, Some(routes)) => routes.push(route),
                 _ => routes = None,
@@ -92,7 +99,14 @@ impl Walker<'_> {
         false
     }
 
-    fn route(&mut self, at: &str, key: &str, value: &Value<'_>, apps: &[String]) -> Option<Route> {
+    fn route(
+        &mut self,
+        at: &str,
+        key: &str,
+        value: &Value<'_>,
+        apps: &[String],
+        portless: &[(&str, AppKind)],
+    ) -> Option<Route> {
         let table = self.table(at, value)?;
         let fields = self.fields(at, table, ROUTE_KEYS);
         let actions: Vec<&str> = fields
@@ -158,7 +172,7 @@ impl Walker<'_> {
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
-            "app" => self.app_action(&action_at, action_value, apps),
+            "app" => self.app_action(&action_at, action_value, apps, portless),
             "proxy" => self.proxy_action(at, action_value, &fields),
             "respond" => self.respond_action(at, action_value, &fields),
             "builtin" => self.builtin_action(&action_at, action_value),
@@ -180,8 +194,22 @@ impl Walker<'_> {
         })
     }
 
-    fn app_action(&mut self, at: &str, value: &Value<'_>, apps: &[String]) -> Option<Action> {
+    fn app_action(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        apps: &[String],
+        portless: &[(&str, AppKind)],
+    ) -> Option<Action> {
         let name = self.string(at, value)?;
+        if let Some((_, kind)) = portless.iter().find(|(app, _)| *app == name) {
+            let message = format!(
+                "app `{name}` is {}: it has no port, so nothing can be routed to it",
+                article(*kind)
+            );
+            self.error(value.span(), at, message);
+            return None;
+        }
         if apps.contains(&name) {
             return Some(Action::App { name });
         }
