@@ -187,3 +187,48 @@ fn shutdown_lets_a_running_job_finish_within_its_grace() {
     // `zoo run` lost its zoo; it only must not hang.
     let _ = started.join();
 }
+
+#[test]
+fn overlap_true_lets_runs_overlap() {
+    // Each run takes 3 s and the schedule ticks every second: with `overlap`, a second run
+    // starts while the first still runs (no tick is skipped).
+    let apps = format!(
+        "[apps.slow]\n\
+         command = \"echo slow run; sleep 3\"\n\
+         schedule = \"* * * * * *\"\n\
+         overlap = true\n\n{METRICS_ROUTE}"
+    );
+    let zoo = Zoo::start(&config(&apps), &[]);
+    wait_count(&zoo, "slow started (pid ", 3);
+    let output = zoo.output();
+    let starts_before_first_end = output
+        .lines()
+        .take_while(|line| !line.contains("slow run done"))
+        .filter(|line| line.contains("slow started (pid "))
+        .count();
+    assert!(
+        starts_before_first_end >= 2,
+        "a run started before the first ended\n{output}"
+    );
+    assert_eq!(count(&zoo, "skipped: the previous run"), 0, "{output}");
+}
+
+#[test]
+fn timezone_names_an_iana_zone_or_fails_zoo_check_at_its_place() {
+    let config_with = |zone: &str| {
+        format!(
+            "[apps.report]\ncommand = \"true\"\nschedule = \"0 9 * * *\"\ntimezone = \"{zone}\"\n"
+        )
+    };
+    let dir = crate::util::prepare_dir(&config_with("Europe/Paris"), &[]);
+    let ok = crate::util::run_to_end(dir.path(), &["check"], CLI_DEADLINE);
+    assert_eq!(ok.code(), Some(0), "{}", ok.output);
+    let dir = crate::util::prepare_dir(&config_with("Mars/Olympus_Mons"), &[]);
+    let refused = crate::util::run_to_end(dir.path(), &["check"], CLI_DEADLINE);
+    assert_eq!(refused.code(), Some(2), "{}", refused.output);
+    assert!(
+        refused.output.contains("zoo.toml:4:12"),
+        "the error names the value's place\n{}",
+        refused.output
+    );
+}

@@ -87,6 +87,22 @@ fn an_edit_restarts_the_app_once_and_the_new_code_serves() {
 }
 
 #[test]
+fn watch_ignore_keeps_a_matching_path_from_restarting_the_app() {
+    let mut zoo = Zoo::start(
+        &apps("watch_ignore = [\"generated_*.py\"]"),
+        &[("app.py", &app("v1")), ("static/keep", "")],
+    );
+    zoo.wait_ready("/", DEADLINE);
+    std::fs::write(zoo.dir().join("generated_schema.py"), "x = 1\n").unwrap();
+    settle();
+    assert_eq!(count(&zoo, "web started"), 1, "{}", zoo.output());
+    // A watched path that the ignore list does not name still restarts it.
+    std::fs::write(zoo.dir().join("app.py"), app("v2")).unwrap();
+    wait_version(&zoo, "v2");
+    assert_eq!(zoo.terminate().code(), Some(0), "{}", zoo.output());
+}
+
+#[test]
 fn a_burst_of_200_writes_is_one_restart() {
     let mut zoo = Zoo::start(&apps(""), &[("app.py", &app("v1")), ("static/keep", "")]);
     zoo.wait_ready("/", DEADLINE);
