@@ -184,7 +184,11 @@ impl Pool {
                                 addr: app_addr,
                                 ended: false,
                             });
-                        return Ok(response.map(|body| ResponseBody { body, reuse }));
+                        return Ok(response.map(|body| ResponseBody {
+                            body,
+                            first: None,
+                            reuse,
+                        }));
                     }
                     Err(mut error) => match error.take_message() {
                         Some(unsent) if reused => request = unsent,
@@ -361,6 +365,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// connection goes back to the pool for the next request.
 pub struct ResponseBody {
     body: Incoming,
+    /// The first frame, when [`ResponseBody::take_ready_start`] found it already there; it
+    /// goes out before anything else.
+    first: Option<Frame<Bytes>>,
     reuse: Option<Reuse>,
 }
 
@@ -383,7 +390,40 @@ impl std::fmt::Debug for ResponseBody {
 
 impl ResponseBody {
     fn unpooled(body: Incoming) -> Self {
-        Self { body, reuse: None }
+        Self {
+            body,
+            first: None,
+            reuse: None,
+        }
+    }
+
+    /// Takes the body's first frame if the upstream's connection already has it, without
+    /// waiting; fails if the body already failed (bad chunked framing, cut short). Done before
+    /// the response head is passed on, so that such an upstream can still be answered 502:
+    /// hyper writes a head only together with the first body frame (or when the body is
+    /// pending), and a body that fails at once would give the client an empty reply. Never
+    /// waits, so a stream whose first event comes later (SSE) is not held back.
+    pub async fn take_ready_start(&mut self) -> Result<(), hyper::Error> {
+        if self.first.is_some() || self.body.is_end_stream() {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => Ok(()),
+                Poll::Ready(None) => {
+                    if let Some(reuse) = &mut self.reuse {
+                        reuse.ended = true;
+                    }
+                    Ok(())
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.first = Some(frame);
+                    Ok(())
+                }
+                Poll::Ready(Some(Err(error))) => Err(error),
+            })
+        })
+        .await
     }
 }
 
@@ -396,6 +436,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let (Poll::Ready(None), Some(reuse)) = (&polled, &mut this.reuse) {
             reuse.ended = true;
@@ -404,11 +447,22 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.first.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let rest = self.body.size_hint();
+        // hyper frames the response to the client by this hint: the frame taken early counts.
+        let Some(first) = self.first.as_ref().and_then(Frame::data_ref) else {
+            return rest;
+        };
+        let first = u64::try_from(first.len()).unwrap_or(u64::MAX);
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(first));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(first));
+        }
+        hint
     }
 }
 

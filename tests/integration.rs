@@ -14,6 +14,7 @@ mod integration {
     mod examples;
     mod h2_clients;
     mod h2_websocket;
+    mod hardening;
     mod no_loss;
     mod observe;
     mod pool;

@@ -45,6 +45,13 @@ pub enum ProxyError {
     Timeout { upstream: String, after: Duration },
     #[error("extended CONNECT for `:protocol` `{protocol}` is not supported (only websocket)")]
     ConnectProtocol { protocol: String },
+    #[error("{upstream} sent a response with {fault}")]
+    UpstreamFraming {
+        upstream: String,
+        fault: &'static str,
+    },
+    #[error("{upstream} switched protocols (101) to a request that asked for no WebSocket")]
+    UnsolicitedUpgrade { upstream: String },
     #[error("the upstream's WebSocket handshake has a wrong Sec-WebSocket-Accept")]
     WebSocketAccept,
     #[error("the upstream answered {status} to a WebSocket handshake instead of 101")]
@@ -65,7 +72,10 @@ impl ProxyError {
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ConnectProtocol { .. } => StatusCode::NOT_IMPLEMENTED,
-            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamFraming { .. }
+            | Self::UnsolicitedUpgrade { .. }
+            | Self::WebSocketAccept
+            | Self::WebSocketNotSwitched { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -78,7 +88,10 @@ impl ProxyError {
             Self::Upstream { source, .. } if source.is_connect() => Some("connect"),
             Self::Upstream { .. } => Some("exchange"),
             Self::Timeout { .. } => Some("timeout"),
-            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => Some("exchange"),
+            Self::UpstreamFraming { .. }
+            | Self::UnsolicitedUpgrade { .. }
+            | Self::WebSocketAccept
+            | Self::WebSocketNotSwitched { .. } => Some("exchange"),
             Self::BadPath(_)
             | Self::BadTarget
             | Self::TransferCoding
@@ -307,6 +320,35 @@ mod tests {
                 StatusCode::BAD_GATEWAY,
                 "502 Bad Gateway: the upstream answered 200 OK to a WebSocket handshake \
                  instead of 101\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn misframed_and_unsolicited_upstream_responses_are_502_naming_the_app() {
+        let error = ProxyError::UpstreamFraming {
+            upstream: "app `web`".into(),
+            fault: "both Content-Length and Transfer-Encoding",
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: app `web` sent a response with both Content-Length and \
+                 Transfer-Encoding\n"
+            )
+        );
+        let error = ProxyError::UnsolicitedUpgrade {
+            upstream: "app `web`".into(),
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: app `web` switched protocols (101) to a request that asked \
+                 for no WebSocket\n"
             )
         );
     }

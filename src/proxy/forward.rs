@@ -110,6 +110,7 @@ impl ProxyService {
         let sent = Instant::now();
         let mut response = send(request, upstream, limits, &self.serving.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
+        check_response(&mut response, upstream, client_upgrade.is_some()).await?;
 
         let headers = response.headers_mut();
         headers::remove_hop_by_hop(headers);
@@ -131,6 +132,39 @@ impl ProxyService {
         let (parts, body) = response.into_parts();
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
+}
+
+/// Refuses (502) an upstream response that zoo cannot pass on as it decoded it: framing other
+/// than what hyper decoded (RFC 9112 6.1: `Content-Length` beside `Transfer-Encoding`, or a
+/// coding other than `chunked` that would reach the client unnamed), a `101` nobody asked for
+/// (the client would be left on a connection in an unknown protocol), and a body that already
+/// failed before any of it was sent (the client would otherwise get an empty reply).
+async fn check_response(
+    response: &mut Response<ResponseBody>,
+    upstream: &Upstream,
+    client_asked_upgrade: bool,
+) -> Result<(), ProxyError> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && !(client_asked_upgrade && tunnel::wants_websocket_answer(response.headers()))
+    {
+        return Err(ProxyError::UnsolicitedUpgrade {
+            upstream: upstream.describe(),
+        });
+    }
+    if let Some(fault) = headers::response_framing_fault(response.headers()) {
+        return Err(ProxyError::UpstreamFraming {
+            upstream: upstream.describe(),
+            fault,
+        });
+    }
+    response
+        .body_mut()
+        .take_ready_start()
+        .await
+        .map_err(|source| ProxyError::Upstream {
+            upstream: upstream.describe(),
+            source: source.into(),
+        })
 }
 
 /// The per-route limits a forwarded request is held to.

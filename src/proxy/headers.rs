@@ -82,6 +82,30 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// What is wrong with an upstream response's framing, if it cannot be forwarded as hyper
+/// decoded it. hyper reads a `chunked` body when `Transfer-Encoding` ends in `chunked` and to
+/// EOF for any other coding; zoo then drops `Transfer-Encoding` (hop-by-hop), so a
+/// `Content-Length` beside it would reframe the body to the client (truncated, looking
+/// complete), and any coding but `chunked` would reach the client undecoded and unnamed.
+/// nginx answers both with 502.
+#[must_use]
+pub fn response_framing_fault(headers: &HeaderMap) -> Option<&'static str> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let first = codings.next()?;
+    if codings.next().is_some()
+        || !first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Some("a Transfer-Encoding other than `chunked`");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    None
+}
+
 /// Sets `X-Forwarded-For/-Proto/-Host` from what zoo saw. From an untrusted client whatever it
 /// claimed in them (and in `Forwarded`) is replaced, so it cannot spoof its address to the apps;
 /// from a trusted one (`trust_forwarded`: a load balancer) zoo appends its peer to
@@ -169,6 +193,36 @@ mod tests {
         remove_hop_by_hop(&mut map);
         let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["trailer", "x-kept"]);
+    }
+
+    #[test]
+    fn response_framing_faults_are_found() {
+        for (pairs, fault) in [
+            (&[("transfer-encoding", "chunked")][..], None),
+            (&[("content-length", "3")][..], None),
+            (&[("Transfer-Encoding", "Chunked ")][..], None),
+            (
+                &[("transfer-encoding", "chunked"), ("content-length", "3")][..],
+                Some("both Content-Length and Transfer-Encoding"),
+            ),
+            (
+                &[("transfer-encoding", "gzip, chunked")][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+            (
+                &[
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked"),
+                ][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+            (
+                &[("transfer-encoding", "identity")][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+        ] {
+            assert_eq!(response_framing_fault(&headers(pairs)), fault, "{pairs:?}");
+        }
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub fn wants_websocket(headers: &HeaderMap) -> bool {
         && has_token(headers, &header::UPGRADE, "websocket")
 }
 
+/// Whether an upstream's `101` switches to WebSocket, the one protocol zoo tunnels (RFC 6455
+/// 4.1: a client fails a handshake whose `Upgrade` is anything else).
+pub fn wants_websocket_answer(headers: &HeaderMap) -> bool {
+    has_token(headers, &header::UPGRADE, "websocket")
+}
+
 fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
     headers
         .get_all(name)

