@@ -9,6 +9,7 @@ mod admin;
 mod compose;
 pub mod config;
 mod control;
+mod deadline;
 mod listeners;
 pub mod log;
 mod proxy;

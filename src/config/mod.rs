@@ -19,7 +19,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use diagnostic::Diagnostic;
-pub use duration::parse as parse_duration;
+pub use duration::{MAX as MAX_DURATION, parse as parse_duration};
 use keyword::keyword_enum;
 
 /// Why a config could not be loaded.

@@ -231,7 +231,7 @@ async fn send(
     metrics: &Metrics,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let attempt = async {
-        let waiting_until = Instant::now() + limits.wait;
+        let waiting_until = crate::deadline::after(limits.wait);
         let mut request = request;
         let mut resent_after_writing = 0;
         loop {

@@ -96,7 +96,7 @@ impl AppHandle {
 
     /// Waits until the app is ready or `timeout` passes; returns whether it is ready.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         loop {
             let changed = self.ready_changed.notified();
             if self.is_ready() {

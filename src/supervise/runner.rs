@@ -224,7 +224,7 @@ impl AppRunner {
                     }
                     // Stopped, its exit counts as a failure: restarted by its policy.
                     self.tracked.handle.set_ready(false);
-                    let deadline = Instant::now() + self.command_grace();
+                    let deadline = crate::deadline::after(self.command_grace());
                     let (_, status) = self.terminate(instance, deadline).await;
                     let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
                     self.book_exit(status);
@@ -252,7 +252,7 @@ impl AppRunner {
             }
             RunnerMessage::App(command) => {
                 tracing::info!("{}: {command:?} requested", self.app.name);
-                self.stop(instance, Instant::now() + self.command_grace())
+                self.stop(instance, crate::deadline::after(self.command_grace()))
                     .await;
                 Ended::Commanded(if command == AppCommand::Stop {
                     Next::Parked
@@ -326,7 +326,7 @@ impl AppRunner {
                 );
                 tokio::time::sleep(SWITCH_SETTLE).await;
                 let (_, status) = self
-                    .terminate(old, Instant::now() + self.command_grace())
+                    .terminate(old, crate::deadline::after(self.command_grace()))
                     .await;
                 self.tracked.progress().last_exit = status;
                 Ok(new)
@@ -545,7 +545,7 @@ impl AppRunner {
     async fn until_ready(&self, port: u16) -> bool {
         let ready = &self.app.ready;
         let target = self.probe_target(port);
-        let deadline = Instant::now() + ready.deadline;
+        let deadline = crate::deadline::after(ready.deadline);
         loop {
             if probe::passes(&ready.probe, &target, ready.timeout).await {
                 return true;
@@ -627,11 +627,9 @@ impl AppRunner {
     ) -> (Stopped, Option<ExitStatus>) {
         let name = &self.app.name;
         let signal = self.app.stop.signal;
-        let kill_at = self
-            .app
-            .stop
-            .grace
-            .map_or(deadline, |grace| deadline.min(Instant::now() + grace));
+        let kill_at = self.app.stop.grace.map_or(deadline, |grace| {
+            deadline.min(crate::deadline::after(grace))
+        });
         signal_group(instance.pid, signal);
         match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
             Ok(Ok(status)) => {

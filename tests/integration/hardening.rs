@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::util::{READY_DEADLINE, Zoo, http};
+use crate::util::{self, READY_DEADLINE, Zoo, http};
 
+/// How long `zoo check` may take.
+const CHECK_DEADLINE: Duration = Duration::from_secs(20);
 /// Connections a [`FakeUpstream`] answers before its thread ends.
 const FAKE_CONNECTIONS: usize = 16;
 /// How long a fake upstream waits for a request head.
@@ -239,4 +241,45 @@ fn upstream_body_failing_before_anything_was_sent_gets_502() {
         "a cut response must not parse as complete: {text:?}"
     );
     assert!(!upstreams[2].heads().is_empty());
+}
+
+#[test]
+fn durations_past_a_year_fail_zoo_check_at_their_place() {
+    const HUGE: &str = "9223372036854775807";
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         grace = {HUGE}\n\
+         client_header_timeout = \"{HUGE}\"\n\
+         [apps.web]\n\
+         command = \"sleep 600\"\n\
+         grace = \"8761h\"\n\
+         ready = {{ deadline = {HUGE} }}\n\
+         [routes]\n\
+         \"/\" = {{ app = \"web\", wait = \"4294967295h\", timeout = {HUGE} }}\n"
+    );
+    let dir = util::prepare_dir(&config, &[]);
+    let checked = util::run_to_end(
+        dir.path(),
+        &["--config", "zoo.toml", "check"],
+        CHECK_DEADLINE,
+    );
+    assert_eq!(checked.code(), Some(2), "{}", checked.output);
+    for (place, key) in [
+        ("zoo.toml:2:9:", "grace"),
+        ("zoo.toml:3:25:", "client_header_timeout"),
+        ("zoo.toml:6:9:", "apps.web.grace"),
+        ("zoo.toml:7:22:", "apps.web.ready.deadline"),
+        ("zoo.toml:9:29:", "routes.\"/\".wait"),
+        ("zoo.toml:9:54:", "routes.\"/\".timeout"),
+    ] {
+        assert!(
+            checked
+                .output
+                .lines()
+                .any(|line| line.contains(place) && line.contains(key) && line.contains("8760h")),
+            "{key} should be refused at {place}\n{}",
+            checked.output
+        );
+    }
+    assert!(!checked.output.contains("panicked"), "{}", checked.output);
 }
