@@ -11,6 +11,9 @@ use super::ZooBody;
 use crate::route::PathError;
 use crate::upstream::SendError;
 
+/// What a 405 says zoo serves: every method but `CONNECT` and `TRACE`.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("bad request path: {0}")]
@@ -19,6 +22,8 @@ pub enum ProxyError {
     TransferCoding,
     #[error("{0}")]
     Host(&'static str),
+    #[error("method {method} is not served: zoo is a reverse proxy, not a forward one")]
+    MethodNotAllowed { method: &'static str },
     #[error("request target longer than {limit} bytes")]
     UriTooLong { limit: usize },
     #[error("request body over route `{route}`'s max_body of {limit} bytes")]
@@ -64,6 +69,7 @@ impl ProxyError {
         match self {
             Self::BadPath(_) | Self::BadTarget | Self::Host(_) => StatusCode::BAD_REQUEST,
             Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody { .. } => StatusCode::BAD_REQUEST,
@@ -96,6 +102,7 @@ impl ProxyError {
             | Self::BadTarget
             | Self::TransferCoding
             | Self::Host(_)
+            | Self::MethodNotAllowed { .. }
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
             | Self::BadBody { .. }
@@ -120,8 +127,15 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Self::NotReady { .. } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::NotReady { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9110 15.5.6: a 405 lists the methods the target does take.
+            Self::MethodNotAllowed { .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            _ => {}
         }
         response
     }
@@ -171,7 +185,9 @@ mod tests {
     async fn body_of(error: ProxyError) -> (StatusCode, String, Option<HeaderValue>) {
         let response = error.into_response();
         let status = response.status();
-        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let retry = (response.headers().get(header::RETRY_AFTER))
+            .or_else(|| response.headers().get(header::ALLOW))
+            .cloned();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(bytes.to_vec()).unwrap(), retry)
     }
@@ -196,6 +212,22 @@ mod tests {
                 "501 Not Implemented: Transfer-Encoding other than `chunked` is not supported\n"
             )
         );
+    }
+
+    #[tokio::test]
+    async fn connect_and_trace_are_405_with_allow() {
+        for method in ["CONNECT", "TRACE"] {
+            let (status, body, allow) = body_of(ProxyError::MethodNotAllowed { method }).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(
+                body,
+                format!(
+                    "405 Method Not Allowed: method {method} is not served: zoo is a reverse \
+                     proxy, not a forward one\n"
+                )
+            );
+            assert_eq!(allow.unwrap(), ALLOWED_METHODS);
+        }
     }
 
     #[tokio::test]

@@ -283,3 +283,112 @@ fn durations_past_a_year_fail_zoo_check_at_their_place() {
     }
     assert!(!checked.output.contains("panicked"), "{}", checked.output);
 }
+
+const OK_RESPONSE: &[&[u8]] = &[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"];
+
+#[test]
+fn connect_and_trace_get_405_with_allow_and_reach_no_app() {
+    let upstream = FakeUpstream::start(OK_RESPONSE);
+    let zoo = zoo_in_front_of(&[&upstream], "");
+    let port = upstream.port;
+    let requests = [
+        format!(
+            "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        ),
+        "TRACE /0/ HTTP/1.1\r\nHost: a\r\nCookie: session=secret\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+        "TRACE /0/x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n".to_owned(),
+    ];
+    for request in requests {
+        let raw = zoo.send_raw(request.as_bytes());
+        let response = http::parse(&raw).unwrap_or_else(|e| panic!("{e}: {raw:?}"));
+        assert_eq!(
+            (response.status, response.header("allow").is_some()),
+            (405, true),
+            "{request:?}: {:?} {:?}\n{}",
+            response.headers,
+            response.text(),
+            zoo.output()
+        );
+    }
+    assert_eq!(upstream.heads(), Vec::<String>::new(), "{}", zoo.output());
+}
+
+#[test]
+fn hosts_that_are_not_host_and_port_get_400_and_reach_no_app() {
+    let upstream = FakeUpstream::start(OK_RESPONSE);
+    let zoo = zoo_in_front_of(&[&upstream], "");
+    let port = upstream.port;
+    let bad = [
+        format!("GET http://u:p@127.0.0.1:{port}/0/x HTTP/1.1\r\nHost: 127.0.0.1\r\n"),
+        "GET /0/x HTTP/1.1\r\nHost: a/b@c:99999\r\n".to_owned(),
+        "GET /0/x HTTP/1.1\r\nHost: example.com:65536\r\n".to_owned(),
+        "GET /0/x HTTP/1.1\r\nHost: user@example.com\r\n".to_owned(),
+        "GET /0/x HTTP/1.1\r\nHost: \r\n".to_owned(),
+    ];
+    for head in bad {
+        let raw = raw_text(&zoo, &format!("{head}Connection: close\r\n\r\n"));
+        assert!(
+            raw.starts_with("HTTP/1.1 400"),
+            "{head:?}: {raw:?}\n{}",
+            zoo.output()
+        );
+    }
+    assert_eq!(upstream.heads(), Vec::<String>::new(), "{}", zoo.output());
+    let raw = raw_text(
+        &zoo,
+        "GET /0/x HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw:?}\n{}", zoo.output());
+}
+
+/// Headers of the forwarded family a client might send to pose as someone else.
+const SPOOFED: [&str; 7] = [
+    "X-Real-IP: 6.6.6.6",
+    "X-Forwarded-Port: 1",
+    "X-Forwarded-Prefix: /admin",
+    "X-Original-URL: /admin",
+    "X-Rewrite-URL: /admin",
+    "True-Client-IP: 6.6.6.6",
+    "X-Forwarded-Server: evil",
+];
+
+fn head_seen_for_spoofed_request(trust: &str) -> (String, String) {
+    let upstream = FakeUpstream::start(OK_RESPONSE);
+    let zoo = zoo_in_front_of(&[&upstream], trust);
+    let request = format!(
+        "GET /0/x HTTP/1.1\r\nHost: a\r\n{}\r\nConnection: close\r\n\r\n",
+        SPOOFED.join("\r\n")
+    );
+    let raw = raw_text(&zoo, &request);
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw:?}\n{}", zoo.output());
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}\n{}", zoo.output());
+    (heads[0].to_ascii_lowercase(), zoo.output())
+}
+
+#[test]
+fn forwarded_family_from_an_untrusted_client_is_dropped_and_x_real_ip_set() {
+    let (head, output) = head_seen_for_spoofed_request("");
+    for spoofed in SPOOFED {
+        assert!(
+            !head.contains(&spoofed.to_ascii_lowercase()),
+            "{spoofed} reached the app: {head:?}\n{output}"
+        );
+    }
+    assert!(
+        head.contains("x-real-ip: 127.0.0.1\r\n"),
+        "{head:?}\n{output}"
+    );
+}
+
+#[test]
+fn forwarded_family_from_a_trusted_client_passes() {
+    let (head, output) = head_seen_for_spoofed_request("trust_forwarded = [\"127.0.0.1\"]\n");
+    for spoofed in SPOOFED {
+        assert!(
+            head.contains(&spoofed.to_ascii_lowercase()),
+            "{spoofed} from a trusted client should pass: {head:?}\n{output}"
+        );
+    }
+}
