@@ -392,3 +392,33 @@ fn forwarded_family_from_a_trusted_client_passes() {
         );
     }
 }
+
+#[test]
+fn common_access_log_escapes_what_a_client_sent_as_nginx_does() {
+    let zoo = zoo_in_front_of(&[], "access_log = \"common\"\n");
+    for (target, logged) in [
+        (
+            &b"/ok/x\"_200_route=/admin"[..],
+            "/ok/x\\x22_200_route=/admin",
+        ),
+        (&b"/ok/caf\xc3\xa9\"\""[..], "/ok/caf\\xC3\\xA9\\x22\\x22"),
+        (&b"/ok/a\\b"[..], "/ok/a\\x5Cb"),
+    ] {
+        let mut request = b"GET ".to_vec();
+        request.extend_from_slice(target);
+        request.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        let raw = zoo.send_raw(&request);
+        assert!(
+            raw.starts_with(b"HTTP/1.1 200"),
+            "{:?}\n{}",
+            String::from_utf8_lossy(&raw),
+            zoo.output()
+        );
+        let line = format!("\"GET {logged} HTTP/1.1\" 200 ");
+        assert!(
+            zoo.wait_for_line(Duration::from_secs(5), |_, text| text.contains(&line)),
+            "expected {line:?} in the access log\n{}",
+            zoo.output()
+        );
+    }
+}
