@@ -101,17 +101,9 @@ pub fn parse(
             })
             .collect::<Vec<_>>()
     };
-    let mut diagnostics: Vec<(usize, Diagnostic)> = problems
-        .into_iter()
-        .map(|(span, message)| (span.start, Diagnostic::new(source, span, message)))
-        .collect();
-    diagnostics.sort_by_key(|(start, _)| *start);
     Err(ConfigError::Invalid {
         path: path.to_path_buf(),
-        diagnostics: diagnostics
-            .into_iter()
-            .map(|(_, diagnostic)| diagnostic)
-            .collect(),
+        diagnostics: Diagnostic::locate_all(source, problems),
     })
 }
 

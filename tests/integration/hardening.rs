@@ -422,3 +422,84 @@ fn common_access_log_escapes_what_a_client_sent_as_nginx_does() {
         );
     }
 }
+
+/// Runs `zoo --config FILE check` in `dir` with stdout or stderr (`closed`) a pipe whose
+/// reader is already gone, and returns its exit status and what it wrote on the other stream.
+fn check_with_closed(
+    dir: &std::path::Path,
+    closed: util::Stream,
+) -> (std::process::ExitStatus, String) {
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zoo"));
+    command
+        .args(["--config", "zoo.toml", "check"])
+        .current_dir(dir)
+        .env_clear()
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn zoo check");
+    let mut open_stream: Box<dyn Read + Send> = match closed {
+        util::Stream::Stdout => {
+            drop(child.stdout.take());
+            Box::new(child.stderr.take().unwrap())
+        }
+        util::Stream::Stderr => {
+            drop(child.stderr.take());
+            Box::new(child.stdout.take().unwrap())
+        }
+    };
+    let reader = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = open_stream.read_to_string(&mut text);
+        text
+    });
+    let exited = util::poll_until(CHECK_DEADLINE, || child.try_wait().ok().flatten().is_some());
+    if !exited {
+        let _ = child.kill();
+        panic!("zoo check still running after {CHECK_DEADLINE:?}");
+    }
+    let status = child.wait().expect("wait for zoo check");
+    (status, reader.join().unwrap())
+}
+
+#[test]
+fn a_closed_output_ends_zoo_check_quietly() {
+    let routes: String = (0..2000)
+        .map(|index| format!("\"/r{index}\" = {{ respond = \"x\" }}\n"))
+        .collect();
+    let valid = util::prepare_dir(&format!("[routes]\n{routes}"), &[]);
+    let (status, stderr) = check_with_closed(valid.path(), util::Stream::Stdout);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let invalid = util::prepare_dir("[routes]\n\"/\" = { app = \"missing\" }\n", &[]);
+    let (status, stdout) = check_with_closed(invalid.path(), util::Stream::Stderr);
+    assert_eq!(status.code(), Some(2), "{stdout}");
+}
+
+#[test]
+fn a_huge_invalid_line_is_shown_as_a_window_around_the_column() {
+    for (config, column) in [
+        (
+            format!("a = \"{}\" junk\n", "x".repeat(2_000_000)),
+            2_000_008,
+        ),
+        (format!("listen = \"{}\"\n", "9".repeat(2_000_000)), 10),
+    ] {
+        let dir = util::prepare_dir(&config, &[]);
+        let checked = util::run_to_end(
+            dir.path(),
+            &["--config", "zoo.toml", "check"],
+            CHECK_DEADLINE,
+        );
+        assert_eq!(checked.code(), Some(2));
+        assert!(
+            checked.stderr.len() < 2_000
+                && checked.stderr.contains(&format!("zoo.toml:1:{column}:")),
+            "{} bytes: {:?}",
+            checked.stderr.len(),
+            checked.stderr.get(..2_000)
+        );
+    }
+}
