@@ -297,7 +297,10 @@ mod tests {
     fn long_messages_keep_both_ends() {
         let short = "routes.\"/\": no app named `x`".to_owned();
         assert_eq!(shortened(short.clone()), short);
-        let long = format!("listen: found \"{}\"; did you mean `y`?", "9".repeat(1_000_000));
+        let long = format!(
+            "listen: found \"{}\"; did you mean `y`?",
+            "9".repeat(1_000_000)
+        );
         let cut = shortened(long);
         assert_eq!(cut.chars().count(), MESSAGE_HEAD + 3 + MESSAGE_TAIL);
         assert!(cut.starts_with("listen: found \"999"), "{cut}");
