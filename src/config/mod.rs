@@ -126,6 +126,9 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// Time a client has to send a complete request head before zoo closes the connection.
     pub client_header_timeout: Duration,
+    /// Idle time allowed between two requests on a kept-alive HTTP/1.1 connection; zero
+    /// turns keep-alive off (each response closes its connection).
+    pub keepalive_timeout: Duration,
     /// Client networks whose `Forwarded`/`X-Forwarded-*` zoo keeps and appends to (a load
     /// balancer in front); from anyone else they are replaced.
     pub trust_forwarded: Vec<Network>,

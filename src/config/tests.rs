@@ -92,6 +92,7 @@ fn parse_design_example() {
         grace: Duration::from_secs(10),
         shutdown_delay: Duration::ZERO,
         client_header_timeout: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(75),
         trust_forwarded: vec![],
         tls: None,
         apps: vec![
@@ -385,7 +386,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -843,6 +844,7 @@ live = { http = "/health", interval = "500ms", failures = 2 }
 fn protocol_limits_and_timeouts_parse() {
     let config = ok(r#"
 client_header_timeout = "2s"
+keepalive_timeout = 0
 tls = { cert = "cert.pem", key = "tls/key.pem" }
 [apps.grpc]
 command = "python server.py"
@@ -851,6 +853,7 @@ protocol = "h2c"
 "/grpc" = { app = "grpc", max_body = 1048576, timeout = "500ms" }
 "#);
     assert_eq!(config.client_header_timeout, Duration::from_secs(2));
+    assert_eq!(config.keepalive_timeout, Duration::ZERO);
     let tls = config.tls.unwrap();
     assert_eq!(
         (tls.cert.as_path(), tls.key.as_path()),

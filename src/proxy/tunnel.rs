@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::keepalive::Watched;
 use super::sniff::Sniffed;
 
 /// Whether the request asks to switch to WebSocket: the one upgrade zoo performs (an
@@ -55,9 +56,9 @@ enum End {
 }
 
 fn client_end(upgraded: Upgraded) -> End {
-    match upgraded.downcast::<TokioIo<Sniffed>>() {
+    match upgraded.downcast::<TokioIo<Watched<Sniffed>>>() {
         Ok(parts) => {
-            let Sniffed { head, stream } = parts.io.into_inner();
+            let Sniffed { head, stream } = parts.io.into_inner().io;
             // Whatever the sniffer read is a prefix of what hyper read; both are unsent.
             End::Tcp(stream, [head, parts.read_buf].concat().into())
         }

@@ -503,3 +503,110 @@ fn a_huge_invalid_line_is_shown_as_a_window_around_the_column() {
         );
     }
 }
+
+/// Reads one response with a `Content-Length` body from a kept-alive connection.
+fn read_one_response(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return Ok(String::from_utf8_lossy(&got).into_owned());
+            }
+        }
+        match stream.read(&mut buf)? {
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {:?}", String::from_utf8_lossy(&got)),
+                ));
+            }
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Whether zoo closes `stream` within `within` (EOF or reset), without sending anything.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn idle_keepalive_and_a_started_head_are_timed_apart() {
+    let zoo = zoo_in_front_of(
+        &[],
+        "client_header_timeout = \"1s\"\nkeepalive_timeout = \"4s\"\n",
+    );
+    let request = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut stream = TcpStream::connect(zoo.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    read_one_response(&mut stream).unwrap();
+    // Idle twice the header timeout: still kept alive.
+    thread::sleep(Duration::from_secs(2));
+    stream.write_all(request).unwrap();
+    let second = read_one_response(&mut stream);
+    assert!(
+        second
+            .as_ref()
+            .is_ok_and(|text| text.starts_with("HTTP/1.1 200")),
+        "a request after 2 s idle (header timeout 1 s): {second:?}\n{}",
+        zoo.output()
+    );
+    // Then a head that starts arriving and stalls gets the header timeout, not the idle one.
+    thread::sleep(Duration::from_millis(500));
+    stream.write_all(b"GET /ok HTTP/1.1\r\n").unwrap();
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(3)),
+        "a stalled head should be cut after 1 s\n{}",
+        zoo.output()
+    );
+    // An idle connection is closed once the keep-alive time has passed.
+    let mut idle = TcpStream::connect(zoo.addr()).unwrap();
+    idle.write_all(request).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    read_one_response(&mut idle).unwrap();
+    assert!(
+        !closed_within(&mut idle, Duration::from_secs(3)),
+        "closed before keepalive_timeout\n{}",
+        zoo.output()
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(4)),
+        "still open after keepalive_timeout\n{}",
+        zoo.output()
+    );
+}
+
+#[test]
+fn keepalive_timeout_zero_closes_after_each_response() {
+    let zoo = zoo_in_front_of(&[], "keepalive_timeout = 0\n");
+    let mut stream = TcpStream::connect(zoo.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let response = read_one_response(&mut stream).unwrap();
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response:?}"
+    );
+    assert!(closed_within(&mut stream, Duration::from_secs(3)));
+}
