@@ -36,6 +36,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per pool; more are closed when they come back.
 const MAX_IDLE: usize = 256;
+/// Largest message head (start line and fields) zoo reads, from clients (listener.rs) and
+/// from upstreams, HTTP/1.1 and HTTP/2 (its header list) alike: heads are limited by bytes, as
+/// nginx and Caddy limit them, so 120 `Set-Cookie` lines or a 1,000-field head pass.
+pub const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// The field count hyper's HTTP/1.1 parser also needs (its default is 100): high enough that
+/// [`MAX_HEAD_BYTES`] is the limit any real head meets first. hyper then parses into a heap
+/// buffer of this many slots instead of its 100 on the stack.
+pub const MAX_HEAD_FIELDS: usize = 4096;
+/// [`MAX_HEAD_BYTES`] as HTTP/2's `SETTINGS_MAX_HEADER_LIST_SIZE` (hyper's default is 16 KiB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 
 /// A request body as sent upstream: the client's stream as is, the same cut at a route's
 /// `max_body`, or none (which a resend can send again).
@@ -297,6 +307,7 @@ impl Pool {
         let addr = tcp.peer_addr().map_err(SendError::Connect)?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_LIST_BYTES)
             .handshake(TokioIo::new(tcp))
             .await?;
         tokio::spawn(connection);
@@ -350,6 +361,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
+        .max_headers(MAX_HEAD_FIELDS)
+        .max_header_size(MAX_HEAD_BYTES)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(connection.with_upgrades());

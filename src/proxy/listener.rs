@@ -22,11 +22,12 @@ use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
 use super::sniff::sniff;
 use crate::runtime::Serving;
+use crate::upstream::{MAX_HEAD_BYTES, MAX_HEAD_FIELDS, MAX_HEADER_LIST_BYTES};
 
-/// Largest request head (request line + headers) read; more is answered 431. hyper also caps
-/// its read buffer with it, so it sizes the reads of request bodies too: 64 KiB cost 1 MiB
-/// uploads about 15% more CPU per request than 256 KiB (bench A/B, 2 rounds).
-const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// hyper's read buffer: [`MAX_HEAD_BYTES`], so that a head of that size fits. It sizes the
+/// reads of request bodies too: 64 KiB cost 1 MiB uploads about 15% more CPU per request than
+/// 256 KiB (bench A/B, 2 rounds).
+const READ_BUFFER_BYTES: usize = MAX_HEAD_BYTES;
 
 /// Size of the allocation [`raise_mmap_threshold`] makes and frees once.
 const MMAP_THRESHOLD: usize = 4 * 1024 * 1024;
@@ -140,10 +141,15 @@ impl Builders {
         // keepalive.rs times the two waits apart.
         h1.timer(TokioTimer::new())
             .keep_alive(!keepalive.is_zero())
-            .max_buf_size(MAX_HEAD_BYTES);
+            .max_buf_size(READ_BUFFER_BYTES)
+            // Larger heads are answered 431.
+            .max_header_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEAD_FIELDS);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         // RFC 8441: lets h2 clients open WebSockets (h2_websocket.rs).
-        h2.timer(TokioTimer::new()).enable_connect_protocol();
+        h2.timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .max_header_list_size(MAX_HEADER_LIST_BYTES);
         Arc::new(Self {
             header_timeout,
             keepalive,

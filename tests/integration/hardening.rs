@@ -610,3 +610,53 @@ fn keepalive_timeout_zero_closes_after_each_response() {
     );
     assert!(closed_within(&mut stream, Duration::from_secs(3)));
 }
+
+/// A response head with `fields` more header fields made by `field(index)`.
+fn response_with_fields(fields: usize, field: fn(usize) -> String) -> &'static [&'static [u8]] {
+    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+    for index in 0..fields {
+        head.push_str(&field(index));
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\nok");
+    let part: &'static [u8] = Box::leak(head.into_bytes().into_boxed_slice());
+    Box::leak(vec![part].into_boxed_slice())
+}
+
+#[test]
+fn heads_are_limited_by_bytes_not_by_a_hundred_fields() {
+    let many = FakeUpstream::start(response_with_fields(1000, |index| format!("x-f{index}: v")));
+    let cookies = FakeUpstream::start(response_with_fields(120, |index| {
+        format!("Set-Cookie: c{index}=v; Path=/")
+    }));
+    let zoo = zoo_in_front_of(&[&many, &cookies], "");
+    // A request with 1,000 fields (about 12 KiB) reaches the app; both responses pass whole.
+    let fields: String = (0..1000)
+        .map(|index| format!("x-r{index}: v\r\n"))
+        .collect();
+    for (index, expected) in [(0, "x-f999: v"), (1, "set-cookie: c119=v; Path=/")] {
+        let raw = raw_text(
+            &zoo,
+            &format!("GET /{index}/ HTTP/1.1\r\nHost: a\r\n{fields}Connection: close\r\n\r\n"),
+        );
+        let response = http::parse(raw.as_bytes()).unwrap_or_else(|e| panic!("{e}: {raw:?}"));
+        assert_eq!(response.status, 200, "/{index}: {raw:?}\n{}", zoo.output());
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains(&expected.to_ascii_lowercase()),
+            "/{index}"
+        );
+    }
+    assert!(
+        many.heads()[0].contains("x-r999: v\r\n"),
+        "{:?}",
+        many.heads()
+    );
+    // Over 256 KiB of head is still 431.
+    let huge = format!(
+        "GET /0/ HTTP/1.1\r\nHost: a\r\nx-big: {}\r\nConnection: close\r\n\r\n",
+        "v".repeat(300 * 1024)
+    );
+    let raw = raw_text(&zoo, &huge);
+    assert!(raw.starts_with("HTTP/1.1 431"), "{:?}", raw.get(..100));
+}
