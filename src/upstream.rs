@@ -8,6 +8,7 @@
 //! knows each request's upstream: no pool key is hashed per request, and a connection goes
 //! back to its pool when the response body ends, without a task per request.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,8 +49,73 @@ pub const MAX_HEAD_FIELDS: usize = 4096;
 pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 
 /// A request body as sent upstream: the client's stream as is, the same cut at a route's
-/// `max_body`, or none (which a resend can send again).
-pub type UpstreamBody = Either<Incoming, Either<Limited<Incoming>, Empty<Bytes>>>;
+/// `max_body`, or none (which a resend can send again); a stream fails once the client
+/// leaves `client_body_timeout` between two of its reads.
+pub type UpstreamBody = Either<ClientBody, Either<Limited<ClientBody>, Empty<Bytes>>>;
+
+/// The client's request body, failed with [`ClientBodyTimeout`] when the client sends nothing
+/// of it for `timeout`, so that a client that stopped sending does not hold the app's
+/// connection until the route's `timeout` (nginx's `client_body_timeout`). The timer is made
+/// only when a read first has to wait.
+pub struct ClientBody {
+    body: Incoming,
+    timeout: Duration,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The client sent nothing of its request body for `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for {0:?}")]
+pub struct ClientBodyTimeout(pub Duration);
+
+impl ClientBody {
+    #[must_use]
+    pub fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            idle: None,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(idle) = &mut this.idle {
+                    idle.as_mut().reset(crate::deadline::after(this.timeout));
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let idle = this.idle.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(crate::deadline::after(timeout)))
+                });
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyTimeout(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

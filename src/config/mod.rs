@@ -129,6 +129,8 @@ pub struct Config {
     /// Idle time allowed between two requests on a kept-alive HTTP/1.1 connection; zero
     /// turns keep-alive off (each response closes its connection).
     pub keepalive_timeout: Duration,
+    /// Longest pause allowed between two reads of a request body being forwarded.
+    pub client_body_timeout: Duration,
     /// Client networks whose `Forwarded`/`X-Forwarded-*` zoo keeps and appends to (a load
     /// balancer in front); from anyone else they are replaced.
     pub trust_forwarded: Vec<Network>,

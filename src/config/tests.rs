@@ -93,6 +93,7 @@ fn parse_design_example() {
         shutdown_delay: Duration::ZERO,
         client_header_timeout: Duration::from_secs(30),
         keepalive_timeout: Duration::from_secs(75),
+        client_body_timeout: Duration::from_secs(60),
         trust_forwarded: vec![],
         tls: None,
         apps: vec![
@@ -386,7 +387,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`"
                 .to_owned()
         )
     );
@@ -845,6 +846,7 @@ fn protocol_limits_and_timeouts_parse() {
     let config = ok(r#"
 client_header_timeout = "2s"
 keepalive_timeout = 0
+client_body_timeout = "5s"
 tls = { cert = "cert.pem", key = "tls/key.pem" }
 [apps.grpc]
 command = "python server.py"
@@ -854,6 +856,7 @@ protocol = "h2c"
 "#);
     assert_eq!(config.client_header_timeout, Duration::from_secs(2));
     assert_eq!(config.keepalive_timeout, Duration::ZERO);
+    assert_eq!(config.client_body_timeout, Duration::from_secs(5));
     let tls = config.tls.unwrap();
     assert_eq!(
         (tls.cert.as_path(), tls.key.as_path()),

@@ -9,7 +9,7 @@ use http_body_util::{Either, Full};
 
 use super::ZooBody;
 use crate::route::PathError;
-use crate::upstream::SendError;
+use crate::upstream::{ClientBodyTimeout, SendError};
 
 /// What a 405 says zoo serves: every method but `CONNECT` and `TRACE`.
 const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
@@ -34,6 +34,8 @@ pub enum ProxyError {
         #[source]
         source: SendError,
     },
+    #[error("the client sent nothing of its request body for {after:?} (client_body_timeout)")]
+    BodyTimeout { after: Duration },
     #[error("the request target is not valid once normalised")]
     BadTarget,
     #[error("no route for {path}")]
@@ -73,6 +75,7 @@ impl ProxyError {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -106,6 +109,7 @@ impl ProxyError {
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
             | Self::BadBody { .. }
+            | Self::BodyTimeout { .. }
             | Self::NoRoute { .. }
             | Self::ConnectProtocol { .. } => None,
         }
@@ -147,6 +151,8 @@ impl ProxyError {
 pub(super) enum BodyFault {
     /// It went over the route's `max_body`.
     TooLarge,
+    /// The client paused longer than `client_body_timeout` in it.
+    Stalled(Duration),
     /// It could not be read: bad chunked framing, or the client went away.
     Unreadable,
 }
@@ -157,6 +163,9 @@ pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> 
     while let Some(error) = cause {
         if error.is::<http_body_util::LengthLimitError>() {
             return Some(BodyFault::TooLarge);
+        }
+        if let Some(ClientBodyTimeout(after)) = error.downcast_ref() {
+            return Some(BodyFault::Stalled(*after));
         }
         // hyper's "user body" errors are failures of the body zoo sent: the client's.
         user_body |= error
@@ -263,6 +272,25 @@ mod tests {
         assert_eq!(body_fault(error.as_ref()), Some(BodyFault::TooLarge));
         let other = std::io::Error::other("reset");
         assert_eq!(body_fault(&other), None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_408_and_found_in_a_chain() {
+        let after = Duration::from_secs(60);
+        let (status, body, _) = body_of(ProxyError::BodyTimeout { after }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "408 Request Timeout: the client sent nothing of its request body for 60s \
+                 (client_body_timeout)\n"
+            )
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("sending the body")]
+        struct Sending(#[source] Box<dyn StdError + Send + Sync>);
+        let wrapped = Sending(ClientBodyTimeout(after).into());
+        assert_eq!(body_fault(&wrapped), Some(BodyFault::Stalled(after)));
     }
 
     #[tokio::test]

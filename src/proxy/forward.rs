@@ -19,7 +19,7 @@ use super::{ProxyError, ZooBody, headers, tunnel};
 use crate::route;
 use crate::runtime::Upstream;
 use crate::telemetry::Metrics;
-use crate::upstream::{ResponseBody, UpstreamBody};
+use crate::upstream::{ClientBody, ResponseBody, UpstreamBody};
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -173,12 +173,14 @@ pub(super) struct Limits<'a> {
     pub(super) timeout: Duration,
     /// How long to wait for an app that is not ready (or refused a connection).
     pub(super) wait: Duration,
+    /// `client_body_timeout`: the longest pause between two reads of the request body.
+    pub(super) body_timeout: Duration,
     pub(super) route: &'a str,
 }
 
 /// The request with its body as sent upstream: none at all when it has none (so it can be
-/// sent again), cut at the route's `max_body` otherwise. A declared length over the limit is
-/// refused before any of the body is read.
+/// sent again), else held to `client_body_timeout` and cut at the route's `max_body`. A
+/// declared length over the limit is refused before any of the body is read.
 fn limit_body(
     request: Request<Incoming>,
     limits: &Limits<'_>,
@@ -194,11 +196,11 @@ fn limit_body(
             });
         }
         Either::Right(Either::Left(Limited::new(
-            body,
+            ClientBody::new(body, limits.body_timeout),
             usize::try_from(limit).unwrap_or(usize::MAX),
         )))
     } else {
-        Either::Left(body)
+        Either::Left(ClientBody::new(body, limits.body_timeout))
     };
     Ok(Request::from_parts(parts, body))
 }
@@ -279,6 +281,7 @@ async fn send(
                 route: limits.route.to_owned(),
                 limit: limits.max_body.unwrap_or_default(),
             },
+            Some(BodyFault::Stalled(after)) => ProxyError::BodyTimeout { after },
             Some(BodyFault::Unreadable) => ProxyError::BadBody {
                 upstream: upstream.describe(),
                 source,

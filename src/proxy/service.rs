@@ -208,6 +208,7 @@ impl ProxyService {
                     max_body: *max_body,
                     timeout: *timeout,
                     wait: *wait,
+                    body_timeout: runtime.config.client_body_timeout,
                     route: matched.key,
                 };
                 let trusted = runtime

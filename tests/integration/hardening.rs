@@ -29,8 +29,19 @@ struct FakeUpstream {
     heads: Arc<Mutex<Vec<String>>>,
 }
 
+/// Whether a fake upstream reads the whole request (to EOF) before it answers.
+#[derive(Clone, Copy)]
+enum Answers {
+    AfterHead,
+    AfterEof,
+}
+
 impl FakeUpstream {
     fn start(parts: &'static [&'static [u8]]) -> FakeUpstream {
+        FakeUpstream::start_answering(parts, Answers::AfterHead)
+    }
+
+    fn start_answering(parts: &'static [&'static [u8]], answers: Answers) -> FakeUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind a fake upstream");
         let port = listener.local_addr().expect("local_addr").port();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -39,7 +50,7 @@ impl FakeUpstream {
             for stream in listener.incoming().take(FAKE_CONNECTIONS) {
                 let Ok(stream) = stream else { continue };
                 let seen = Arc::clone(&seen);
-                thread::spawn(move || answer(stream, parts, &seen));
+                thread::spawn(move || answer(stream, parts, answers, &seen));
             }
         });
         FakeUpstream { port, heads }
@@ -50,7 +61,7 @@ impl FakeUpstream {
     }
 }
 
-fn answer(mut stream: TcpStream, parts: &[&[u8]], seen: &Mutex<Vec<String>>) {
+fn answer(mut stream: TcpStream, parts: &[&[u8]], answers: Answers, seen: &Mutex<Vec<String>>) {
     let _ = stream.set_read_timeout(Some(FAKE_READ_TIMEOUT));
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -63,6 +74,9 @@ fn answer(mut stream: TcpStream, parts: &[&[u8]], seen: &Mutex<Vec<String>>) {
     seen.lock()
         .unwrap()
         .push(String::from_utf8_lossy(&head).into_owned());
+    if let Answers::AfterEof = answers {
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
     for (index, part) in parts.iter().enumerate() {
         if index > 0 {
             // The upstream's own pacing, not a synchronisation: zoo must have passed the
@@ -659,4 +673,40 @@ fn heads_are_limited_by_bytes_not_by_a_hundred_fields() {
     );
     let raw = raw_text(&zoo, &huge);
     assert!(raw.starts_with("HTTP/1.1 431"), "{:?}", raw.get(..100));
+}
+
+#[test]
+fn a_client_that_stops_sending_its_body_gets_408() {
+    let upstream = FakeUpstream::start_answering(OK_RESPONSE, Answers::AfterEof);
+    let zoo = zoo_in_front_of(&[&upstream], "client_body_timeout = \"1s\"\n");
+    for (what, start) in [
+        (
+            "a sized body",
+            "POST /0/ HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789",
+        ),
+        (
+            "a chunked body",
+            "POST /0/ HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(zoo.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let began = std::time::Instant::now();
+        stream.write_all(start.as_bytes()).unwrap();
+        let response = read_one_response(&mut stream);
+        assert!(
+            response
+                .as_ref()
+                .is_ok_and(|text| text.starts_with("HTTP/1.1 408")),
+            "{what}: {response:?}\n{}",
+            zoo.output()
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{what}: {:?}",
+            began.elapsed()
+        );
+    }
 }
