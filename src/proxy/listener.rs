@@ -22,7 +22,7 @@ use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
 use super::sniff::sniff;
 use crate::runtime::Serving;
-use crate::upstream::{MAX_HEAD_BYTES, MAX_HEAD_FIELDS, MAX_HEADER_LIST_BYTES};
+use crate::upstream::{MAX_HEAD_BYTES, MAX_HEADER_LIST_BYTES};
 
 /// hyper's read buffer: [`MAX_HEAD_BYTES`], so that a head of that size fits. It sizes the
 /// reads of request bodies too: 64 KiB cost 1 MiB uploads about 15% more CPU per request than
@@ -143,8 +143,7 @@ impl Builders {
             .keep_alive(!keepalive.is_zero())
             .max_buf_size(READ_BUFFER_BYTES)
             // Larger heads are answered 431.
-            .max_header_size(MAX_HEAD_BYTES)
-            .max_headers(MAX_HEAD_FIELDS);
+            .max_header_size(MAX_HEAD_BYTES);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         // RFC 8441: lets h2 clients open WebSockets (h2_websocket.rs).
         h2.timer(TokioTimer::new())
