@@ -151,7 +151,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
         tokio::time::sleep(shutdown_delay).await;
     }
     tracing::info!("shutting down: draining requests, then stopping apps");
-    let deadline = Instant::now() + grace;
+    let deadline = crate::deadline::after(grace);
     control.stop_accepting();
     acceptors.close();
     acceptors.wait().await;

@@ -10,6 +10,7 @@ mod compose;
 mod compress;
 pub mod config;
 mod control;
+mod deadline;
 mod files;
 mod listeners;
 pub mod log;

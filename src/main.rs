@@ -11,6 +11,24 @@ use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use zoo::admin_client::{DEFAULT_CONFIG, Target};
 
+// The CLI prints through these rather than std's macros, which panic when the stream is
+// closed: `zoo check | head -1` must end quietly on EPIPE, not with a backtrace and exit 101.
+// Defined before any use, they shadow std's in this file; a failed write is dropped (there is
+// nobody left to tell), and the command ends with the exit code it had anyway.
+macro_rules! print {
+    ($($arg:tt)*) => { write_quietly(&mut std::io::stdout().lock(), format_args!($($arg)*)) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { write_quietly(&mut std::io::stderr().lock(), format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    ($($arg:tt)*) => { eprint!("{}\n", format_args!($($arg)*)) };
+}
+
+fn write_quietly(stream: &mut impl std::io::Write, text: std::fmt::Arguments<'_>) {
+    let _ = stream.write_fmt(text).and_then(|()| stream.flush());
+}
+
 /// Exit code for an invalid config or command line (like `nginx -t`).
 const EXIT_INVALID: u8 = 2;
 

@@ -8,6 +8,7 @@
 //! knows each request's upstream: no pool key is hashed per request, and a connection goes
 //! back to its pool when the response body ends, without a task per request.
 
+use std::future::Future as _;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,10 +37,86 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Idle connections kept per pool; more are closed when they come back.
 const MAX_IDLE: usize = 256;
+/// Largest message head (start line and fields) zoo reads, from clients (listener.rs) and
+/// from upstreams, HTTP/1.1 and HTTP/2 (its header list) alike, limited by bytes as nginx and
+/// Caddy limit them.
+///
+/// hyper's HTTP/1.1 parser also caps the field count at 100, and that cap stays: raising it
+/// (`max_headers`) makes hyper fill a heap buffer of that many slots for every head it parses
+/// (`SmallVec::from_elem`), measured at 78,000 instructions per proxied request with 4,096
+/// slots, twice zoo's whole cost per request (bench/guard.sh).
+pub const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// [`MAX_HEAD_BYTES`] as HTTP/2's `SETTINGS_MAX_HEADER_LIST_SIZE` (hyper's default is 16 KiB).
+pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 
 /// A request body as sent upstream: the client's stream as is, the same cut at a route's
-/// `max_body`, or none (which a resend can send again).
-pub type UpstreamBody = Either<Incoming, Either<Limited<Incoming>, Empty<Bytes>>>;
+/// `max_body`, or none (which a resend can send again); a stream fails once the client
+/// leaves `client_body_timeout` between two of its reads.
+pub type UpstreamBody = Either<ClientBody, Either<Limited<ClientBody>, Empty<Bytes>>>;
+
+/// The client's request body, failed with [`ClientBodyTimeout`] when the client sends nothing
+/// of it for `timeout`, so that a client that stopped sending does not hold the app's
+/// connection until the route's `timeout` (nginx's `client_body_timeout`). The timer is made
+/// only when a read first has to wait.
+pub struct ClientBody {
+    body: Incoming,
+    timeout: Duration,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The client sent nothing of its request body for `client_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for {0:?}")]
+pub struct ClientBodyTimeout(pub Duration);
+
+impl ClientBody {
+    #[must_use]
+    pub fn new(body: Incoming, timeout: Duration) -> Self {
+        Self {
+            body,
+            timeout,
+            idle: None,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some(idle) = &mut this.idle {
+                    idle.as_mut().reset(crate::deadline::after(this.timeout));
+                }
+                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let idle = this.idle.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(crate::deadline::after(timeout)))
+                });
+                match idle.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyTimeout(timeout).into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -184,7 +261,11 @@ impl Pool {
                                 addr: app_addr,
                                 ended: false,
                             });
-                        return Ok(response.map(|body| ResponseBody { body, reuse }));
+                        return Ok(response.map(|body| ResponseBody {
+                            body,
+                            first: None,
+                            reuse,
+                        }));
                     }
                     Err(mut error) => match error.take_message() {
                         Some(unsent) if reused => request = unsent,
@@ -293,6 +374,7 @@ impl Pool {
         let addr = tcp.peer_addr().map_err(SendError::Connect)?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEADER_LIST_BYTES)
             .handshake(TokioIo::new(tcp))
             .await?;
         tokio::spawn(connection);
@@ -346,6 +428,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
+        .max_header_size(MAX_HEAD_BYTES)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(connection.with_upgrades());
@@ -361,6 +444,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// connection goes back to the pool for the next request.
 pub struct ResponseBody {
     body: Incoming,
+    /// The first frame, when [`ResponseBody::take_ready_start`] found it already there; it
+    /// goes out before anything else.
+    first: Option<Frame<Bytes>>,
     reuse: Option<Reuse>,
 }
 
@@ -383,7 +469,40 @@ impl std::fmt::Debug for ResponseBody {
 
 impl ResponseBody {
     fn unpooled(body: Incoming) -> Self {
-        Self { body, reuse: None }
+        Self {
+            body,
+            first: None,
+            reuse: None,
+        }
+    }
+
+    /// Takes the body's first frame if the upstream's connection already has it, without
+    /// waiting; fails if the body already failed (bad chunked framing, cut short). Done before
+    /// the response head is passed on, so that such an upstream can still be answered 502:
+    /// hyper writes a head only together with the first body frame (or when the body is
+    /// pending), and a body that fails at once would give the client an empty reply. Never
+    /// waits, so a stream whose first event comes later (SSE) is not held back.
+    pub async fn take_ready_start(&mut self) -> Result<(), hyper::Error> {
+        if self.first.is_some() || self.body.is_end_stream() {
+            return Ok(());
+        }
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => Ok(()),
+                Poll::Ready(None) => {
+                    if let Some(reuse) = &mut self.reuse {
+                        reuse.ended = true;
+                    }
+                    Ok(())
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.first = Some(frame);
+                    Ok(())
+                }
+                Poll::Ready(Some(Err(error))) => Err(error),
+            })
+        })
+        .await
     }
 }
 
@@ -396,6 +515,9 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         if let (Poll::Ready(None), Some(reuse)) = (&polled, &mut this.reuse) {
             reuse.ended = true;
@@ -404,11 +526,22 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.first.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        let rest = self.body.size_hint();
+        // hyper frames the response to the client by this hint: the frame taken early counts.
+        let Some(first) = self.first.as_ref().and_then(Frame::data_ref) else {
+            return rest;
+        };
+        let first = u64::try_from(first.len()).unwrap_or(u64::MAX);
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(first));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(first));
+        }
+        hint
     }
 }
 

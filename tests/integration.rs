@@ -18,6 +18,7 @@ mod integration {
     mod examples;
     mod h2_clients;
     mod h2_websocket;
+    mod hardening;
     mod healthcheck;
     mod kinds;
     mod no_loss;

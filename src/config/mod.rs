@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 pub use diagnostic::Diagnostic;
-pub use duration::parse as parse_duration;
+pub use duration::{MAX as MAX_DURATION, parse as parse_duration};
 use keyword::keyword_enum;
 pub use schedule::Schedule;
 
@@ -103,17 +103,9 @@ pub fn parse(
             })
             .collect::<Vec<_>>()
     };
-    let mut diagnostics: Vec<(usize, Diagnostic)> = problems
-        .into_iter()
-        .map(|(span, message)| (span.start, Diagnostic::new(source, span, message)))
-        .collect();
-    diagnostics.sort_by_key(|(start, _)| *start);
     Err(ConfigError::Invalid {
         path: path.to_path_buf(),
-        diagnostics: diagnostics
-            .into_iter()
-            .map(|(_, diagnostic)| diagnostic)
-            .collect(),
+        diagnostics: Diagnostic::locate_all(source, problems),
     })
 }
 
@@ -139,6 +131,11 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// Time a client has to send a complete request head before zoo closes the connection.
     pub client_header_timeout: Duration,
+    /// Idle time allowed between two requests on a kept-alive HTTP/1.1 connection; zero
+    /// turns keep-alive off (each response closes its connection).
+    pub keepalive_timeout: Duration,
+    /// Longest pause allowed between two reads of a request body being forwarded.
+    pub client_body_timeout: Duration,
     /// Client networks whose `Forwarded`/`X-Forwarded-*` zoo keeps and appends to (a load
     /// balancer in front); from anyone else they are replaced.
     pub trust_forwarded: Vec<Network>,

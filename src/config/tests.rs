@@ -93,6 +93,8 @@ fn parse_design_example() {
         grace: Duration::from_secs(10),
         shutdown_delay: Duration::ZERO,
         client_header_timeout: Duration::from_secs(30),
+        keepalive_timeout: Duration::from_secs(75),
+        client_body_timeout: Duration::from_secs(60),
         trust_forwarded: vec![],
         tls: None,
         apps: vec![
@@ -403,7 +405,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`"
                 .to_owned()
         )
     );
@@ -870,6 +872,8 @@ live = { http = "/health", interval = "500ms", failures = 2 }
 fn protocol_limits_and_timeouts_parse() {
     let config = ok(r#"
 client_header_timeout = "2s"
+keepalive_timeout = 0
+client_body_timeout = "5s"
 tls = { cert = "cert.pem", key = "tls/key.pem" }
 [apps.grpc]
 command = "python server.py"
@@ -878,6 +882,8 @@ protocol = "h2c"
 "/grpc" = { app = "grpc", max_body = 1048576, timeout = "500ms" }
 "#);
     assert_eq!(config.client_header_timeout, Duration::from_secs(2));
+    assert_eq!(config.keepalive_timeout, Duration::ZERO);
+    assert_eq!(config.client_body_timeout, Duration::from_secs(5));
     let tls = config.tls.unwrap();
     assert_eq!(
         (tls.cert.as_path(), tls.key.as_path()),

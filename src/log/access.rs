@@ -73,22 +73,49 @@ fn seconds(duration: std::time::Duration) -> String {
     format!("{:.6}", duration.as_secs_f64())
 }
 
+/// Text as nginx writes it into a log line: `"`, `\`, control bytes and every byte outside
+/// printable ASCII as `\xHH`, so that what a client sent (a target with `"` in it) cannot end
+/// a field and forge the ones after it, nor a line.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.bytes().position(needs_escape) {
+            let (plain, from) = rest.split_at(at);
+            out.write_str(plain)?;
+            // The byte may start a multi-byte character: each byte of it is written escaped.
+            let width = from.chars().next().map_or(1, char::len_utf8);
+            let (escaped, after) = from.split_at(width);
+            for byte in escaped.bytes() {
+                write!(out, "\\x{byte:02X}")?;
+            }
+            rest = after;
+        }
+        out.write_str(rest)
+    }
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || !(0x20..0x7f).contains(&byte)
+}
+
 /// The Common Log Format (`client - - [time] "request" status bytes`), then the route, the
-/// upstream and the timings in seconds.
+/// upstream and the timings in seconds. Every text field is [`Escaped`].
 fn access_common(entry: &AccessEntry<'_>) -> String {
     format!(
         "{} - - [{}] \"{} {} {:?}\" {} {} route={} upstream={} duration={} upstream_time={}\n",
         entry.client,
         humantime::format_rfc3339_millis(SystemTime::now()),
-        entry.method,
-        entry.target,
+        Escaped(entry.method),
+        Escaped(entry.target),
         entry.version,
         entry.status,
         entry
             .bytes
             .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string()),
-        entry.route,
-        entry.upstream,
+        Escaped(entry.route),
+        Escaped(entry.upstream),
         seconds(entry.duration),
         entry.upstream_time.map_or_else(|| "-".to_owned(), seconds),
     )
@@ -142,6 +169,34 @@ mod tests {
         assert!(
             line.ends_with("] \"GET /node/a?x=1 HTTP/1.1\" 200 26 route=/node upstream=node duration=0.001500 upstream_time=0.001200\n"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn common_line_escapes_what_could_forge_a_field_as_nginx_does() {
+        for (target, written) in [
+            ("/r/x\"_200_route=/admin", "/r/x\\x22_200_route=/admin"),
+            ("/a\\b", "/a\\x5Cb"),
+            ("/a\nb\r\tc\u{7f}", "/a\\x0Ab\\x0D\\x09c\\x7F"),
+            ("/caf\u{e9}", "/caf\\xC3\\xA9"),
+            ("/\u{1F600}!", "/\\xF0\\x9F\\x98\\x80!"),
+        ] {
+            let line = access_common(&AccessEntry { target, ..entry() });
+            assert!(
+                line.contains(&format!("\"GET {written} HTTP/1.1\" 200 ")),
+                "{target:?}: {line}"
+            );
+            assert_eq!(line.matches('"').count(), 2, "{line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+        }
+        let route = access_common(&AccessEntry {
+            route: "/\"x",
+            upstream: "a b\"",
+            ..entry()
+        });
+        assert!(
+            route.contains("route=/\\x22x upstream=a b\\x22 "),
+            "{route}"
         );
     }
 

@@ -38,10 +38,22 @@ pub fn format() -> Format {
     FORMAT.get().copied().unwrap_or(Format::Text)
 }
 
+/// The libraries whose own log lines are shown only at `error` unless `RUST_LOG` says
+/// otherwise: they log per handshake or per connection (rustls warns on every ClientHello that
+/// names an IP address, as wrk and many health checkers send: 278,000 lines in one benchmark),
+/// and zoo reports what matters of their errors itself, once per request at most.
+const QUIET_LIBRARIES: &str =
+    "rustls=error,tokio_rustls=error,hyper=error,hyper_util=error,h2=error";
+
+/// The filter used without `RUST_LOG`: zoo's lines from `level` up, the libraries' errors.
+fn default_filter(level: &str) -> EnvFilter {
+    EnvFilter::new(format!("{level},{QUIET_LIBRARIES}"))
+}
+
 /// Installs the subscriber; `level` is the default filter, `RUST_LOG` overrides it.
 pub fn init(level: &str, format: Format) {
     let _ = FORMAT.set(format);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -148,6 +160,50 @@ impl Visit for JsonFields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A writer the test reads back: what a subscriber wrote, shared.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn library_lines_below_error_are_off_by_default() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(default_filter("info"))
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "rustls::server::hs", "Illegal SNI extension");
+            tracing::warn!(target: "hyper::proto::h1", "library warning");
+            tracing::info!(target: "h2::codec", "library info");
+            tracing::error!(target: "rustls::conn", "library error");
+            tracing::info!(target: "zoo::proxy", "zoo info");
+            tracing::debug!(target: "zoo::proxy", "zoo debug");
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let kept: Vec<&str> = [
+            "Illegal SNI",
+            "library warning",
+            "library info",
+            "library error",
+        ]
+        .into_iter()
+        .chain(["zoo info", "zoo debug"])
+        .filter(|message| text.contains(message))
+        .collect();
+        assert_eq!(kept, ["library error", "zoo info"], "{text}");
+    }
 
     #[test]
     fn text_app_lines_carry_the_padded_prefix() {

@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::ServedBody;
+use super::keepalive::{Activity, RequestActive};
 use super::service::ProxyService;
 
 /// The proxy service, each of its requests tracked by `requests` until its response ends.
@@ -28,6 +30,8 @@ pub struct Counted {
     pub service: ProxyService,
     /// The requests being answered; `crate::run` waits for it to empty before it stops apps.
     pub requests: TaskTracker,
+    /// This connection's requests in flight, for its idle and header timeouts (keepalive.rs).
+    pub activity: Arc<Activity>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Counted {
@@ -37,7 +41,7 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
 
     fn call(&self, request: Request<Incoming>) -> Answering {
         Answering {
-            token: Some(self.requests.token()),
+            token: Some((self.requests.token(), self.activity.request_started())),
             answer: self.service.call(request),
         }
     }
@@ -45,7 +49,7 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
 
 /// The proxy's answer to one request, still holding its token.
 pub struct Answering {
-    token: Option<TaskTrackerToken>,
+    token: Option<(TaskTrackerToken, RequestActive)>,
     answer: <ProxyService as hyper::service::Service<Request<Incoming>>>::Future,
 }
 
@@ -65,7 +69,7 @@ impl Future for Answering {
 /// A response body that keeps its request counted until hyper drops it.
 pub struct CountedBody {
     body: ServedBody,
-    _token: Option<TaskTrackerToken>,
+    _token: Option<(TaskTrackerToken, RequestActive)>,
 }
 
 impl Body for CountedBody {
@@ -100,7 +104,7 @@ mod tests {
             body: Either::Left(Either::Left(Either::Right(Full::new(Bytes::from_static(
                 b"streamed",
             ))))),
-            _token: Some(requests.token()),
+            _token: Some((requests.token(), Activity::accepted().request_started())),
         };
         requests.close();
         assert_eq!(requests.len(), 1);

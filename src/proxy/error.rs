@@ -9,7 +9,10 @@ use http_body_util::{Either, Full};
 
 use super::ZooBody;
 use crate::route::PathError;
-use crate::upstream::SendError;
+use crate::upstream::{ClientBodyTimeout, SendError};
+
+/// What a 405 says zoo serves: every method but `CONNECT` and `TRACE`.
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -19,6 +22,8 @@ pub enum ProxyError {
     TransferCoding,
     #[error("{0}")]
     Host(&'static str),
+    #[error("method {method} is not served: zoo is a reverse proxy, not a forward one")]
+    MethodNotAllowed { method: &'static str },
     #[error("request target longer than {limit} bytes")]
     UriTooLong { limit: usize },
     #[error("request body over route `{route}`'s max_body of {limit} bytes")]
@@ -29,6 +34,8 @@ pub enum ProxyError {
         #[source]
         source: SendError,
     },
+    #[error("the client sent nothing of its request body for {after:?} (client_body_timeout)")]
+    BodyTimeout { after: Duration },
     #[error("the request target is not valid once normalised")]
     BadTarget,
     #[error("no route for {path}")]
@@ -45,6 +52,13 @@ pub enum ProxyError {
     Timeout { upstream: String, after: Duration },
     #[error("extended CONNECT for `:protocol` `{protocol}` is not supported (only websocket)")]
     ConnectProtocol { protocol: String },
+    #[error("{upstream} sent a response with {fault}")]
+    UpstreamFraming {
+        upstream: String,
+        fault: &'static str,
+    },
+    #[error("{upstream} switched protocols (101) to a request that asked for no WebSocket")]
+    UnsolicitedUpgrade { upstream: String },
     #[error("the upstream's WebSocket handshake has a wrong Sec-WebSocket-Accept")]
     WebSocketAccept,
     #[error("the upstream answered {status} to a WebSocket handshake instead of 101")]
@@ -57,15 +71,20 @@ impl ProxyError {
         match self {
             Self::BadPath(_) | Self::BadTarget | Self::Host(_) => StatusCode::BAD_REQUEST,
             Self::TransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ConnectProtocol { .. } => StatusCode::NOT_IMPLEMENTED,
-            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamFraming { .. }
+            | Self::UnsolicitedUpgrade { .. }
+            | Self::WebSocketAccept
+            | Self::WebSocketNotSwitched { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -78,14 +97,19 @@ impl ProxyError {
             Self::Upstream { source, .. } if source.is_connect() => Some("connect"),
             Self::Upstream { .. } => Some("exchange"),
             Self::Timeout { .. } => Some("timeout"),
-            Self::WebSocketAccept | Self::WebSocketNotSwitched { .. } => Some("exchange"),
+            Self::UpstreamFraming { .. }
+            | Self::UnsolicitedUpgrade { .. }
+            | Self::WebSocketAccept
+            | Self::WebSocketNotSwitched { .. } => Some("exchange"),
             Self::BadPath(_)
             | Self::BadTarget
             | Self::TransferCoding
             | Self::Host(_)
+            | Self::MethodNotAllowed { .. }
             | Self::UriTooLong { .. }
             | Self::BodyTooLarge { .. }
             | Self::BadBody { .. }
+            | Self::BodyTimeout { .. }
             | Self::NoRoute { .. }
             | Self::ConnectProtocol { .. } => None,
         }
@@ -107,8 +131,15 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Self::NotReady { .. } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            Self::NotReady { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 9110 15.5.6: a 405 lists the methods the target does take.
+            Self::MethodNotAllowed { .. } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+            }
+            _ => {}
         }
         response
     }
@@ -120,6 +151,8 @@ impl ProxyError {
 pub(super) enum BodyFault {
     /// It went over the route's `max_body`.
     TooLarge,
+    /// The client paused longer than `client_body_timeout` in it.
+    Stalled(Duration),
     /// It could not be read: bad chunked framing, or the client went away.
     Unreadable,
 }
@@ -130,6 +163,9 @@ pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> 
     while let Some(error) = cause {
         if error.is::<http_body_util::LengthLimitError>() {
             return Some(BodyFault::TooLarge);
+        }
+        if let Some(ClientBodyTimeout(after)) = error.downcast_ref() {
+            return Some(BodyFault::Stalled(*after));
         }
         // hyper's "user body" errors are failures of the body zoo sent: the client's.
         user_body |= error
@@ -158,7 +194,9 @@ mod tests {
     async fn body_of(error: ProxyError) -> (StatusCode, String, Option<HeaderValue>) {
         let response = error.into_response();
         let status = response.status();
-        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let retry = (response.headers().get(header::RETRY_AFTER))
+            .or_else(|| response.headers().get(header::ALLOW))
+            .cloned();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(bytes.to_vec()).unwrap(), retry)
     }
@@ -183,6 +221,22 @@ mod tests {
                 "501 Not Implemented: Transfer-Encoding other than `chunked` is not supported\n"
             )
         );
+    }
+
+    #[tokio::test]
+    async fn connect_and_trace_are_405_with_allow() {
+        for method in ["CONNECT", "TRACE"] {
+            let (status, body, allow) = body_of(ProxyError::MethodNotAllowed { method }).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(
+                body,
+                format!(
+                    "405 Method Not Allowed: method {method} is not served: zoo is a reverse \
+                     proxy, not a forward one\n"
+                )
+            );
+            assert_eq!(allow.unwrap(), ALLOWED_METHODS);
+        }
     }
 
     #[tokio::test]
@@ -218,6 +272,25 @@ mod tests {
         assert_eq!(body_fault(error.as_ref()), Some(BodyFault::TooLarge));
         let other = std::io::Error::other("reset");
         assert_eq!(body_fault(&other), None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_408_and_found_in_a_chain() {
+        let after = Duration::from_secs(60);
+        let (status, body, _) = body_of(ProxyError::BodyTimeout { after }).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "408 Request Timeout: the client sent nothing of its request body for 60s \
+                 (client_body_timeout)\n"
+            )
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("sending the body")]
+        struct Sending(#[source] Box<dyn StdError + Send + Sync>);
+        let wrapped = Sending(ClientBodyTimeout(after).into());
+        assert_eq!(body_fault(&wrapped), Some(BodyFault::Stalled(after)));
     }
 
     #[tokio::test]
@@ -307,6 +380,35 @@ mod tests {
                 StatusCode::BAD_GATEWAY,
                 "502 Bad Gateway: the upstream answered 200 OK to a WebSocket handshake \
                  instead of 101\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn misframed_and_unsolicited_upstream_responses_are_502_naming_the_app() {
+        let error = ProxyError::UpstreamFraming {
+            upstream: "app `web`".into(),
+            fault: "both Content-Length and Transfer-Encoding",
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: app `web` sent a response with both Content-Length and \
+                 Transfer-Encoding\n"
+            )
+        );
+        let error = ProxyError::UnsolicitedUpgrade {
+            upstream: "app `web`".into(),
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::BAD_GATEWAY,
+                "502 Bad Gateway: app `web` switched protocols (101) to a request that asked \
+                 for no WebSocket\n"
             )
         );
     }

@@ -19,7 +19,7 @@ use super::{ProxyError, ZooBody, headers, tunnel};
 use crate::route;
 use crate::runtime::Upstream;
 use crate::telemetry::Metrics;
-use crate::upstream::{ResponseBody, UpstreamBody};
+use crate::upstream::{ClientBody, ResponseBody, UpstreamBody};
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -110,6 +110,7 @@ impl ProxyService {
         let sent = Instant::now();
         let mut response = send(request, upstream, limits, &self.serving.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
+        check_response(&mut response, upstream, client_upgrade.is_some()).await?;
 
         let headers = response.headers_mut();
         headers::remove_hop_by_hop(headers);
@@ -133,18 +134,53 @@ impl ProxyService {
     }
 }
 
+/// Refuses (502) an upstream response that zoo cannot pass on as it decoded it: framing other
+/// than what hyper decoded (RFC 9112 6.1: `Content-Length` beside `Transfer-Encoding`, or a
+/// coding other than `chunked` that would reach the client unnamed), a `101` nobody asked for
+/// (the client would be left on a connection in an unknown protocol), and a body that already
+/// failed before any of it was sent (the client would otherwise get an empty reply).
+async fn check_response(
+    response: &mut Response<ResponseBody>,
+    upstream: &Upstream,
+    client_asked_upgrade: bool,
+) -> Result<(), ProxyError> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && !(client_asked_upgrade && tunnel::wants_websocket_answer(response.headers()))
+    {
+        return Err(ProxyError::UnsolicitedUpgrade {
+            upstream: upstream.describe(),
+        });
+    }
+    if let Some(fault) = headers::response_framing_fault(response.headers()) {
+        return Err(ProxyError::UpstreamFraming {
+            upstream: upstream.describe(),
+            fault,
+        });
+    }
+    response
+        .body_mut()
+        .take_ready_start()
+        .await
+        .map_err(|source| ProxyError::Upstream {
+            upstream: upstream.describe(),
+            source: source.into(),
+        })
+}
+
 /// The per-route limits a forwarded request is held to.
 pub(super) struct Limits<'a> {
     pub(super) max_body: Option<u64>,
     pub(super) timeout: Duration,
     /// How long to wait for an app that is not ready (or refused a connection).
     pub(super) wait: Duration,
+    /// `client_body_timeout`: the longest pause between two reads of the request body.
+    pub(super) body_timeout: Duration,
     pub(super) route: &'a str,
 }
 
 /// The request with its body as sent upstream: none at all when it has none (so it can be
-/// sent again), cut at the route's `max_body` otherwise. A declared length over the limit is
-/// refused before any of the body is read.
+/// sent again), else held to `client_body_timeout` and cut at the route's `max_body`. A
+/// declared length over the limit is refused before any of the body is read.
 fn limit_body(
     request: Request<Incoming>,
     limits: &Limits<'_>,
@@ -160,11 +196,11 @@ fn limit_body(
             });
         }
         Either::Right(Either::Left(Limited::new(
-            body,
+            ClientBody::new(body, limits.body_timeout),
             usize::try_from(limit).unwrap_or(usize::MAX),
         )))
     } else {
-        Either::Left(body)
+        Either::Left(ClientBody::new(body, limits.body_timeout))
     };
     Ok(Request::from_parts(parts, body))
 }
@@ -197,7 +233,7 @@ async fn send(
     metrics: &Metrics,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let attempt = async {
-        let waiting_until = Instant::now() + limits.wait;
+        let waiting_until = crate::deadline::after(limits.wait);
         let mut request = request;
         let mut resent_after_writing = 0;
         loop {
@@ -245,6 +281,7 @@ async fn send(
                 route: limits.route.to_owned(),
                 limit: limits.max_body.unwrap_or_default(),
             },
+            Some(BodyFault::Stalled(after)) => ProxyError::BodyTimeout { after },
             Some(BodyFault::Unreadable) => ProxyError::BadBody {
                 upstream: upstream.describe(),
                 source,

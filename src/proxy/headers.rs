@@ -1,5 +1,7 @@
 //! Header rewriting between client and upstream: hop-by-hop removal (RFC 9110 7.6.1, as Go's
-//! httputil and nginx) and the `X-Forwarded-*` set. Pure functions over a `HeaderMap`.
+//! httputil and nginx), the forwarded-header family (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`
+//! and the other names frameworks read a client's address or URL from), the framing check of
+//! upstream responses, and `Host` syntax. Pure functions over a `HeaderMap` or bytes.
 
 use std::net::IpAddr;
 
@@ -22,6 +24,36 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers a proxy sets to tell an app about the client or the URL it asked for, which
+/// frameworks trust (chi `RealIP`, Werkzeug `ProxyFix`, Spring `ForwardedHeaderFilter`, IIS
+/// URL rewriting). From a client outside `trust_forwarded` each is dropped (the four zoo sets
+/// itself are then set afresh); docs/proxy.md lists the same names.
+static FORWARDED_FAMILY: [HeaderName; 22] = [
+    header::FORWARDED,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REAL_IP,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-path"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("x-original-host"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-url-scheme"),
+    HeaderName::from_static("front-end-https"),
+];
 
 /// Removes the hop-by-hop headers and every header the `Connection` header names. `TE:
 /// trailers` survives as the one `TE` value that is end to end in meaning.
@@ -82,11 +114,35 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host` from what zoo saw. From an untrusted client whatever it
-/// claimed in them (and in `Forwarded`) is replaced, so it cannot spoof its address to the apps;
-/// from a trusted one (`trust_forwarded`: a load balancer) zoo appends its peer to
-/// `X-Forwarded-For` and keeps the rest, which describe the original client. `client` is
-/// [`forwarded_for`] of the connection's peer, made once per connection.
+/// What is wrong with an upstream response's framing, if it cannot be forwarded as hyper
+/// decoded it. hyper reads a `chunked` body when `Transfer-Encoding` ends in `chunked` and to
+/// EOF for any other coding; zoo then drops `Transfer-Encoding` (hop-by-hop), so a
+/// `Content-Length` beside it would reframe the body to the client (truncated, looking
+/// complete), and any coding but `chunked` would reach the client undecoded and unnamed.
+/// nginx answers both with 502.
+#[must_use]
+pub fn response_framing_fault(headers: &HeaderMap) -> Option<&'static str> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let first = codings.next()?;
+    if codings.next().is_some()
+        || !first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Some("a Transfer-Encoding other than `chunked`");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    None
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `X-Real-IP` from what zoo saw. From an untrusted
+/// client every header of the forwarded family is dropped first, so it cannot spoof its
+/// address or URL to the apps; from a trusted one (`trust_forwarded`: a load balancer) zoo
+/// appends its peer to `X-Forwarded-For` and keeps the rest, which describe the original
+/// client. `client` is [`forwarded_for`] of the connection's peer, made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     client: HeaderValue,
@@ -111,15 +167,124 @@ pub fn set_forwarded(
         if let Some(host) = host {
             headers.entry(X_FORWARDED_HOST).or_insert(host);
         }
+        headers.entry(X_REAL_IP).or_insert(client);
         return;
     }
-    headers.remove(header::FORWARDED);
+    remove_forwarded_family(headers);
+    headers.insert(X_REAL_IP, client.clone());
     headers.insert(X_FORWARDED_FOR, client);
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
         None => headers.remove(X_FORWARDED_HOST),
     };
+}
+
+/// Drops every header of [`FORWARDED_FAMILY`]: one pass over the names finds which are there
+/// (usually none), so a request without them costs no lookup.
+fn remove_forwarded_family(headers: &mut HeaderMap) {
+    let mut present = 0u32;
+    for name in headers.keys() {
+        if let Some(index) = FORWARDED_FAMILY.iter().position(|family| family == name) {
+            present |= 1 << index;
+        }
+    }
+    for (index, name) in FORWARDED_FAMILY.iter().enumerate() {
+        if present & (1 << index) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Whether `host` is a `Host` value zoo passes on: `host[:port]` as RFC 9110 7.2 and RFC 3986
+/// 3.2.2 write it, without userinfo: a bracketed IPv6 (or IPvFuture) literal, or a name or IPv4
+/// address of unreserved characters, sub-delims and `%XX`, then at most a port of up to 65535.
+/// Empty is refused (nginx does too): an HTTP/1.1 request needs a host to be routed to an app.
+#[must_use]
+pub fn is_valid_host(host: &[u8]) -> bool {
+    let (name, port) = if let Some(literal) = host.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&byte| byte == b']') else {
+            return false;
+        };
+        let inside = &literal[..end];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|byte| byte.is_ascii_hexdigit() || b":.vV".contains(byte))
+        {
+            return false;
+        }
+        (&b"x"[..], &literal[end + 1..])
+    } else {
+        match host.iter().position(|&byte| byte == b':') {
+            Some(colon) => (&host[..colon], &host[colon..]),
+            None => (host, &b""[..]),
+        }
+    };
+    is_reg_name(name) && is_port(port)
+}
+
+/// The bytes a reg-name takes as they are: unreserved and sub-delims (RFC 3986 3.2.2). A table,
+/// since every request's host is checked byte by byte.
+static REG_NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        byte += 1;
+    }
+    table
+};
+
+/// RFC 3986 reg-name (which covers IPv4 addresses), not empty.
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = if byte == b'%' {
+            match tail {
+                [high, low, after @ ..] if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() => {
+                    after
+                }
+                _ => return false,
+            }
+        } else if REG_NAME_BYTES[usize::from(byte)] {
+            tail
+        } else {
+            return false;
+        };
+    }
+    !name.is_empty()
+}
+
+/// Empty, or `:` and at most five digits making at most 65535.
+fn is_port(port: &[u8]) -> bool {
+    let Some(digits) = port.strip_prefix(b":") else {
+        return port.is_empty();
+    };
+    digits.len() <= 5
+        && digits.iter().all(u8::is_ascii_digit)
+        && digits
+            .iter()
+            .fold(0u32, |value, digit| value * 10 + u32::from(digit - b'0'))
+            <= 65535
 }
 
 /// The `X-Forwarded-For` value for a client address (IPv4-mapped IPv6 written as IPv4).
@@ -172,6 +337,36 @@ mod tests {
     }
 
     #[test]
+    fn response_framing_faults_are_found() {
+        for (pairs, fault) in [
+            (&[("transfer-encoding", "chunked")][..], None),
+            (&[("content-length", "3")][..], None),
+            (&[("Transfer-Encoding", "Chunked ")][..], None),
+            (
+                &[("transfer-encoding", "chunked"), ("content-length", "3")][..],
+                Some("both Content-Length and Transfer-Encoding"),
+            ),
+            (
+                &[("transfer-encoding", "gzip, chunked")][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+            (
+                &[
+                    ("transfer-encoding", "gzip"),
+                    ("transfer-encoding", "chunked"),
+                ][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+            (
+                &[("transfer-encoding", "identity")][..],
+                Some("a Transfer-Encoding other than `chunked`"),
+            ),
+        ] {
+            assert_eq!(response_framing_fault(&headers(pairs)), fault, "{pairs:?}");
+        }
+    }
+
+    #[test]
     fn te_trailers_survives() {
         let mut map = headers(&[("te", "gzip, trailers")]);
         remove_hop_by_hop(&mut map);
@@ -199,6 +394,79 @@ mod tests {
         assert_eq!(map["x-forwarded-for"], "10.0.0.7");
         assert_eq!(map["x-forwarded-proto"], "http");
         assert_eq!(map["x-forwarded-host"], "example.com");
+    }
+
+    #[test]
+    fn the_whole_forwarded_family_from_an_untrusted_client_is_dropped() {
+        let mut pairs = vec![("x-kept", "1")];
+        pairs.extend(
+            FORWARDED_FAMILY
+                .iter()
+                .map(|name| (name.as_str(), "6.6.6.6")),
+        );
+        let mut map = headers(&pairs);
+        set_forwarded(
+            &mut map,
+            forwarded_for("10.0.0.7".parse().unwrap()),
+            "http",
+            None,
+            false,
+        );
+        let left: Vec<(&str, &str)> = map
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ("x-kept", "1"),
+                ("x-real-ip", "10.0.0.7"),
+                ("x-forwarded-for", "10.0.0.7"),
+                ("x-forwarded-proto", "http"),
+            ]
+        );
+    }
+
+    #[test]
+    fn hosts_are_plain_host_and_port() {
+        for valid in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1:18103",
+            "[::1]",
+            "[::1]:443",
+            "xn--bcher-kva.example",
+            "a_b.internal:0",
+            "host:",
+            "%41b",
+        ] {
+            assert!(is_valid_host(valid.as_bytes()), "{valid}");
+        }
+        for invalid in [
+            "",
+            "u:p@127.0.0.1:18103",
+            "u@example.com",
+            "a/b@c:99999",
+            "example.com:99999",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:8o",
+            "example.com:80:80",
+            "a/b",
+            "a\\b",
+            "a b",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "[::1]:99999",
+            "[g::1]",
+            "%4",
+            "%zz",
+            ":80",
+            "exa\"mple",
+        ] {
+            assert!(!is_valid_host(invalid.as_bytes()), "{invalid}");
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The accept loop of a public listener: one task per connection, HTTP/1.1 or HTTP/2 with prior
 //! knowledge (h2c) told apart by the first bytes, or with `tls` HTTPS with ALPN h2/http1.1,
 //! served until it closes or shutdown asks it to finish its in-flight requests. Each
-//! connection reads the runtime in use when it is accepted: its `client_header_timeout` and
-//! TLS certificate are those of the latest reload. An `Upgrade: h2c` request is served as
+//! connection reads the runtime in use when it is accepted: its `client_header_timeout`,
+//! `keepalive_timeout` (HTTP/1.1, timed apart by keepalive.rs) and TLS certificate are those
+//! of the latest reload. An `Upgrade: h2c` request is served as
 //! plain HTTP/1.1 (the upgrade is never performed nor forwarded).
 
 use std::pin::Pin;
@@ -17,14 +18,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::drain::Counted;
+use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
 use super::sniff::sniff;
 use crate::runtime::Serving;
+use crate::upstream::{MAX_HEAD_BYTES, MAX_HEADER_LIST_BYTES};
 
-/// Largest request head (request line + headers) read; more is answered 431. hyper also caps
-/// its read buffer with it, so it sizes the reads of request bodies too: 64 KiB cost 1 MiB
-/// uploads about 15% more CPU per request than 256 KiB (bench A/B, 2 rounds).
-const MAX_HEAD_BYTES: usize = 256 * 1024;
+/// hyper's read buffer: [`MAX_HEAD_BYTES`], so that a head of that size fits. It sizes the
+/// reads of request bodies too: 64 KiB cost 1 MiB uploads about 15% more CPU per request than
+/// 256 KiB (bench A/B, 2 rounds).
+const READ_BUFFER_BYTES: usize = MAX_HEAD_BYTES;
 
 /// Size of the allocation [`raise_mmap_threshold`] makes and frees once.
 const MMAP_THRESHOLD: usize = 4 * 1024 * 1024;
@@ -63,7 +66,8 @@ pub async fn serve(
     requests: TaskTracker,
 ) {
     raise_mmap_threshold();
-    let mut builders = Builders::new(serving.load().config.client_header_timeout);
+    let config = &serving.load().config;
+    let mut builders = Builders::new(config.client_header_timeout, config.keepalive_timeout);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -81,8 +85,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let runtime = serving.load_full();
         let header_timeout = runtime.config.client_header_timeout;
-        if builders.header_timeout != header_timeout {
-            builders = Builders::new(header_timeout);
+        let keepalive = runtime.config.keepalive_timeout;
+        if (builders.header_timeout, builders.keepalive) != (header_timeout, keepalive) {
+            builders = Builders::new(header_timeout, keepalive);
         }
         let mut service = Counted {
             service: ProxyService {
@@ -93,6 +98,7 @@ pub async fn serve(
                 scheme: "http",
             },
             requests: requests.clone(),
+            activity: Activity::accepted(),
         };
         let builders = Arc::clone(&builders);
         let stop = stop.clone();
@@ -120,24 +126,32 @@ pub async fn serve(
 }
 
 /// The HTTP/1.1 and HTTP/2 connection settings the connections of a listener share; made
-/// again when a reload changes `client_header_timeout`.
+/// again when a reload changes `client_header_timeout` or `keepalive_timeout`.
 struct Builders {
     header_timeout: Duration,
+    keepalive: Duration,
     h1: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
 }
 
 impl Builders {
-    fn new(header_timeout: Duration) -> Arc<Self> {
+    fn new(header_timeout: Duration, keepalive: Duration) -> Arc<Self> {
         let mut h1 = http1::Builder::new();
+        // No `header_read_timeout`: hyper would count the idle time between requests in it;
+        // keepalive.rs times the two waits apart.
         h1.timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES);
+            .keep_alive(!keepalive.is_zero())
+            .max_buf_size(READ_BUFFER_BYTES)
+            // Larger heads are answered 431.
+            .max_header_size(MAX_HEAD_BYTES);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         // RFC 8441: lets h2 clients open WebSockets (h2_websocket.rs).
-        h2.timer(TokioTimer::new()).enable_connect_protocol();
+        h2.timer(TokioTimer::new())
+            .enable_connect_protocol()
+            .max_header_list_size(MAX_HEADER_LIST_BYTES);
         Arc::new(Self {
             header_timeout,
+            keepalive,
             h1,
             h2,
         })
@@ -147,34 +161,52 @@ impl Builders {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(io);
         if h2 {
-            let connection = self.h2.serve_connection(io, service);
-            drive(connection, shutdown, http2::Connection::graceful_shutdown).await;
+            let connection = self.h2.serve_connection(TokioIo::new(io), service);
+            let never = std::future::pending();
+            drive(
+                connection,
+                shutdown,
+                http2::Connection::graceful_shutdown,
+                never,
+            )
+            .await;
         } else {
+            let activity = Arc::clone(&service.activity);
+            let io = TokioIo::new(Watched {
+                io,
+                activity: Arc::clone(&activity),
+            });
             let connection = self.h1.serve_connection(io, service).with_upgrades();
+            let expiry = keepalive::expiry(&activity, self.header_timeout, self.keepalive);
             drive(
                 connection,
                 shutdown,
                 http1::UpgradeableConnection::graceful_shutdown,
+                expiry,
             )
             .await;
         }
     }
 }
 
-/// Polls `connection` to its end; on shutdown asks it to finish in-flight requests and close.
+/// Polls `connection` to its end; on shutdown, or once it stayed idle too long, asks it to
+/// finish in-flight requests and close; a request head that took too long drops it.
 async fn drive<C: Future>(
     connection: C,
     shutdown: &CancellationToken,
     graceful_shutdown: fn(Pin<&mut C>),
+    expiry: impl Future<Output = Expired>,
 ) {
     tokio::pin!(connection);
     tokio::select! {
-        _ = connection.as_mut() => {}
-        () = shutdown.cancelled() => {
-            graceful_shutdown(connection.as_mut());
-            let _ = connection.await;
-        }
+        _ = connection.as_mut() => return,
+        () = shutdown.cancelled() => {}
+        expired = expiry => match expired {
+            Expired::Head => return,
+            Expired::Idle => {}
+        },
     }
+    graceful_shutdown(connection.as_mut());
+    let _ = connection.await;
 }

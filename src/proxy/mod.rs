@@ -9,6 +9,7 @@ mod error;
 mod forward;
 mod h2_websocket;
 mod headers;
+mod keepalive;
 mod listener;
 mod service;
 mod sniff;

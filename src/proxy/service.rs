@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Incoming};
 use tokio::time::Instant;
@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use bytes::Bytes;
 
 use super::forward::{Limits, with_query};
-use super::{ProxyError, ServedBody, ZooBody, h2_websocket};
+use super::{ProxyError, ServedBody, ZooBody, h2_websocket, headers};
 use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
@@ -140,6 +140,14 @@ impl ProxyService {
                 limit: MAX_URI_BYTES,
             });
         }
+        // Not a forward proxy: CONNECT would tunnel to wherever the client names (an h2
+        // extended CONNECT for WebSocket was made a GET before this), and TRACE echoes the
+        // request, cookies and all, back to a script (nginx answers 405 to it too).
+        match *request.method() {
+            Method::CONNECT => return Err(ProxyError::MethodNotAllowed { method: "CONNECT" }),
+            Method::TRACE => return Err(ProxyError::MethodNotAllowed { method: "TRACE" }),
+            _ => {}
+        }
         // hyper decodes `chunked` and nothing else; another coding would reach the app
         // without its name (Transfer-Encoding is hop-by-hop). nginx answers 501 as well.
         let mut codings = request.headers().get_all(header::TRANSFER_ENCODING).iter();
@@ -156,7 +164,18 @@ impl ProxyService {
                 return Err(ProxyError::Host("no Host header"));
             }
             (Some(_), Some(_)) => return Err(ProxyError::Host("more than one Host header")),
-            _ => {}
+            (host, _) => {
+                // The host the request is for (RFC 9112 3.2.2: an absolute-form target's wins)
+                // reaches the app as Host and X-Forwarded-Host: it must be a plain
+                // `host[:port]`, never userinfo (`u:p@`) nor a path.
+                let named = match request.uri().authority() {
+                    Some(authority) => Some(authority.as_str().as_bytes()),
+                    None => host.map(HeaderValue::as_bytes),
+                };
+                if named.is_some_and(|named| !headers::is_valid_host(named)) {
+                    return Err(ProxyError::Host("the host is not a valid host[:port]"));
+                }
+            }
         }
         let path = route::normalize(request.uri().path())?;
         let Some(matched) = runtime.routes.lookup(&path) else {
@@ -200,6 +219,7 @@ impl ProxyService {
                     max_body: *max_body,
                     timeout: *timeout,
                     wait: *wait,
+                    body_timeout: runtime.config.client_body_timeout,
                     route: matched.key,
                 };
                 let trusted = runtime

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::keepalive::Watched;
 use super::sniff::Sniffed;
 
 /// Whether the request asks to switch to WebSocket: the one upgrade zoo performs (an
@@ -24,6 +25,12 @@ use super::sniff::Sniffed;
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
     has_token(headers, &header::CONNECTION, "upgrade")
         && has_token(headers, &header::UPGRADE, "websocket")
+}
+
+/// Whether an upstream's `101` switches to WebSocket, the one protocol zoo tunnels (RFC 6455
+/// 4.1: a client fails a handshake whose `Upgrade` is anything else).
+pub fn wants_websocket_answer(headers: &HeaderMap) -> bool {
+    has_token(headers, &header::UPGRADE, "websocket")
 }
 
 fn has_token(headers: &HeaderMap, name: &header::HeaderName, token: &str) -> bool {
@@ -49,9 +56,9 @@ enum End {
 }
 
 fn client_end(upgraded: Upgraded) -> End {
-    match upgraded.downcast::<TokioIo<Sniffed>>() {
+    match upgraded.downcast::<TokioIo<Watched<Sniffed>>>() {
         Ok(parts) => {
-            let Sniffed { head, stream } = parts.io.into_inner();
+            let Sniffed { head, stream } = parts.io.into_inner().io;
             // Whatever the sniffer read is a prefix of what hyper read; both are unsent.
             End::Tcp(stream, [head, parts.read_buf].concat().into())
         }

@@ -101,7 +101,7 @@ impl AppRunner {
                         tracing::info!("{}: Stop requested: stopping its runs and its schedule", self.app.name);
                         parked = true;
                         self.tracked.handle.set_ready(false);
-                        let deadline = Instant::now() + self.command_grace();
+                        let deadline = crate::deadline::after(self.command_grace());
                         self.stop_runs(&mut runs, &stop_runs, deadline).await;
                     }
                     Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {
@@ -202,7 +202,7 @@ impl AppRunner {
                 tracing::error!(
                     "{name} run (pid {pid}) still going after its timeout of {timeout:?}: stopping it"
                 );
-                let deadline = Instant::now() + self.command_grace();
+                let deadline = crate::deadline::after(self.command_grace());
                 let (_, status) = self.terminate(instance, deadline).await;
                 tracing::error!(
                     "{name} run timed out ({}): counted as {TIMED_OUT}",

@@ -176,11 +176,9 @@ impl AppRunner {
     ) -> (Stopped, Option<ExitStatus>) {
         let name = &self.app.name;
         let signal = self.app.stop.signal;
-        let kill_at = self
-            .app
-            .stop
-            .grace
-            .map_or(deadline, |grace| deadline.min(Instant::now() + grace));
+        let kill_at = self.app.stop.grace.map_or(deadline, |grace| {
+            deadline.min(crate::deadline::after(grace))
+        });
         signal_group(instance.pid, signal);
         match tokio::time::timeout_at(kill_at, &mut instance.exit).await {
             Ok(Ok(status)) => {

@@ -142,7 +142,8 @@ impl SupervisorHandle {
             self.launch([(app, Arc::clone(handle))])?;
         }
         for (app, handle, _) in changes.apps.iter().filter(|(_, _, change)| fresh(change)) {
-            let left = (began + app.ready.deadline).saturating_duration_since(Instant::now());
+            let left = crate::deadline::from(began, app.ready.deadline)
+                .saturating_duration_since(Instant::now());
             if !handle.wait_ready(left).await {
                 tracing::warn!(
                     "reload: {} not ready within {:?}; routing to it anyway",
@@ -197,7 +198,7 @@ impl SupervisorHandle {
             let _ = running
                 .tracked
                 .controls
-                .send(RunnerMessage::Shutdown(Instant::now() + grace));
+                .send(RunnerMessage::Shutdown(crate::deadline::after(grace)));
         }
         for running in stopping {
             stopped(&running.config.name, running.task.await);

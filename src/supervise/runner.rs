@@ -242,7 +242,7 @@ impl AppRunner {
                     }
                     // Stopped, its exit counts as a failure: restarted by its policy.
                     self.tracked.handle.set_ready(false);
-                    let deadline = Instant::now() + self.command_grace();
+                    let deadline = crate::deadline::after(self.command_grace());
                     let (_, status) = self.terminate(instance, deadline).await;
                     let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
                     self.book_exit(status);
@@ -272,7 +272,7 @@ impl AppRunner {
             RunnerMessage::FilesChanged => AppCommand::Restart,
         };
         tracing::info!("{}: {command:?} requested", self.app.name);
-        self.stop(instance, Instant::now() + self.command_grace())
+        self.stop(instance, crate::deadline::after(self.command_grace()))
             .await;
         Ended::Commanded(if command == AppCommand::Stop {
             Next::Parked
@@ -346,7 +346,7 @@ impl AppRunner {
                 );
                 tokio::time::sleep(SWITCH_SETTLE).await;
                 let (_, status) = self
-                    .terminate(old, Instant::now() + self.command_grace())
+                    .terminate(old, crate::deadline::after(self.command_grace()))
                     .await;
                 self.tracked.progress().last_exit = status;
                 Ok(new)
@@ -491,7 +491,7 @@ impl AppRunner {
     async fn until_ready(&self, port: u16) -> bool {
         let ready = &self.app.ready;
         let target = self.probe_target(port);
-        let deadline = Instant::now() + ready.deadline;
+        let deadline = crate::deadline::after(ready.deadline);
         loop {
             if probe::passes(&ready.probe, &target, ready.timeout).await {
                 return true;

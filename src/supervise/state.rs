@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 
 use nix::unistd::Pid;
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 use super::ExitStatus;
 use super::output::RecentLines;
@@ -63,7 +62,7 @@ impl AppHandle {
 
     /// Waits until the app is ready or `timeout` passes; returns whether it is ready.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::after(timeout);
         loop {
             let changed = self.ready_changed.notified();
             if self.is_ready() {

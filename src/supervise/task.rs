@@ -143,7 +143,7 @@ impl AppRunner {
                     "{} still running after its timeout of {timeout:?}: stopping it",
                     self.app.name
                 );
-                let deadline = Instant::now() + self.command_grace();
+                let deadline = crate::deadline::after(self.command_grace());
                 let (_, status) = self.terminate(instance, deadline).await;
                 let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
                 self.book_exit(status);
@@ -203,7 +203,7 @@ impl AppRunner {
             RunnerMessage::FilesChanged => AppCommand::Restart,
         };
         tracing::info!("{}: {command:?} requested", self.app.name);
-        self.stop(instance, Instant::now() + self.command_grace())
+        self.stop(instance, crate::deadline::after(self.command_grace()))
             .await;
         match command {
             AppCommand::Stop => RunEnded::Stopped,

@@ -96,8 +96,11 @@ pub fn raw_zoo_with(root: &str) -> (Zoo, Recorder, Recorder) {
     let (ok, silent) = (Recorder::start(Reply::Ok), Recorder::start(Reply::Silent));
     let closed = super::free_port();
     let config = format!(
+        // The raw exchanges read until zoo closes: keepalive_timeout closes an idle
+        // connection after its response (client_header_timeout no longer does).
         "listen = \"127.0.0.1:0\"\n\
          client_header_timeout = \"1s\"\n\
+         keepalive_timeout = \"1s\"\n\
          {root}\n\
          \n\
          [routes]\n\

@@ -41,6 +41,8 @@ const ROOT_KEYS: &[&str] = &[
     "grace",
     "shutdown_delay",
     "client_header_timeout",
+    "keepalive_timeout",
+    "client_body_timeout",
     "trust_forwarded",
     "tls",
     "apps",
@@ -50,6 +52,12 @@ const ROOT_KEYS: &[&str] = &[
 const TLS_KEYS: &[&str] = &["cert", "key"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
 const DEFAULT_CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idle time between two requests on a kept-alive connection: nginx's default, longer than
+/// the 60 s idle timeout of the load balancers in front (AWS ALB, GCP), so that they, not
+/// zoo, close idle connections and never send on one zoo just closed.
+/// Longest pause between two reads of a request body (nginx's default).
+const DEFAULT_CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// Validates the whole document; `path` is the config file (its directory anchors relative
 /// paths).
@@ -98,6 +106,16 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_CLIENT_HEADER_TIMEOUT), |value| {
                 self.positive_duration("client_header_timeout", value)
             });
+        let keepalive_timeout = fields
+            .get("keepalive_timeout")
+            .map_or(Some(DEFAULT_KEEPALIVE_TIMEOUT), |value| {
+                self.duration("keepalive_timeout", value)
+            });
+        let client_body_timeout = fields
+            .get("client_body_timeout")
+            .map_or(Some(DEFAULT_CLIENT_BODY_TIMEOUT), |value| {
+                self.positive_duration("client_body_timeout", value)
+            });
         let trust_forwarded = optional(fields.get("trust_forwarded"), |value| {
             self.networks("trust_forwarded", value)
         });
@@ -128,6 +146,8 @@ impl Walker<'_> {
             grace: grace?,
             shutdown_delay: shutdown_delay?,
             client_header_timeout: client_header_timeout?,
+            keepalive_timeout: keepalive_timeout?,
+            client_body_timeout: client_body_timeout?,
             trust_forwarded: trust_forwarded?.unwrap_or_default(),
             tls: tls?,
             apps: apps?,

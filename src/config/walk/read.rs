@@ -188,7 +188,9 @@ impl Walker<'_> {
                 let seconds = u64::try_from(seconds)
                     .map_err(|_| self.error(value.span(), at, "a duration cannot be negative"))
                     .ok()?;
-                Some(Duration::from_secs(seconds))
+                duration::from_secs(seconds)
+                    .map_err(|message| self.error(value.span(), at, message))
+                    .ok()
             }
             _ => {
                 self.mismatch(at, value, "a duration like \"10s\" or \"250ms\"");
