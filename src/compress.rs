@@ -154,7 +154,10 @@ impl Wanted {
 }
 
 /// `response` compressed with the best coding wanted, when it may be.
-pub(crate) fn apply<B>(response: Response<B>, wanted: &Wanted) -> Response<Either<B, Box<Compressed<B>>>>
+pub(crate) fn apply<B>(
+    response: Response<B>,
+    wanted: &Wanted,
+) -> Response<Either<B, Box<Compressed<B>>>>
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -179,7 +182,10 @@ where
     {
         headers.insert(header::ETAG, weak);
     }
-    Response::from_parts(parts, Either::Right(Box::new(Compressed::new(body, coding))))
+    Response::from_parts(
+        parts,
+        Either::Right(Box::new(Compressed::new(body, coding))),
+    )
 }
 
 fn eligible<B: Body>(response: &Response<B>) -> bool {

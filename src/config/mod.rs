@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::route::HostPattern;
+
 pub use diagnostic::Diagnostic;
 pub use duration::parse as parse_duration;
 use keyword::keyword_enum;
@@ -383,8 +385,13 @@ keyword_enum! {
 /// One entry of `[routes]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// `/node`, `/node*` or `/`: always starts with `/`.
+    /// The key as written: `/node`, `/node*`, `/`, or with a host, `api.example.com/`; the
+    /// route's label in metrics and the access log.
     pub key: String,
+    /// The host part of the key in its compared form; `None` answers any host.
+    pub host: Option<HostPattern>,
+    /// The path part of the key (`/node`, `/node*`, `/`): always starts with `/`.
+    pub path: String,
     pub action: Action,
     /// Remove the matched key before forwarding (`app` and `proxy`, default false), or before
     /// naming a file (`static`, default true: nginx's `alias`; false is nginx's `root`).

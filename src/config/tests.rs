@@ -146,6 +146,8 @@ fn parse_design_example() {
         routes: vec![
             Route {
                 key: "/node".to_owned(),
+                host: None,
+                path: "/node".to_owned(),
                 action: Action::App {
                     name: "node".to_owned(),
                 },
@@ -157,6 +159,8 @@ fn parse_design_example() {
             },
             Route {
                 key: "/go".to_owned(),
+                host: None,
+                path: "/go".to_owned(),
                 action: Action::Respond {
                     status: StatusCode::OK,
                     headers: vec![],
@@ -170,6 +174,8 @@ fn parse_design_example() {
             },
             Route {
                 key: "/google".to_owned(),
+                host: None,
+                path: "/google".to_owned(),
                 action: Action::Proxy {
                     target: ProxyTarget {
                         scheme: Scheme::Https,
@@ -188,6 +194,8 @@ fn parse_design_example() {
             },
             Route {
                 key: "/".to_owned(),
+                host: None,
+                path: "/".to_owned(),
                 action: Action::App {
                     name: "python".to_owned(),
                 },
@@ -502,8 +510,25 @@ fn error_route_keys() {
         (
             4,
             1,
-            "routes.node: a route key is a path and must start with `/`".to_owned()
+            "routes.node: a route key is a path starting with `/`, or a host and a path, \
+             as in \"node/\""
+                .to_owned()
         )
+    );
+    assert_eq!(
+        route_error(r#""example.com:8080/" = { app = "web" }"#).2,
+        "routes.\"example.com:8080/\": a route host has no port: hosts match whatever port \
+         the client used"
+    );
+    assert_eq!(
+        route_error(r#""a.*.example.com/" = { app = "web" }"#).2,
+        "routes.\"a.*.example.com/\": `*` may only be the first label of a route host, as in \
+         \"*.example.com/\""
+    );
+    assert_eq!(
+        route_error(r#""a_b!.test/" = { app = "web" }"#).2,
+        "routes.\"a_b!.test/\": \"a_b!.test\" is not a host name: a label may only hold \
+         letters, digits, `-` and `_`"
     );
     assert_eq!(
         route_error(r#""/a*b" = { app = "web" }"#).2,
@@ -512,6 +537,50 @@ fn error_route_keys() {
     assert_eq!(
         route_error(r#""/a?b" = { app = "web" }"#).2,
         "routes.\"/a?b\": a route key is a path: it cannot contain whitespace, `?` or `#`"
+    );
+}
+
+#[test]
+fn host_route_keys_split_into_host_and_path() {
+    let r = route(r#""API.Example.com./v1*" = { app = "web" }"#);
+    assert_eq!(r.key, "API.Example.com./v1*");
+    assert_eq!(r.host, Some(HostPattern::Exact("api.example.com".into())));
+    assert_eq!(r.path, "/v1*");
+    let r = route(r#""*.bücher.example/" = { app = "web" }"#);
+    assert_eq!(
+        r.host,
+        Some(HostPattern::Wildcard(".xn--bcher-kva.example".into()))
+    );
+    let r = route(r#""/plain" = { app = "web" }"#);
+    assert_eq!((r.host, r.path.as_str()), (None, "/plain"));
+}
+
+#[test]
+fn error_host_routes_that_are_the_same_route() {
+    let source = "[apps.web]\ncommand = \"x\"\n[routes]\n\"api.example.com/\" = { app = \"web\" }\n\"API.example.com./\" = { app = \"web\" }\n\"xn--bcher-kva.example/a\" = { app = \"web\" }\n\"bücher.example/a\" = { app = \"web\" }\n";
+    let diagnostics = invalid(source);
+    let found: Vec<(usize, usize, &str)> = diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                5,
+                1,
+                "routes.\"API.example.com./\": the same route as `api.example.com/`: hosts \
+                 match case-insensitively, without a trailing dot, international names in \
+                 their ASCII form"
+            ),
+            (
+                7,
+                1,
+                "routes.\"bücher.example/a\": the same route as `xn--bcher-kva.example/a`: \
+                 hosts match case-insensitively, without a trailing dot, international names \
+                 in their ASCII form"
+            ),
+        ]
     );
 }
 

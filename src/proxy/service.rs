@@ -159,7 +159,13 @@ impl ProxyService {
             _ => {}
         }
         let path = route::normalize(request.uri().path())?;
-        let Some(matched) = runtime.routes.lookup(&path) else {
+        // Only read when some route names a host: a path-only table never looks at it.
+        let host = runtime
+            .routes
+            .has_hosts()
+            .then(|| request_host(&request))
+            .flatten();
+        let Some(matched) = runtime.routes.lookup(host, &path) else {
             return Err(ProxyError::NoRoute {
                 path: path.into_owned(),
             });
@@ -200,7 +206,7 @@ impl ProxyService {
                     max_body: *max_body,
                     timeout: *timeout,
                     wait: *wait,
-                    route: matched.key,
+                    route: &matched.value.stats.key,
                 };
                 let trusted = runtime
                     .config
@@ -271,5 +277,17 @@ fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<
             .and_then(|host| host.to_str().ok())
             .or_else(|| request.uri().authority().map(Authority::as_str))
             .unwrap_or(""),
+    }
+}
+
+/// The host a request names, for host routes: an absolute-form target's authority or HTTP/2's
+/// `:authority` wins over `Host` (RFC 9112 3.2.2), as when forwarding.
+fn request_host(request: &Request<Incoming>) -> Option<&str> {
+    match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok()),
     }
 }
