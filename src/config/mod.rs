@@ -151,6 +151,9 @@ pub struct Config {
     /// `compress`: the codings responses may be compressed with, in zoo's order of
     /// preference; empty is off (the default). A route's own `compress` replaces it.
     pub compress: Vec<Coding>,
+    /// The header that carries each request's ID (`request_id_header`, `X-Request-ID` by
+    /// default) to the app and back to the client; `None` with `request_id = false`.
+    pub request_id: Option<HeaderName>,
 }
 
 impl Config {

@@ -207,6 +207,7 @@ fn parse_design_example() {
             },
         ],
         compress: Vec::new(),
+        request_id: Some(HeaderName::from_static("x-request-id")),
     };
     assert_eq!(config, expected);
 }
@@ -399,7 +400,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`"
                 .to_owned()
         )
     );
@@ -1122,4 +1123,31 @@ fn keyword_enums_round_trip_through_the_parser() {
         };
         assert_eq!(target.scheme, scheme);
     }
+}
+
+#[test]
+fn request_id_is_on_by_default_and_its_header_configurable() {
+    assert_eq!(
+        ok("").request_id,
+        Some(HeaderName::from_static("x-request-id"))
+    );
+    assert_eq!(ok("request_id = false").request_id, None);
+    assert_eq!(
+        ok("request_id_header = \"X-Trace-Id\"").request_id,
+        Some(HeaderName::from_static("x-trace-id"))
+    );
+    assert_eq!(
+        error("request_id_header = \"Content-Length\""),
+        (
+            1,
+            21,
+            "request_id_header: cannot carry the request ID: it frames the body, which zoo \
+             does for each hop"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        error("request_id = false\nrequest_id_header = \"X-Id\"").2,
+        "request_id_header: has no effect with `request_id = false`"
+    );
 }

@@ -10,6 +10,7 @@ mod forward;
 mod h2_websocket;
 mod headers;
 mod listener;
+mod request_id;
 mod service;
 mod sniff;
 mod tunnel;

@@ -7,6 +7,7 @@
 
 mod apps;
 mod files;
+mod front;
 mod probes;
 mod read;
 mod routes;
@@ -45,6 +46,8 @@ const ROOT_KEYS: &[&str] = &[
     "apps",
     "routes",
     "compress",
+    "request_id",
+    "request_id_header",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
@@ -108,6 +111,7 @@ impl Walker<'_> {
         let compress = fields
             .get("compress")
             .map_or(Some(Vec::new()), |value| self.compress("compress", value));
+        let request_id = self.request_id(&fields);
         let routes = fields
             .get("routes")
             .map_or(Some(Vec::new()), |value| self.routes(value, &names));
@@ -125,6 +129,7 @@ impl Walker<'_> {
             apps: apps?,
             routes: routes?,
             compress: compress?,
+            request_id: request_id?,
         })
     }
 
