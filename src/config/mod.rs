@@ -407,6 +407,27 @@ pub struct Route {
     pub wait: Duration,
     /// The route's own `compress`; `None` follows the top-level one.
     pub compress: Option<Vec<Coding>>,
+    /// `allow` / `deny`: which client addresses the route answers; `None` answers all.
+    pub access: Option<Access>,
+}
+
+/// A route's `allow` and `deny` networks, matched against the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// When not empty, only these networks are admitted.
+    pub allow: Vec<Network>,
+    /// Never admitted, even when also in `allow`.
+    pub deny: Vec<Network>,
+}
+
+impl Access {
+    /// Whether a request from `client` may reach the route: not denied, and allowed (when
+    /// `allow` lists anything).
+    #[must_use]
+    pub fn admits(&self, client: IpAddr) -> bool {
+        let listed = |networks: &[Network]| networks.iter().any(|n| n.contains(client));
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -156,6 +156,7 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/go".to_owned(),
@@ -171,6 +172,7 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/google".to_owned(),
@@ -191,6 +193,7 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/".to_owned(),
@@ -204,6 +207,7 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
         ],
         compress: Vec::new(),
@@ -415,7 +419,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`, `allow`, `deny`",
         ]
     );
 }
@@ -1149,5 +1153,29 @@ fn request_id_is_on_by_default_and_its_header_configurable() {
     assert_eq!(
         error("request_id = false\nrequest_id_header = \"X-Id\"").2,
         "request_id_header: has no effect with `request_id = false`"
+    );
+}
+
+#[test]
+fn route_allow_and_deny_admit_by_network() {
+    let r = route(
+        r#""/admin" = { app = "web", allow = ["10.0.0.0/8", "::1"], deny = ["10.9.0.0/16"] }"#,
+    );
+    let access = r.access.unwrap();
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    assert!(access.admits(ip("10.1.2.3")));
+    assert!(access.admits(ip("::1")));
+    assert!(access.admits(ip("::ffff:10.1.2.3")));
+    assert!(!access.admits(ip("10.9.1.1")), "deny wins over allow");
+    assert!(!access.admits(ip("127.0.0.1")), "not allowed");
+    let deny_only = route(r#""/" = { respond = "x", deny = ["127.0.0.1"] }"#)
+        .access
+        .unwrap();
+    assert!(!deny_only.admits(ip("127.0.0.1")));
+    assert!(deny_only.admits(ip("127.0.0.2")));
+    assert_eq!(route(r#""/" = { respond = "x" }"#).access, None);
+    assert_eq!(
+        route_error(r#""/" = { respond = "x", allow = ["10.0.0.0/33"] }"#).2,
+        "routes.\"/\".allow[0]: prefix length must be 0 to 32, found \"33\""
     );
 }

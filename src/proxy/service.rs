@@ -192,6 +192,14 @@ impl ProxyService {
             });
         };
         trace.route = Some(Arc::clone(&matched.value.stats));
+        if let Some(access) = &matched.value.access
+            && !access.admits(self.client_addr.ip())
+        {
+            return Err(ProxyError::Forbidden {
+                route: matched.value.stats.key.clone(),
+                client: self.client_addr.ip(),
+            });
+        }
         // Taken before the request moves on; `None` (the default) skips compression whole.
         let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
         let answered = match &matched.value.action {

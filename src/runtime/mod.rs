@@ -107,6 +107,7 @@ impl Runtime {
                     action,
                     stats,
                     compress,
+                    access: route.access.clone(),
                 },
             ));
         }

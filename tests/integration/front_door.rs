@@ -437,3 +437,70 @@ fn request_id_can_be_renamed_or_turned_off() {
         serde_json::Value::Null
     );
 }
+
+/// The address zoo logged it listens on for `ip` (`127.0.0.1` or `[::1]`).
+fn listening_on(zoo: &Zoo, ip: &str) -> SocketAddr {
+    let mut found = None;
+    let seen = util::poll_until(READY_DEADLINE, || {
+        found = zoo.output().lines().find_map(|line| {
+            let at = line.find(&format!("listening on http://{ip}:"))?;
+            line[at + "listening on http://".len()..]
+                .trim()
+                .parse()
+                .ok()
+        });
+        found.is_some()
+    });
+    assert!(seen, "zoo did not say it listens on {ip}\n{}", zoo.output());
+    found.unwrap_or_else(|| zoo.addr())
+}
+
+#[test]
+fn allow_and_deny_refuse_by_client_address_with_a_one_line_403() {
+    let config = "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
+                  trust_forwarded = [\"127.0.0.1\"]\n\
+                  [routes]\n\
+                  \"/admin\" = { respond = \"admin\", allow = [\"::1\"] }\n\
+                  \"/open\" = { respond = \"open\", deny = [\"127.0.0.0/8\"] }\n\
+                  \"/both\" = { respond = \"both\", allow = [\"::/0\", \"0.0.0.0/0\"], deny = [\"::1\"] }\n\
+                  \"/ready\" = { respond = \"ok\" }\n";
+    let mut zoo = Zoo::start(config, &[]);
+    zoo.wait_ready("/ready", READY_DEADLINE);
+    let v4 = listening_on(&zoo, "127.0.0.1");
+    let v6 = listening_on(&zoo, "[::1]");
+    let get = |addr: SocketAddr, target: &str, extra: &str| {
+        let request =
+            format!("GET {target} HTTP/1.1\r\nHost: x.test\r\n{extra}Connection: close\r\n\r\n");
+        let raw = http::exchange(addr, request.as_bytes(), http::READ_TIMEOUT).unwrap();
+        http::parse(&raw).unwrap()
+    };
+    let cases: &[(SocketAddr, &str, u16)] = &[
+        (v4, "/admin", 403),
+        (v6, "/admin", 200),
+        (v4, "/open", 403),
+        (v6, "/open", 200),
+        (v4, "/both", 200),
+        (v6, "/both", 403),
+    ];
+    for (addr, target, status) in cases {
+        let response = get(*addr, target, "");
+        assert_eq!(
+            response.status,
+            *status,
+            "{addr} {target}: {}",
+            response.text()
+        );
+        if *status == 403 {
+            let body = response.text();
+            assert!(
+                body.starts_with(&format!("403 Forbidden: route `{target}` does not admit "))
+                    && body.ends_with('\n')
+                    && body.lines().count() == 1,
+                "{body:?}"
+            );
+        }
+    }
+    // zoo decides on the address it sees: a forwarded claim, trusted or not, does not open it.
+    let claimed = get(v4, "/admin", "X-Forwarded-For: ::1\r\n");
+    assert_eq!(claimed.status, 403, "{}", claimed.text());
+}

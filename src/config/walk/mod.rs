@@ -180,7 +180,7 @@ impl Walker<'_> {
     }
 
     /// An array of networks, `["10.0.0.0/8", "::1"]`.
-    fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
+    pub(super) fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
         let DeValue::Array(items) = value.get_ref() else {
             self.mismatch(at, value, "an array of networks like \"10.0.0.0/8\"");
             return None;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::read::{Fields, Value, Walker, join, list, optional};
-use crate::config::{Action, Builtin, ProxyTarget, Route, Scheme, suggest, url};
+use crate::config::{Access, Action, Builtin, ProxyTarget, Route, Scheme, suggest, url};
 use crate::route::{self, HostPattern};
 
 const ROUTE_KEYS: &[&str] = &[
@@ -30,6 +30,8 @@ const ROUTE_KEYS: &[&str] = &[
     "dotfiles",
     "follow_symlinks",
     "compress",
+    "allow",
+    "deny",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin", "static"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
@@ -188,6 +190,12 @@ impl Walker<'_> {
         let compress = optional(fields.get("compress"), |value| {
             self.compress(&join(at, "compress"), value)
         });
+        let allow = optional(fields.get("allow"), |value| {
+            self.networks(&join(at, "allow"), value)
+        });
+        let deny = optional(fields.get("deny"), |value| {
+            self.networks(&join(at, "deny"), value)
+        });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -213,6 +221,13 @@ impl Walker<'_> {
             timeout: timeout?,
             wait: wait?,
             compress: compress?,
+            access: match (allow?, deny?) {
+                (None, None) => None,
+                (allow, deny) => Some(Access {
+                    allow: allow.unwrap_or_default(),
+                    deny: deny.unwrap_or_default(),
+                }),
+            },
         })
     }
 
