@@ -226,6 +226,9 @@ pub fn check(config: Config) -> Result<String, RunError> {
     for line in runtime.describe() {
         let _ = writeln!(out, "  {line}");
     }
+    for warning in runtime.uncovered_hosts() {
+        let _ = writeln!(out, "warning: {warning}");
+    }
     let _ = writeln!(out, "apps:");
     for app in &config.apps {
         let port = match app.port {

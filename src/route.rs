@@ -9,10 +9,17 @@
 //!   fixed point (`normalize(normalize(p)) == normalize(p)`), so what matched is what is forwarded.
 //! - [`RouteTable::lookup`] does not allocate and its result never depends on insertion order.
 //!
+//! Which host a route answers for is the business of [`host`] (`api.example.com/` keys),
+//! which picks one of the path tables here per request.
+//!
 //! It does not see the query string (the proxy forwards it byte for byte), does not validate
 //! route keys (config validation does) and does not decide what a route does.
 
+mod host;
+
 use std::borrow::Cow;
+
+pub use host::{HostKeyError, HostPattern, HostRoutes, split_key};
 
 /// Why a request path cannot be routed; every variant maps to 400 Bad Request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -16,6 +16,7 @@ mod integration {
     mod differential;
     mod errors;
     mod examples;
+    mod front_door;
     mod h2_clients;
     mod h2_websocket;
     mod hardening;

@@ -28,8 +28,10 @@ const EXCERPT_BEFORE: usize = 40;
 /// [`EXCERPT_BEFORE`], a diagnostic stays a few lines long whatever the line's length (a
 /// 10 MB one-line file would otherwise be printed whole, with as many carets).
 const EXCERPT_FROM: usize = 80;
-/// Characters of a long message kept before the cut (see [`shortened`]).
-const MESSAGE_HEAD: usize = 200;
+/// Characters of a long message kept before the cut (see [`shortened`]): enough for the
+/// longest list of expected keys zoo writes (a route's, ~330), so that only a message quoting
+/// a huge value is cut.
+const MESSAGE_HEAD: usize = 600;
 /// Characters of a long message kept after the cut.
 const MESSAGE_TAIL: usize = 60;
 

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use crate::route::HostPattern;
+
 pub use diagnostic::Diagnostic;
 pub use duration::{MAX as MAX_DURATION, parse as parse_duration};
 use keyword::keyword_enum;
@@ -148,6 +150,9 @@ pub struct Config {
     /// `compress`: the codings responses may be compressed with, in zoo's order of
     /// preference; empty is off (the default). A route's own `compress` replaces it.
     pub compress: Vec<Coding>,
+    /// The header that carries each request's ID (`request_id_header`, `X-Request-ID` by
+    /// default) to the app and back to the client; `None` with `request_id = false`.
+    pub request_id: Option<HeaderName>,
 }
 
 impl Config {
@@ -426,8 +431,13 @@ keyword_enum! {
 /// One entry of `[routes]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    /// `/node`, `/node*` or `/`: always starts with `/`.
+    /// The key as written: `/node`, `/node*`, `/`, or with a host, `api.example.com/`; the
+    /// route's label in metrics and the access log.
     pub key: String,
+    /// The host part of the key in its compared form; `None` answers any host.
+    pub host: Option<HostPattern>,
+    /// The path part of the key (`/node`, `/node*`, `/`): always starts with `/`.
+    pub path: String,
     pub action: Action,
     /// Remove the matched key before forwarding (`app` and `proxy`, default false), or before
     /// naming a file (`static`, default true: nginx's `alias`; false is nginx's `root`).
@@ -440,6 +450,27 @@ pub struct Route {
     pub wait: Duration,
     /// The route's own `compress`; `None` follows the top-level one.
     pub compress: Option<Vec<Coding>>,
+    /// `allow` / `deny`: which client addresses the route answers; `None` answers all.
+    pub access: Option<Access>,
+}
+
+/// A route's `allow` and `deny` networks, matched against the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// When not empty, only these networks are admitted.
+    pub allow: Vec<Network>,
+    /// Never admitted, even when also in `allow`.
+    pub deny: Vec<Network>,
+}
+
+impl Access {
+    /// Whether a request from `client` may reach the route: not denied, and allowed (when
+    /// `allow` lists anything).
+    #[must_use]
+    pub fn admits(&self, client: IpAddr) -> bool {
+        let listed = |networks: &[Network]| networks.iter().any(|n| n.contains(client));
+        !listed(&self.deny) && (self.allow.is_empty() || listed(&self.allow))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -160,6 +160,8 @@ fn parse_design_example() {
         routes: vec![
             Route {
                 key: "/node".to_owned(),
+                host: None,
+                path: "/node".to_owned(),
                 action: Action::App {
                     name: "node".to_owned(),
                 },
@@ -168,9 +170,12 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/go".to_owned(),
+                host: None,
+                path: "/go".to_owned(),
                 action: Action::Respond {
                     status: StatusCode::OK,
                     headers: vec![],
@@ -181,9 +186,12 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/google".to_owned(),
+                host: None,
+                path: "/google".to_owned(),
                 action: Action::Proxy {
                     target: ProxyTarget {
                         scheme: Scheme::Https,
@@ -199,9 +207,12 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
             Route {
                 key: "/".to_owned(),
+                host: None,
+                path: "/".to_owned(),
                 action: Action::App {
                     name: "python".to_owned(),
                 },
@@ -210,9 +221,11 @@ fn parse_design_example() {
                 timeout: Duration::from_secs(60),
                 wait: Duration::from_secs(10),
                 compress: None,
+                access: None,
             },
         ],
         compress: Vec::new(),
+        request_id: Some(HeaderName::from_static("x-request-id")),
     };
     assert_eq!(config, expected);
 }
@@ -405,7 +418,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`"
                 .to_owned()
         )
     );
@@ -420,7 +433,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`, `allow`, `deny`",
         ]
     );
 }
@@ -516,8 +529,25 @@ fn error_route_keys() {
         (
             4,
             1,
-            "routes.node: a route key is a path and must start with `/`".to_owned()
+            "routes.node: a route key is a path starting with `/`, or a host and a path, \
+             as in \"node/\""
+                .to_owned()
         )
+    );
+    assert_eq!(
+        route_error(r#""example.com:8080/" = { app = "web" }"#).2,
+        "routes.\"example.com:8080/\": a route host has no port: hosts match whatever port \
+         the client used"
+    );
+    assert_eq!(
+        route_error(r#""a.*.example.com/" = { app = "web" }"#).2,
+        "routes.\"a.*.example.com/\": `*` may only be the first label of a route host, as in \
+         \"*.example.com/\""
+    );
+    assert_eq!(
+        route_error(r#""a_b!.test/" = { app = "web" }"#).2,
+        "routes.\"a_b!.test/\": \"a_b!.test\" is not a host name: a label may only hold \
+         letters, digits, `-` and `_`"
     );
     assert_eq!(
         route_error(r#""/a*b" = { app = "web" }"#).2,
@@ -526,6 +556,50 @@ fn error_route_keys() {
     assert_eq!(
         route_error(r#""/a?b" = { app = "web" }"#).2,
         "routes.\"/a?b\": a route key is a path: it cannot contain whitespace, `?` or `#`"
+    );
+}
+
+#[test]
+fn host_route_keys_split_into_host_and_path() {
+    let r = route(r#""API.Example.com./v1*" = { app = "web" }"#);
+    assert_eq!(r.key, "API.Example.com./v1*");
+    assert_eq!(r.host, Some(HostPattern::Exact("api.example.com".into())));
+    assert_eq!(r.path, "/v1*");
+    let r = route(r#""*.bücher.example/" = { app = "web" }"#);
+    assert_eq!(
+        r.host,
+        Some(HostPattern::Wildcard(".xn--bcher-kva.example".into()))
+    );
+    let r = route(r#""/plain" = { app = "web" }"#);
+    assert_eq!((r.host, r.path.as_str()), (None, "/plain"));
+}
+
+#[test]
+fn error_host_routes_that_are_the_same_route() {
+    let source = "[apps.web]\ncommand = \"x\"\n[routes]\n\"api.example.com/\" = { app = \"web\" }\n\"API.example.com./\" = { app = \"web\" }\n\"xn--bcher-kva.example/a\" = { app = \"web\" }\n\"bücher.example/a\" = { app = \"web\" }\n";
+    let diagnostics = invalid(source);
+    let found: Vec<(usize, usize, &str)> = diagnostics
+        .iter()
+        .map(|d| (d.line, d.column, d.message.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                5,
+                1,
+                "routes.\"API.example.com./\": the same route as `api.example.com/`: hosts \
+                 match case-insensitively, without a trailing dot, international names in \
+                 their ASCII form"
+            ),
+            (
+                7,
+                1,
+                "routes.\"bücher.example/a\": the same route as `xn--bcher-kva.example/a`: \
+                 hosts match case-insensitively, without a trailing dot, international names \
+                 in their ASCII form"
+            ),
+        ]
     );
 }
 
@@ -1071,4 +1145,55 @@ fn keyword_enums_round_trip_through_the_parser() {
         };
         assert_eq!(target.scheme, scheme);
     }
+}
+
+#[test]
+fn request_id_is_on_by_default_and_its_header_configurable() {
+    assert_eq!(
+        ok("").request_id,
+        Some(HeaderName::from_static("x-request-id"))
+    );
+    assert_eq!(ok("request_id = false").request_id, None);
+    assert_eq!(
+        ok("request_id_header = \"X-Trace-Id\"").request_id,
+        Some(HeaderName::from_static("x-trace-id"))
+    );
+    assert_eq!(
+        error("request_id_header = \"Content-Length\""),
+        (
+            1,
+            21,
+            "request_id_header: cannot carry the request ID: it frames the body, which zoo \
+             does for each hop"
+                .to_owned()
+        )
+    );
+    assert_eq!(
+        error("request_id = false\nrequest_id_header = \"X-Id\"").2,
+        "request_id_header: has no effect with `request_id = false`"
+    );
+}
+
+#[test]
+fn route_allow_and_deny_admit_by_network() {
+    let r = route(
+        r#""/admin" = { app = "web", allow = ["10.0.0.0/8", "::1"], deny = ["10.9.0.0/16"] }"#,
+    );
+    let access = r.access.unwrap();
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    assert!(access.admits(ip("10.1.2.3")));
+    assert!(access.admits(ip("::1")));
+    assert!(access.admits(ip("::ffff:10.1.2.3")));
+    assert!(!access.admits(ip("10.9.1.1")), "deny wins over allow");
+    assert!(!access.admits(ip("127.0.0.1")), "not allowed");
+    let deny_only = route(r#""/" = { respond = "x", deny = ["127.0.0.1"] }"#)
+        .access
+        .unwrap();
+    assert!(!deny_only.admits(ip("127.0.0.1")));
+    assert!(deny_only.admits(ip("127.0.0.2")));
+    assert_eq!(route(r#""/" = { respond = "x" }"#).access, None);
+    assert_eq!(
+        route_error(r#""/" = { respond = "x", allow = ["10.0.0.0/33"] }"#).2,
+        "routes.\"/\".allow[0]: prefix length must be 0 to 32, found \"33\""
+    );
 }

@@ -27,6 +27,8 @@ pub struct AccessEntry<'a> {
     pub upstream: &'a str,
     /// Time the upstream took to send its response head.
     pub upstream_time: Option<std::time::Duration>,
+    /// The request's ID; `None` with `request_id = false`.
+    pub request_id: Option<&'a str>,
 }
 
 /// The access log writer: lines are formatted on the request path (in the format the
@@ -104,7 +106,8 @@ fn needs_escape(byte: u8) -> bool {
 /// upstream and the timings in seconds. Every text field is [`Escaped`].
 fn access_common(entry: &AccessEntry<'_>) -> String {
     format!(
-        "{} - - [{}] \"{} {} {:?}\" {} {} route={} upstream={} duration={} upstream_time={}\n",
+        "{} - - [{}] \"{} {} {:?}\" {} {} route={} upstream={} duration={} upstream_time={} \
+         request_id={}\n",
         entry.client,
         humantime::format_rfc3339_millis(SystemTime::now()),
         Escaped(entry.method),
@@ -118,6 +121,7 @@ fn access_common(entry: &AccessEntry<'_>) -> String {
         Escaped(entry.upstream),
         seconds(entry.duration),
         entry.upstream_time.map_or_else(|| "-".to_owned(), seconds),
+        entry.request_id.unwrap_or("-"),
     )
 }
 
@@ -138,6 +142,7 @@ fn access_json(entry: &AccessEntry<'_>) -> String {
         "upstream_time".into(),
         entry.upstream_time.map(|time| time.as_secs_f64()).into(),
     );
+    object.insert("request_id".into(), entry.request_id.into());
     json_line(object)
 }
 
@@ -159,6 +164,7 @@ mod tests {
             route: "/node",
             upstream: "node",
             upstream_time: Some(std::time::Duration::from_micros(1200)),
+            request_id: Some("0190b5d2-7c41-7abc-9def-0123456789ab"),
         }
     }
 
@@ -167,7 +173,7 @@ mod tests {
         let line = access_common(&entry());
         assert!(line.starts_with("10.0.0.7 - - ["), "{line}");
         assert!(
-            line.ends_with("] \"GET /node/a?x=1 HTTP/1.1\" 200 26 route=/node upstream=node duration=0.001500 upstream_time=0.001200\n"),
+            line.ends_with("] \"GET /node/a?x=1 HTTP/1.1\" 200 26 route=/node upstream=node duration=0.001500 upstream_time=0.001200 request_id=0190b5d2-7c41-7abc-9def-0123456789ab\n"),
             "{line}"
         );
     }
@@ -208,6 +214,7 @@ mod tests {
         assert_eq!(value["route"], "/node");
         assert_eq!(value["upstream"], "node");
         assert_eq!(value["bytes"], 26);
+        assert_eq!(value["request_id"], "0190b5d2-7c41-7abc-9def-0123456789ab");
         assert!(line.ends_with("}\n"));
     }
 }

@@ -40,6 +40,12 @@ pub enum ProxyError {
     BadTarget,
     #[error("no route for {path}")]
     NoRoute { path: String },
+    /// The route's `allow`/`deny` refuse the client's address; the app never sees it.
+    #[error("route `{route}` does not admit {client}")]
+    Forbidden {
+        route: String,
+        client: std::net::IpAddr,
+    },
     #[error("{upstream} is not ready (waited {waited:?})")]
     NotReady { upstream: String, waited: Duration },
     #[error("{upstream}: {}", innermost_cause(source))]
@@ -77,6 +83,7 @@ impl ProxyError {
             Self::BadBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -111,6 +118,7 @@ impl ProxyError {
             | Self::BadBody { .. }
             | Self::BodyTimeout { .. }
             | Self::NoRoute { .. }
+            | Self::Forbidden { .. }
             | Self::ConnectProtocol { .. } => None,
         }
     }
@@ -311,6 +319,22 @@ mod tests {
         assert_eq!(
             (status, body.as_str()),
             (StatusCode::NOT_FOUND, "404 Not Found: no route for /x\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn forbidden_is_403_naming_the_route_and_client() {
+        let error = ProxyError::Forbidden {
+            route: "/admin".into(),
+            client: "10.1.2.3".parse().unwrap(),
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::FORBIDDEN,
+                "403 Forbidden: route `/admin` does not admit 10.1.2.3\n"
+            )
         );
     }
 

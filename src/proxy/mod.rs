@@ -11,6 +11,7 @@ mod h2_websocket;
 mod headers;
 mod keepalive;
 mod listener;
+mod request_id;
 mod service;
 mod sniff;
 mod tunnel;

@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use bytes::Bytes;
 
 use super::forward::{Limits, with_query};
-use super::{ProxyError, ServedBody, ZooBody, h2_websocket, headers};
+use super::{ProxyError, ServedBody, ZooBody, h2_websocket, headers, request_id};
 use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
@@ -67,6 +67,13 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                     .map_or("", PathAndQuery::as_str);
                 (target.to_owned(), request.version())
             });
+            // Sent on to the app as it is in the request, and returned to the client below.
+            let request_id = runtime.config.request_id.as_ref().map(|name| {
+                let id =
+                    request_id::request_id(request.headers(), name, || service.trusted(&runtime));
+                request.headers_mut().insert(name.clone(), id.clone());
+                id
+            });
             let mut trace = Trace::default();
             // RFC 8441: an h2 extended CONNECT goes to the app as an HTTP/1.1 WebSocket upgrade.
             let handled = match h2_websocket::translate_request(&mut request) {
@@ -76,7 +83,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                     .and_then(|response| h2_websocket::finish(response, handshake)),
                 Err(error) => Err(error),
             };
-            let response = match handled {
+            let mut response = match handled {
                 Ok(response) => response,
                 Err(error) => {
                     if let Some(kind) = error.upstream_kind() {
@@ -91,6 +98,9 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                         .map(|body| Either::Left(Either::Left(body)))
                 }
             };
+            if let (Some(name), Some(id)) = (&runtime.config.request_id, &request_id) {
+                response.headers_mut().insert(name.clone(), id.clone());
+            }
             let duration = started.elapsed();
             serving.metrics.in_flight.dec();
             let route = trace.route.as_ref().unwrap_or(&runtime.unrouted);
@@ -109,6 +119,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                         route: &route.key,
                         upstream: &route.upstream,
                         upstream_time: trace.upstream_time,
+                        request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
                     },
                 );
             }
@@ -125,6 +136,16 @@ pub(super) struct Trace {
 }
 
 impl ProxyService {
+    /// Whether the client is in `trust_forwarded`: its forwarded headers and request ID are
+    /// kept.
+    fn trusted(&self, runtime: &Runtime) -> bool {
+        runtime
+            .config
+            .trust_forwarded
+            .iter()
+            .any(|network| network.contains(self.client_addr.ip()))
+    }
+
     async fn handle(
         &self,
         request: Request<Incoming>,
@@ -178,12 +199,26 @@ impl ProxyService {
             }
         }
         let path = route::normalize(request.uri().path())?;
-        let Some(matched) = runtime.routes.lookup(&path) else {
+        // Only read when some route names a host: a path-only table never looks at it.
+        let host = runtime
+            .routes
+            .has_hosts()
+            .then(|| request_host(&request))
+            .flatten();
+        let Some(matched) = runtime.routes.lookup(host, &path) else {
             return Err(ProxyError::NoRoute {
                 path: path.into_owned(),
             });
         };
         trace.route = Some(Arc::clone(&matched.value.stats));
+        if let Some(access) = &matched.value.access
+            && !access.admits(self.client_addr.ip())
+        {
+            return Err(ProxyError::Forbidden {
+                route: matched.value.stats.key.clone(),
+                client: self.client_addr.ip(),
+            });
+        }
         // Taken before the request moves on; `None` (the default) skips compression whole.
         let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
         let answered = match &matched.value.action {
@@ -220,23 +255,25 @@ impl ProxyService {
                     timeout: *timeout,
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
-                    route: matched.key,
+                    route: &matched.value.stats.key,
                 };
-                let trusted = runtime
-                    .config
-                    .trust_forwarded
-                    .iter()
-                    .any(|network| network.contains(self.client_addr.ip()));
-                self.forward(request, upstream, target, &limits, trusted, trace)
-                    .await
-                    .map(|response| response.map(Either::Left))
+                self.forward(
+                    request,
+                    upstream,
+                    target,
+                    &limits,
+                    self.trusted(runtime),
+                    trace,
+                )
+                .await
+                .map(|response| response.map(Either::Left))
             }
             RouteAction::Respond {
                 status,
                 headers,
                 body,
             } => {
-                let body = body.render(&template_values(&request, &path));
+                let body = body.render(&template_values(&request, &path, runtime));
                 let mut response = full_response(*status, headers.clone(), body);
                 response
                     .headers_mut()
@@ -245,7 +282,7 @@ impl ProxyService {
                 Ok(response.map(Either::Left))
             }
             RouteAction::Redirect { status, location } => {
-                let location = location.render(&template_values(&request, &path));
+                let location = location.render(&template_values(&request, &path, runtime));
                 let mut headers = HeaderMap::new();
                 // Validated at load time; a placeholder could still bring in a bad byte.
                 if let Ok(location) = HeaderValue::try_from(location) {
@@ -280,9 +317,20 @@ fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Respon
     response
 }
 
-fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<'a> {
+fn template_values<'a>(
+    request: &'a Request<Incoming>,
+    path: &'a str,
+    runtime: &Runtime,
+) -> Values<'a> {
     Values {
         path,
+        request_id: runtime
+            .config
+            .request_id
+            .as_ref()
+            .and_then(|name| request.headers().get(name))
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or(""),
         query: request.uri().query().unwrap_or(""),
         method: request.method().as_str(),
         host: request
@@ -291,5 +339,17 @@ fn template_values<'a>(request: &'a Request<Incoming>, path: &'a str) -> Values<
             .and_then(|host| host.to_str().ok())
             .or_else(|| request.uri().authority().map(Authority::as_str))
             .unwrap_or(""),
+    }
+}
+
+/// The host a request names, for host routes: an absolute-form target's authority or HTTP/2's
+/// `:authority` wins over `Host` (RFC 9112 3.2.2), as when forwarding.
+fn request_host(request: &Request<Incoming>) -> Option<&str> {
+    match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok()),
     }
 }

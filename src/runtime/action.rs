@@ -122,6 +122,8 @@ pub(crate) struct RouteEntry {
     /// The codings its responses may be compressed with (the route's `compress`, else the
     /// top-level one), in zoo's order of preference; empty compresses nothing.
     pub(crate) compress: Vec<Coding>,
+    /// The route's `allow`/`deny`; `None` (the default) admits every client unchecked.
+    pub(crate) access: Option<config::Access>,
 }
 
 /// What a request is recorded under once answered: the route it matched and its upstream.

@@ -18,7 +18,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::config::{Config, Protocol};
 use crate::files::FilesError;
 use crate::log::AccessLog;
-use crate::route::RouteTable;
+use crate::route::{HostPattern, HostRoutes};
 use crate::supervise::{self, AppHandle, SuperviseError};
 use crate::telemetry::{Health, Metrics};
 use crate::upstream::{Pool, UpstreamError};
@@ -56,7 +56,8 @@ pub struct Runtime {
     pub loaded_at: SystemTime,
     /// The supervised apps, in config order.
     pub apps: Vec<Arc<AppHandle>>,
-    pub(crate) routes: RouteTable<RouteEntry>,
+    /// The routes by host, each host's by path.
+    pub(crate) routes: HostRoutes<RouteEntry>,
     /// Where requests that matched no route (or had a bad path) are counted.
     pub(crate) unrouted: Arc<RouteStats>,
     /// The listeners' TLS, read at each handshake.
@@ -100,17 +101,19 @@ impl Runtime {
             let stats = RouteStats::new(&route.key, upstream, metrics);
             let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
             routes.push((
-                route.key.clone(),
+                route.host.clone(),
+                route.path.clone(),
                 RouteEntry {
                     action,
                     stats,
                     compress,
+                    access: route.access.clone(),
                 },
             ));
         }
         let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         Ok(Self {
-            routes: RouteTable::new(routes),
+            routes: HostRoutes::new(routes),
             unrouted: RouteStats::new("", "-", metrics),
             tls,
             apps,
@@ -119,34 +122,89 @@ impl Runtime {
         })
     }
 
-    /// One line per route, in match-priority order, for `zoo check` and `zoo status`.
+    /// One line per route, in match-priority order, for `zoo check` and `zoo status`; with
+    /// host routes, grouped under a line per host (exact hosts, wildcards, then any host).
     #[must_use]
     pub fn describe(&self) -> Vec<String> {
-        self.routes
+        let grouped = self.routes.has_hosts();
+        let mut lines = Vec::new();
+        for (host, table) in self.routes.groups() {
+            if grouped && !table.is_empty() {
+                lines.push(match host {
+                    Some(host) => format!("host {host}:"),
+                    None => "any other host:".to_owned(),
+                });
+            }
+            let indent = if grouped { "  " } else { "" };
+            for (key, entry) in table.iter() {
+                lines.push(format!(
+                    "{indent}{key:<16} {}",
+                    describe_action(&entry.action)
+                ));
+            }
+        }
+        lines
+    }
+}
+
+impl Runtime {
+    /// With TLS, one warning per route host the certificate does not name (a wildcard
+    /// route is checked with one name under it): such requests get a certificate error.
+    #[must_use]
+    pub fn uncovered_hosts(&self) -> Vec<String> {
+        let Some(tls) = &self.tls else {
+            return Vec::new();
+        };
+        let mut hosts: Vec<&HostPattern> = self
+            .config
+            .routes
             .iter()
-            .map(|(key, entry)| {
-                let what = match &entry.action {
-                    RouteAction::Forward {
-                        upstream,
-                        strip_prefix,
-                        ..
-                    } => {
-                        let strip = if *strip_prefix { " (strip prefix)" } else { "" };
-                        format!("-> {}{strip}", upstream.describe())
-                    }
-                    RouteAction::Respond { status, body, .. } => {
-                        format!("respond {} {:?}", status.as_u16(), body.source())
-                    }
-                    RouteAction::Redirect { status, location } => {
-                        format!("redirect {} {:?}", status.as_u16(), location.source())
-                    }
-                    RouteAction::Health => "builtin health".to_owned(),
-                    RouteAction::Metrics => "builtin metrics".to_owned(),
-                    RouteAction::Static(files) => files.describe(),
-                };
-                format!("{key:<16} {what}")
+            .filter_map(|route| route.host.as_ref())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+            .into_iter()
+            .filter(|host| !tls.covers(&host.example()))
+            .map(|host| {
+                let key = self
+                    .config
+                    .routes
+                    .iter()
+                    .find(|route| route.host.as_ref() == Some(host))
+                    .map_or("", |route| route.key.as_str());
+                format!(
+                    "route `{key}`: the certificate in {} does not name {host}",
+                    self.config
+                        .tls
+                        .as_ref()
+                        .map_or_else(String::new, |tls| tls.cert.display().to_string()),
+                )
             })
             .collect()
+    }
+}
+
+/// What a route does, as `zoo check` shows it.
+fn describe_action(action: &RouteAction) -> String {
+    match action {
+        RouteAction::Forward {
+            upstream,
+            strip_prefix,
+            ..
+        } => {
+            let strip = if *strip_prefix { " (strip prefix)" } else { "" };
+            format!("-> {}{strip}", upstream.describe())
+        }
+        RouteAction::Respond { status, body, .. } => {
+            format!("respond {} {:?}", status.as_u16(), body.source())
+        }
+        RouteAction::Redirect { status, location } => {
+            format!("redirect {} {:?}", status.as_u16(), location.source())
+        }
+        RouteAction::Health => "builtin health".to_owned(),
+        RouteAction::Metrics => "builtin metrics".to_owned(),
+        RouteAction::Static(files) => files.describe(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Body and `Location` templates of `respond` and `redirect` routes: `{path}`, `{query}`,
-//! `{method}` and `{host}` are replaced per request; every other character, braces included,
+//! `{method}`, `{host}` and `{request_id}` are replaced per request; every other character, braces included,
 //! is literal (so a JSON body needs no escaping). Parsed once when the table is built.
 
 /// A template split into literal text and placeholders.
@@ -17,6 +17,7 @@ enum Part {
     Query,
     Method,
     Host,
+    RequestId,
 }
 
 /// The request values a template can use.
@@ -25,13 +26,16 @@ pub struct Values<'a> {
     pub query: &'a str,
     pub method: &'a str,
     pub host: &'a str,
+    /// The request's ID; empty with `request_id = false`.
+    pub request_id: &'a str,
 }
 
-const PLACEHOLDERS: [(&str, Part); 4] = [
+const PLACEHOLDERS: [(&str, Part); 5] = [
     ("{path}", Part::Path),
     ("{query}", Part::Query),
     ("{method}", Part::Method),
     ("{host}", Part::Host),
+    ("{request_id}", Part::RequestId),
 ];
 
 impl Template {
@@ -80,6 +84,7 @@ impl Template {
                 Part::Query => values.query,
                 Part::Method => values.method,
                 Part::Host => values.host,
+                Part::RequestId => values.request_id,
             });
         }
         out
@@ -95,14 +100,16 @@ mod tests {
         query: "x=1",
         method: "GET",
         host: "example.com",
+        request_id: "0190-id",
     };
 
     #[test]
     fn placeholders_are_replaced() {
-        let template = Template::parse("I'm Go!\r\n[{path}] {method} {host}?{query}\n");
+        let template =
+            Template::parse("I'm Go!\r\n[{path}] {method} {host}?{query} {request_id}\n");
         assert_eq!(
             template.render(&VALUES),
-            "I'm Go!\r\n[/go/a] GET example.com?x=1\n"
+            "I'm Go!\r\n[/go/a] GET example.com?x=1 0190-id\n"
         );
     }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, crypto::ring};
@@ -146,6 +146,19 @@ impl ServerTls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             cert,
         })
+    }
+
+    /// Whether the certificate in use is valid for the DNS name `host` (its subject
+    /// alternative names, wildcards included), for `zoo check`'s warning on host routes.
+    #[must_use]
+    pub fn covers(&self, host: &str) -> bool {
+        let pair = self.cert.current.load();
+        let (Some(leaf), Ok(name)) = (pair.end_entity_cert().ok(), ServerName::try_from(host))
+        else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(leaf)
+            .is_ok_and(|leaf| leaf.verify_is_valid_for_subject_name(&name).is_ok())
     }
 
     #[must_use]

@@ -7,6 +7,7 @@
 
 mod apps;
 mod files;
+mod front;
 mod kinds;
 mod probes;
 mod read;
@@ -48,6 +49,8 @@ const ROOT_KEYS: &[&str] = &[
     "apps",
     "routes",
     "compress",
+    "request_id",
+    "request_id_header",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
@@ -127,6 +130,7 @@ impl Walker<'_> {
         let compress = fields
             .get("compress")
             .map_or(Some(Vec::new()), |value| self.compress("compress", value));
+        let request_id = self.request_id(&fields);
         // Routes may only name apps that listen; when the apps are invalid, that is not known.
         let portless: Vec<(&str, AppKind)> = apps
             .iter()
@@ -153,6 +157,7 @@ impl Walker<'_> {
             apps: apps?,
             routes: routes?,
             compress: compress?,
+            request_id: request_id?,
         })
     }
 
@@ -203,7 +208,7 @@ impl Walker<'_> {
     }
 
     /// An array of networks, `["10.0.0.0/8", "::1"]`.
-    fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
+    pub(super) fn networks(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<Network>> {
         let DeValue::Array(items) = value.get_ref() else {
             self.mismatch(at, value, "an array of networks like \"10.0.0.0/8\"");
             return None;

@@ -9,7 +9,8 @@ use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::kinds::article;
 use super::read::{Fields, Value, Walker, join, list, optional};
-use crate::config::{Action, AppKind, Builtin, ProxyTarget, Route, Scheme, suggest, url};
+use crate::config::{Access, Action, AppKind, Builtin, ProxyTarget, Route, Scheme, suggest, url};
+use crate::route::{self, HostPattern};
 
 const ROUTE_KEYS: &[&str] = &[
     "app",
@@ -30,6 +31,8 @@ const ROUTE_KEYS: &[&str] = &[
     "dotfiles",
     "follow_symlinks",
     "compress",
+    "allow",
+    "deny",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin", "static"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
@@ -70,39 +73,65 @@ impl Walker<'_> {
     ) -> Option<Vec<Route>> {
         let table = self.table("routes", value)?;
         let mut routes = Some(Vec::with_capacity(table.len()));
+        let mut seen: Vec<(Option<HostPattern>, String, String)> = Vec::new();
         for (key, value) in table {
-            let path: &str = key.get_ref();
-            let at = join("routes", path);
-            let valid_key = self.route_key(key.span(), &at, path);
-            let route = self.route(&at, path, value, apps, portless);
-            match (route, valid_key, routes.as_mut()) {
-                (Some(route), true, Some(routes)) => routes.push(route),
+            let written: &str = key.get_ref();
+            let at = join("routes", written);
+            let split = self.route_key(key.span(), &at, written);
+            if let Some((host, path)) = &split {
+                if let Some((_, _, first)) = seen.iter().find(|(h, p, _)| h == host && p == path) {
+                    let message = format!(
+                        "the same route as `{first}`: hosts match case-insensitively, without \
+                         a trailing dot, international names in their ASCII form"
+                    );
+                    self.error(key.span(), &at, message);
+                    routes = None;
+                }
+                seen.push((host.clone(), path.clone(), written.to_owned()));
+            }
+            let route = self.route(&at, written, split, value, apps, portless);
+            match (route, routes.as_mut()) {
+                (Some(route), Some(routes)) => routes.push(route),
                 _ => routes = None,
             }
         }
         routes
     }
 
-    fn route_key(&mut self, span: Range<usize>, at: &str, key: &str) -> bool {
-        let message = if !key.starts_with('/') {
-            "a route key is a path and must start with `/`"
-        } else if key.find('*').is_some_and(|star| star + 1 != key.len()) {
+    /// Checks a route key and splits it into its host (if any) and path.
+    fn route_key(
+        &mut self,
+        span: Range<usize>,
+        at: &str,
+        key: &str,
+    ) -> Option<(Option<HostPattern>, String)> {
+        let (host, path) = match route::split_key(key) {
+            Ok(split) => split,
+            Err(error) => {
+                self.error(span, at, error.to_string());
+                return None;
+            }
+        };
+        let message = if path.find('*').is_some_and(|star| star + 1 != path.len()) {
             "`*` may only end a route key, as in \"/node*\""
-        } else if key
+        } else if path
             .contains(|c: char| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
         {
             "a route key is a path: it cannot contain whitespace, `?` or `#`"
         } else {
-            return true;
+            return Some((host, path.to_owned()));
         };
         self.error(span, at, message);
-        false
+        None
     }
 
+    /// The route under `key`, `split` into host and path by [`Self::route_key`] (`None` when
+    /// the key is bad: the value is still checked, so that all its problems are reported).
     fn route(
         &mut self,
         at: &str,
         key: &str,
+        split: Option<(Option<HostPattern>, String)>,
         value: &Value<'_>,
         apps: &[String],
         portless: &[(&str, AppKind)],
@@ -169,6 +198,12 @@ impl Walker<'_> {
         let compress = optional(fields.get("compress"), |value| {
             self.compress(&join(at, "compress"), value)
         });
+        let allow = optional(fields.get("allow"), |value| {
+            self.networks(&join(at, "allow"), value)
+        });
+        let deny = optional(fields.get("deny"), |value| {
+            self.networks(&join(at, "deny"), value)
+        });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
@@ -182,8 +217,11 @@ impl Walker<'_> {
         if misplaced {
             return None;
         }
+        let (host, path) = split?;
         Some(Route {
             key: key.to_owned(),
+            host,
+            path,
             action: built?,
             // A `static` route names files below its key unless told otherwise (nginx's `alias`).
             strip_prefix: strip_prefix?.unwrap_or(action == "static"),
@@ -191,6 +229,13 @@ impl Walker<'_> {
             timeout: timeout?,
             wait: wait?,
             compress: compress?,
+            access: match (allow?, deny?) {
+                (None, None) => None,
+                (allow, deny) => Some(Access {
+                    allow: allow.unwrap_or_default(),
+                    deny: deny.unwrap_or_default(),
+                }),
+            },
         })
     }
 
