@@ -380,9 +380,11 @@ fn shutdown_is_quick_for_apps_that_stop_and_kills_at_grace_for_those_that_do_not
     assert!(took < QUICK_STOP, "took {took:?}\n{}", zoo.output());
     eprintln!("well-behaved app: shutdown took {took:?}");
 
-    // The leader exits on SIGTERM, its child ignores it: the whole group must still go.
+    // The leader exits on SIGTERM, its child ignores it: the whole group must still go. The
+    // leader says `child N` only once its own TERM is back to the default, so the test's
+    // SIGTERM cannot land while the leader still ignores it (then zoo rightly waits the grace).
     let apps = "[apps.stubborn]\n\
-        command = [\"sh\", \"-c\", \"trap '' TERM; sleep 60 & echo child $!; trap - TERM; wait\"]\n\
+        command = [\"sh\", \"-c\", \"trap '' TERM; sleep 60 & child=$!; trap - TERM; echo child $child; wait\"]\n\
         [apps.deaf]\n\
         command = [\"sh\", \"-c\", \"trap '' TERM; echo deaf; while :; do sleep 0.05; done\"]\n\
         grace = \"1s\"\n";
