@@ -15,8 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::runner::AppRunner;
-use super::{AppState, ExitStatus, Stopped, command, output, ports, signal_group};
+use super::runner::{AppRunner, RunnerMessage};
+use super::{AppCommand, AppState, ExitStatus, Stopped, command, output, ports, signal_group};
 
 /// How long to wait, after an app exited, for its last output to be written out.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
@@ -164,6 +164,25 @@ impl AppRunner {
         }
         self.set_state(AppState::Stopped);
         stopped
+    }
+
+    /// Stops the running instance for `message`, which interrupted it: at the shutdown's
+    /// deadline (`Err`, with how it stopped), or within the app's own grace for a command
+    /// (`Ok`, the command; a changed watched file asks for a restart).
+    pub(super) async fn stop_for(
+        &self,
+        instance: Instance,
+        message: RunnerMessage,
+    ) -> Result<AppCommand, Stopped> {
+        let command = match message {
+            RunnerMessage::Shutdown(deadline) => return Err(self.stop(instance, deadline).await),
+            RunnerMessage::App(command) => command,
+            RunnerMessage::FilesChanged => AppCommand::Restart,
+        };
+        tracing::info!("{}: {command:?} requested", self.app.name);
+        self.stop(instance, crate::deadline::after(self.command_grace()))
+            .await;
+        Ok(command)
     }
 
     /// Sends the stop signal to the instance's group and waits until its grace or `deadline`

@@ -264,21 +264,11 @@ impl AppRunner {
 
     /// Stops the instance for a command (within the app's grace) or the shutdown.
     async fn obey(&self, instance: Instance, message: RunnerMessage) -> Ended {
-        let command = match message {
-            RunnerMessage::Shutdown(deadline) => {
-                return Ended::Shutdown(self.stop(instance, deadline).await);
-            }
-            RunnerMessage::App(command) => command,
-            RunnerMessage::FilesChanged => AppCommand::Restart,
-        };
-        tracing::info!("{}: {command:?} requested", self.app.name);
-        self.stop(instance, crate::deadline::after(self.command_grace()))
-            .await;
-        Ended::Commanded(if command == AppCommand::Stop {
-            Next::Parked
-        } else {
-            Next::Start
-        })
+        match self.stop_for(instance, message).await {
+            Err(stopped) => Ended::Shutdown(stopped),
+            Ok(AppCommand::Stop) => Ended::Commanded(Next::Parked),
+            Ok(_) => Ended::Commanded(Next::Start),
+        }
     }
 
     /// Starts a second instance on a fresh port and, once it is ready, switches the app to it

@@ -192,22 +192,13 @@ impl AppRunner {
         }
     }
 
-    /// Carries out the message that interrupted a run.
+    /// Carries out the message that interrupted a run (a task has no `watch`, so a changed
+    /// file never asks; were it, a rerun is what it would ask for).
     async fn interrupted(&self, instance: Instance, message: RunnerMessage) -> RunEnded {
-        let command = match message {
-            RunnerMessage::Shutdown(deadline) => {
-                return RunEnded::Shutdown(self.stop(instance, deadline).await);
-            }
-            RunnerMessage::App(command) => command,
-            // Not sent to a task (it has no `watch`); were it, a rerun is what it would ask.
-            RunnerMessage::FilesChanged => AppCommand::Restart,
-        };
-        tracing::info!("{}: {command:?} requested", self.app.name);
-        self.stop(instance, crate::deadline::after(self.command_grace()))
-            .await;
-        match command {
-            AppCommand::Stop => RunEnded::Stopped,
-            AppCommand::Restart | AppCommand::Run | AppCommand::Start => RunEnded::Again,
+        match self.stop_for(instance, message).await {
+            Err(stopped) => RunEnded::Shutdown(stopped),
+            Ok(AppCommand::Stop) => RunEnded::Stopped,
+            Ok(AppCommand::Restart | AppCommand::Run | AppCommand::Start) => RunEnded::Again,
         }
     }
 }
