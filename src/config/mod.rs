@@ -153,6 +153,8 @@ pub struct Config {
     /// The header that carries each request's ID (`request_id_header`, `X-Request-ID` by
     /// default) to the app and back to the client; `None` with `request_id = false`.
     pub request_id: Option<HeaderName>,
+    /// The top-level `headers`: applied on every route, before the route's own.
+    pub headers: HeaderRules,
 }
 
 impl Config {
@@ -452,6 +454,58 @@ pub struct Route {
     pub compress: Option<Vec<Coding>>,
     /// `allow` / `deny`: which client addresses the route answers; `None` answers all.
     pub access: Option<Access>,
+    /// The route's `headers` rules, applied after the top-level ones.
+    pub headers: HeaderRules,
+    /// `basic_auth`: the users who may use the route; `None` asks for no credentials.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// `headers = { request = {...}, response = {...} }`: header edits on the way to the
+/// upstream and on the way back to the client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderRules {
+    pub request: HeaderEdits,
+    pub response: HeaderEdits,
+}
+
+impl HeaderRules {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.request.is_empty() && self.response.is_empty()
+    }
+}
+
+/// One side's `set`, `add` and `remove`, applied in that order. Values are templates
+/// (`{host}`, `{path}`, `{query}`, `{method}`, `{client_ip}`, `{request_id}`) whose literal
+/// text was checked to be a valid header value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Replaces every value of the name.
+    pub set: Vec<(HeaderName, String)>,
+    /// Appends one more value.
+    pub add: Vec<(HeaderName, String)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdits {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// `basic_auth = { users_file, realm, forward_auth_header }`, with the users file already
+/// read and checked (bcrypt or argon2 hashes only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The htpasswd file, resolved against the config file's directory (re-read on reload).
+    pub users_file: PathBuf,
+    /// Named in `WWW-Authenticate: Basic realm="..."`.
+    pub realm: String,
+    /// Pass `Authorization` on to the upstream (default: removed once checked).
+    pub forward_auth_header: bool,
+    /// `(user, hash)` in file order.
+    pub users: Vec<(String, String)>,
 }
 
 /// A route's `allow` and `deny` networks, matched against the client's address.

@@ -171,6 +171,8 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
+                headers: HeaderRules::default(),
+                basic_auth: None,
             },
             Route {
                 key: "/go".to_owned(),
@@ -187,6 +189,8 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
+                headers: HeaderRules::default(),
+                basic_auth: None,
             },
             Route {
                 key: "/google".to_owned(),
@@ -208,6 +212,8 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
+                headers: HeaderRules::default(),
+                basic_auth: None,
             },
             Route {
                 key: "/".to_owned(),
@@ -222,10 +228,13 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
+                headers: HeaderRules::default(),
+                basic_auth: None,
             },
         ],
         compress: Vec::new(),
         request_id: Some(HeaderName::from_static("x-request-id")),
+        headers: HeaderRules::default(),
     };
     assert_eq!(config, expected);
 }
@@ -418,7 +427,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`, `headers`"
                 .to_owned()
         )
     );
@@ -433,7 +442,7 @@ fn error_unknown_keys_in_app_route_and_ready() {
         vec![
             "apps.web: unknown key `prot`; did you mean `port`?",
             "apps.web.ready: unknown key `htp`; did you mean `http`?",
-            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`, `allow`, `deny`",
+            "routes.\"/\": unknown key `strip`; expected one of `app`, `proxy`, `respond`, `redirect`, `builtin`, `strip_prefix`, `ca_file`, `status`, `headers`, `max_body`, `timeout`, `wait`, `static`, `fallback`, `cache`, `dotfiles`, `follow_symlinks`, `compress`, `allow`, `deny`, `basic_auth`",
         ]
     );
 }

@@ -1,5 +1,5 @@
 //! The walk of the front-door settings that apply to every route: `request_id` and
-//! `request_id_header`; and the one list of header names zoo itself owns, which no setting
+//! `request_id_header`; the top-level `headers` rules (headers.rs); and the one list of header names zoo itself owns, which no setting
 //! may name (they describe the connection or the message's framing, not the request).
 
 use http::HeaderName;
@@ -17,10 +17,6 @@ const OWNED_BY_ZOO: &[(&str, &str)] = &[
     ),
     (
         "keep-alive",
-        "it describes one connection and is removed at each hop",
-    ),
-    (
-        "proxy-connection",
         "it describes one connection and is removed at each hop",
     ),
     (
@@ -46,8 +42,13 @@ const OWNED_BY_ZOO: &[(&str, &str)] = &[
     ),
 ];
 
-/// Why zoo does not let a setting name `name`, if it does not.
+/// Why zoo does not let a setting name `name`, if it does not. Every `Proxy-*` header is
+/// for the proxy that reads it (`Proxy-Authorization` carries a client's credentials for
+/// one hop), never to be passed on or made up.
 pub(super) fn owned_by_zoo(name: &HeaderName) -> Option<&'static str> {
+    if name.as_str().starts_with("proxy-") {
+        return Some("a `Proxy-*` header is meant for the one proxy that reads it");
+    }
     OWNED_BY_ZOO
         .iter()
         .find(|(owned, _)| *owned == name.as_str())

@@ -6,8 +6,10 @@
 //! looked at (files.rs), so that a typo in them is an error at its line.
 
 mod apps;
+mod auth;
 mod files;
 mod front;
+mod headers;
 mod kinds;
 mod probes;
 mod read;
@@ -20,7 +22,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{AccessLog, AppKind, Config, Network, Tls};
+use super::{AccessLog, AppKind, Config, HeaderRules, Network, Tls};
 use read::{Value, Walker, join, list, optional};
 
 /// One problem, located by a byte span of the source; [`super::parse`] turns it into a
@@ -51,6 +53,7 @@ const ROOT_KEYS: &[&str] = &[
     "compress",
     "request_id",
     "request_id_header",
+    "headers",
 ];
 const TLS_KEYS: &[&str] = &["cert", "key"];
 /// Time a client has to send a complete request head (slowloris guard, DESIGN.md).
@@ -131,6 +134,9 @@ impl Walker<'_> {
             .get("compress")
             .map_or(Some(Vec::new()), |value| self.compress("compress", value));
         let request_id = self.request_id(&fields);
+        let headers = fields.get("headers").map_or(Some(HeaderRules::default()), |value| {
+            self.header_rules("headers", value)
+        });
         // Routes may only name apps that listen; when the apps are invalid, that is not known.
         let portless: Vec<(&str, AppKind)> = apps
             .iter()
@@ -158,6 +164,7 @@ impl Walker<'_> {
             routes: routes?,
             compress: compress?,
             request_id: request_id?,
+            headers: headers?,
         })
     }
 

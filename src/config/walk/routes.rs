@@ -33,6 +33,7 @@ const ROUTE_KEYS: &[&str] = &[
     "compress",
     "allow",
     "deny",
+    "basic_auth",
 ];
 const ACTIONS: &[&str] = &["app", "proxy", "respond", "redirect", "builtin", "static"];
 /// Route keys that only some actions accept: (key, actions that accept it, how to say so).
@@ -48,7 +49,6 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
         &["respond", "redirect"],
         "`respond` and `redirect` routes",
     ),
-    ("headers", &["respond"], "`respond` routes"),
     ("max_body", &["app", "proxy"], "`app` and `proxy` routes"),
     ("timeout", &["app", "proxy"], "`app` and `proxy` routes"),
     ("wait", &["app"], "`app` routes"),
@@ -204,12 +204,36 @@ impl Walker<'_> {
         let deny = optional(fields.get("deny"), |value| {
             self.networks(&join(at, "deny"), value)
         });
+        let headers = optional(fields.get("headers"), |value| {
+            self.route_headers(&join(at, "headers"), value, action == "respond")
+        });
+        let headers = headers.map(|headers| headers.unwrap_or_default());
+        let request_rules = headers
+            .as_ref()
+            .is_some_and(|headers| !headers.rules.request.is_empty());
+        if request_rules && !matches!(action, "app" | "proxy") {
+            let span = fields.key_span("headers").unwrap_or_else(|| value.span());
+            let message = format!(
+                "`headers.request` applies only to `app` and `proxy` routes, which send the \
+                 request on; a `{action}` route answers it itself"
+            );
+            self.error(span, at, message);
+            misplaced = true;
+        }
+        let basic_auth = optional(fields.get("basic_auth"), |value| {
+            self.basic_auth(&join(at, "basic_auth"), value)
+        });
         let action_value = fields.get(action)?;
         let action_at = join(at, action);
         let built = match action {
             "app" => self.app_action(&action_at, action_value, apps, portless),
             "proxy" => self.proxy_action(at, action_value, &fields),
-            "respond" => self.respond_action(at, action_value, &fields),
+            "respond" => self.respond_action(
+                at,
+                action_value,
+                &fields,
+                headers.as_ref().map(|headers| headers.respond.clone()),
+            ),
             "builtin" => self.builtin_action(&action_at, action_value),
             "static" => self.static_action(at, action_value, &fields),
             _ => self.redirect_action(at, action_value, &fields),
@@ -218,6 +242,7 @@ impl Walker<'_> {
             return None;
         }
         let (host, path) = split?;
+        let headers = headers?;
         Some(Route {
             key: key.to_owned(),
             host,
@@ -236,6 +261,8 @@ impl Walker<'_> {
                     deny: deny.unwrap_or_default(),
                 }),
             },
+            headers: headers.rules,
+            basic_auth: basic_auth?,
         })
     }
 
@@ -318,6 +345,7 @@ impl Walker<'_> {
         at: &str,
         value: &Value<'_>,
         fields: &Fields<'_, '_>,
+        headers: Option<Vec<(HeaderName, HeaderValue)>>,
     ) -> Option<Action> {
         let body = self.string(&join(at, "respond"), value);
         let status = optional(fields.get("status"), |value| {
@@ -333,12 +361,9 @@ impl Walker<'_> {
             }
             status
         });
-        let headers = optional(fields.get("headers"), |value| {
-            self.headers(&join(at, "headers"), value)
-        });
         Some(Action::Respond {
             status: status?.unwrap_or(StatusCode::OK),
-            headers: headers?.unwrap_or_default(),
+            headers: headers?,
             body: body?,
         })
     }
@@ -378,31 +403,5 @@ impl Walker<'_> {
             status: status?.unwrap_or(StatusCode::FOUND),
             location: location?,
         })
-    }
-
-    fn headers(&mut self, at: &str, value: &Value<'_>) -> Option<Vec<(HeaderName, HeaderValue)>> {
-        let table = self.table(at, value)?;
-        let mut headers = Some(Vec::with_capacity(table.len()));
-        for (key, value) in table {
-            let name: &str = key.get_ref();
-            let header_at = join(at, name);
-            let header_name = HeaderName::from_bytes(name.as_bytes()).ok();
-            if header_name.is_none() {
-                self.error(key.span(), at, format!("invalid header name \"{name}\""));
-            }
-            let header_value = self.string(&header_at, value).and_then(|text| {
-                let header_value = HeaderValue::from_bytes(text.as_bytes()).ok();
-                if header_value.is_none() {
-                    let message = "invalid header value: control characters are not allowed";
-                    self.error(value.span(), &header_at, message);
-                }
-                header_value
-            });
-            match (header_name, header_value, headers.as_mut()) {
-                (Some(name), Some(value), Some(headers)) => headers.push((name, value)),
-                _ => headers = None,
-            }
-        }
-        headers
     }
 }
