@@ -5,6 +5,7 @@
 //! swapped whole on reload) -> request handling ([`proxy`]). [`compose`] puts it together;
 //! docs/design.md draws the modules and what each owns.
 
+mod access;
 mod admin;
 mod compose;
 mod compress;

@@ -46,6 +46,13 @@ pub enum ProxyError {
         route: String,
         client: std::net::IpAddr,
     },
+    /// The route's `basic_auth` found no right user and password in the request.
+    #[error("route `{route}` needs a user and password")]
+    Unauthorized {
+        route: String,
+        /// `Basic realm="..."`, sent as `WWW-Authenticate`.
+        challenge: HeaderValue,
+    },
     #[error("{upstream} is not ready (waited {waited:?})")]
     NotReady { upstream: String, waited: Duration },
     #[error("{upstream}: {}", innermost_cause(source))]
@@ -84,6 +91,7 @@ impl ProxyError {
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -119,6 +127,7 @@ impl ProxyError {
             | Self::BodyTimeout { .. }
             | Self::NoRoute { .. }
             | Self::Forbidden { .. }
+            | Self::Unauthorized { .. }
             | Self::ConnectProtocol { .. } => None,
         }
     }
@@ -140,6 +149,10 @@ impl ProxyError {
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         match self {
+            // RFC 9110 11.6.1: a 401 names the scheme and realm to answer with.
+            Self::Unauthorized { challenge, .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
             Self::NotReady { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
@@ -334,6 +347,28 @@ mod tests {
             (
                 StatusCode::FORBIDDEN,
                 "403 Forbidden: route `/admin` does not admit 10.1.2.3\n"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_401_with_the_challenge() {
+        let error = ProxyError::Unauthorized {
+            route: "/metrics".into(),
+            challenge: HeaderValue::from_static("Basic realm=\"metrics\""),
+        };
+        let challenge = error.into_response().headers()[header::WWW_AUTHENTICATE].clone();
+        assert_eq!(challenge, "Basic realm=\"metrics\"");
+        let error = ProxyError::Unauthorized {
+            route: "/metrics".into(),
+            challenge,
+        };
+        let (status, body, _) = body_of(error).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                "401 Unauthorized: route `/metrics` needs a user and password\n"
             )
         );
     }

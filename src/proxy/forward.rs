@@ -17,7 +17,7 @@ use super::error::{self, BodyFault};
 use super::service::{ProxyService, Trace};
 use super::{ProxyError, ZooBody, headers, tunnel};
 use crate::route;
-use crate::runtime::Upstream;
+use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::telemetry::Metrics;
 use crate::upstream::{ClientBody, ResponseBody, UpstreamBody};
 
@@ -44,6 +44,7 @@ impl ProxyService {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => request.headers().get(header::HOST).cloned(),
         };
+        let rules_host = limits.request_headers.as_ref().and(client_host.clone());
         let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);
@@ -105,6 +106,22 @@ impl ProxyService {
                 *request.uri_mut() = Uri::from(target);
                 *request.version_mut() = Version::HTTP_11;
             }
+        }
+        if let Some(rules) = &limits.request_headers {
+            let (mut parts, body) = request.into_parts();
+            let values = Values {
+                path: rules.path,
+                query: parts.uri.query().unwrap_or(""),
+                method: parts.method.as_str(),
+                host: rules_host
+                    .as_ref()
+                    .and_then(|host| host.to_str().ok())
+                    .unwrap_or(""),
+                client_ip: rules.client_ip,
+                request_id: rules.request_id,
+            };
+            rules.steps.apply(&mut parts.headers, &values);
+            request = Request::from_parts(parts, body);
         }
         let request = limit_body(request, limits)?;
         let sent = Instant::now();
@@ -176,6 +193,19 @@ pub(super) struct Limits<'a> {
     /// `client_body_timeout`: the longest pause between two reads of the request body.
     pub(super) body_timeout: Duration,
     pub(super) route: &'a str,
+    /// The request rules (top level, then the route's), applied last, so that they may
+    /// replace what zoo set (`X-Forwarded-*`, `Host`); `None` edits nothing.
+    pub(super) request_headers: Option<RequestRules<'a>>,
+}
+
+/// A route's request rules and the values of their templates that the request no longer
+/// holds by the time they apply.
+pub(super) struct RequestRules<'a> {
+    pub(super) steps: &'a HeaderSteps,
+    /// The normalised path, before any `strip_prefix`.
+    pub(super) path: &'a str,
+    pub(super) client_ip: &'a str,
+    pub(super) request_id: &'a str,
 }
 
 /// The request with its body as sent upstream: none at all when it has none (so it can be

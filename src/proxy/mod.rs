@@ -4,6 +4,7 @@
 //! (forward.rs) or answers it. Everything a request reads is in one `Runtime`, loaded once
 //! per request; bodies stream both ways, never buffered whole.
 
+mod client;
 mod drain;
 mod error;
 mod forward;

@@ -20,13 +20,14 @@ use tokio_util::task::TaskTracker;
 
 use bytes::Bytes;
 
-use super::forward::{Limits, with_query};
+use super::client::Client;
+use super::forward::{Limits, RequestRules, with_query};
 use super::{ProxyError, ServedBody, ZooBody, h2_websocket, headers, request_id};
 use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
 use crate::route;
-use crate::runtime::{RouteAction, RouteStats, Runtime, Serving, Values};
+use crate::runtime::{HeaderSteps, RouteAction, RouteStats, Runtime, Serving, Values};
 
 /// Longest request target accepted (nginx's default large header buffer); longer is 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
@@ -67,18 +68,28 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                     .map_or("", PathAndQuery::as_str);
                 (target.to_owned(), request.version())
             });
+            let client = Client::of(
+                service.client_addr.ip(),
+                &service.forwarded_for,
+                request.headers(),
+                &runtime.config.trust_forwarded,
+            );
             // Sent on to the app as it is in the request, and returned to the client below.
             let request_id = runtime.config.request_id.as_ref().map(|name| {
-                let id =
-                    request_id::request_id(request.headers(), name, || service.trusted(&runtime));
+                let id = request_id::request_id(request.headers(), name, || client.trusted);
                 request.headers_mut().insert(name.clone(), id.clone());
                 id
             });
-            let mut trace = Trace::default();
+            let mut trace = Trace {
+                target: runtime
+                    .response_headers_read_target
+                    .then(|| Target::of(&request)),
+                ..Trace::default()
+            };
             // RFC 8441: an h2 extended CONNECT goes to the app as an HTTP/1.1 WebSocket upgrade.
             let handled = match h2_websocket::translate_request(&mut request) {
                 Ok(handshake) => service
-                    .handle(request, &runtime, &mut trace)
+                    .handle(request, &runtime, &client, &mut trace)
                     .await
                     .and_then(|response| h2_websocket::finish(response, handshake)),
                 Err(error) => Err(error),
@@ -101,6 +112,22 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
             if let (Some(name), Some(id)) = (&runtime.config.request_id, &request_id) {
                 response.headers_mut().insert(name.clone(), id.clone());
             }
+            // The route's rules once routed (they start with the top level's), else the top
+            // level's: zoo's own error answers get them too.
+            let rules = match &trace.route {
+                Some(_) => trace.response_headers.as_deref(),
+                None => runtime.response_headers.as_deref(),
+            };
+            if let Some(rules) = rules {
+                apply_response_rules(
+                    rules,
+                    &mut response,
+                    &trace,
+                    &method,
+                    &client,
+                    request_id.as_ref(),
+                );
+            }
             let duration = started.elapsed();
             serving.metrics.in_flight.dec();
             let route = trace.route.as_ref().unwrap_or(&runtime.unrouted);
@@ -109,7 +136,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                 serving.access_log.record(
                     access_log,
                     &AccessEntry {
-                        client: service.client_addr.ip(),
+                        client: client.ip,
                         method: method.as_str(),
                         target: &target,
                         version,
@@ -128,28 +155,62 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
     }
 }
 
-/// What handling a request found out, for its metrics and access log line.
+/// What handling a request found out, for its metrics, access log line and response rules.
 #[derive(Default)]
 pub(super) struct Trace {
     pub(super) route: Option<Arc<RouteStats>>,
     pub(super) upstream_time: Option<Duration>,
+    /// The matched route's response rules.
+    response_headers: Option<Arc<HeaderSteps>>,
+    /// The request's path, query and host, kept only when a response rule reads them.
+    target: Option<Target>,
+}
+
+/// What response rules can read of a request that is gone by the time its response is.
+struct Target {
+    /// Normalised once the request was routed.
+    path: String,
+    query: String,
+    host: String,
+}
+
+impl Target {
+    fn of(request: &Request<Incoming>) -> Self {
+        Self {
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+            host: request_host(request).unwrap_or("").to_owned(),
+        }
+    }
+}
+
+/// Applies `rules` to the response of a request (see [`Trace::target`]).
+fn apply_response_rules(
+    rules: &HeaderSteps,
+    response: &mut Response<ServedBody>,
+    trace: &Trace,
+    method: &Method,
+    client: &Client,
+    request_id: Option<&HeaderValue>,
+) {
+    let target = trace.target.as_ref();
+    let values = Values {
+        path: target.map_or("", |target| &target.path),
+        query: target.map_or("", |target| &target.query),
+        host: target.map_or("", |target| &target.host),
+        method: method.as_str(),
+        client_ip: client.text.to_str().unwrap_or(""),
+        request_id: request_id.and_then(|id| id.to_str().ok()).unwrap_or(""),
+    };
+    rules.apply(response.headers_mut(), &values);
 }
 
 impl ProxyService {
-    /// Whether the client is in `trust_forwarded`: its forwarded headers and request ID are
-    /// kept.
-    fn trusted(&self, runtime: &Runtime) -> bool {
-        runtime
-            .config
-            .trust_forwarded
-            .iter()
-            .any(|network| network.contains(self.client_addr.ip()))
-    }
-
     async fn handle(
         &self,
         request: Request<Incoming>,
         runtime: &Runtime,
+        client: &Client,
         trace: &mut Trace,
     ) -> Result<Response<ServedBody>, ProxyError> {
         if request
@@ -199,6 +260,9 @@ impl ProxyService {
             }
         }
         let path = route::normalize(request.uri().path())?;
+        if let (Some(target), Cow::Owned(normalized)) = (&mut trace.target, &path) {
+            target.path.clone_from(normalized);
+        }
         // Only read when some route names a host: a path-only table never looks at it.
         let host = runtime
             .routes
@@ -211,12 +275,25 @@ impl ProxyService {
             });
         };
         trace.route = Some(Arc::clone(&matched.value.stats));
+        trace
+            .response_headers
+            .clone_from(&matched.value.response_headers);
         if let Some(access) = &matched.value.access
-            && !access.admits(self.client_addr.ip())
+            && !access.admits(client.ip)
         {
             return Err(ProxyError::Forbidden {
                 route: matched.value.stats.key.clone(),
-                client: self.client_addr.ip(),
+                client: client.ip,
+            });
+        }
+        // The `Authorization` it checks is removed by the route's request rules (the
+        // runtime made that their first step), unless `forward_auth_header`.
+        if let Some(gate) = &matched.value.basic_auth
+            && !gate.admits(request.headers()).await
+        {
+            return Err(ProxyError::Unauthorized {
+                route: matched.value.stats.key.clone(),
+                challenge: gate.challenge().clone(),
             });
         }
         // Taken before the request moves on; `None` (the default) skips compression whole.
@@ -250,30 +327,47 @@ impl ProxyService {
                     }
                     _ => with_query(&forwarded_path, request.uri().query())?,
                 };
+                // Owned: the request moves on while the rules still need them.
+                let request_id = runtime
+                    .config
+                    .request_id
+                    .as_ref()
+                    .and_then(|name| request.headers().get(name))
+                    .cloned();
+                let rules_path = matched
+                    .value
+                    .request_headers
+                    .as_ref()
+                    .filter(|steps| steps.reads_target())
+                    .map(|_| path.clone().into_owned());
                 let limits = Limits {
                     max_body: *max_body,
                     timeout: *timeout,
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
                     route: &matched.value.stats.key,
+                    request_headers: matched.value.request_headers.as_ref().map(|steps| {
+                        RequestRules {
+                            steps,
+                            path: rules_path.as_deref().unwrap_or(""),
+                            client_ip: client.text.to_str().unwrap_or(""),
+                            request_id: request_id
+                                .as_ref()
+                                .and_then(|id| id.to_str().ok())
+                                .unwrap_or(""),
+                        }
+                    }),
                 };
-                self.forward(
-                    request,
-                    upstream,
-                    target,
-                    &limits,
-                    self.trusted(runtime),
-                    trace,
-                )
-                .await
-                .map(|response| response.map(Either::Left))
+                self.forward(request, upstream, target, &limits, client.trusted, trace)
+                    .await
+                    .map(|response| response.map(Either::Left))
             }
             RouteAction::Respond {
                 status,
                 headers,
                 body,
             } => {
-                let body = body.render(&template_values(&request, &path, runtime));
+                let body = body.render(&template_values(&request, &path, runtime, client));
                 let mut response = full_response(*status, headers.clone(), body);
                 response
                     .headers_mut()
@@ -282,7 +376,7 @@ impl ProxyService {
                 Ok(response.map(Either::Left))
             }
             RouteAction::Redirect { status, location } => {
-                let location = location.render(&template_values(&request, &path, runtime));
+                let location = location.render(&template_values(&request, &path, runtime, client));
                 let mut headers = HeaderMap::new();
                 // Validated at load time; a placeholder could still bring in a bad byte.
                 if let Ok(location) = HeaderValue::try_from(location) {
@@ -321,9 +415,11 @@ fn template_values<'a>(
     request: &'a Request<Incoming>,
     path: &'a str,
     runtime: &Runtime,
+    client: &'a Client,
 ) -> Values<'a> {
     Values {
         path,
+        client_ip: client.text.to_str().unwrap_or(""),
         request_id: runtime
             .config
             .request_id

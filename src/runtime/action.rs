@@ -14,7 +14,9 @@ use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::BuildError;
+use super::header_steps::HeaderSteps;
 use super::template::Template;
+use crate::access::BasicAuthGate;
 use crate::config::{self, Action, Builtin, Coding, ProxyTarget, Scheme};
 use crate::files::FileServer;
 use crate::supervise::AppHandle;
@@ -124,6 +126,14 @@ pub(crate) struct RouteEntry {
     pub(crate) compress: Vec<Coding>,
     /// The route's `allow`/`deny`; `None` (the default) admits every client unchecked.
     pub(crate) access: Option<config::Access>,
+    /// The top-level and the route's request rules, for what is forwarded; `None` edits
+    /// nothing (and on a route zoo answers itself).
+    pub(crate) request_headers: Option<HeaderSteps>,
+    /// The top-level and the route's response rules, shared with the top level's list when
+    /// the route has none of its own; `None` edits nothing.
+    pub(crate) response_headers: Option<Arc<HeaderSteps>>,
+    /// `basic_auth`: the users the route admits; `None` asks for no credentials.
+    pub(crate) basic_auth: Option<BasicAuthGate>,
 }
 
 /// What a request is recorded under once answered: the route it matched and its upstream.

@@ -6,6 +6,7 @@
 //! or all of the new, never half.
 
 mod action;
+mod header_steps;
 mod template;
 mod tls;
 
@@ -15,7 +16,10 @@ use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::config::{Config, Protocol};
+use crate::access::{AccessError, BasicAuthGate};
+use http::header;
+
+use crate::config::{Config, HeaderEdits, Protocol};
 use crate::files::FilesError;
 use crate::log::AccessLog;
 use crate::route::{HostPattern, HostRoutes};
@@ -23,6 +27,7 @@ use crate::supervise::{self, AppHandle, SuperviseError};
 use crate::telemetry::{Health, Metrics};
 use crate::upstream::{Pool, UpstreamError};
 pub(crate) use action::{RouteAction, RouteEntry, RouteStats, Upstream};
+pub(crate) use header_steps::HeaderSteps;
 pub(crate) use template::Values;
 pub use tls::{ServerTls, TlsError};
 
@@ -44,6 +49,12 @@ pub enum BuildError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Files(#[from] FilesError),
+    #[error("route `{route}`: {source}")]
+    Access {
+        route: String,
+        #[source]
+        source: AccessError,
+    },
 }
 
 /// Everything the request path and the control plane read, immutable once built.
@@ -60,6 +71,12 @@ pub struct Runtime {
     pub(crate) routes: HostRoutes<RouteEntry>,
     /// Where requests that matched no route (or had a bad path) are counted.
     pub(crate) unrouted: Arc<RouteStats>,
+    /// The top-level response rules, for answers to requests that matched no route (each
+    /// route has its own list, which starts with these).
+    pub(crate) response_headers: Option<Arc<HeaderSteps>>,
+    /// Whether some response rule reads `{path}`, `{query}` or `{host}`: only then does a
+    /// request keep a copy of them for its response.
+    pub(crate) response_headers_read_target: bool,
     /// The listeners' TLS, read at each handshake.
     pub tls: Option<ServerTls>,
 }
@@ -91,6 +108,10 @@ impl Runtime {
             .keys()
             .map(|name| (*name, Pool::app(h2c.contains(name))))
             .collect();
+        let response_headers = HeaderSteps::compile(&[&config.headers.response]).map(Arc::new);
+        let mut response_headers_read_target = response_headers
+            .as_ref()
+            .is_some_and(|steps| steps.reads_target());
         let mut routes = Vec::with_capacity(config.routes.len());
         for route in &config.routes {
             let action = action::resolve(route, &by_name, &pools, &h2c)?;
@@ -100,6 +121,46 @@ impl Runtime {
             };
             let stats = RouteStats::new(&route.key, upstream, metrics);
             let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
+            // Only forwarded requests go anywhere for request rules to matter.
+            // Only forwarded requests go anywhere for request rules to matter. The
+            // credentials `basic_auth` checked go first, so that a rule may still set an
+            // `Authorization` of the upstream's own.
+            let checked_credentials = HeaderEdits {
+                remove: route
+                    .basic_auth
+                    .as_ref()
+                    .filter(|auth| !auth.forward_auth_header)
+                    .map(|_| header::AUTHORIZATION)
+                    .into_iter()
+                    .collect(),
+                ..HeaderEdits::default()
+            };
+            let request_headers = match action {
+                RouteAction::Forward { .. } => HeaderSteps::compile(&[
+                    &checked_credentials,
+                    &config.headers.request,
+                    &route.headers.request,
+                ]),
+                _ => None,
+            };
+            let route_response_headers = if route.headers.response.is_empty() {
+                response_headers.clone()
+            } else {
+                let steps =
+                    HeaderSteps::compile(&[&config.headers.response, &route.headers.response]);
+                response_headers_read_target |=
+                    steps.as_ref().is_some_and(HeaderSteps::reads_target);
+                steps.map(Arc::new)
+            };
+            let basic_auth = route
+                .basic_auth
+                .as_ref()
+                .map(BasicAuthGate::new)
+                .transpose()
+                .map_err(|source| BuildError::Access {
+                    route: route.key.clone(),
+                    source,
+                })?;
             routes.push((
                 route.host.clone(),
                 route.path.clone(),
@@ -108,6 +169,9 @@ impl Runtime {
                     stats,
                     compress,
                     access: route.access.clone(),
+                    request_headers,
+                    response_headers: route_response_headers,
+                    basic_auth,
                 },
             ));
         }
@@ -115,6 +179,8 @@ impl Runtime {
         Ok(Self {
             routes: HostRoutes::new(routes),
             unrouted: RouteStats::new("", "-", metrics),
+            response_headers,
+            response_headers_read_target,
             tls,
             apps,
             config,
@@ -141,6 +207,11 @@ impl Runtime {
                     "{indent}{key:<16} {}",
                     describe_action(&entry.action)
                 ));
+                lines.extend(
+                    describe_guards(entry)
+                        .into_iter()
+                        .map(|line| format!("{indent}{:<16}   {line}", "")),
+                );
             }
         }
         lines
@@ -183,6 +254,36 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// The lines under a route for what it checks and rewrites besides its action.
+fn describe_guards(entry: &RouteEntry) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(access) = &entry.access {
+        let networks = |list: &[crate::config::Network]| {
+            let shown: Vec<String> = list
+                .iter()
+                .map(|network| format!("{}/{}", network.addr, network.prefix))
+                .collect();
+            shown.join(", ")
+        };
+        if !access.allow.is_empty() {
+            lines.push(format!("allow {}", networks(&access.allow)));
+        }
+        if !access.deny.is_empty() {
+            lines.push(format!("deny {}", networks(&access.deny)));
+        }
+    }
+    if let Some(gate) = &entry.basic_auth {
+        lines.push(gate.describe());
+    }
+    if let Some(steps) = &entry.request_headers {
+        lines.push(format!("request headers: {}", steps.describe()));
+    }
+    if let Some(steps) = &entry.response_headers {
+        lines.push(format!("response headers: {}", steps.describe()));
+    }
+    lines
 }
 
 /// What a route does, as `zoo check` shows it.

@@ -1,6 +1,7 @@
-//! Body and `Location` templates of `respond` and `redirect` routes: `{path}`, `{query}`,
-//! `{method}`, `{host}` and `{request_id}` are replaced per request; every other character, braces included,
-//! is literal (so a JSON body needs no escaping). Parsed once when the table is built.
+//! Templates of `respond` bodies, `redirect` locations and header rule values: `{path}`,
+//! `{query}`, `{method}`, `{host}`, `{client_ip}` and `{request_id}` are replaced per request;
+//! every other character, braces included, is literal (so a JSON body needs no escaping).
+//! Parsed once when the table is built.
 
 /// A template split into literal text and placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,7 @@ enum Part {
     Query,
     Method,
     Host,
+    ClientIp,
     RequestId,
 }
 
@@ -26,15 +28,18 @@ pub struct Values<'a> {
     pub query: &'a str,
     pub method: &'a str,
     pub host: &'a str,
+    /// The client's address as zoo determined it (after `trust_forwarded`).
+    pub client_ip: &'a str,
     /// The request's ID; empty with `request_id = false`.
     pub request_id: &'a str,
 }
 
-const PLACEHOLDERS: [(&str, Part); 5] = [
+const PLACEHOLDERS: [(&str, Part); 6] = [
     ("{path}", Part::Path),
     ("{query}", Part::Query),
     ("{method}", Part::Method),
     ("{host}", Part::Host),
+    ("{client_ip}", Part::ClientIp),
     ("{request_id}", Part::RequestId),
 ];
 
@@ -74,6 +79,25 @@ impl Template {
         &self.source
     }
 
+    /// Its text when it has no placeholder at all (the same for every request).
+    #[must_use]
+    pub fn literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Whether it reads the request's target or host, which are gone once the request was
+    /// sent on (the method, client and ID are kept anyway).
+    #[must_use]
+    pub fn reads_target(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Path | Part::Query | Part::Host))
+    }
+
     #[must_use]
     pub fn render(&self, values: &Values<'_>) -> String {
         let mut out = String::new();
@@ -84,6 +108,7 @@ impl Template {
                 Part::Query => values.query,
                 Part::Method => values.method,
                 Part::Host => values.host,
+                Part::ClientIp => values.client_ip,
                 Part::RequestId => values.request_id,
             });
         }
@@ -100,17 +125,29 @@ mod tests {
         query: "x=1",
         method: "GET",
         host: "example.com",
+        client_ip: "192.0.2.7",
         request_id: "0190-id",
     };
 
     #[test]
     fn placeholders_are_replaced() {
-        let template =
-            Template::parse("I'm Go!\r\n[{path}] {method} {host}?{query} {request_id}\n");
+        let template = Template::parse(
+            "I'm Go!\r\n[{path}] {method} {host}?{query} {request_id} {client_ip}\n",
+        );
         assert_eq!(
             template.render(&VALUES),
-            "I'm Go!\r\n[/go/a] GET example.com?x=1 0190-id\n"
+            "I'm Go!\r\n[/go/a] GET example.com?x=1 0190-id 192.0.2.7\n"
         );
+        assert!(template.reads_target());
+        assert_eq!(template.literal(), None);
+    }
+
+    #[test]
+    fn templates_say_what_they_read() {
+        assert_eq!(Template::parse("max-age=1").literal(), Some("max-age=1"));
+        assert_eq!(Template::parse("").literal(), Some(""));
+        let kept = Template::parse("{method} {client_ip} {request_id}");
+        assert!(!kept.reads_target());
     }
 
     #[test]

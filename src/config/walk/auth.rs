@@ -28,7 +28,10 @@ impl Walker<'_> {
                 let realm = self.non_empty_string(&realm_at, value)?;
                 // It goes inside `realm="..."` unescaped: a quote or a backslash would end or
                 // bend the quoted string.
-                if realm.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\') {
+                if realm
+                    .bytes()
+                    .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+                {
                     return Some(realm);
                 }
                 let message = "the realm must be printable ASCII without `\"` or `\\`";
@@ -137,7 +140,9 @@ mod tests {
 
     #[test]
     fn bcrypt_entries_comments_and_blank_lines_are_read() {
-        let text = format!("# users\n\n{ALICE}\r\nbob:$2y$04$BgcTnDk2BltVNBdTZG93quIf8ZXE2LjX9QGidToS5Mg6kW3PvSAfq\n");
+        let text = format!(
+            "# users\n\n{ALICE}\r\nbob:$2y$04$BgcTnDk2BltVNBdTZG93quIf8ZXE2LjX9QGidToS5Mg6kW3PvSAfq\n"
+        );
         let users = parse_users(&text).unwrap();
         let names: Vec<&str> = users.iter().map(|(user, _)| user.as_str()).collect();
         assert_eq!(names, ["alice", "bob"]);
@@ -151,7 +156,10 @@ mod tests {
             ("bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "SHA-1"),
             ("bob:$6$salt$hash", "crypt"),
             ("bob:$2y$05$short", "not a valid bcrypt"),
-            ("bob:$2y$31$qzDxjhyFwzWyONqqLlg8HefgWaBq4JXkx3xRhu3Hfu5UG0UCQ0THK", "cost 31"),
+            (
+                "bob:$2y$31$qzDxjhyFwzWyONqqLlg8HefgWaBq4JXkx3xRhu3Hfu5UG0UCQ0THK",
+                "cost 31",
+            ),
             ("no colon", "expected `user:hash`"),
             (":$2y$05$x", "empty"),
             (ALICE, "listed twice"),

@@ -134,9 +134,11 @@ impl Walker<'_> {
             .get("compress")
             .map_or(Some(Vec::new()), |value| self.compress("compress", value));
         let request_id = self.request_id(&fields);
-        let headers = fields.get("headers").map_or(Some(HeaderRules::default()), |value| {
-            self.header_rules("headers", value)
-        });
+        let headers = fields
+            .get("headers")
+            .map_or(Some(HeaderRules::default()), |value| {
+                self.header_rules("headers", value)
+            });
         // Routes may only name apps that listen; when the apps are invalid, that is not known.
         let portless: Vec<(&str, AppKind)> = apps
             .iter()
