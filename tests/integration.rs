@@ -20,6 +20,7 @@ mod integration {
     mod h2_clients;
     mod h2_websocket;
     mod hardening;
+    mod header_rules;
     mod healthcheck;
     mod kinds;
     mod no_loss;

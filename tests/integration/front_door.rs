@@ -16,7 +16,7 @@ use crate::util::{self, READY_DEADLINE, Zoo, http};
 const CLIENT_DEADLINE: Duration = Duration::from_secs(20);
 
 /// An app that answers every GET with `{"app", "path", "headers"}` as it received them.
-const RECORDER_PY: &str = r#"
+pub(super) const RECORDER_PY: &str = r#"
 import json, os, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,6 +31,7 @@ class Recorder(BaseHTTPRequestHandler):
         body = json.dumps(seen).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("X-Powered-By", "recorder")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -42,7 +43,7 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Recorder).serve_fore
 "#;
 
 /// `[apps.NAME]` running the recorder under `NAME`.
-fn recorder_app(name: &str) -> String {
+pub(super) fn recorder_app(name: &str) -> String {
     format!("[apps.{name}]\ncommand = [\"python3\", \"recorder.py\", \"{name}\"]\n\n")
 }
 
@@ -91,7 +92,7 @@ fn get_with_host(zoo: &Zoo, host: &str, target: &str) -> http::Response {
 }
 
 /// What the recorder echoed, or `None` when zoo answered itself (not JSON).
-fn echoed(body: &[u8]) -> Option<serde_json::Value> {
+pub(super) fn echoed(body: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(body).ok()
 }
 
@@ -365,7 +366,11 @@ fn access_line(zoo: &Zoo, target: &str) -> serde_json::Value {
 }
 
 /// `GET target` with `Host: x.test` and extra header lines, and what the app echoed.
-fn get_with(zoo: &Zoo, target: &str, extra: &str) -> (http::Response, serde_json::Value) {
+pub(super) fn get_with(
+    zoo: &Zoo,
+    target: &str,
+    extra: &str,
+) -> (http::Response, serde_json::Value) {
     let request =
         format!("GET {target} HTTP/1.1\r\nHost: x.test\r\n{extra}Connection: close\r\n\r\n");
     let response = http::parse(&zoo.send_raw(request.as_bytes())).unwrap();
@@ -373,7 +378,7 @@ fn get_with(zoo: &Zoo, target: &str, extra: &str) -> (http::Response, serde_json
     (response, echo)
 }
 
-fn is_uuid_v7(id: &str) -> bool {
+pub(super) fn is_uuid_v7(id: &str) -> bool {
     let groups: Vec<usize> = id.split('-').map(str::len).collect();
     groups == [8, 4, 4, 4, 12] && id.as_bytes()[14] == b'7'
 }
@@ -439,7 +444,7 @@ fn request_id_can_be_renamed_or_turned_off() {
 }
 
 /// The address zoo logged it listens on for `ip` (`127.0.0.1` or `[::1]`).
-fn listening_on(zoo: &Zoo, ip: &str) -> SocketAddr {
+pub(super) fn listening_on(zoo: &Zoo, ip: &str) -> SocketAddr {
     let mut found = None;
     let seen = util::poll_until(READY_DEADLINE, || {
         found = zoo.output().lines().find_map(|line| {

@@ -142,8 +142,7 @@ impl Walker<'_> {
                 if HeaderValue::from_str(&text).is_ok() {
                     return Some(text);
                 }
-                let message = "invalid header value: control characters and non-ASCII text \
-                               are not allowed";
+                let message = "invalid header value: control characters are not allowed";
                 self.error(value.span(), &header_at, message);
                 None
             });
