@@ -5,6 +5,7 @@
 mod util;
 
 mod integration {
+    mod access;
     mod basic_auth;
     mod browser;
     mod compress;

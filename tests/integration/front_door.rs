@@ -1,7 +1,8 @@
 //! The front door through real clients: host-keyed routes (`curl --resolve`, `Host:` headers
 //! in any case, with a port or a trailing dot, wildcards of any depth, an IDN, HTTP/2's
 //! `:authority` from curl and nghttp, the host-less fallback and the 404 past it), `zoo
-//! check`'s table grouped by host, and request IDs (made, kept from a trusted client,
+//! check`'s table grouped by host and its warning about route hosts the TLS certificate does
+//! not name, and request IDs (made, kept from a trusted client,
 //! replaced from an untrusted one or when malformed; the same value at the app, in the
 //! response and in the JSON access log). The apps are `recorder.py`, which answers each
 //! request with a JSON echo of what it received.
@@ -350,7 +351,7 @@ fn check_reports_host_routes_that_are_the_same_route() {
 }
 
 /// The JSON access log line of the request whose target is `target`.
-fn access_line(zoo: &Zoo, target: &str) -> serde_json::Value {
+pub(super) fn access_line(zoo: &Zoo, target: &str) -> serde_json::Value {
     let mut found = None;
     let logged = util::poll_until(READY_DEADLINE, || {
         found = zoo
@@ -443,69 +444,52 @@ fn request_id_can_be_renamed_or_turned_off() {
     );
 }
 
-/// The address zoo logged it listens on for `ip` (`127.0.0.1` or `[::1]`).
-pub(super) fn listening_on(zoo: &Zoo, ip: &str) -> SocketAddr {
-    let mut found = None;
-    let seen = util::poll_until(READY_DEADLINE, || {
-        found = zoo.output().lines().find_map(|line| {
-            let at = line.find(&format!("listening on http://{ip}:"))?;
-            line[at + "listening on http://".len()..]
-                .trim()
-                .parse()
-                .ok()
-        });
-        found.is_some()
-    });
-    assert!(seen, "zoo did not say it listens on {ip}\n{}", zoo.output());
-    found.unwrap_or_else(|| zoo.addr())
-}
-
 #[test]
-fn allow_and_deny_refuse_by_client_address_with_a_one_line_403() {
-    let config = "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\n\
-                  trust_forwarded = [\"127.0.0.1\"]\n\
+fn check_warns_about_route_hosts_the_certificate_does_not_name() {
+    let names = ["api.example.com", "*.docs.example.com"].map(str::to_owned);
+    let certified = rcgen::generate_simple_self_signed(names.to_vec()).unwrap();
+    let config = "listen = \"127.0.0.1:0\"\n\
+                  tls = { cert = \"cert.pem\", key = \"key.pem\" }\n\
                   [routes]\n\
-                  \"/admin\" = { respond = \"admin\", allow = [\"::1\"] }\n\
-                  \"/open\" = { respond = \"open\", deny = [\"127.0.0.0/8\"] }\n\
-                  \"/both\" = { respond = \"both\", allow = [\"::/0\", \"0.0.0.0/0\"], deny = [\"::1\"] }\n\
-                  \"/ready\" = { respond = \"ok\" }\n";
-    let mut zoo = Zoo::start(config, &[]);
-    zoo.wait_ready("/ready", READY_DEADLINE);
-    let v4 = listening_on(&zoo, "127.0.0.1");
-    let v6 = listening_on(&zoo, "[::1]");
-    let get = |addr: SocketAddr, target: &str, extra: &str| {
-        let request =
-            format!("GET {target} HTTP/1.1\r\nHost: x.test\r\n{extra}Connection: close\r\n\r\n");
-        let raw = http::exchange(addr, request.as_bytes(), http::READ_TIMEOUT).unwrap();
-        http::parse(&raw).unwrap()
-    };
-    let cases: &[(SocketAddr, &str, u16)] = &[
-        (v4, "/admin", 403),
-        (v6, "/admin", 200),
-        (v4, "/open", 403),
-        (v6, "/open", 200),
-        (v4, "/both", 200),
-        (v6, "/both", 403),
-    ];
-    for (addr, target, status) in cases {
-        let response = get(*addr, target, "");
-        assert_eq!(
-            response.status,
-            *status,
-            "{addr} {target}: {}",
-            response.text()
-        );
-        if *status == 403 {
-            let body = response.text();
-            assert!(
-                body.starts_with(&format!("403 Forbidden: route `{target}` does not admit "))
-                    && body.ends_with('\n')
-                    && body.lines().count() == 1,
-                "{body:?}"
-            );
-        }
-    }
-    // zoo decides on the address it sees: a forwarded claim, trusted or not, does not open it.
-    let claimed = get(v4, "/admin", "X-Forwarded-For: ::1\r\n");
-    assert_eq!(claimed.status, 403, "{}", claimed.text());
+                  \"API.example.com/\" = { respond = \"api\" }\n\
+                  \"shop.example.com/\" = { respond = \"shop\" }\n\
+                  \"*.docs.example.com/\" = { respond = \"docs\" }\n\
+                  \"*.example.org/x\" = { respond = \"org\" }\n\
+                  \"/\" = { respond = \"any\" }\n";
+    let dir = util::prepare_dir(
+        config,
+        &[
+            ("cert.pem", &certified.cert.pem()),
+            ("key.pem", &certified.signing_key.serialize_pem()),
+        ],
+    );
+    let finished = util::run_to_end(dir.path(), &["check"], CLIENT_DEADLINE);
+    assert_eq!(
+        finished.code(),
+        Some(0),
+        "warnings only: {}",
+        finished.output
+    );
+    let warnings: Vec<&str> = finished
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("warning: "))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "warning: route `shop.example.com/`: the certificate in cert.pem does not name \
+             shop.example.com",
+            "warning: route `*.example.org/x`: the certificate in cert.pem does not name \
+             *.example.org",
+        ],
+        "{}",
+        finished.output
+    );
+    // Without TLS there is no certificate to cover anything: no warning.
+    let plain = config.replace("tls = { cert = \"cert.pem\", key = \"key.pem\" }\n", "");
+    let dir = util::prepare_dir(&plain, &[]);
+    let finished = util::run_to_end(dir.path(), &["check"], CLIENT_DEADLINE);
+    assert_eq!(finished.code(), Some(0), "{}", finished.output);
+    assert!(!finished.stdout.contains("warning"), "{}", finished.output);
 }
