@@ -9,6 +9,7 @@
 //! stops the walk at the last trusted one: nothing left of it was vouched for. When every
 //! entry is trusted, the leftmost is the client.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, HeaderValue};
@@ -19,21 +20,21 @@ use crate::config::Network;
 const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// A request's client as zoo determined it.
-pub(super) struct Client {
+pub(super) struct Client<'c> {
     pub(super) ip: IpAddr,
-    /// `ip` as text (IPv4-mapped IPv6 as IPv4), for `{client_ip}` and the access log: the
-    /// connection's `X-Forwarded-For` value when it is the peer, so nothing is formatted.
-    pub(super) text: HeaderValue,
+    /// `ip` as text (IPv4-mapped IPv6 as IPv4), for `{client_ip}`: the connection's
+    /// `X-Forwarded-For` value when it is the peer, so nothing is formatted or copied.
+    pub(super) text: Cow<'c, HeaderValue>,
     /// Whether the peer is in `trust_forwarded`: its forwarded headers and request ID are
     /// kept.
     pub(super) trusted: bool,
 }
 
-impl Client {
+impl<'c> Client<'c> {
     /// The client of a request from `peer` (whose text is `peer_text`) with `headers`.
     pub(super) fn of(
         peer: IpAddr,
-        peer_text: &HeaderValue,
+        peer_text: &'c HeaderValue,
         headers: &HeaderMap,
         trust_forwarded: &[Network],
     ) -> Self {
@@ -43,12 +44,12 @@ impl Client {
         match trusted.then(|| reported_client(headers, trusts)).flatten() {
             Some(ip) if ip != peer => Self {
                 ip,
-                text: forwarded_for(ip),
+                text: Cow::Owned(forwarded_for(ip)),
                 trusted,
             },
             _ => Self {
                 ip: peer,
-                text: peer_text.clone(),
+                text: Cow::Borrowed(peer_text),
                 trusted,
             },
         }
@@ -101,8 +102,9 @@ mod tests {
         }
         let networks: Vec<Network> = trusted.iter().map(|n| Network::parse(n).unwrap()).collect();
         let peer: IpAddr = peer.parse().unwrap();
-        let found = Client::of(peer, &forwarded_for(peer), &headers, &networks);
-        assert_eq!(found.text, forwarded_for(found.ip));
+        let peer_text = forwarded_for(peer);
+        let found = Client::of(peer, &peer_text, &headers, &networks);
+        assert_eq!(*found.text, forwarded_for(found.ip));
         (found.ip.to_string(), found.trusted)
     }
 

@@ -44,7 +44,10 @@ impl ProxyService {
             Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
             None => request.headers().get(header::HOST).cloned(),
         };
-        let rules_host = limits.request_headers.as_ref().and(client_host.clone());
+        let rules_host = limits
+            .request_headers
+            .as_ref()
+            .and_then(|_| client_host.clone());
         let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);

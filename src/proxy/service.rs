@@ -190,7 +190,7 @@ fn apply_response_rules(
     response: &mut Response<ServedBody>,
     trace: &Trace,
     method: &Method,
-    client: &Client,
+    client: &Client<'_>,
     request_id: Option<&HeaderValue>,
 ) {
     let target = trace.target.as_ref();
@@ -210,7 +210,7 @@ impl ProxyService {
         &self,
         request: Request<Incoming>,
         runtime: &Runtime,
-        client: &Client,
+        client: &Client<'_>,
         trace: &mut Trace,
     ) -> Result<Response<ServedBody>, ProxyError> {
         if request
@@ -327,17 +327,13 @@ impl ProxyService {
                     }
                     _ => with_query(&forwarded_path, request.uri().query())?,
                 };
-                // Owned: the request moves on while the rules still need them.
-                let request_id = runtime
-                    .config
-                    .request_id
-                    .as_ref()
+                // Owned, and only with rules: the request moves on while they still need them.
+                let rules = matched.value.request_headers.as_ref();
+                let request_id = rules
+                    .and(runtime.config.request_id.as_ref())
                     .and_then(|name| request.headers().get(name))
                     .cloned();
-                let rules_path = matched
-                    .value
-                    .request_headers
-                    .as_ref()
+                let rules_path = rules
                     .filter(|steps| steps.reads_target())
                     .map(|_| path.clone().into_owned());
                 let limits = Limits {
@@ -346,16 +342,14 @@ impl ProxyService {
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
                     route: &matched.value.stats.key,
-                    request_headers: matched.value.request_headers.as_ref().map(|steps| {
-                        RequestRules {
-                            steps,
-                            path: rules_path.as_deref().unwrap_or(""),
-                            client_ip: client.text.to_str().unwrap_or(""),
-                            request_id: request_id
-                                .as_ref()
-                                .and_then(|id| id.to_str().ok())
-                                .unwrap_or(""),
-                        }
+                    request_headers: rules.map(|steps| RequestRules {
+                        steps,
+                        path: rules_path.as_deref().unwrap_or(""),
+                        client_ip: client.text.to_str().unwrap_or(""),
+                        request_id: request_id
+                            .as_ref()
+                            .and_then(|id| id.to_str().ok())
+                            .unwrap_or(""),
                     }),
                 };
                 self.forward(request, upstream, target, &limits, client.trusted, trace)
@@ -415,7 +409,7 @@ fn template_values<'a>(
     request: &'a Request<Incoming>,
     path: &'a str,
     runtime: &Runtime,
-    client: &'a Client,
+    client: &'a Client<'a>,
 ) -> Values<'a> {
     Values {
         path,
