@@ -240,6 +240,23 @@ fn check_and_reload_refuse_weak_entries_and_missing_files() {
         finished.output
     );
 
+    // A good file: the table shows each route's users.
+    let good = htpasswd(&[("alice", "s3cret pass"), ("bob", "other")], &[]);
+    let dir = util::prepare_dir(&auth_config(), &[("users.htpasswd", &good)]);
+    let finished = util::run_to_end(dir.path(), &["check"], CLI_DEADLINE);
+    assert_eq!(finished.code(), Some(0), "{}", finished.output);
+    for expected in [
+        "basic_auth realm \"private area\": 2 user(s) from users.htpasswd",
+        "basic_auth realm \"restricted\": 2 user(s) from users.htpasswd, Authorization forwarded",
+        "request headers: remove authorization",
+    ] {
+        assert!(
+            finished.stdout.contains(expected),
+            "no {expected:?} in\n{}",
+            finished.stdout
+        );
+    }
+
     // A reload re-reads the file: a new user works; a broken file is refused, the old users
     // stay.
     let zoo = auth_zoo(&htpasswd(&[("alice", "s3cret pass")], &[]));
