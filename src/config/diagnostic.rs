@@ -3,7 +3,7 @@
 //! source into a 1-based line and a 1-based column counted in characters.
 
 // Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
-// no lossy `as` (docs/design.md, "Arithmetic on input").
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::fmt;

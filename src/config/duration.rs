@@ -6,7 +6,7 @@
 //! does not panic at run time.
 
 // Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
-// no lossy `as` (docs/design.md, "Arithmetic on input").
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! sets `PORT` there). Pure: the environment is a lookup function, never the process's own.
 
 // Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
-// no lossy `as` (docs/design.md, "Arithmetic on input").
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 /// Expands every `${...}` in `text`; the error is a message for the whole string's span.

@@ -4,7 +4,7 @@
 //! (`0 0 31 2 *`) is refused. Pure: the next tick is computed after a time the caller passes.
 
 // Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
-// no lossy `as` (docs/design.md, "Arithmetic on input").
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
 #![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
 
 use std::fmt;
