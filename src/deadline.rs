@@ -3,6 +3,10 @@
 //! deadline zoo computes is made here. The config bounds each duration (config/duration.rs);
 //! this is the second wall, for what a future key or caller forgets.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -33,7 +37,7 @@ mod tests {
         for huge in [
             Duration::MAX,
             Duration::from_secs(u64::MAX / 2),
-            Duration::from_secs(i64::MAX as u64),
+            Duration::from_secs(i64::MAX.unsigned_abs()),
         ] {
             assert!(
                 from(now, huge) >= now + Duration::from_secs(3600),

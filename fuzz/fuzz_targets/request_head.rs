@@ -10,7 +10,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -20,43 +19,22 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use zoo::{Metrics, Serving};
-
-static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-});
+use tokio::net::TcpStream;
+use zoo_fuzz::RUNTIME;
 
 /// zoo's listening address, with a trivial upstream behind its `proxy` routes.
 static ZOO: LazyLock<SocketAddr> = LazyLock::new(|| RUNTIME.block_on(start()));
 
 async fn start() -> SocketAddr {
-    let upstream = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let upstream_addr = upstream.local_addr().expect("upstream addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = upstream.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let service = service_fn(|_req| async {
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"up"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
+    let upstream_addr = zoo_fuzz::start_upstream(|stream| async move {
+        let service = service_fn(|_req| async {
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"up"))))
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    })
+    .await;
     let source = format!(
         r#"
 client_header_timeout = "2s"
@@ -69,21 +47,7 @@ client_header_timeout = "2s"
 "/metrics" = {{ builtin = "metrics" }}
 "#
     );
-    let config = zoo::config::parse(&source, Path::new("zoo.toml"), &|_| None)
-        .expect("the fuzz target's config is valid");
-    let metrics = Metrics::new();
-    let runtime = zoo::Runtime::plan(config, &metrics).expect("the fuzz target's runtime builds");
-    let serving = Serving::new(runtime, metrics);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind zoo");
-    let addr = listener.local_addr().expect("zoo addr");
-    tokio::spawn(zoo::serve(
-        listener,
-        serving,
-        CancellationToken::new(),
-        TaskTracker::new(),
-        TaskTracker::new(),
-    ));
-    addr
+    zoo_fuzz::start_zoo(&source).await
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -2,6 +2,10 @@
 //! then the source line and a caret under the offending span. Pure: turns a byte span of the
 //! source into a 1-based line and a 1-based column counted in characters.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -103,7 +107,9 @@ impl fmt::Display for Rendered<'_> {
 /// be megabytes long, and both ends say what matters (the key, then a suggestion).
 fn shortened(message: String) -> String {
     const CUT: &str = "...";
-    if message.chars().count() <= MESSAGE_HEAD + CUT.len() + MESSAGE_TAIL {
+    const SHORTENED_PAST: usize = MESSAGE_HEAD + CUT.len() + MESSAGE_TAIL;
+    const TAIL_FROM_END: usize = MESSAGE_TAIL - 1;
+    if message.chars().count() <= SHORTENED_PAST {
         return message;
     }
     let head_end = message
@@ -113,7 +119,7 @@ fn shortened(message: String) -> String {
     let tail_start = message
         .char_indices()
         .rev()
-        .nth(MESSAGE_TAIL - 1)
+        .nth(TAIL_FROM_END)
         .map_or(0, |(index, _)| index);
     format!("{}{CUT}{}", &message[..head_end], &message[tail_start..])
 }
@@ -145,13 +151,15 @@ impl Cursor {
     /// Moves forward to `to` (a char boundary at or after `at`).
     fn advance(&mut self, source: &str, to: usize) {
         let passed = &source[self.at..to];
-        match passed.rfind('\n') {
-            Some(last) => {
-                self.line += passed.bytes().filter(|&byte| byte == b'\n').count();
-                self.line_start = self.at + last + 1;
-                self.column = source[self.line_start..to].chars().count() + 1;
+        match passed.rsplit_once('\n') {
+            Some((_, last_line)) => {
+                let newlines = passed.bytes().filter(|&byte| byte == b'\n').count();
+                self.line = self.line.saturating_add(newlines);
+                // `last_line` ends at `to`, so this never saturates.
+                self.line_start = to.saturating_sub(last_line.len());
+                self.column = last_line.chars().count().saturating_add(1);
             }
-            None => self.column += passed.chars().count(),
+            None => self.column = self.column.saturating_add(passed.chars().count()),
         }
         self.at = to;
     }
@@ -177,7 +185,7 @@ fn snippet(source: &str, cursor: &Cursor, start: usize, end: usize) -> String {
         .nth(EXCERPT_FROM)
         .map_or(line_rest.len(), |(index, _)| index);
     let after = line_rest[..shown_to].trim_end_matches('\r');
-    let underlined = &after[..floor_char_boundary(after, end - start)];
+    let underlined = &after[..floor_char_boundary(after, end.saturating_sub(start))];
     let (lead, pad_lead) = if shown_from > 0 { ("...", 3) } else { ("", 0) };
     let trail = if shown_to < line_rest.len() {
         "..."
@@ -190,7 +198,7 @@ fn snippet(source: &str, cursor: &Cursor, start: usize, end: usize) -> String {
         "{gutter} |\n{number} | {lead}{}{}{trail}\n{gutter} | {}{}",
         before.replace('\t', TAB),
         after.replace('\t', TAB),
-        " ".repeat(pad_lead + width(before)),
+        " ".repeat(width(before).saturating_add(pad_lead)),
         "^".repeat(width(underlined).max(1)),
     )
 }
@@ -205,11 +213,10 @@ fn width(text: &str) -> usize {
 /// The largest char boundary at or below `index`, clamped to the source (spans from the TOML
 /// parser are in range, but a bad span must not panic).
 fn floor_char_boundary(source: &str, index: usize) -> usize {
-    let mut index = index.min(source.len());
-    while !source.is_char_boundary(index) {
-        index -= 1;
-    }
-    index
+    (0..=index.min(source.len()))
+        .rev()
+        .find(|&index| source.is_char_boundary(index))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! deadline `Instant::now() + grace`) can never overflow: a config that passes `zoo check`
 //! does not panic at run time.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::time::Duration;
 
 /// The longest duration a config may give: one year (8760 hours). Longer than any sensible

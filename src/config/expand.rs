@@ -3,25 +3,28 @@
 //! `$`. A bare `$NAME` is left as written so that the app's shell expands it at run time (zoo
 //! sets `PORT` there). Pure: the environment is a lookup function, never the process's own.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 /// Expands every `${...}` in `text`; the error is a message for the whole string's span.
 pub(super) fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(dollar) = rest.find('$') {
-        out.push_str(&rest[..dollar]);
-        let after = &rest[dollar + 1..];
+    while let Some((plain, after)) = rest.split_once('$') {
+        out.push_str(plain);
         if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
             rest = tail;
         } else if let Some(inner_and_tail) = after.strip_prefix('{') {
-            let Some(close) = inner_and_tail.find('}') else {
+            let Some((inner, tail)) = inner_and_tail.split_once('}') else {
                 return Err(
                     "unterminated `${`: add a closing `}`, or write `$${` for a literal `${`"
                         .to_owned(),
                 );
             };
-            out.push_str(&substitute(&inner_and_tail[..close], env)?);
-            rest = &inner_and_tail[close + 1..];
+            out.push_str(&substitute(inner, env)?);
+            rest = tail;
         } else {
             // A bare `$NAME` (or a lone `$`) belongs to the app's shell, not to zoo.
             out.push('$');

@@ -3,6 +3,10 @@
 //! in a `timezone` (UTC by default). Parsed by croner; a schedule that never fires
 //! (`0 0 31 2 *`) is refused. Pure: the next tick is computed after a time the caller passes.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::fmt;
 use std::time::SystemTime;
 

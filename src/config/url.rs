@@ -2,6 +2,10 @@
 //! can forward to: an http or https URL with a host, an optional port and an optional base path;
 //! no user info, query or fragment (the request supplies those).
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::net::Ipv6Addr;
 
 use super::{ProxyTarget, Scheme};

@@ -3,6 +3,10 @@
 //! shown when it is not INFO; in `json` format, one object per line for log shippers, with the
 //! source (`zoo` or the app's name) as a field.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::fmt;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -67,7 +71,8 @@ pub fn app_line(app: &str, stream: &'static str, line: &[u8]) -> Vec<u8> {
     match format() {
         Format::Text => {
             let prefix = output_prefix(app);
-            let mut record = Vec::with_capacity(prefix.len() + line.len() + 1);
+            let mut record =
+                Vec::with_capacity(prefix.len().saturating_add(line.len()).saturating_add(1));
             record.extend_from_slice(prefix.as_bytes());
             record.extend_from_slice(line);
             record.push(b'\n');

@@ -27,7 +27,8 @@ pub fn prefix(name: &str) -> String {
 fn paint(name: &str, width: usize, colour: bool) -> String {
     // Foreground colours readable on dark and light terminals: cyan, yellow, green, magenta,
     // blue, red. zoo's own name stays uncoloured (bold) so that apps stand out.
-    const COLOURS: [u8; 6] = [36, 33, 32, 35, 34, 31];
+    const COLOUR_COUNT: usize = 6;
+    const COLOURS: [u8; COLOUR_COUNT] = [36, 33, 32, 35, 34, 31];
     if !colour {
         return format!("{name:<width$} | ");
     }
@@ -37,7 +38,7 @@ fn paint(name: &str, width: usize, colour: bool) -> String {
         let hash = name.bytes().fold(0usize, |hash, byte| {
             hash.wrapping_mul(31).wrapping_add(byte.into())
         });
-        COLOURS[hash % COLOURS.len()]
+        COLOURS[hash % COLOUR_COUNT]
     };
     format!("\x1b[{code}m{name:<width$}\x1b[0m | ")
 }

@@ -5,6 +5,10 @@
 //! are tied to processes by the socket inodes behind `/proc/<pid>/fd/*`. Best effort: what
 //! cannot be read (another user's process, no `/proc`) is left out, never an error.
 
+// Input (the config, /proc, what apps print) drives the arithmetic here: no silent overflow,
+// no lossy `as` (docs/design.md, "Arithmetic on input, and the fuzz suite").
+#![deny(clippy::arithmetic_side_effects, clippy::as_conversions)]
+
 use std::fmt;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -51,8 +55,11 @@ fn parse_line(line: &str) -> Option<Listening> {
         )),
         32 => {
             let mut bytes = [0u8; 16];
-            for (index, word) in bytes.chunks_exact_mut(4).enumerate() {
-                let hex = host.get(index * 8..index * 8 + 8)?;
+            for (word, hex) in bytes
+                .chunks_exact_mut(4)
+                .zip(host.as_bytes().chunks_exact(8))
+            {
+                let hex = std::str::from_utf8(hex).ok()?;
                 word.copy_from_slice(&u32::from_str_radix(hex, 16).ok()?.to_ne_bytes());
             }
             IpAddr::V6(Ipv6Addr::from(bytes))
