@@ -1,6 +1,8 @@
 //! Connections to upstreams: one keep-alive [`Pool`] of hyper client connections per app and
-//! per external target, made when the runtime table is built. An app's pool dials the app's
-//! current loopback address; an external target's resolves its host at each new connection
+//! per external target, made when the runtime table is built. An app's pool dials the
+//! address of the instance each request was given (its idle connections are kept by
+//! address, so each instance of an app with `replicas` has its own keep-alive set, and one
+//! that moved or went away just stops being matched); an external target's resolves its host at each new connection
 //! and speaks TLS (rustls, the webpki roots plus a route's `ca_file`) for `https`. An app
 //! with `protocol = "h2c"` gets one multiplexed HTTP/2 connection instead.
 //!
@@ -29,6 +31,8 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::supervise::Lease;
 
 /// Time allowed to establish a TCP connection to an upstream (DESIGN.md).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -140,6 +144,10 @@ pub enum UpstreamError {
     ServerName(String),
 }
 
+/// A request that could not be exchanged: why, and the request itself when none of it was
+/// written (so it can go to another instance whatever its method and body).
+pub type SendFailure = (SendError, Option<Request<UpstreamBody>>);
+
 /// Why a request could not be exchanged with its upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -175,8 +183,9 @@ enum Endpoint {
 enum Connections {
     /// Idle HTTP/1.1 connections, the most recently used last.
     Http1(Mutex<Vec<Idle>>),
-    /// The one HTTP/2 connection every request shares, and the address it goes to.
-    Http2(Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>),
+    /// The HTTP/2 connection every request to one address shares (one per instance of an
+    /// app), by address.
+    Http2(Mutex<Vec<(SocketAddr, http2::SendRequest<UpstreamBody>)>>),
 }
 
 struct Idle {
@@ -199,7 +208,7 @@ impl Pool {
         Arc::new(Self {
             endpoint: Endpoint::App,
             connections: if h2c {
-                Connections::Http2(Mutex::new(None))
+                Connections::Http2(Mutex::new(Vec::new()))
             } else {
                 Connections::Http1(Mutex::new(Vec::new()))
             },
@@ -235,14 +244,15 @@ impl Pool {
     }
 
     /// Sends `request` on a pooled connection (a new one when none is idle) to `app_addr`, the
-    /// app's current address, for an app's pool (`None` for a remote one). A request that a
-    /// reused connection could not take (the upstream had closed it) goes on a fresh one,
-    /// whatever its method: none of it was written.
+    /// address of the app instance chosen for it, for an app's pool (`None` for a remote
+    /// one). A request that a reused connection could not take (the upstream had closed it)
+    /// goes on a fresh one, whatever its method: none of it was written. A request that no
+    /// connection took at all is given back with the error.
     pub async fn send(
         self: &Arc<Self>,
         app_addr: Option<SocketAddr>,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<ResponseBody>, SendError> {
+    ) -> Result<Response<ResponseBody>, SendFailure> {
         let shared = match &self.connections {
             Connections::Http2(shared) => shared,
             Connections::Http1(idle) => loop {
@@ -250,7 +260,10 @@ impl Pool {
                     Some(sender) => (sender, true),
                     // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
                     // every request's future would carry its space for the rare new connection.
-                    None => (Box::pin(self.connect_http1(app_addr)).await?, false),
+                    None => match Box::pin(self.connect_http1(app_addr)).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
                 };
                 match sender.try_send_request(request).await {
                     Ok(response) => {
@@ -265,48 +278,60 @@ impl Pool {
                             body,
                             first: None,
                             reuse,
+                            lease: None,
                         }));
                     }
                     Err(mut error) => match error.take_message() {
                         Some(unsent) if reused => request = unsent,
-                        _ => return Err(error.into_error().into()),
+                        unsent => return Err((error.into_error().into(), unsent)),
                     },
                 }
             },
         };
         let current = lock(shared)
-            .as_ref()
-            .filter(|(to, sender)| Some(*to) == app_addr && !sender.is_closed())
+            .iter()
+            .find(|(to, sender)| Some(*to) == app_addr && !sender.is_closed())
             .map(|(_, sender)| sender.clone());
         let reused = current.is_some();
         let sender = match current {
             Some(sender) => sender,
-            None => Box::pin(self.connect_http2(shared, app_addr)).await?,
+            None => match Box::pin(self.connect_http2(shared, app_addr)).await {
+                Ok(sender) => sender,
+                Err(error) => return Err((error, Some(request))),
+            },
         };
         match send_http2(sender, request).await {
             Err((Some(unsent), _)) if reused => {
-                let sender = Box::pin(self.connect_http2(shared, app_addr)).await?;
-                send_http2(sender, unsent).await.map_err(|(_, error)| error)
+                match Box::pin(self.connect_http2(shared, app_addr)).await {
+                    Ok(sender) => send_http2(sender, unsent).await,
+                    Err(error) => Err((Some(unsent), error)),
+                }
             }
-            sent => sent.map_err(|(_, error)| error),
+            sent => sent,
         }
+        .map_err(|(unsent, error)| (error, unsent))
     }
 
-    /// The most recently used idle connection that can take a request now, if any.
+    /// The most recently used idle connection to `addr` that can take a request now, if
+    /// any. Connections to other addresses (an app's other instances) stay; closed or expired
+    /// ones met on the way are dropped.
     fn checkout(
         idle: &Mutex<Vec<Idle>>,
         addr: Option<SocketAddr>,
     ) -> Option<http1::SendRequest<UpstreamBody>> {
-        loop {
-            let Idle {
-                sender,
-                addr: to,
-                since,
-            } = lock(idle).pop()?;
-            if to == addr && sender.is_ready() && since.elapsed() <= POOL_IDLE_TIMEOUT {
-                return Some(sender);
+        let mut idle = lock(idle);
+        let mut index = idle.len();
+        while index > 0 {
+            index -= 1;
+            let entry = &idle[index];
+            let usable = entry.sender.is_ready() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT;
+            if !usable {
+                idle.remove(index);
+            } else if entry.addr == addr {
+                return Some(idle.remove(index).sender);
             }
         }
+        None
     }
 
     /// Returns a connection whose response has ended to the pool: at once when it can take
@@ -367,7 +392,7 @@ impl Pool {
 
     async fn connect_http2(
         &self,
-        shared: &Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>,
+        shared: &Mutex<Vec<(SocketAddr, http2::SendRequest<UpstreamBody>)>>,
         addr: Option<SocketAddr>,
     ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
         let tcp = self.connect_tcp(addr).await?;
@@ -378,7 +403,9 @@ impl Pool {
             .handshake(TokioIo::new(tcp))
             .await?;
         tokio::spawn(connection);
-        *lock(shared) = Some((addr, sender.clone()));
+        let mut shared = lock(shared);
+        shared.retain(|(to, sender)| *to != addr && !sender.is_closed());
+        shared.push((addr, sender.clone()));
         Ok(sender)
     }
 
@@ -448,6 +475,8 @@ pub struct ResponseBody {
     /// goes out before anything else.
     first: Option<Frame<Bytes>>,
     reuse: Option<Reuse>,
+    /// The app instance's count of requests in flight, held until the body is dropped.
+    lease: Option<Lease>,
 }
 
 struct Reuse {
@@ -473,7 +502,13 @@ impl ResponseBody {
             body,
             first: None,
             reuse: None,
+            lease: None,
         }
+    }
+
+    /// Counts the response as in flight to the instance `lease` holds until it ends.
+    pub fn hold(&mut self, lease: Lease) {
+        self.lease = Some(lease);
     }
 
     /// Takes the body's first frame if the upstream's connection already has it, without

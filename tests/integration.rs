@@ -28,6 +28,7 @@ mod integration {
     mod protocols;
     mod proxy;
     mod reload;
+    mod replicas;
     mod request_hygiene;
     mod routes;
     mod shutdown;

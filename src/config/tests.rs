@@ -127,6 +127,9 @@ fn parse_design_example() {
                 user: None,
                 env_file: None,
                 protocol: Protocol::Http1,
+                replicas: 1,
+                replica_ports: Vec::new(),
+                balance: Balance::LeastRequests,
             },
             App {
                 name: "node".to_owned(),
@@ -155,6 +158,9 @@ fn parse_design_example() {
                 user: None,
                 env_file: None,
                 protocol: Protocol::Http1,
+                replicas: 1,
+                replica_ports: Vec::new(),
+                balance: Balance::LeastRequests,
             },
         ],
         routes: vec![
@@ -1195,5 +1201,56 @@ fn route_allow_and_deny_admit_by_network() {
     assert_eq!(
         route_error(r#""/" = { respond = "x", allow = ["10.0.0.0/33"] }"#).2,
         "routes.\"/\".allow[0]: prefix length must be 0 to 32, found \"33\""
+    );
+}
+
+#[test]
+fn replicas_take_a_count_a_port_list_and_a_balance() {
+    let apps = |extra: &str| {
+        parse(
+            &format!("[apps.web]\ncommand = \"x\"\n{extra}"),
+            Path::new("zoo.toml"),
+            &|_| None,
+        )
+    };
+    let app = apps("replicas = 3\nport = [9001, 9002, 9003]\nbalance = \"round_robin\"\n")
+        .expect("valid")
+        .apps
+        .remove(0);
+    assert_eq!(
+        (app.replicas, app.port_of(0), app.port_of(2), app.balance),
+        (3, Some(9001), Some(9003), Balance::RoundRobin)
+    );
+    let defaults = apps("").expect("valid").apps.remove(0);
+    assert_eq!(
+        (defaults.replicas, defaults.balance),
+        (1, Balance::LeastRequests)
+    );
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("replicas = 0\n"),
+        ["apps.web.replicas: expected 1 to 64 instances, found 0"]
+    );
+    assert_eq!(
+        messages("replicas = 2\nport = 9000\n"),
+        [
+            "apps.web.port: 2 instances cannot share one port: give a list of 2 ports, or remove `port` and zoo picks them"
+        ]
+    );
+    assert_eq!(
+        messages("replicas = 3\nport = [9001, 9002]\n"),
+        ["apps.web.port: a list of ports gives one per instance: expected 3 (`replicas`), found 2"]
+    );
+    assert_eq!(
+        messages("kind = \"task\"\nreplicas = 2\n"),
+        [
+            "apps.web.replicas: a task runs one process per trigger; `replicas` applies to services and workers"
+        ]
+    );
+    assert_eq!(
+        messages("balance = \"random\"\n"),
+        [
+            "apps.web.balance: unknown balance \"random\"; expected one of `least_requests`, `round_robin`"
+        ]
     );
 }

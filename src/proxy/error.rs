@@ -448,7 +448,7 @@ mod tests {
             .header(header::HOST, closed.to_string())
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
-        let Err(source) = crate::upstream::Pool::app(false)
+        let Err((source, _)) = crate::upstream::Pool::app(false)
             .send(Some(closed), request)
             .await
         else {

@@ -65,8 +65,8 @@ impl AppRunner {
                 ));
             }
         }
-        let mut command =
-            command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
+        let mut command = command::app_command(app, port, self.tracked.instance.index)
+            .map_err(|cause| cannot_start(cause, 126))?;
         // Its output is forwarded line by line below.
         command
             .stdin(Stdio::null())
@@ -86,7 +86,7 @@ impl AppRunner {
                 app.name.clone(),
                 fd,
                 stream,
-                Arc::clone(&self.tracked.handle.recent),
+                Arc::clone(&self.tracked.app.recent),
             )),
             None => tokio::spawn(async {}),
         };
@@ -156,7 +156,7 @@ impl AppRunner {
 
     /// Stops the serving instance (see [`Self::terminate`]) and books its exit.
     pub(super) async fn stop(&self, instance: Instance, deadline: Instant) -> Stopped {
-        self.tracked.handle.set_ready(false);
+        self.tracked.instance.set_ready(false);
         self.set_state(AppState::Stopping);
         let (stopped, status) = self.terminate(instance, deadline).await;
         if let Some(status) = status {

@@ -18,6 +18,8 @@ use crate::config::{self, Probe};
 pub struct Target<'a> {
     pub addr: SocketAddr,
     pub app: &'a config::App,
+    /// The instance's `ZOO_REPLICA`, which an exec probe sees too.
+    pub replica: usize,
     pub reaper: &'a Reaper,
 }
 
@@ -40,7 +42,7 @@ pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bo
 
 async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool {
     let port = target.app.listens().then(|| target.addr.port());
-    let mut command = command::probe_command(line, target.app, port);
+    let mut command = command::probe_command(line, target.app, port, target.replica);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

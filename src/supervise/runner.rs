@@ -187,7 +187,7 @@ impl AppRunner {
                 },
                 Err(status) => status,
             };
-            self.tracked.handle.set_ready(false);
+            self.tracked.instance.set_ready(false);
             match self.after_exit(status, started.elapsed(), &mut backoff, &mut budget) {
                 AfterExit::Delay(delay) => next = Next::Delay(delay),
                 AfterExit::Done => next = Next::Done,
@@ -241,7 +241,7 @@ impl AppRunner {
                         }
                     }
                     // Stopped, its exit counts as a failure: restarted by its policy.
-                    self.tracked.handle.set_ready(false);
+                    self.tracked.instance.set_ready(false);
                     let deadline = crate::deadline::after(self.command_grace());
                     let (_, status) = self.terminate(instance, deadline).await;
                     let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
@@ -326,8 +326,8 @@ impl AppRunner {
         };
         match outcome {
             Replacing::Ready => {
-                self.tracked.handle.switch_port(port);
-                self.tracked.handle.set_ready(true);
+                self.tracked.instance.switch_port(port);
+                self.tracked.instance.set_ready(true);
                 self.serving(&new, AppState::Ready);
                 tracing::info!(
                     "{name} switched to pid {} on port {port}; stopping pid {}",
@@ -370,7 +370,7 @@ impl AppRunner {
     pub(super) fn own_port(&self) -> Option<u16> {
         self.app
             .listens()
-            .then(|| self.tracked.handle.addr().port())
+            .then(|| self.tracked.instance.addr().port())
     }
 
     pub(super) fn command_grace(&self) -> Duration {
@@ -429,7 +429,7 @@ impl AppRunner {
         let name = &self.app.name;
         let probing = async {
             // An instance a replace kept or swapped in has passed its readiness probe already.
-            if !self.tracked.handle.is_ready() {
+            if !self.tracked.instance.is_ready() {
                 // An app without a port is probed by `exec` or [`config::Probe::Started`]:
                 // 0 is never dialled.
                 if !self.until_ready(port.unwrap_or(0)).await {
@@ -449,7 +449,7 @@ impl AppRunner {
                     None => tracing::info!("{name} ready"),
                 }
                 self.set_state(AppState::Ready);
-                self.tracked.handle.set_ready(true);
+                self.tracked.instance.set_ready(true);
             }
             let Some(live) = &self.app.live else {
                 return std::future::pending().await;
@@ -497,6 +497,7 @@ impl AppRunner {
         probe::Target {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             app: &self.app,
+            replica: self.tracked.instance.index,
             reaper: &self.reaper,
         }
     }

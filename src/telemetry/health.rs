@@ -61,8 +61,8 @@ mod tests {
 
     #[test]
     fn health_is_ok_only_when_every_app_is_ready() {
-        let python = Arc::new(AppHandle::new("python".into(), 9000));
-        let node = Arc::new(AppHandle::new("node".into(), 9100));
+        let python = AppHandle::new("python".into(), 9000);
+        let node = AppHandle::new("node".into(), 9100);
         python.set_ready(true);
         let health = Health::default();
         let apps = [python, Arc::clone(&node)];
@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn draining_is_unavailable_even_when_every_app_is_ready() {
-        let app = Arc::new(AppHandle::new("web".into(), 9000));
+        let app = AppHandle::new("web".into(), 9000);
         app.set_ready(true);
         let health = Health::default();
         health.start_draining();

@@ -1,0 +1,139 @@
+//! The keys that make an app more than one process: `replicas` (how many instances, each
+//! with its own `PORT` and `ZOO_REPLICA`), `port` as a list of one fixed port per instance,
+//! and `balance` (how its routes choose among the ready ones).
+
+use std::net::SocketAddr;
+
+use toml::de::DeValue;
+
+use super::read::{Fields, Value, Walker, join, list};
+use crate::config::{AppKind, Balance};
+
+/// The most instances one app may have: each is a process and a pool, and the balancer scans
+/// them all per request (a handful is the use; 64 is far past a container's cores).
+pub const MAX_REPLICAS: usize = 64;
+
+impl Walker<'_> {
+    /// `replicas = N` (1 unless given): 1..=[`MAX_REPLICAS`], and only for services and
+    /// workers (a task or cron job runs once per trigger).
+    pub(super) fn replicas(
+        &mut self,
+        at: &str,
+        kind: AppKind,
+        fields: &Fields<'_, '_>,
+    ) -> Option<usize> {
+        let Some(value) = fields.get("replicas") else {
+            return Some(1);
+        };
+        let at = join(at, "replicas");
+        let number = self.integer(&at, value)?;
+        let replicas = usize::try_from(number)
+            .ok()
+            .filter(|replicas| (1..=MAX_REPLICAS).contains(replicas));
+        let Some(replicas) = replicas else {
+            let message = format!("expected 1 to {MAX_REPLICAS} instances, found {number}");
+            self.error(value.span(), &at, message);
+            return None;
+        };
+        if replicas > 1 && matches!(kind, AppKind::Task | AppKind::Cron) {
+            let message = format!(
+                "a {} runs one process per trigger; `replicas` applies to services and workers",
+                kind.as_str()
+            );
+            self.error(value.span(), &at, message);
+            return None;
+        }
+        Some(replicas)
+    }
+
+    /// `balance = "least_requests" | "round_robin"` (least_requests unless given).
+    pub(super) fn balance(&mut self, at: &str, fields: &Fields<'_, '_>) -> Option<Balance> {
+        let Some(value) = fields.get("balance") else {
+            return Some(Balance::LeastRequests);
+        };
+        self.keyword(&join(at, "balance"), value, Balance::from_name, |other| {
+            format!(
+                "unknown balance \"{other}\"; expected one of {}",
+                list(Balance::NAMES)
+            )
+        })
+    }
+
+    /// An app's fixed ports: one (`port = 9000`) or one per instance (`port = [9001, 9002]`,
+    /// as many as `replicas`), none clashing with a `listen` port or another app's (`taken`
+    /// records them).
+    pub(super) fn app_ports(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        replicas: Option<usize>,
+        listen: &[SocketAddr],
+        taken: &mut Vec<(u16, String)>,
+        name: &str,
+    ) -> Option<Vec<u16>> {
+        let at = join(at, "port");
+        let items: Vec<(String, &Value<'_>)> = match value.get_ref() {
+            DeValue::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| (format!("{at}[{index}]"), item))
+                .collect(),
+            _ => vec![(at.clone(), value)],
+        };
+        let mut ports = Some(Vec::with_capacity(items.len()));
+        for (item_at, item) in items {
+            let port = self.app_port(&item_at, item, listen, taken, name);
+            match (port, ports.as_mut()) {
+                (Some(port), Some(ports)) => ports.push(port),
+                _ => ports = None,
+            }
+        }
+        let ports = ports?;
+        let expected = replicas.unwrap_or(1);
+        let listed = matches!(value.get_ref(), DeValue::Array(_));
+        if listed && ports.len() != expected {
+            let message = format!(
+                "a list of ports gives one per instance: expected {expected} (`replicas`), \
+                 found {}",
+                ports.len()
+            );
+            self.error(value.span(), &at, message);
+            return None;
+        }
+        if !listed && expected > 1 {
+            let message = format!(
+                "{expected} instances cannot share one port: give a list of {expected} ports, \
+                 or remove `port` and zoo picks them"
+            );
+            self.error(value.span(), &at, message);
+            return None;
+        }
+        Some(ports)
+    }
+
+    fn app_port(
+        &mut self,
+        at: &str,
+        value: &Value<'_>,
+        listen: &[SocketAddr],
+        taken: &mut Vec<(u16, String)>,
+        name: &str,
+    ) -> Option<u16> {
+        let port = self.port(at, value)?;
+        if listen.iter().any(|address| address.port() == port) {
+            self.error(
+                value.span(),
+                at,
+                format!("port {port} is also a `listen` port; give the app another one"),
+            );
+            return None;
+        }
+        if let Some((_, owner)) = taken.iter().find(|(used, _)| *used == port) {
+            let message = format!("port {port} is already used by app `{owner}`");
+            self.error(value.span(), at, message);
+            return None;
+        }
+        taken.push((port, name.to_owned()));
+        Some(port)
+    }
+}
