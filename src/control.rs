@@ -375,6 +375,9 @@ impl ControlPlane {
 /// For `zoo status`: how the last run of an app that is done or failed ended; for a cron
 /// job, its next tick and its counts.
 fn run_detail(status: &supervise::AppStatus) -> Option<String> {
+    if status.state == AppState::Idle {
+        return Some("starts on demand".to_owned());
+    }
     if status.kind == config::AppKind::Cron {
         let next = status.next_run.map_or_else(
             || "not scheduled".to_owned(),

@@ -24,6 +24,7 @@ mod integration {
     mod kinds;
     mod no_loss;
     mod observe;
+    mod on_demand;
     mod pool;
     mod protocols;
     mod proxy;

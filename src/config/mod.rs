@@ -199,6 +199,11 @@ pub struct App {
     pub replicas: usize,
     /// How the app's routes choose among its ready instances.
     pub balance: Balance,
+    /// When the app is started: at boot, or by the first request to one of its routes.
+    pub start: StartMode,
+    /// With `start = "on-demand"`: how long without requests or open tunnels before it is
+    /// stopped again (it starts at the next request).
+    pub idle_stop: Option<Duration>,
     /// Time one run of a task or cron job may take; past it, it is stopped and counts as
     /// failed. `None` for services and workers, which run until stopped.
     pub timeout: Option<Duration>,
@@ -455,6 +460,17 @@ keyword_enum! {
         LeastRequests => "least_requests",
         /// Each in turn.
         RoundRobin => "round_robin",
+    }
+}
+
+keyword_enum! {
+    /// `start = "boot" | "on-demand"`: when a service is started.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum StartMode {
+        /// With zoo, as every app (the default).
+        Boot => "boot",
+        /// By the first request routed to it; stopped again after `idle_stop`.
+        OnDemand => "on-demand",
     }
 }
 

@@ -130,6 +130,8 @@ fn parse_design_example() {
                 replicas: 1,
                 replica_ports: Vec::new(),
                 balance: Balance::LeastRequests,
+                start: StartMode::Boot,
+                idle_stop: None,
             },
             App {
                 name: "node".to_owned(),
@@ -161,6 +163,8 @@ fn parse_design_example() {
                 replicas: 1,
                 replica_ports: Vec::new(),
                 balance: Balance::LeastRequests,
+                start: StartMode::Boot,
+                idle_stop: None,
             },
         ],
         routes: vec![
@@ -1251,6 +1255,32 @@ fn replicas_take_a_count_a_port_list_and_a_balance() {
         messages("balance = \"random\"\n"),
         [
             "apps.web.balance: unknown balance \"random\"; expected one of `least_requests`, `round_robin`"
+        ]
+    );
+}
+
+#[test]
+fn start_on_demand_is_for_services_and_idle_stop_needs_it() {
+    let on_demand = app("start = \"on-demand\"\n");
+    assert_eq!(
+        (on_demand.start, on_demand.idle_stop),
+        (StartMode::OnDemand, Some(Duration::from_secs(900)))
+    );
+    assert_eq!(
+        app("start = \"on-demand\"\nidle_stop = \"2s\"\n").idle_stop,
+        Some(Duration::from_secs(2))
+    );
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("idle_stop = \"1m\"\n"),
+        [
+            "apps.web.idle_stop: `idle_stop` stops an app started on demand: add `start = \"on-demand\"` or remove it"
+        ]
+    );
+    assert_eq!(
+        messages("port = false\nstart = \"on-demand\"\n"),
+        [
+            "apps.web.start: a worker is not reached by requests, so nothing would start it: `start = \"on-demand\"` is for services"
         ]
     );
 }

@@ -67,7 +67,12 @@ impl ProxyService {
                 authority,
                 ..
             } => {
-                if !app.is_ready() && !app.wait_ready(limits.wait).await {
+                // An app that starts on demand is started by this request (the same wait as
+                // for a restart).
+                if !app.is_ready() && {
+                    app.demand();
+                    !app.wait_ready(limits.wait).await
+                } {
                     return Err(ProxyError::NotReady {
                         upstream: upstream.describe(),
                         waited: limits.wait,

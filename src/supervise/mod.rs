@@ -479,6 +479,7 @@ fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
     Ok(AppHandle::with_instances(
         app.name.clone(),
         app.balance,
+        app.start == config::StartMode::OnDemand,
         &ports,
     ))
 }

@@ -39,6 +39,13 @@ pub struct AppHandle {
     ready_changed: Arc<Notify>,
     /// The app's last output lines (of all its instances), for `zoo logs`.
     pub recent: Arc<RecentLines>,
+    /// `start = "on-demand"`: a request that finds no instance ready starts them.
+    on_demand: bool,
+    /// Set by a request to an on-demand app that found no instance ready; cleared when the
+    /// app is stopped for being idle.
+    wanted: AtomicBool,
+    /// Wakes the runners of an on-demand app waiting to be wanted.
+    demanded: Notify,
     /// Held while `zoo restart` rolls through the instances, so that two rolls do not take
     /// two instances down at once.
     pub(super) rolling: tokio::sync::Mutex<()>,
@@ -82,11 +89,17 @@ impl AppHandle {
     /// An app of one instance on `port`.
     #[cfg(test)]
     pub(crate) fn new(name: String, port: u16) -> Arc<Self> {
-        Self::with_instances(name, Balance::LeastRequests, &[port])
+        Self::with_instances(name, Balance::LeastRequests, false, &[port])
     }
 
-    /// An app with one instance per port of `ports`, indexed in that order.
-    pub(crate) fn with_instances(name: String, balance: Balance, ports: &[u16]) -> Arc<Self> {
+    /// An app with one instance per port of `ports`, indexed in that order, started by the
+    /// first request when `on_demand`.
+    pub(crate) fn with_instances(
+        name: String,
+        balance: Balance,
+        on_demand: bool,
+        ports: &[u16],
+    ) -> Arc<Self> {
         let ready_changed = Arc::new(Notify::new());
         let instances = ports
             .iter()
@@ -100,6 +113,9 @@ impl AppHandle {
             cursor: AtomicUsize::new(0),
             ready_changed,
             recent: Arc::default(),
+            on_demand,
+            wanted: AtomicBool::new(false),
+            demanded: Notify::new(),
             rolling: tokio::sync::Mutex::new(()),
         })
     }
@@ -156,6 +172,37 @@ impl AppHandle {
             .load()
             .iter()
             .any(|instance| instance.is_ready())
+    }
+
+    /// Whether the app starts on demand: not running is then a state it serves from (its
+    /// first request starts it), not a failure.
+    #[must_use]
+    pub fn starts_on_demand(&self) -> bool {
+        self.on_demand
+    }
+
+    /// Starts an app that starts on demand, if it is idle (a request found no instance
+    /// ready); nothing for any other app.
+    pub fn demand(&self) {
+        if self.on_demand && !self.wanted.swap(true, Ordering::AcqRel) {
+            self.demanded.notify_waiters();
+        }
+    }
+
+    /// Resolves once a request wants the (on-demand) app started.
+    pub(super) async fn demanded(&self) {
+        loop {
+            let demanded = self.demanded.notified();
+            if self.wanted.load(Ordering::Acquire) {
+                return;
+            }
+            demanded.await;
+        }
+    }
+
+    /// The app is being stopped for being idle: the next request starts it again.
+    pub(super) fn forget_demand(&self) {
+        self.wanted.store(false, Ordering::Release);
     }
 
     /// Waits until some instance is ready or `timeout` passes; returns whether one is.
@@ -325,6 +372,9 @@ pub enum AppState {
     Stopping,
     /// Stopped on request (`AppCommand::Stop`); starts again on `Start` or `Restart`.
     Stopped,
+    /// Not running until a request comes (`start = "on-demand"`), at boot or after
+    /// `idle_stop`.
+    Idle,
     /// Exited for good (restart policy or budget); zoo is going down.
     Failed,
 }
@@ -343,6 +393,7 @@ impl AppState {
             Self::Backoff => "backoff",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
+            Self::Idle => "idle",
             Self::Failed => "failed",
         }
     }
@@ -479,7 +530,7 @@ mod tests {
 
     fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
         let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
-        let app = AppHandle::with_instances("web".into(), balance, &ports);
+        let app = AppHandle::with_instances("web".into(), balance, false, &ports);
         app.set_ready(true);
         app
     }

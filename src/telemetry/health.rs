@@ -29,7 +29,10 @@ impl Health {
     #[must_use]
     pub fn answer(&self, apps: &[Arc<AppHandle>]) -> (StatusCode, String) {
         let draining = self.draining.load(Ordering::Acquire);
-        let all_ready = apps.iter().all(|app| app.is_ready());
+        // An app that starts on demand serves while idle: its first request starts it.
+        let all_ready = apps
+            .iter()
+            .all(|app| app.is_ready() || app.starts_on_demand());
         let overall = match (draining, all_ready) {
             (true, _) => "draining",
             (false, true) => "ok",
@@ -40,7 +43,11 @@ impl Health {
             if index > 0 {
                 body.push(',');
             }
-            let state = if app.is_ready() { "ready" } else { "not ready" };
+            let state = match (app.is_ready(), app.starts_on_demand()) {
+                (true, _) => "ready",
+                (false, true) => "idle",
+                (false, false) => "not ready",
+            };
             // App names are ASCII letters, digits, '-' and '_' (config validation), so they
             // need no JSON escaping.
             let _ = write!(body, "\"{}\":\"{state}\"", app.name);

@@ -42,6 +42,8 @@ const APP_KEYS: &[&str] = &[
     "protocol",
     "replicas",
     "balance",
+    "start",
+    "idle_stop",
 ];
 const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
 /// Signals an app may ask to be stopped with (`stop_signal`), without the `SIG` prefix.
@@ -163,6 +165,7 @@ impl Walker<'_> {
         });
         let replicas = self.replicas(&at, kind_or_service, &fields);
         let balance = self.balance(&at, &fields);
+        let start = self.start_mode(&at, kind_or_service, &fields);
         let ports = optional(port_value, |value| {
             self.app_ports(&at, value, replicas, listen, taken, name)
         });
@@ -232,6 +235,8 @@ impl Walker<'_> {
             replica_ports: ports?.map(|ports| ports[1..].to_vec()).unwrap_or_default(),
             replicas: replicas?,
             balance: balance?,
+            start: start?.0,
+            idle_stop: start?.1,
             timeout: timeout?,
             schedule: schedule?,
             overlap: overlap?.unwrap_or(false),

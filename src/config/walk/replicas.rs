@@ -1,13 +1,18 @@
-//! The keys that make an app more than one process: `replicas` (how many instances, each
-//! with its own `PORT` and `ZOO_REPLICA`), `port` as a list of one fixed port per instance,
-//! and `balance` (how its routes choose among the ready ones).
+//! The keys that say how many processes of an app run, and when: `replicas` (how many
+//! instances, each with its own `PORT` and `ZOO_REPLICA`), `port` as a list of one fixed port
+//! per instance, `balance` (how its routes choose among the ready ones), and `start` with
+//! `idle_stop` (started by the first request, stopped when idle).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use toml::de::DeValue;
 
 use super::read::{Fields, Value, Walker, join, list};
-use crate::config::{AppKind, Balance};
+use crate::config::{AppKind, Balance, StartMode};
+
+/// `idle_stop` of an on-demand app that does not set one.
+const DEFAULT_IDLE_STOP: Duration = Duration::from_secs(15 * 60);
 
 /// The most instances one app may have: each is a process and a pool, and the balancer scans
 /// them all per request (a handful is the use; 64 is far past a container's cores).
@@ -57,6 +62,53 @@ impl Walker<'_> {
                 list(Balance::NAMES)
             )
         })
+    }
+
+    /// `start = "boot" | "on-demand"` (boot unless given; on-demand only for a service, the
+    /// kind a request can reach) and its `idle_stop` (15 minutes unless given; only with
+    /// on-demand).
+    pub(super) fn start_mode(
+        &mut self,
+        at: &str,
+        kind: AppKind,
+        fields: &Fields<'_, '_>,
+    ) -> Option<(StartMode, Option<Duration>)> {
+        let start = match fields.get("start") {
+            None => StartMode::Boot,
+            Some(value) => {
+                let start =
+                    self.keyword(&join(at, "start"), value, StartMode::from_name, |other| {
+                        format!(
+                            "unknown start \"{other}\"; expected one of {}",
+                            list(StartMode::NAMES)
+                        )
+                    })?;
+                if start == StartMode::OnDemand && kind != AppKind::Service {
+                    let message = format!(
+                        "a {} is not reached by requests, so nothing would start it: \
+                         `start = \"on-demand\"` is for services",
+                        kind.as_str()
+                    );
+                    self.error(value.span(), &join(at, "start"), message);
+                    return None;
+                }
+                start
+            }
+        };
+        let idle_stop = match (fields.get("idle_stop"), start) {
+            (None, StartMode::Boot) => None,
+            (None, StartMode::OnDemand) => Some(DEFAULT_IDLE_STOP),
+            (Some(value), StartMode::Boot) => {
+                let message = "`idle_stop` stops an app started on demand: add \
+                               `start = \"on-demand\"` or remove it";
+                self.error(value.span(), &join(at, "idle_stop"), message);
+                return None;
+            }
+            (Some(value), StartMode::OnDemand) => {
+                Some(self.positive_duration(&join(at, "idle_stop"), value)?)
+            }
+        };
+        Some((start, idle_stop))
     }
 
     /// An app's fixed ports: one (`port = 9000`) or one per instance (`port = [9001, 9002]`,
