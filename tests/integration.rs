@@ -33,6 +33,7 @@ mod integration {
     mod request_hygiene;
     mod routes;
     mod shutdown;
+    mod sockets;
     mod sse;
     mod static_files;
     mod supervise;

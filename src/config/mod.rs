@@ -199,6 +199,9 @@ pub struct App {
     pub replicas: usize,
     /// How the app's routes choose among its ready instances.
     pub balance: Balance,
+    /// `socket = true`: the app listens on a Unix socket zoo names in `SOCKET` (one per
+    /// instance), not on a port.
+    pub socket: bool,
     /// When the app is started: at boot, or by the first request to one of its routes.
     pub start: StartMode,
     /// With `start = "on-demand"`: how long without requests or open tunnels before it is

@@ -130,6 +130,7 @@ fn parse_design_example() {
                 replicas: 1,
                 replica_ports: Vec::new(),
                 balance: Balance::LeastRequests,
+                socket: false,
                 start: StartMode::Boot,
                 idle_stop: None,
             },
@@ -163,6 +164,7 @@ fn parse_design_example() {
                 replicas: 1,
                 replica_ports: Vec::new(),
                 balance: Balance::LeastRequests,
+                socket: false,
                 start: StartMode::Boot,
                 idle_stop: None,
             },
@@ -1281,6 +1283,22 @@ fn start_on_demand_is_for_services_and_idle_stop_needs_it() {
         messages("port = false\nstart = \"on-demand\"\n"),
         [
             "apps.web.start: a worker is not reached by requests, so nothing would start it: `start = \"on-demand\"` is for services"
+        ]
+    );
+}
+
+#[test]
+fn socket_is_for_services_without_a_port_or_replace() {
+    assert!(app("socket = true\n").socket);
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("socket = true\nport = 9000\n"),
+        ["apps.web.socket: an app on a Unix socket has no port: remove `port`"]
+    );
+    assert_eq!(
+        messages("socket = true\nrestart_strategy = \"replace\"\n"),
+        [
+            "apps.web.socket: `restart_strategy = \"replace\"` needs a second address: use \"stop-start\""
         ]
     );
 }

@@ -449,7 +449,7 @@ mod tests {
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
         let Err((source, _)) = crate::upstream::Pool::app(false)
-            .send(Some(closed), request)
+            .send(Some(crate::supervise::Dial::Tcp(closed)), request)
             .await
         else {
             panic!("a closed port answered");

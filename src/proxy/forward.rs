@@ -266,7 +266,7 @@ async fn send(
                 }
                 Upstream::External(external) => (&external.pool, None),
             };
-            let app_addr = lease.as_ref().map(|lease| lease.instance().addr());
+            let app_addr = lease.as_ref().map(|lease| lease.instance().dial());
             let (error, unsent) = match pool.send(app_addr, request).await {
                 Ok(response) => return Ok((response, lease)),
                 Err(failure) => failure,

@@ -31,6 +31,7 @@ mod watch;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::{Signal, killpg};
@@ -43,7 +44,9 @@ use tokio::time::Instant;
 use crate::config::{self, AppKind};
 pub use reaper::{ExitStatus, Reaper};
 use runner::{AppRunner, RunnerMessage};
-pub use state::{AppCommand, AppHandle, AppState, AppStatus, FinalExit, InstanceHandle, Lease};
+pub use state::{
+    AppCommand, AppHandle, AppState, AppStatus, Dial, FinalExit, InstanceHandle, Lease,
+};
 use state::{Progress, Tracked, instance_label};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,13 @@ pub enum SuperviseError {
     UnknownApp { app: String },
     #[error("app `{app}` is no longer supervised (zoo is stopping)")]
     Gone { app: String },
+    #[error("app `{app}`: cannot make its private socket directory {}: {source}", path.display())]
+    SocketDir {
+        app: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "app `{app}`: {replicas} instances: expected 1 to {}",
         config::MAX_REPLICAS
@@ -216,7 +226,9 @@ impl SupervisorHandle {
                 .iter()
                 .find(|running| running.tracked.instance.index == status.instance.unwrap_or(0))?;
             let progress = running.tracked.progress();
-            let starting = progress.state == AppState::Starting && running.config.listens();
+            let starting = progress.state == AppState::Starting
+                && running.config.listens()
+                && !running.config.socket;
             (
                 progress.pid.filter(|_| starting)?,
                 running.tracked.instance.addr().port(),
@@ -473,20 +485,33 @@ pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError>
 /// The handle of a new app (at start, or added by a reload), with its `replicas` instances.
 fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
     crate::log::reserve_name_width(&app.name);
-    let ports = (0..app.replicas)
+    let places = (0..app.replicas)
         .map(|index| instance_port(app, index))
-        .collect::<Result<Vec<u16>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(AppHandle::with_instances(
         app.name.clone(),
         app.balance,
         app.start == config::StartMode::OnDemand,
-        &ports,
+        places,
     ))
 }
 
-/// The port instance `index` of `app` listens on: the config's, else a free one.
-fn instance_port(app: &config::App, index: usize) -> Result<u16, SuperviseError> {
-    match app.port_of(index) {
+/// Where instance `index` of `app` listens: the config's port, else a free one; or, with
+/// `socket = true`, its socket in the app's private directory (port 0, never dialled).
+fn instance_port(
+    app: &config::App,
+    index: usize,
+) -> Result<(u16, Option<Arc<std::path::Path>>), SuperviseError> {
+    if app.socket {
+        let dir = socket_dir(app)?;
+        let file = if app.replicas > 1 || index > 0 {
+            format!("{}.{index}.sock", app.name)
+        } else {
+            format!("{}.sock", app.name)
+        };
+        return Ok((0, Some(Arc::from(dir.join(file)))));
+    }
+    let port = match app.port_of(index) {
         Some(port) => Ok(port),
         // Nothing connects to an app without a port: 0 is never dialled.
         None if !app.listens() => Ok(0),
@@ -494,7 +519,39 @@ fn instance_port(app: &config::App, index: usize) -> Result<u16, SuperviseError>
             app: app.name.clone(),
             source,
         }),
-    }
+    }?;
+    Ok((port, None))
+}
+
+/// The private (0700) directory of `app`'s sockets: `$ZOO_RUN/NAME`, else `NAME` in a
+/// directory of this zoo's own under the temporary directory (`zoo-UID-PID`), so that no
+/// other user can connect to (or replace) an app's socket.
+fn socket_dir(app: &config::App) -> Result<PathBuf, SuperviseError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = std::env::var_os("ZOO_RUN").map_or_else(
+        || {
+            std::env::temp_dir().join(format!(
+                "zoo-{}-{}",
+                nix::unistd::geteuid(),
+                std::process::id()
+            ))
+        },
+        PathBuf::from,
+    );
+    let dir = base.join(&app.name);
+    let failed = |source| SuperviseError::SocketDir {
+        app: app.name.clone(),
+        path: dir.clone(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(failed)?;
+    // An existing directory keeps its mode through `create`: make it private anyway.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    Ok(dir)
 }
 
 /// Binds an ephemeral loopback port and releases it for the app to take.

@@ -398,9 +398,7 @@ impl AppRunner {
 
     /// The port an instance is started with: the app's, unless it has none.
     pub(super) fn own_port(&self) -> Option<u16> {
-        self.app
-            .listens()
-            .then(|| self.tracked.instance.addr().port())
+        (self.app.listens() && !self.app.socket).then(|| self.tracked.instance.addr().port())
     }
 
     pub(super) fn command_grace(&self) -> Duration {
@@ -549,6 +547,7 @@ impl AppRunner {
     fn probe_target(&self, port: u16) -> probe::Target<'_> {
         probe::Target {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            socket: self.tracked.instance.socket(),
             app: &self.app,
             replica: self.tracked.instance.index,
             reaper: &self.reaper,

@@ -5,6 +5,7 @@
 //! here starts or stops a process.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -51,11 +52,22 @@ pub struct AppHandle {
     pub(super) rolling: tokio::sync::Mutex<()>,
 }
 
+/// Where an instance of an app is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dial {
+    /// Its loopback port.
+    Tcp(SocketAddr),
+    /// Its Unix socket (`socket = true`).
+    Unix(Arc<Path>),
+}
+
 /// One instance of an app: where it listens, whether it is ready, and how much it is doing.
 #[derive(Debug)]
 pub struct InstanceHandle {
     /// Its `ZOO_REPLICA`: 0 to N-1, stable across its restarts; also its metrics label.
     pub index: usize,
+    /// Its Unix socket (its `SOCKET`), for an app with `socket = true`; then `port` is 0.
+    socket: Option<Arc<Path>>,
     /// Loopback port it listens on (its `PORT`); a replace switches it to the new process's
     /// in one store, and each request reads it once, lock-free. 0 for an app without a port
     /// (nothing routes to it).
@@ -89,22 +101,22 @@ impl AppHandle {
     /// An app of one instance on `port`.
     #[cfg(test)]
     pub(crate) fn new(name: String, port: u16) -> Arc<Self> {
-        Self::with_instances(name, Balance::LeastRequests, false, &[port])
+        Self::with_instances(name, Balance::LeastRequests, false, vec![(port, None)])
     }
 
-    /// An app with one instance per port of `ports`, indexed in that order, started by the
-    /// first request when `on_demand`.
+    /// An app with one instance per address of `places` (a port, or a socket path),
+    /// indexed in that order, started by the first request when `on_demand`.
     pub(crate) fn with_instances(
         name: String,
         balance: Balance,
         on_demand: bool,
-        ports: &[u16],
+        places: Vec<(u16, Option<Arc<Path>>)>,
     ) -> Arc<Self> {
         let ready_changed = Arc::new(Notify::new());
-        let instances = ports
-            .iter()
+        let instances = places
+            .into_iter()
             .enumerate()
-            .map(|(index, port)| InstanceHandle::new(index, *port, &ready_changed))
+            .map(|(index, (port, socket))| InstanceHandle::new(index, port, socket, &ready_changed))
             .collect();
         Arc::new(Self {
             name,
@@ -120,9 +132,14 @@ impl AppHandle {
         })
     }
 
-    /// A new instance of this app on `port`, not yet taking requests (see [`Self::join`]).
-    pub(super) fn new_instance(&self, index: usize, port: u16) -> Arc<InstanceHandle> {
-        InstanceHandle::new(index, port, &self.ready_changed)
+    /// A new instance of this app on `port` (or `socket`), not yet taking requests (see
+    /// [`Self::join`]).
+    pub(super) fn new_instance(
+        &self,
+        index: usize,
+        (port, socket): (u16, Option<Arc<Path>>),
+    ) -> Arc<InstanceHandle> {
+        InstanceHandle::new(index, port, socket, &self.ready_changed)
     }
 
     /// The instances taking new requests, by index.
@@ -262,9 +279,15 @@ impl AppHandle {
 }
 
 impl InstanceHandle {
-    fn new(index: usize, port: u16, ready_changed: &Arc<Notify>) -> Arc<Self> {
+    fn new(
+        index: usize,
+        port: u16,
+        socket: Option<Arc<Path>>,
+        ready_changed: &Arc<Notify>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             index,
+            socket,
             port: AtomicU16::new(port),
             ready: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -278,6 +301,21 @@ impl InstanceHandle {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
+    }
+
+    /// Where requests to it are connected: its socket, else its loopback port.
+    #[must_use]
+    pub fn dial(&self) -> Dial {
+        match &self.socket {
+            Some(path) => Dial::Unix(Arc::clone(path)),
+            None => Dial::Tcp(self.addr()),
+        }
+    }
+
+    /// Its Unix socket, for an app with `socket = true`.
+    #[must_use]
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
     }
 
     /// Routes new requests to the process listening on `port`.
@@ -497,7 +535,7 @@ impl Tracked {
             kind: app.kind,
             in_flight: self.instance.in_flight(),
             requests: self.instance.requests(),
-            port: app.listens().then(|| self.instance.addr().port()),
+            port: (app.listens() && !app.socket).then(|| self.instance.addr().port()),
             state: progress.state,
             #[allow(clippy::cast_sign_loss)]
             pid: progress.pid.map(|pid| pid.as_raw() as u32),
@@ -530,7 +568,8 @@ mod tests {
 
     fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
         let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
-        let app = AppHandle::with_instances("web".into(), balance, false, &ports);
+        let places = ports.iter().map(|port| (*port, None)).collect();
+        let app = AppHandle::with_instances("web".into(), balance, false, places);
         app.set_ready(true);
         app
     }

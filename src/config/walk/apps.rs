@@ -44,6 +44,7 @@ const APP_KEYS: &[&str] = &[
     "balance",
     "start",
     "idle_stop",
+    "socket",
 ];
 const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
 /// Signals an app may ask to be stopped with (`stop_signal`), without the `SIG` prefix.
@@ -166,6 +167,7 @@ impl Walker<'_> {
         let replicas = self.replicas(&at, kind_or_service, &fields);
         let balance = self.balance(&at, &fields);
         let start = self.start_mode(&at, kind_or_service, &fields);
+        let socket = self.socket(&at, kind_or_service, &fields);
         let ports = optional(port_value, |value| {
             self.app_ports(&at, value, replicas, listen, taken, name)
         });
@@ -235,6 +237,7 @@ impl Walker<'_> {
             replica_ports: ports?.map(|ports| ports[1..].to_vec()).unwrap_or_default(),
             replicas: replicas?,
             balance: balance?,
+            socket: socket?,
             start: start?.0,
             idle_stop: start?.1,
             timeout: timeout?,

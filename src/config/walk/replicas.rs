@@ -111,6 +111,47 @@ impl Walker<'_> {
         Some((start, idle_stop))
     }
 
+    /// `socket = true`: a service listening on a Unix socket, so with no `port` and no
+    /// `restart_strategy = "replace"` (whose new instance needs a second address).
+    pub(super) fn socket(
+        &mut self,
+        at: &str,
+        kind: AppKind,
+        fields: &Fields<'_, '_>,
+    ) -> Option<bool> {
+        let Some(value) = fields.get("socket") else {
+            return Some(false);
+        };
+        let at = join(at, "socket");
+        let socket = self.boolean(&at, value)?;
+        let problem = if !socket {
+            None
+        } else if kind != AppKind::Service {
+            Some(format!(
+                "a {} has no listener to put on a socket",
+                kind.as_str()
+            ))
+        } else if fields.get("port").is_some() {
+            Some("an app on a Unix socket has no port: remove `port`".to_owned())
+        } else if fields
+            .get("restart_strategy")
+            .and_then(|value| value.get_ref().as_str())
+            == Some("replace")
+        {
+            Some(
+                "`restart_strategy = \"replace\"` needs a second address: use \"stop-start\""
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.error(value.span(), &at, problem);
+            return None;
+        }
+        Some(socket)
+    }
+
     /// An app's fixed ports: one (`port = 9000`) or one per instance (`port = [9001, 9002]`,
     /// as many as `replicas`), none clashing with a `listen` port or another app's (`taken`
     /// records them).
