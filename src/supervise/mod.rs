@@ -8,8 +8,9 @@
 //! apps in reverse dependency order (stop signal to the whole group, SIGKILL at the app's
 //! grace or the global deadline). Exit statuses come only from the [`Reaper`].
 //!
-//! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
-//! ready. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
+//! The proxy sees an app only through its [`AppHandle`]: its instances (one unless
+//! `replicas`), where each listens (a port, or a Unix socket), whether it is ready, and a
+//! [`Lease`] on the one chosen for a request; for an on-demand app, a way to start it. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
 //! restart/stop/start/run commands. Nothing here knows about HTTP routing.
 
 mod backoff;
