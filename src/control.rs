@@ -248,7 +248,7 @@ impl ControlPlane {
                 .status()
                 .into_iter()
                 .map(|status| AppReport {
-                    detail: run_detail(&status).or_else(|| self.apps.diagnosis(&status.name)),
+                    detail: run_detail(&status).or_else(|| self.apps.diagnosis(&status)),
                     name: status.name,
                     kind: status.kind.as_str().to_owned(),
                     port: status.port,
@@ -280,30 +280,44 @@ impl ControlPlane {
             })
     }
 
-    /// Sends `command` to app `name` and waits until it has taken effect: the app ready again
-    /// (a new instance, for a restart), or stopped.
+    /// Sends `command` to app `name` and waits until it has taken effect on each of its
+    /// instances: ready again (on a new process, for a restart, which rolls through them one
+    /// at a time), or stopped.
     pub async fn command(&self, name: &str, command: AppCommand) -> Result<String, CommandError> {
         let before = self.app_status(name)?;
         self.apps.send(name, command)?;
         let deadline = tokio::time::Instant::now() + COMMAND_DEADLINE;
         loop {
             let now = self.app_status(name)?;
-            let done = match command {
-                AppCommand::Restart => now.ready && (before.pid.is_none() || now.pid != before.pid),
-                AppCommand::Start => now.ready,
-                AppCommand::Stop => now.state == AppState::Stopped,
-                AppCommand::Run => now.runs > before.runs && now.state != AppState::Running,
-            };
-            if done {
-                return Ok(match command {
+            let done = now.iter().all(|instance| {
+                let was = before.iter().find(|old| old.instance == instance.instance);
+                match command {
                     AppCommand::Restart => {
-                        format!("{name} restarted (pid {})\n", now.pid.unwrap_or(0))
+                        instance.ready
+                            && was.is_none_or(|was| was.pid.is_none() || instance.pid != was.pid)
                     }
-                    AppCommand::Start => format!("{name} started (pid {})\n", now.pid.unwrap_or(0)),
+                    AppCommand::Start => instance.ready,
+                    AppCommand::Stop => instance.state == AppState::Stopped,
+                    AppCommand::Run => {
+                        was.is_none_or(|was| instance.runs > was.runs)
+                            && instance.state != AppState::Running
+                    }
+                }
+            });
+            if done {
+                let pids = now
+                    .iter()
+                    .map(|instance| instance.pid.unwrap_or(0).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Ok(match command {
+                    AppCommand::Restart => format!("{name} restarted (pid {pids})\n"),
+                    AppCommand::Start => format!("{name} started (pid {pids})\n"),
                     AppCommand::Stop => format!("{name} stopped\n"),
                     AppCommand::Run => {
-                        let detail = exit_detail(&now).unwrap_or_default();
-                        if !now.last_exit.is_some_and(supervise::ExitStatus::success) {
+                        let last = &now[0];
+                        let detail = exit_detail(last).unwrap_or_default();
+                        if !last.last_exit.is_some_and(supervise::ExitStatus::success) {
                             return Err(CommandError::RunFailed {
                                 app: name.to_owned(),
                                 detail,
@@ -314,29 +328,56 @@ impl ControlPlane {
                 });
             }
             if tokio::time::Instant::now() >= deadline {
+                let states: Vec<&str> = now.iter().map(|status| status.state.as_str()).collect();
                 return Err(CommandError::Timeout {
                     app: name.to_owned(),
-                    state: now.state.as_str().to_owned(),
+                    state: states.join(", "),
                 });
             }
             tokio::time::sleep(COMMAND_POLL).await;
         }
     }
 
-    fn app_status(&self, name: &str) -> Result<supervise::AppStatus, SuperviseError> {
-        self.apps
+    /// Runs `replicas` instances of app `name` (`zoo scale`); returns once the new ones are
+    /// ready and the removed ones stopped.
+    pub async fn scale(&self, name: &str, replicas: usize) -> Result<String, CommandError> {
+        self.apps.scale(name, replicas).await?;
+        Ok(format!("{name} scaled to {replicas}\n"))
+    }
+
+    /// The status rows of app `name`'s instances (of its newest runners, during a reload's
+    /// replace); at least one.
+    fn app_status(&self, name: &str) -> Result<Vec<supervise::AppStatus>, SuperviseError> {
+        let mut rows: Vec<supervise::AppStatus> = self
+            .apps
             .status()
             .into_iter()
-            .find(|status| status.name == name)
-            .ok_or_else(|| SuperviseError::UnknownApp {
+            .filter(|status| status.app == name)
+            .collect();
+        // A replace during a reload lists the old runners first: the newest of each index.
+        rows.reverse();
+        let mut newest: Vec<supervise::AppStatus> = Vec::with_capacity(rows.len());
+        for row in rows {
+            if !newest.iter().any(|kept| kept.instance == row.instance) {
+                newest.push(row);
+            }
+        }
+        newest.reverse();
+        if newest.is_empty() {
+            return Err(SuperviseError::UnknownApp {
                 app: name.to_owned(),
-            })
+            });
+        }
+        Ok(newest)
     }
 }
 
 /// For `zoo status`: how the last run of an app that is done or failed ended; for a cron
 /// job, its next tick and its counts.
 fn run_detail(status: &supervise::AppStatus) -> Option<String> {
+    if status.state == AppState::Idle {
+        return Some("starts on demand".to_owned());
+    }
     if status.kind == config::AppKind::Cron {
         let next = status.next_run.map_or_else(
             || "not scheduled".to_owned(),

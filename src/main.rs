@@ -77,8 +77,12 @@ enum Command {
     },
     /// Make the running zoo re-read its config; an invalid one is rejected and the old kept.
     Reload,
-    /// Restart one app and wait until its new instance is ready.
+    /// Restart one app and wait until its new instance is ready (with replicas: one
+    /// instance at a time, each once the one before is ready again).
     Restart { app: String },
+    /// Run N instances of an app: new ones join once ready, removed ones finish their
+    /// requests (within the app's grace) and stop.
+    Scale { app: String, replicas: usize },
     /// Stop one app (it stays stopped, and does not take the container down).
     Stop { app: String },
     /// Start an app that was stopped, and wait until it is ready.
@@ -118,6 +122,9 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck) => return runtime.block_on(healthcheck(config)),
         Some(Command::Reload) => (Method::POST, "/reload".to_owned()),
         Some(Command::Restart { app }) => (Method::POST, format!("/apps/{app}/restart")),
+        Some(Command::Scale { app, replicas }) => {
+            (Method::POST, format!("/apps/{app}/scale/{replicas}"))
+        }
         Some(Command::Stop { app }) => (Method::POST, format!("/apps/{app}/stop")),
         Some(Command::Start { app }) => (Method::POST, format!("/apps/{app}/start")),
         Some(Command::Logs { app }) => (Method::GET, format!("/apps/{app}/logs")),

@@ -1,6 +1,8 @@
 //! Connections to upstreams: one keep-alive [`Pool`] of hyper client connections per app and
-//! per external target, made when the runtime table is built. An app's pool dials the app's
-//! current loopback address; an external target's resolves its host at each new connection
+//! per external target, made when the runtime table is built. An app's pool dials the
+//! address of the instance each request was given (its idle connections are kept by
+//! address, so each instance of an app with `replicas` has its own keep-alive set, and one
+//! that moved or went away just stops being matched); an external target's resolves its host at each new connection
 //! and speaks TLS (rustls, the webpki roots plus a route's `ca_file`) for `https`. An app
 //! with `protocol = "h2c"` gets one multiplexed HTTP/2 connection instead.
 //!
@@ -10,7 +12,6 @@
 
 use std::future::Future as _;
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,8 +28,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
+
+use crate::supervise::{Dial, Lease};
 
 /// Time allowed to establish a TCP connection to an upstream (DESIGN.md).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -140,6 +143,10 @@ pub enum UpstreamError {
     ServerName(String),
 }
 
+/// A request that could not be exchanged: why, and the request itself when none of it was
+/// written (so it can go to another instance whatever its method and body).
+pub type SendFailure = (SendError, Option<Request<UpstreamBody>>);
+
 /// Why a request could not be exchanged with its upstream.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -175,14 +182,15 @@ enum Endpoint {
 enum Connections {
     /// Idle HTTP/1.1 connections, the most recently used last.
     Http1(Mutex<Vec<Idle>>),
-    /// The one HTTP/2 connection every request shares, and the address it goes to.
-    Http2(Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>),
+    /// The HTTP/2 connection every request to one address shares (one per instance of an
+    /// app), by address.
+    Http2(Mutex<Vec<(Dial, http2::SendRequest<UpstreamBody>)>>),
 }
 
 struct Idle {
     sender: http1::SendRequest<UpstreamBody>,
     /// The address it is connected to, for an app's pool; `None` for a remote one.
-    addr: Option<SocketAddr>,
+    addr: Option<Dial>,
     since: Instant,
 }
 
@@ -199,7 +207,7 @@ impl Pool {
         Arc::new(Self {
             endpoint: Endpoint::App,
             connections: if h2c {
-                Connections::Http2(Mutex::new(None))
+                Connections::Http2(Mutex::new(Vec::new()))
             } else {
                 Connections::Http1(Mutex::new(Vec::new()))
             },
@@ -235,22 +243,26 @@ impl Pool {
     }
 
     /// Sends `request` on a pooled connection (a new one when none is idle) to `app_addr`, the
-    /// app's current address, for an app's pool (`None` for a remote one). A request that a
-    /// reused connection could not take (the upstream had closed it) goes on a fresh one,
-    /// whatever its method: none of it was written.
+    /// address of the app instance chosen for it, for an app's pool (`None` for a remote
+    /// one). A request that a reused connection could not take (the upstream had closed it)
+    /// goes on a fresh one, whatever its method: none of it was written. A request that no
+    /// connection took at all is given back with the error.
     pub async fn send(
         self: &Arc<Self>,
-        app_addr: Option<SocketAddr>,
+        app_addr: Option<Dial>,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<ResponseBody>, SendError> {
+    ) -> Result<Response<ResponseBody>, SendFailure> {
         let shared = match &self.connections {
             Connections::Http2(shared) => shared,
             Connections::Http1(idle) => loop {
-                let (mut sender, reused) = match Self::checkout(idle, app_addr) {
+                let (mut sender, reused) = match Self::checkout(idle, app_addr.as_ref()) {
                     Some(sender) => (sender, true),
                     // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
                     // every request's future would carry its space for the rare new connection.
-                    None => (Box::pin(self.connect_http1(app_addr)).await?, false),
+                    None => match Box::pin(self.connect_http1(app_addr.as_ref())).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
                 };
                 match sender.try_send_request(request).await {
                     Ok(response) => {
@@ -258,65 +270,73 @@ impl Pool {
                             (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
                                 pool: Arc::clone(self),
                                 sender,
-                                addr: app_addr,
+                                addr: app_addr.clone(),
                                 ended: false,
                             });
                         return Ok(response.map(|body| ResponseBody {
                             body,
                             first: None,
                             reuse,
+                            lease: None,
                         }));
                     }
                     Err(mut error) => match error.take_message() {
                         Some(unsent) if reused => request = unsent,
-                        _ => return Err(error.into_error().into()),
+                        unsent => return Err((error.into_error().into(), unsent)),
                     },
                 }
             },
         };
         let current = lock(shared)
-            .as_ref()
-            .filter(|(to, sender)| Some(*to) == app_addr && !sender.is_closed())
+            .iter()
+            .find(|(to, sender)| Some(to) == app_addr.as_ref() && !sender.is_closed())
             .map(|(_, sender)| sender.clone());
         let reused = current.is_some();
         let sender = match current {
             Some(sender) => sender,
-            None => Box::pin(self.connect_http2(shared, app_addr)).await?,
+            None => match Box::pin(self.connect_http2(shared, app_addr.as_ref())).await {
+                Ok(sender) => sender,
+                Err(error) => return Err((error, Some(request))),
+            },
         };
         match send_http2(sender, request).await {
             Err((Some(unsent), _)) if reused => {
-                let sender = Box::pin(self.connect_http2(shared, app_addr)).await?;
-                send_http2(sender, unsent).await.map_err(|(_, error)| error)
+                match Box::pin(self.connect_http2(shared, app_addr.as_ref())).await {
+                    Ok(sender) => send_http2(sender, unsent).await,
+                    Err(error) => Err((Some(unsent), error)),
+                }
             }
-            sent => sent.map_err(|(_, error)| error),
+            sent => sent,
         }
+        .map_err(|(unsent, error)| (error, unsent))
     }
 
-    /// The most recently used idle connection that can take a request now, if any.
+    /// The most recently used idle connection to `addr` that can take a request now, if
+    /// any. Connections to other addresses (an app's other instances) stay; closed or expired
+    /// ones met on the way are dropped.
     fn checkout(
         idle: &Mutex<Vec<Idle>>,
-        addr: Option<SocketAddr>,
+        addr: Option<&Dial>,
     ) -> Option<http1::SendRequest<UpstreamBody>> {
-        loop {
-            let Idle {
-                sender,
-                addr: to,
-                since,
-            } = lock(idle).pop()?;
-            if to == addr && sender.is_ready() && since.elapsed() <= POOL_IDLE_TIMEOUT {
-                return Some(sender);
+        let mut idle = lock(idle);
+        let mut index = idle.len();
+        while index > 0 {
+            index -= 1;
+            let entry = &idle[index];
+            let usable = entry.sender.is_ready() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT;
+            if !usable {
+                idle.remove(index);
+            } else if entry.addr.as_ref() == addr {
+                return Some(idle.remove(index).sender);
             }
         }
+        None
     }
 
     /// Returns a connection whose response has ended to the pool: at once when it can take
     /// the next request, else once it can (its connection task has not yet seen the end, or
     /// is still sending the request body to an upstream that answered early).
-    fn put_back(
-        self: Arc<Self>,
-        sender: http1::SendRequest<UpstreamBody>,
-        addr: Option<SocketAddr>,
-    ) {
+    fn put_back(self: Arc<Self>, sender: http1::SendRequest<UpstreamBody>, addr: Option<Dial>) {
         if sender.is_ready() {
             self.keep_idle(sender, addr);
         } else if !sender.is_closed()
@@ -331,7 +351,7 @@ impl Pool {
         }
     }
 
-    fn keep_idle(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<SocketAddr>) {
+    fn keep_idle(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<Dial>) {
         let Connections::Http1(idle) = &self.connections else {
             return;
         };
@@ -347,9 +367,12 @@ impl Pool {
 
     async fn connect_http1(
         &self,
-        addr: Option<SocketAddr>,
+        addr: Option<&Dial>,
     ) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
-        let tcp = self.connect_tcp(addr).await?;
+        let tcp = match self.connect(addr).await? {
+            Connected::Tcp(tcp) => tcp,
+            Connected::Unix(unix) => return handshake_http1(unix).await,
+        };
         match &self.endpoint {
             Endpoint::Remote {
                 tls: Some((connector, server_name)),
@@ -367,25 +390,30 @@ impl Pool {
 
     async fn connect_http2(
         &self,
-        shared: &Mutex<Option<(SocketAddr, http2::SendRequest<UpstreamBody>)>>,
-        addr: Option<SocketAddr>,
+        shared: &Mutex<Vec<(Dial, http2::SendRequest<UpstreamBody>)>>,
+        addr: Option<&Dial>,
     ) -> Result<http2::SendRequest<UpstreamBody>, SendError> {
-        let tcp = self.connect_tcp(addr).await?;
-        let addr = tcp.peer_addr().map_err(SendError::Connect)?;
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEADER_LIST_BYTES)
-            .handshake(TokioIo::new(tcp))
-            .await?;
-        tokio::spawn(connection);
-        *lock(shared) = Some((addr, sender.clone()));
+        let Some(addr) = addr else {
+            return Err(no_address());
+        };
+        let sender = match self.connect(Some(addr)).await? {
+            Connected::Tcp(tcp) => handshake_http2(tcp).await?,
+            Connected::Unix(unix) => handshake_http2(unix).await?,
+        };
+        let mut shared = lock(shared);
+        shared.retain(|(to, sender)| to != addr && !sender.is_closed());
+        shared.push((addr.clone(), sender.clone()));
         Ok(sender)
     }
 
-    async fn connect_tcp(&self, addr: Option<SocketAddr>) -> Result<TcpStream, SendError> {
+    /// A new connection to the app instance at `addr`, or to the remote host.
+    async fn connect(&self, addr: Option<&Dial>) -> Result<Connected, SendError> {
         let connecting = async {
             let stream = match (&self.endpoint, addr) {
-                (Endpoint::App, Some(addr)) => TcpStream::connect(addr).await?,
+                (Endpoint::App, Some(Dial::Tcp(addr))) => TcpStream::connect(addr).await?,
+                (Endpoint::App, Some(Dial::Unix(path))) => {
+                    return Ok(Connected::Unix(UnixStream::connect(path).await?));
+                }
                 (Endpoint::Remote { host, port, .. }, _) => {
                     TcpStream::connect((host.as_str(), *port)).await?
                 }
@@ -394,7 +422,7 @@ impl Pool {
                 }
             };
             stream.set_nodelay(true)?;
-            Ok(stream)
+            Ok(Connected::Tcp(stream))
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(result) => result.map_err(SendError::Connect),
@@ -404,6 +432,30 @@ impl Pool {
             ))),
         }
     }
+}
+
+/// A new upstream connection: TCP (an app's port, or a remote host), or an app's Unix socket.
+enum Connected {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+fn no_address() -> SendError {
+    SendError::Connect(io::Error::other("an app's pool was given no address"))
+}
+
+/// Starts HTTP/2 with prior knowledge on a new connection and spawns the task driving it.
+async fn handshake_http2<S>(stream: S) -> Result<http2::SendRequest<UpstreamBody>, SendError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 /// Sends `request` on a shared HTTP/2 connection; on failure, gives the request back if none
@@ -448,12 +500,14 @@ pub struct ResponseBody {
     /// goes out before anything else.
     first: Option<Frame<Bytes>>,
     reuse: Option<Reuse>,
+    /// The app instance's count of requests in flight, held until the body is dropped.
+    lease: Option<Lease>,
 }
 
 struct Reuse {
     pool: Arc<Pool>,
     sender: http1::SendRequest<UpstreamBody>,
-    addr: Option<SocketAddr>,
+    addr: Option<Dial>,
     /// The body returned its last frame.
     ended: bool,
 }
@@ -473,7 +527,13 @@ impl ResponseBody {
             body,
             first: None,
             reuse: None,
+            lease: None,
         }
+    }
+
+    /// Counts the response as in flight to the instance `lease` holds until it ends.
+    pub fn hold(&mut self, lease: Lease) {
+        self.lease = Some(lease);
     }
 
     /// Takes the body's first frame if the upstream's connection already has it, without

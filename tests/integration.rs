@@ -27,13 +27,16 @@ mod integration {
     mod kinds;
     mod no_loss;
     mod observe;
+    mod on_demand;
     mod pool;
     mod protocols;
     mod proxy;
     mod reload;
+    mod replicas;
     mod request_hygiene;
     mod routes;
     mod shutdown;
+    mod sockets;
     mod sse;
     mod static_files;
     mod supervise;

@@ -211,6 +211,7 @@ mod tests {
             (Method::POST, "/reload"),
             (Method::POST, "/apps/web/stop"),
             (Method::POST, "/apps/web/restart"),
+            (Method::POST, "/apps/web/scale/4"),
             (Method::POST, "/apps/web/start"),
             (Method::GET, "/apps/web/logs"),
             (Method::POST, "/status"),

@@ -10,6 +10,7 @@
 //! | `GET /status` | JSON: config, load time, listeners, apps, routes | yes | yes |
 //! | `POST /reload` | re-reads the config; 200, or 422 with the errors (old config kept) | yes | with `admin_token` |
 //! | `POST /apps/NAME/restart`, `stop`, `start` | 200 once done (ready again, or stopped) | yes | with `admin_token` |
+//! | `POST /apps/NAME/scale/N` | runs N instances: 200 once the new ones are ready and the removed ones stopped | yes | with `admin_token` |
 //! | `POST /apps/NAME/run` | runs a task or cron job now: 200 once it succeeded, 409 when it failed | yes | with `admin_token` |
 //! | `GET /apps/NAME/logs` | the app's last output lines | yes | with `admin_token` |
 //!
@@ -216,11 +217,25 @@ async fn app_endpoint(
             Err(error) => text(StatusCode::NOT_FOUND, format!("{error}\n")),
         };
     }
+    if let (&Method::POST, Some(count)) = (method, verb.strip_prefix("scale/")) {
+        let Ok(replicas) = count.parse::<usize>() else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("scale: expected a number of instances, found `{count}`\n"),
+            );
+        };
+        return command_answer(control.scale(app, replicas).await);
+    }
     let command = APP_COMMANDS.iter().find(|(name, _)| *name == verb);
     let (true, Some(&(_, command))) = (*method == Method::POST, command) else {
         return not_found(method, &format!("/apps/{app}/{verb}"));
     };
-    match control.command(app, command).await {
+    command_answer(control.command(app, command).await)
+}
+
+/// 200 with what a command did, 404 for an unknown app, 409 when it could not be done.
+fn command_answer(done: Result<String, CommandError>) -> Response<Full<Bytes>> {
+    match done {
         Ok(done) => text(StatusCode::OK, done),
         Err(error @ CommandError::Supervise(SuperviseError::UnknownApp { .. })) => {
             text(StatusCode::NOT_FOUND, format!("{error}\n"))

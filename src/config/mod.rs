@@ -25,6 +25,7 @@ pub use diagnostic::Diagnostic;
 pub use duration::{MAX as MAX_DURATION, parse as parse_duration};
 use keyword::keyword_enum;
 pub use schedule::Schedule;
+pub use walk::MAX_REPLICAS;
 
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +193,22 @@ pub struct App {
     /// Fixed port; `None` means zoo picks a free one at start (a service), or that the app
     /// has no port at all (any other kind, see [`App::listens`]).
     pub port: Option<u16>,
+    /// With `port` a list of one port per instance: the ports of instances 1.. (instance 0's
+    /// is `port`); empty otherwise.
+    pub replica_ports: Vec<u16>,
+    /// How many instances run (`replicas`, 1 to 64): each its own process, `PORT` and
+    /// `ZOO_REPLICA`, supervised on its own.
+    pub replicas: usize,
+    /// How the app's routes choose among its ready instances.
+    pub balance: Balance,
+    /// `socket = true`: the app listens on a Unix socket zoo names in `SOCKET` (one per
+    /// instance), not on a port.
+    pub socket: bool,
+    /// When the app is started: at boot, or by the first request to one of its routes.
+    pub start: StartMode,
+    /// With `start = "on-demand"`: how long without requests or open tunnels before it is
+    /// stopped again (it starts at the next request).
+    pub idle_stop: Option<Duration>,
     /// Time one run of a task or cron job may take; past it, it is stopped and counts as
     /// failed. `None` for services and workers, which run until stopped.
     pub timeout: Option<Duration>,
@@ -230,6 +247,15 @@ pub struct App {
 }
 
 impl App {
+    /// The fixed port of instance `index`, if the config gives one.
+    #[must_use]
+    pub fn port_of(&self, index: usize) -> Option<u16> {
+        match index {
+            0 => self.port,
+            _ => self.replica_ports.get(index - 1).copied(),
+        }
+    }
+
     /// Whether the app listens on a port of its own: gets `PORT`, can be routed to and probed
     /// over TCP or HTTP. Only services do.
     #[must_use]
@@ -427,6 +453,29 @@ keyword_enum! {
         /// Start a new instance on a fresh port, switch to it once ready, then stop the old
         /// one; requests never wait. Only for apps whose port zoo picks.
         Replace => "replace",
+    }
+}
+
+keyword_enum! {
+    /// `balance = "least_requests" | "round_robin"`: which ready instance of an app with
+    /// `replicas` takes the next request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Balance {
+        /// The one with the fewest requests in flight (open tunnels count); ties go round.
+        LeastRequests => "least_requests",
+        /// Each in turn.
+        RoundRobin => "round_robin",
+    }
+}
+
+keyword_enum! {
+    /// `start = "boot" | "on-demand"`: when a service is started.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum StartMode {
+        /// With zoo, as every app (the default).
+        Boot => "boot",
+        /// By the first request routed to it; stopped again after `idle_stop`.
+        OnDemand => "on-demand",
     }
 }
 

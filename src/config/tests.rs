@@ -127,6 +127,12 @@ fn parse_design_example() {
                 user: None,
                 env_file: None,
                 protocol: Protocol::Http1,
+                replicas: 1,
+                replica_ports: Vec::new(),
+                balance: Balance::LeastRequests,
+                socket: false,
+                start: StartMode::Boot,
+                idle_stop: None,
             },
             App {
                 name: "node".to_owned(),
@@ -155,6 +161,12 @@ fn parse_design_example() {
                 user: None,
                 env_file: None,
                 protocol: Protocol::Http1,
+                replicas: 1,
+                replica_ports: Vec::new(),
+                balance: Balance::LeastRequests,
+                socket: false,
+                start: StartMode::Boot,
+                idle_stop: None,
             },
         ],
         routes: vec![
@@ -1204,5 +1216,98 @@ fn route_allow_and_deny_admit_by_network() {
     assert_eq!(
         route_error(r#""/" = { respond = "x", allow = ["10.0.0.0/33"] }"#).2,
         "routes.\"/\".allow[0]: prefix length must be 0 to 32, found \"33\""
+    );
+}
+
+#[test]
+fn replicas_take_a_count_a_port_list_and_a_balance() {
+    let apps = |extra: &str| {
+        parse(
+            &format!("[apps.web]\ncommand = \"x\"\n{extra}"),
+            Path::new("zoo.toml"),
+            &|_| None,
+        )
+    };
+    let app = apps("replicas = 3\nport = [9001, 9002, 9003]\nbalance = \"round_robin\"\n")
+        .expect("valid")
+        .apps
+        .remove(0);
+    assert_eq!(
+        (app.replicas, app.port_of(0), app.port_of(2), app.balance),
+        (3, Some(9001), Some(9003), Balance::RoundRobin)
+    );
+    let defaults = apps("").expect("valid").apps.remove(0);
+    assert_eq!(
+        (defaults.replicas, defaults.balance),
+        (1, Balance::LeastRequests)
+    );
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("replicas = 0\n"),
+        ["apps.web.replicas: expected 1 to 64 instances, found 0"]
+    );
+    assert_eq!(
+        messages("replicas = 2\nport = 9000\n"),
+        [
+            "apps.web.port: 2 instances cannot share one port: give a list of 2 ports, or remove `port` and zoo picks them"
+        ]
+    );
+    assert_eq!(
+        messages("replicas = 3\nport = [9001, 9002]\n"),
+        ["apps.web.port: a list of ports gives one per instance: expected 3 (`replicas`), found 2"]
+    );
+    assert_eq!(
+        messages("kind = \"task\"\nreplicas = 2\n"),
+        [
+            "apps.web.replicas: a task runs one process per trigger; `replicas` applies to services and workers"
+        ]
+    );
+    assert_eq!(
+        messages("balance = \"random\"\n"),
+        [
+            "apps.web.balance: unknown balance \"random\"; expected one of `least_requests`, `round_robin`"
+        ]
+    );
+}
+
+#[test]
+fn start_on_demand_is_for_services_and_idle_stop_needs_it() {
+    let on_demand = app("start = \"on-demand\"\n");
+    assert_eq!(
+        (on_demand.start, on_demand.idle_stop),
+        (StartMode::OnDemand, Some(Duration::from_secs(900)))
+    );
+    assert_eq!(
+        app("start = \"on-demand\"\nidle_stop = \"2s\"\n").idle_stop,
+        Some(Duration::from_secs(2))
+    );
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("idle_stop = \"1m\"\n"),
+        [
+            "apps.web.idle_stop: `idle_stop` stops an app started on demand: add `start = \"on-demand\"` or remove it"
+        ]
+    );
+    assert_eq!(
+        messages("port = false\nstart = \"on-demand\"\n"),
+        [
+            "apps.web.start: a worker is not reached by requests, so nothing would start it: `start = \"on-demand\"` is for services"
+        ]
+    );
+}
+
+#[test]
+fn socket_is_for_services_without_a_port_or_replace() {
+    assert!(app("socket = true\n").socket);
+    let messages = |extra: &str| errors(&format!("[apps.web]\ncommand = \"x\"\n{extra}"));
+    assert_eq!(
+        messages("socket = true\nport = 9000\n"),
+        ["apps.web.socket: an app on a Unix socket has no port: remove `port`"]
+    );
+    assert_eq!(
+        messages("socket = true\nrestart_strategy = \"replace\"\n"),
+        [
+            "apps.web.socket: `restart_strategy = \"replace\"` needs a second address: use \"stop-start\""
+        ]
     );
 }

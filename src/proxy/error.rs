@@ -483,8 +483,8 @@ mod tests {
             .header(header::HOST, closed.to_string())
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
-        let Err(source) = crate::upstream::Pool::app(false)
-            .send(Some(closed), request)
+        let Err((source, _)) = crate::upstream::Pool::app(false)
+            .send(Some(crate::supervise::Dial::Tcp(closed)), request)
             .await
         else {
             panic!("a closed port answered");

@@ -18,8 +18,9 @@ use super::service::{ProxyService, Trace};
 use super::{ProxyError, ZooBody, headers, tunnel};
 use crate::route;
 use crate::runtime::{HeaderSteps, Upstream, Values};
+use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
-use crate::upstream::{ClientBody, ResponseBody, UpstreamBody};
+use crate::upstream::{ClientBody, ResponseBody, SendError, UpstreamBody};
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -70,7 +71,12 @@ impl ProxyService {
                 authority,
                 ..
             } => {
-                if !app.is_ready() && !app.wait_ready(limits.wait).await {
+                // An app that starts on demand is started by this request (the same wait as
+                // for a restart).
+                if !app.is_ready() && {
+                    app.demand();
+                    !app.wait_ready(limits.wait).await
+                } {
                     return Err(ProxyError::NotReady {
                         upstream: upstream.describe(),
                         waited: limits.wait,
@@ -128,7 +134,8 @@ impl ProxyService {
         }
         let request = limit_body(request, limits)?;
         let sent = Instant::now();
-        let mut response = send(request, upstream, limits, &self.serving.metrics).await?;
+        let (mut response, mut lease) =
+            send(request, upstream, limits, &self.serving.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
         check_response(&mut response, upstream, client_upgrade.is_some()).await?;
 
@@ -140,7 +147,10 @@ impl ProxyService {
             tunnel::mark_websocket(response.headers_mut());
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             let open_tunnels = self.serving.metrics.open_tunnels.clone();
+            // An open tunnel counts as a request in flight to its instance.
+            let tunnel_lease = lease.take();
             self.tunnels.spawn(async move {
+                let _in_flight = tunnel_lease;
                 if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
                     open_tunnels.inc();
                     // A reset either way just ends the tunnel: nobody is left to tell.
@@ -149,7 +159,10 @@ impl ProxyService {
                 }
             });
         }
-        let (parts, body) = response.into_parts();
+        let (parts, mut body) = response.into_parts();
+        if let Some(lease) = lease {
+            body.hold(lease);
+        }
         Ok(Response::from_parts(parts, Either::Left(body)))
     }
 }
@@ -253,63 +266,82 @@ fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> 
 }
 
 /// Sends `request` to its upstream's pool and waits for the response headers up to the
-/// route's timeout.
+/// route's timeout; for an app, also gives the [`Lease`] on the instance that answered.
 ///
-/// A request a reused pooled connection could not take (nothing of it written) goes on
-/// another connection inside the pool, for any method. Here, a request whose connection broke
-/// after it was written is sent once more on another connection only when doing it twice is
-/// harmless: an idempotent method without a body. Never a POST.
+/// Each attempt to an app goes to the instance [`AppHandle::pick`] chooses, avoiding the one
+/// that just failed when another is ready. A request that no connection took (refused: none
+/// of it was written) goes again, whatever its method and body, for as long as the route's
+/// `wait` lasts. A reused pooled connection that could not take it is retried inside the
+/// pool. A request whose connection broke after it was written is sent once more only when
+/// doing it twice is harmless: an idempotent method without a body, a few times to an app
+/// (each after it is ready), once to an external target. Never a POST with its body.
 async fn send(
     request: Request<UpstreamBody>,
     upstream: &Upstream,
     limits: &Limits<'_>,
     metrics: &Metrics,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<(Response<ResponseBody>, Option<Lease>), ProxyError> {
     let attempt = async {
         let waiting_until = crate::deadline::after(limits.wait);
         let mut request = request;
         let mut resent_after_writing = 0;
+        // The instance the last attempt failed on, and why.
+        let mut failed: Option<(usize, SendError)> = None;
         loop {
             let again = replayable(&request);
-            let (pool, app_addr) = match upstream {
-                // The app's address is read at each attempt: a replace may have moved it.
-                Upstream::App { app, pool, .. } => (pool, Some(app.addr())),
+            let (pool, lease) = match upstream {
+                Upstream::App { app, pool, .. } => {
+                    let avoid = failed.as_ref().map(|(index, _)| *index);
+                    match pick(app, avoid, waiting_until).await {
+                        Some(lease) => (pool, Some(lease)),
+                        None => return Err(failed.map(|(_, error)| error)),
+                    }
+                }
                 Upstream::External(external) => (&external.pool, None),
             };
-            let sent = pool.send(app_addr, request).await;
-            match (sent, again) {
-                (Err(error), Some(again)) => {
-                    // Refused means nothing was sent; otherwise the request may have been
-                    // written, so it goes again only a few times (it is idempotent).
-                    let refused = error.is_connect();
-                    match upstream {
-                        // An app whose connections fail is most likely dying or restarting
-                        // (the reaper may not have seen it yet): wait for it to be ready.
-                        Upstream::App { app, .. }
-                            if refused || resent_after_writing < APP_RESENDS =>
-                        {
-                            resent_after_writing += u32::from(!refused);
-                            tokio::time::sleep(RETRY_PAUSE).await;
-                            let left = waiting_until.saturating_duration_since(Instant::now());
-                            if left.is_zero() || !app.wait_ready(left).await {
-                                return Err(error);
-                            }
+            let app_addr = lease.as_ref().map(|lease| lease.instance().dial());
+            let (error, unsent) = match pool.send(app_addr, request).await {
+                Ok(response) => return Ok((response, lease)),
+                Err(failure) => failure,
+            };
+            let next = match (unsent, again) {
+                // Nothing of it was written: it may go anywhere again.
+                (Some(unsent), _) if lease.is_some() => unsent,
+                (_, Some(again)) => {
+                    let may_resend = match upstream {
+                        Upstream::App { .. } => resent_after_writing < APP_RESENDS,
+                        Upstream::External(_) => resent_after_writing == 0,
+                    };
+                    // A refused connect wrote nothing either (an external target's).
+                    if !error.is_connect() {
+                        if !may_resend {
+                            return Err(Some(error));
                         }
-                        Upstream::External(_) if !refused && resent_after_writing == 0 => {
-                            resent_after_writing = 1;
-                        }
-                        _ => return Err(error),
+                        resent_after_writing += 1;
+                    } else if lease.is_none() {
+                        return Err(Some(error));
                     }
-                    metrics.upstream_retry(upstream.label());
-                    request = again;
+                    again
                 }
-                (result, _) => return result,
+                _ => return Err(Some(error)),
+            };
+            if let Some(lease) = lease {
+                if error.is_connect() {
+                    lease.instance().eject();
+                }
+                failed = Some((lease.instance().index, error));
             }
+            metrics.upstream_retry(upstream.label());
+            request = next;
         }
     };
     match tokio::time::timeout(limits.timeout, attempt).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(source)) => Err(match error::body_fault(&source) {
+        Ok(Ok(sent)) => Ok(sent),
+        Ok(Err(None)) => Err(ProxyError::NotReady {
+            upstream: upstream.describe(),
+            waited: limits.wait,
+        }),
+        Ok(Err(Some(source))) => Err(match error::body_fault(&source) {
             Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge {
                 route: limits.route.to_owned(),
                 limit: limits.max_body.unwrap_or_default(),
@@ -328,6 +360,30 @@ async fn send(
             upstream: upstream.describe(),
             after: limits.timeout,
         }),
+    }
+}
+
+/// The instance of `app` for the next attempt: a ready one other than `avoid` (the one that
+/// just failed) at once; else, after a short pause (the reaper may not have seen the failed
+/// one die yet), whichever is ready first before `until`. `None` when none is.
+async fn pick(app: &AppHandle, avoid: Option<usize>, until: Instant) -> Option<Lease> {
+    loop {
+        match app.pick(avoid) {
+            Some(lease) if avoid.is_none() || avoid != Some(lease.instance().index) => {
+                return Some(lease);
+            }
+            _ => {}
+        }
+        if avoid.is_some() {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || !app.wait_ready(left).await {
+            return None;
+        }
+        if let Some(lease) = app.pick(None) {
+            return Some(lease);
+        }
     }
 }
 

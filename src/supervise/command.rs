@@ -4,6 +4,7 @@
 //! waits: the [`Reaper`](super::Reaper) does that, and the runner sets up the output pipes.
 
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use nix::unistd::{Uid, User};
@@ -21,7 +22,7 @@ const NOT_EXECUTABLE: &[&str] = &[
 /// port: it gets no `PORT`), or why it cannot be started
 /// (an unreadable `env_file`, a missing `dir`, an unknown `user`): a shell would report
 /// status 126 for each.
-pub(super) fn app_command(app: &config::App, port: Option<u16>) -> Result<Command, String> {
+pub(super) fn app_command(app: &config::App, listening: Listening<'_>) -> Result<Command, String> {
     let mut command = match &app.command {
         config::Command::Shell(line) => shell(&shell_line(line)),
         config::Command::Argv(argv) => {
@@ -38,7 +39,7 @@ pub(super) fn app_command(app: &config::App, port: Option<u16>) -> Result<Comman
         command.envs(vars);
     }
     // The config's own `env` wins over the env_file, and `PORT` over both.
-    in_app_context(&mut command, app, port);
+    in_app_context(&mut command, app, listening);
     if let Some(dir) = &app.dir
         && !dir.is_dir()
     {
@@ -57,9 +58,9 @@ pub(super) fn app_command(app: &config::App, port: Option<u16>) -> Result<Comman
 /// The command of an exec probe `line` of `app` listening on `port`: run by `sh -c` as
 /// written, with the app's environment and directory, in a process group of its own so that
 /// a probe that times out can be killed with whatever it started.
-pub(super) fn probe_command(line: &str, app: &config::App, port: Option<u16>) -> Command {
+pub(super) fn probe_command(line: &str, app: &config::App, listening: Listening<'_>) -> Command {
     let mut command = shell(line);
-    in_app_context(&mut command, app, port);
+    in_app_context(&mut command, app, listening);
     command
 }
 
@@ -69,14 +70,31 @@ fn shell(script: &str) -> Command {
     command
 }
 
-/// What an app and its exec probes share: own process group, `PORT` (when it has a port),
-/// the app's `env`, `dir`.
-fn in_app_context(command: &mut Command, app: &config::App, port: Option<u16>) {
+/// Where one instance of an app listens, as its environment says.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Listening<'a> {
+    /// Its `PORT`; none for an app without one (or on a socket).
+    pub(super) port: Option<u16>,
+    /// Its `SOCKET`, with `socket = true`.
+    pub(super) socket: Option<&'a Path>,
+    /// Its `ZOO_REPLICA`.
+    pub(super) replica: usize,
+}
+
+/// What an app and its exec probes share: own process group, `PORT` (when it has a port) or
+/// `SOCKET` (on a Unix socket), `ZOO_REPLICA` (which instance it is, 0 to `replicas`-1), the
+/// app's `env`, `dir`.
+fn in_app_context(command: &mut Command, app: &config::App, listening: Listening<'_>) {
     command.process_group(0);
-    match port {
+    command.env("ZOO_REPLICA", listening.replica.to_string());
+    match listening.port {
         Some(port) => command.env("PORT", port.to_string()),
         // Not even one inherited from zoo's environment: the app must not bind it.
         None => command.env_remove("PORT"),
+    };
+    match listening.socket {
+        Some(socket) => command.env("SOCKET", socket),
+        None => command.env_remove("SOCKET"),
     };
     command.envs(app.env.iter().map(|(key, value)| (key, value)));
     if let Some(dir) = &app.dir {
@@ -124,6 +142,14 @@ mod tests {
         command.get_args().collect()
     }
 
+    fn port(port: u16) -> Listening<'static> {
+        Listening {
+            port: Some(port),
+            socket: None,
+            replica: 0,
+        }
+    }
+
     fn env<'c>(command: &'c Command, name: &str) -> Option<&'c OsStr> {
         command
             .get_envs()
@@ -162,10 +188,11 @@ mod tests {
     #[test]
     fn app_command_runs_a_shell_line_with_port_and_env_set() {
         let app = app_with("web", "env = { PORT_NAME = \"http\" }\ndir = \"/\"");
-        let command = app_command(&app, Some(9100)).expect("buildable");
+        let command = app_command(&app, port(9100)).expect("buildable");
         assert_eq!(command.get_program(), "/bin/sh");
         assert_eq!(args(&command), ["-c", "exec sleep 30"]);
         assert_eq!(env(&command, "PORT"), Some(OsStr::new("9100")));
+        assert_eq!(env(&command, "ZOO_REPLICA"), Some(OsStr::new("0")));
         assert_eq!(env(&command, "PORT_NAME"), Some(OsStr::new("http")));
         assert_eq!(command.get_current_dir(), Some(Path::new("/")));
     }
@@ -174,7 +201,7 @@ mod tests {
     fn app_command_runs_an_argv_directly() {
         let mut app = app_with("web", "");
         app.command = config::Command::Argv(vec!["node".to_owned(), "main.js".to_owned()]);
-        let command = app_command(&app, Some(9100)).expect("buildable");
+        let command = app_command(&app, port(9100)).expect("buildable");
         assert_eq!(command.get_program(), "node");
         assert_eq!(args(&command), ["main.js"]);
     }
@@ -183,23 +210,23 @@ mod tests {
     fn app_command_refuses_a_missing_dir_env_file_or_user() {
         let missing = "/nonexistent-zoo-test";
         let app = app_with("web", &format!("dir = \"{missing}\""));
-        let cause = app_command(&app, Some(1)).expect_err("no such dir");
+        let cause = app_command(&app, port(1)).expect_err("no such dir");
         assert_eq!(cause, format!("working directory {missing} does not exist"));
         let app = app_with("web", &format!("env_file = \"{missing}/.env\""));
-        let cause = app_command(&app, Some(1)).expect_err("no such env_file");
+        let cause = app_command(&app, port(1)).expect_err("no such env_file");
         assert!(
             cause.starts_with(&format!("env_file {missing}/.env: ")),
             "{cause}"
         );
         let app = app_with("web", "user = \"no-such-user-zoo\"");
-        let cause = app_command(&app, Some(1)).expect_err("no such user");
+        let cause = app_command(&app, port(1)).expect_err("no such user");
         assert_eq!(cause, "unknown user `no-such-user-zoo`");
     }
 
     #[test]
     fn probe_command_runs_the_line_as_written_beside_the_app() {
         let app = app_with("web", "dir = \"/\"");
-        let command = probe_command("curl -f localhost:$PORT", &app, Some(9100));
+        let command = probe_command("curl -f localhost:$PORT", &app, port(9100));
         assert_eq!(command.get_program(), "/bin/sh");
         assert_eq!(args(&command), ["-c", "curl -f localhost:$PORT"]);
         assert_eq!(env(&command, "PORT"), Some(OsStr::new("9100")));

@@ -62,7 +62,7 @@ impl AppRunner {
             }
         }
         // Ready while scheduled: it never holds `/readyz` back.
-        self.tracked.handle.set_ready(!parked);
+        self.tracked.instance.set_ready(!parked);
         let (stop_runs, _) = watch::channel(None);
         let mut runs: JoinSet<CronRun> = JoinSet::new();
         // A tick is fired once: the next one is looked for after it, even should the clock
@@ -100,13 +100,13 @@ impl AppRunner {
                     Some(RunnerMessage::App(AppCommand::Stop)) => {
                         tracing::info!("{}: Stop requested: stopping its runs and its schedule", self.app.name);
                         parked = true;
-                        self.tracked.handle.set_ready(false);
+                        self.tracked.instance.set_ready(false);
                         let deadline = crate::deadline::after(self.command_grace());
                         self.stop_runs(&mut runs, &stop_runs, deadline).await;
                     }
                     Some(RunnerMessage::App(AppCommand::Start | AppCommand::Restart)) => {
                         parked = false;
-                        self.tracked.handle.set_ready(true);
+                        self.tracked.instance.set_ready(true);
                     }
                     Some(RunnerMessage::Shutdown(deadline)) => {
                         return self.stop_runs(&mut runs, &stop_runs, deadline).await;

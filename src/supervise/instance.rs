@@ -23,6 +23,22 @@ const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 /// How long a killed instance's exit status is waited for.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 
+/// Makes way for an app's socket at `path`: a socket left by a previous run is removed (the
+/// app could not bind over it); anything else there is refused, never deleted.
+fn clear_socket(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(format!("SOCKET {}: {error}", path.display())),
+        Ok(found) if found.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|error| format!("cannot remove the stale socket {}: {error}", path.display())),
+        Ok(_) => Err(format!(
+            "SOCKET {} exists and is not a socket; zoo removes only sockets: move it away",
+            path.display()
+        )),
+    }
+}
+
 /// One started instance of an app.
 pub(super) struct Instance {
     /// Its pid, which is also its process group id.
@@ -65,8 +81,17 @@ impl AppRunner {
                 ));
             }
         }
+        let socket = self.tracked.instance.socket();
+        if let Some(socket) = socket {
+            clear_socket(socket).map_err(|cause| cannot_start(cause, 126))?;
+        }
+        let listening = command::Listening {
+            port,
+            socket,
+            replica: self.tracked.instance.index,
+        };
         let mut command =
-            command::app_command(app, port).map_err(|cause| cannot_start(cause, 126))?;
+            command::app_command(app, listening).map_err(|cause| cannot_start(cause, 126))?;
         // Its output is forwarded line by line below.
         command
             .stdin(Stdio::null())
@@ -86,7 +111,7 @@ impl AppRunner {
                 app.name.clone(),
                 fd,
                 stream,
-                Arc::clone(&self.tracked.handle.recent),
+                Arc::clone(&self.tracked.app.recent),
             )),
             None => tokio::spawn(async {}),
         };
@@ -156,7 +181,7 @@ impl AppRunner {
 
     /// Stops the serving instance (see [`Self::terminate`]) and books its exit.
     pub(super) async fn stop(&self, instance: Instance, deadline: Instant) -> Stopped {
-        self.tracked.handle.set_ready(false);
+        self.tracked.instance.set_ready(false);
         self.set_state(AppState::Stopping);
         let (stopped, status) = self.terminate(instance, deadline).await;
         if let Some(status) = status {

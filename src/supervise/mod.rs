@@ -8,8 +8,9 @@
 //! apps in reverse dependency order (stop signal to the whole group, SIGKILL at the app's
 //! grace or the global deadline). Exit statuses come only from the [`Reaper`].
 //!
-//! The proxy sees an app only through its [`AppHandle`]: where it listens and whether it is
-//! ready. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
+//! The proxy sees an app only through its [`AppHandle`]: its instances (one unless
+//! `replicas`), where each listens (a port, or a Unix socket), whether it is ready, and a
+//! [`Lease`] on the one chosen for a request; for an on-demand app, a way to start it. The admin side sees it through a [`SupervisorHandle`]: a status snapshot per app and
 //! restart/stop/start/run commands. Nothing here knows about HTTP routing.
 
 mod backoff;
@@ -24,12 +25,14 @@ mod probe;
 mod reaper;
 mod reload;
 mod runner;
+mod scale;
 mod state;
 mod task;
 mod watch;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::{Signal, killpg};
@@ -42,8 +45,10 @@ use tokio::time::Instant;
 use crate::config::{self, AppKind};
 pub use reaper::{ExitStatus, Reaper};
 use runner::{AppRunner, RunnerMessage};
-pub use state::{AppCommand, AppHandle, AppState, AppStatus, FinalExit};
-use state::{Progress, Tracked};
+pub use state::{
+    AppCommand, AppHandle, AppState, AppStatus, Dial, FinalExit, InstanceHandle, Lease,
+};
+use state::{Progress, Tracked, instance_label};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -59,6 +64,20 @@ pub enum SuperviseError {
     UnknownApp { app: String },
     #[error("app `{app}` is no longer supervised (zoo is stopping)")]
     Gone { app: String },
+    #[error("app `{app}`: cannot make its private socket directory {}: {source}", path.display())]
+    SocketDir {
+        app: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "app `{app}`: {replicas} instances: expected 1 to {}",
+        config::MAX_REPLICAS
+    )]
+    BadScale { app: String, replicas: usize },
+    #[error("app `{app}` is a {}: only services and workers run several instances", kind.as_str())]
+    NotScalable { app: String, kind: AppKind },
     #[error("app `{app}` is a {}: only tasks and cron jobs can be run (use `zoo restart` or `zoo start`)", kind.as_str())]
     NotRunnable { app: String, kind: AppKind },
 }
@@ -88,7 +107,7 @@ struct Apps {
     closed: bool,
 }
 
-/// One app's runner.
+/// The runner of one instance of an app.
 #[derive(Debug)]
 struct Running {
     config: config::App,
@@ -102,6 +121,35 @@ impl Registry {
     }
 }
 
+impl Apps {
+    /// The runners of the newest app named `name` (a reload's replacement, when it has one),
+    /// by instance index.
+    fn instances_of(&self, name: &str) -> Vec<&Running> {
+        let Some(newest) = self
+            .running
+            .iter()
+            .rfind(|running| running.config.name == name)
+        else {
+            return Vec::new();
+        };
+        let mut instances: Vec<&Running> = self
+            .running
+            .iter()
+            .filter(|running| Arc::ptr_eq(&running.tracked.app, &newest.tracked.app))
+            .collect();
+        instances.sort_by_key(|running| running.tracked.instance.index);
+        instances
+    }
+}
+
+impl Running {
+    /// Whether its app runs (or is configured to run) more than one instance, so that its
+    /// rows and lines are named `web#INDEX`.
+    fn one_of_several(&self) -> bool {
+        self.config.replicas > 1 || self.tracked.app.instances().len() > 1
+    }
+}
+
 impl SupervisorHandle {
     /// Every app's status, in config order.
     #[must_use]
@@ -109,7 +157,11 @@ impl SupervisorHandle {
         let apps = self.registry.lock();
         apps.running
             .iter()
-            .map(|running| running.tracked.status(&running.config))
+            .map(|running| {
+                running
+                    .tracked
+                    .status(&running.config, running.one_of_several())
+            })
             .collect()
     }
 
@@ -125,48 +177,65 @@ impl SupervisorHandle {
                 app: app.to_owned(),
             });
         }
-        // The last one of a name is the newest (a reload's replacement).
-        let running = apps
-            .running
-            .iter()
-            .rfind(|running| running.config.name == app)
-            .ok_or_else(|| SuperviseError::UnknownApp {
+        let instances = apps.instances_of(app);
+        let Some(first) = instances.first() else {
+            return Err(SuperviseError::UnknownApp {
                 app: app.to_owned(),
-            })?;
-        let runnable = matches!(running.config.kind, AppKind::Task | AppKind::Cron);
+            });
+        };
+        let runnable = matches!(first.config.kind, AppKind::Task | AppKind::Cron);
         if command == AppCommand::Run && !runnable {
             return Err(SuperviseError::NotRunnable {
                 app: app.to_owned(),
-                kind: running.config.kind,
+                kind: first.config.kind,
             });
         }
-        running
-            .tracked
-            .controls
-            .send(RunnerMessage::App(command))
-            .map_err(|_| SuperviseError::Gone {
+        if command == AppCommand::Restart && instances.len() > 1 {
+            let tracked = instances
+                .iter()
+                .map(|running| Arc::clone(&running.tracked))
+                .collect();
+            tokio::spawn(scale::roll(first.config.clone(), tracked));
+            return Ok(());
+        }
+        let mut sent = false;
+        for running in instances {
+            sent |= running
+                .tracked
+                .controls
+                .send(RunnerMessage::App(command))
+                .is_ok();
+        }
+        if sent {
+            Ok(())
+        } else {
+            Err(SuperviseError::Gone {
                 app: app.to_owned(),
             })
+        }
     }
 
-    /// For an app stuck in `starting`: where its process group listens, against its `PORT`
-    /// (see [`ports::diagnose`]); `None` for any other app.
+    /// For an instance stuck in `starting` (the row `status` of [`Self::status`]): where its
+    /// process group listens, against its `PORT` (see [`ports::diagnose`]); `None` for any
+    /// other.
     #[must_use]
-    pub fn diagnosis(&self, name: &str) -> Option<String> {
+    pub fn diagnosis(&self, status: &AppStatus) -> Option<String> {
         let (pid, port) = {
             let apps = self.registry.lock();
-            let running = apps
-                .running
+            let instances = apps.instances_of(&status.app);
+            let running = instances
                 .iter()
-                .rfind(|running| running.config.name == name)?;
+                .find(|running| running.tracked.instance.index == status.instance.unwrap_or(0))?;
             let progress = running.tracked.progress();
-            let starting = progress.state == AppState::Starting && running.config.listens();
+            let starting = progress.state == AppState::Starting
+                && running.config.listens()
+                && !running.config.socket;
             (
                 progress.pid.filter(|_| starting)?,
-                running.tracked.handle.addr().port(),
+                running.tracked.instance.addr().port(),
             )
         };
-        Some(ports::diagnose(name, pid, port))
+        Some(ports::diagnose(&status.name, pid, port))
     }
 
     /// The handle of the newest app named `name`.
@@ -175,7 +244,7 @@ impl SupervisorHandle {
         apps.running
             .iter()
             .rfind(|running| running.config.name == name)
-            .map(|running| Arc::clone(&running.tracked.handle))
+            .map(|running| Arc::clone(&running.tracked.app))
     }
 
     /// Sends `signal` to the process group of every running app.
@@ -187,7 +256,7 @@ impl SupervisorHandle {
         }
     }
 
-    /// Starts a runner for each app on its handle and lists them last; fails once zoo is
+    /// Starts a runner for each instance of each app on its handle and lists them last; fails once zoo is
     /// stopping. All are listed before any runner can look one up, so an app started with its
     /// dependencies always finds them (and waits for them to be ready).
     fn launch<'a>(
@@ -201,21 +270,37 @@ impl SupervisorHandle {
                     app: app.name.clone(),
                 });
             }
-            self.launch_one(&mut apps.running, app, handle);
+            for instance in handle.instances().iter() {
+                self.launch_one(&mut apps.running, app, &handle, Arc::clone(instance));
+            }
         }
         Ok(())
     }
 
-    fn launch_one(&self, running: &mut Vec<Running>, app: &config::App, handle: Arc<AppHandle>) {
+    /// Starts the runner of one instance of `app`.
+    fn launch_one(
+        &self,
+        running: &mut Vec<Running>,
+        app: &config::App,
+        handle: &Arc<AppHandle>,
+        instance: Arc<InstanceHandle>,
+    ) {
         let (controls, inbox) = mpsc::unbounded_channel();
+        let several = app.replicas > 1 || handle.instances().len() > 1;
+        // The runner's lines and its output prefix name the instance (`web#1`); the registry
+        // keeps the app's own config, by which commands find it.
+        let mut runner_app = app.clone();
+        runner_app.name = instance_label(&app.name, several.then_some(instance.index));
+        crate::log::reserve_name_width(&runner_app.name);
         let tracked = Arc::new(Tracked {
-            handle,
+            app: Arc::clone(handle),
+            instance,
             progress: Mutex::new(Progress::default()),
             controls,
         });
         let task = tokio::spawn(
             AppRunner {
-                app: app.clone(),
+                app: runner_app,
                 tracked: Arc::clone(&tracked),
                 apps: self.clone(),
                 reaper: Arc::clone(&self.registry.reaper),
@@ -398,19 +483,76 @@ pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError>
     apps.iter().map(new_handle).collect()
 }
 
-/// The handle of a new app (at start, or added by a reload).
+/// The handle of a new app (at start, or added by a reload), with its `replicas` instances.
 fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
     crate::log::reserve_name_width(&app.name);
-    let port = match app.port {
-        Some(port) => port,
+    let places = (0..app.replicas)
+        .map(|index| instance_port(app, index))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppHandle::with_instances(
+        app.name.clone(),
+        app.balance,
+        app.start == config::StartMode::OnDemand,
+        places,
+    ))
+}
+
+/// Where instance `index` of `app` listens: the config's port, else a free one; or, with
+/// `socket = true`, its socket in the app's private directory (port 0, never dialled).
+fn instance_port(
+    app: &config::App,
+    index: usize,
+) -> Result<(u16, Option<Arc<std::path::Path>>), SuperviseError> {
+    if app.socket {
+        let dir = socket_dir(app)?;
+        let file = if app.replicas > 1 || index > 0 {
+            format!("{}.{index}.sock", app.name)
+        } else {
+            format!("{}.sock", app.name)
+        };
+        return Ok((0, Some(Arc::from(dir.join(file)))));
+    }
+    let port = match app.port_of(index) {
+        Some(port) => Ok(port),
         // Nothing connects to an app without a port: 0 is never dialled.
-        None if !app.listens() => 0,
+        None if !app.listens() => Ok(0),
         None => free_port().map_err(|source| SuperviseError::NoFreePort {
             app: app.name.clone(),
             source,
-        })?,
+        }),
+    }?;
+    Ok((port, None))
+}
+
+/// The private (0700) directory of `app`'s sockets: `$ZOO_RUN/NAME`, else `NAME` in a
+/// directory of this zoo's own under the temporary directory (`zoo-UID-PID`), so that no
+/// other user can connect to (or replace) an app's socket.
+fn socket_dir(app: &config::App) -> Result<PathBuf, SuperviseError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = std::env::var_os("ZOO_RUN").map_or_else(
+        || {
+            std::env::temp_dir().join(format!(
+                "zoo-{}-{}",
+                nix::unistd::geteuid(),
+                std::process::id()
+            ))
+        },
+        PathBuf::from,
+    );
+    let dir = base.join(&app.name);
+    let failed = |source| SuperviseError::SocketDir {
+        app: app.name.clone(),
+        path: dir.clone(),
+        source,
     };
-    Ok(Arc::new(AppHandle::new(app.name.clone(), port)))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(failed)?;
+    // An existing directory keeps its mode through `create`: make it private anyway.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    Ok(dir)
 }
 
 /// Binds an ephemeral loopback port and releases it for the app to take.

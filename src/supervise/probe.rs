@@ -1,15 +1,17 @@
-//! Readiness and liveness probes: does the app accept TCP connections, does its HTTP path
+//! Readiness and liveness probes: does the app accept connections (on its port, or its Unix
+//! socket with `socket = true`), does its HTTP path
 //! answer below 500, does an exec command exit 0. Exec probes are spawned through the
 //! [`Reaper`] like the apps (nothing else may wait for a child) in their own process group,
 //! which is killed when the probe times out.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
 use super::{Reaper, command, signal_group};
 use crate::config::{self, Probe};
@@ -17,7 +19,11 @@ use crate::config::{self, Probe};
 /// What a probe runs against: the app's address, and for exec probes its env and dir.
 pub struct Target<'a> {
     pub addr: SocketAddr,
+    /// The instance's Unix socket, which TCP and HTTP probes then connect to instead.
+    pub socket: Option<&'a Path>,
     pub app: &'a config::App,
+    /// The instance's `ZOO_REPLICA`, which an exec probe sees too.
+    pub replica: usize,
     pub reaper: &'a Reaper,
 }
 
@@ -25,10 +31,15 @@ pub struct Target<'a> {
 pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bool {
     let addr = target.addr;
     match probe {
-        Probe::Tcp => tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .is_ok_and(|connected| connected.is_ok()),
-        Probe::Http { path } => tokio::time::timeout(timeout, http_status(addr, path))
+        Probe::Tcp => match target.socket {
+            Some(socket) => tokio::time::timeout(timeout, UnixStream::connect(socket))
+                .await
+                .is_ok_and(|connected| connected.is_ok()),
+            None => tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .is_ok_and(|connected| connected.is_ok()),
+        },
+        Probe::Http { path } => tokio::time::timeout(timeout, http_status(target, path))
             .await
             .ok()
             .flatten()
@@ -40,7 +51,15 @@ pub async fn passes(probe: &Probe, target: &Target<'_>, timeout: Duration) -> bo
 
 async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool {
     let port = target.app.listens().then(|| target.addr.port());
-    let mut command = command::probe_command(line, target.app, port);
+    let mut command = command::probe_command(
+        line,
+        target.app,
+        command::Listening {
+            port,
+            socket: target.socket,
+            replica: target.replica,
+        },
+    );
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -64,10 +83,27 @@ async fn exec_passes(line: &str, target: &Target<'_>, timeout: Duration) -> bool
 }
 
 /// Status code of `GET path`, or `None` when the app does not answer HTTP.
-async fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(addr).await.ok()?;
+async fn http_status(target: &Target<'_>, path: &str) -> Option<u16> {
+    match target.socket {
+        Some(socket) => {
+            let stream = UnixStream::connect(socket).await.ok()?;
+            http_status_over(stream, "localhost", path).await
+        }
+        None => {
+            let stream = TcpStream::connect(target.addr).await.ok()?;
+            http_status_over(stream, &target.addr.to_string(), path).await
+        }
+    }
+}
+
+/// The status `GET path` gets on `stream`, with `Host: host`.
+async fn http_status_over(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    host: &str,
+    path: &str,
+) -> Option<u16> {
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: zoo-probe\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: zoo-probe\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut head = [0u8; 32];

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::runner::{COMMAND_GRACE, RunnerMessage};
-use super::{AppHandle, SuperviseError, SupervisorHandle, Tracked, new_handle, stopped};
+use super::{
+    AppHandle, SuperviseError, SupervisorHandle, Tracked, instance_port, new_handle, stopped,
+};
 use crate::config::{self, RestartStrategy};
 
 /// What a reload does to one app of the new config.
@@ -24,6 +26,8 @@ enum Change {
     Restart,
     /// Changed, `replace`: a new instance on a new handle, switched to when ready.
     Replace,
+    /// Only `replicas` changed: instances added or removed, the others left running.
+    Scale,
 }
 
 /// For each app of `new`, what a reload does to it, given the apps `running`.
@@ -33,6 +37,15 @@ fn diff(running: &[config::App], new: &[config::App]) -> Vec<Change> {
             |app| match running.iter().rfind(|old| old.name == app.name) {
                 None => Change::Add,
                 Some(old) if old == app => Change::Keep,
+                Some(old)
+                    if *old
+                        == config::App {
+                            replicas: old.replicas,
+                            ..app.clone()
+                        } =>
+                {
+                    Change::Scale
+                }
                 Some(_) if app.restart_strategy == RestartStrategy::Replace => Change::Replace,
                 Some(_) => Change::Restart,
             },
@@ -74,7 +87,7 @@ impl SupervisorHandle {
             .lock()
             .running
             .iter()
-            .map(|running| (running.config.clone(), Arc::clone(&running.tracked.handle)))
+            .map(|running| (running.config.clone(), Arc::clone(&running.tracked.app)))
             .collect();
         let configs: Vec<config::App> = running.iter().map(|(app, _)| app.clone()).collect();
         let changes = apps
@@ -86,7 +99,7 @@ impl SupervisorHandle {
                     .rfind(|(old, _)| old.name == app.name)
                     .map(|(_, handle)| Arc::clone(handle));
                 let handle = match (change, kept) {
-                    (Change::Keep | Change::Restart, Some(handle)) => handle,
+                    (Change::Keep | Change::Restart | Change::Scale, Some(handle)) => handle,
                     _ => new_handle(app)?,
                 };
                 Ok((app.clone(), handle, change))
@@ -115,7 +128,7 @@ impl SupervisorHandle {
                     retiring.push(Arc::clone(&running.tracked));
                 }
                 Some((_, _, Change::Restart)) => restarting.push(Arc::clone(&running.tracked)),
-                Some((_, _, Change::Keep | Change::Add)) => {}
+                Some((_, _, Change::Keep | Change::Add | Change::Scale)) => {}
             }
         }
         let began = Instant::now();
@@ -130,16 +143,29 @@ impl SupervisorHandle {
                     (app, Arc::clone(handle))
                 }),
         )?;
-        for tracked in restarting {
-            let Some((app, handle, _)) = changes.change_of(&tracked.handle.name) else {
-                continue;
-            };
+        // An app's instances are restarted together, each app in config order.
+        for (app, handle, _) in changes
+            .apps
+            .iter()
+            .filter(|(_, _, change)| *change == Change::Restart)
+        {
             tracing::info!("reload: restarting {} (its config changed)", app.name);
-            self.retire(&[tracked]).await;
-            if let Some(port) = app.port {
-                handle.switch_port(port);
-            }
+            let instances: Vec<Arc<Tracked>> = restarting
+                .iter()
+                .filter(|tracked| tracked.app.name == app.name)
+                .cloned()
+                .collect();
+            self.retire(&instances).await;
+            fit_instances(handle, app)?;
             self.launch([(app, Arc::clone(handle))])?;
+        }
+        for (app, _, _) in changes
+            .apps
+            .iter()
+            .filter(|(_, _, change)| *change == Change::Scale)
+        {
+            tracing::info!("reload: scaling {} to {}", app.name, app.replicas);
+            self.scale(&app.name, app.replicas).await?;
         }
         for (app, handle, _) in changes.apps.iter().filter(|(_, _, change)| fresh(change)) {
             let left = crate::deadline::from(began, app.ready.deadline)
@@ -169,7 +195,7 @@ impl SupervisorHandle {
         for tracked in &retiring {
             tracing::info!(
                 "reload: stopping {} (pid {:?})",
-                tracked.handle.name,
+                tracked.app.name,
                 tracked.progress().pid
             );
         }
@@ -178,7 +204,7 @@ impl SupervisorHandle {
     }
 
     /// Stops the runners of `tracked` together (each within its grace) and forgets them.
-    async fn retire(&self, tracked: &[Arc<Tracked>]) {
+    pub(super) async fn retire(&self, tracked: &[Arc<Tracked>]) {
         let stopping: Vec<_> = {
             let mut apps = self.registry.lock();
             let (stopping, kept) =
@@ -206,6 +232,27 @@ impl SupervisorHandle {
     }
 }
 
+/// Gives `handle` the instances `app` asks for, keeping those whose index it still has (at
+/// the port the config fixes for them, if it does), before its runners start again.
+fn fit_instances(handle: &AppHandle, app: &config::App) -> Result<(), SuperviseError> {
+    let current = handle.instances();
+    let mut instances = Vec::with_capacity(app.replicas);
+    for index in 0..app.replicas {
+        let kept = current.iter().find(|instance| instance.index == index);
+        instances.push(match kept {
+            Some(instance) => {
+                if let Some(port) = app.port_of(index) {
+                    instance.switch_port(port);
+                }
+                Arc::clone(instance)
+            }
+            None => handle.new_instance(index, instance_port(app, index)?),
+        });
+    }
+    handle.set_instances(instances);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +265,7 @@ mod tests {
             app("gone", ""),
             app("env", ""),
             app("swap", "restart_strategy = \"replace\"\n"),
+            app("more", ""),
         ];
         let new = [
             app("new", ""),
@@ -227,10 +275,17 @@ mod tests {
                 "swap",
                 "restart_strategy = \"replace\"\nenv = { A = \"1\" }\n",
             ),
+            app("more", "replicas = 3\n"),
         ];
         assert_eq!(
             diff(&running, &new),
-            [Change::Add, Change::Keep, Change::Restart, Change::Replace]
+            [
+                Change::Add,
+                Change::Keep,
+                Change::Restart,
+                Change::Replace,
+                Change::Scale
+            ]
         );
     }
 }

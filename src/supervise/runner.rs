@@ -65,6 +65,8 @@ enum Next {
     Parked,
     /// Finished (see [`AfterExit::Done`]): wait for `Start`/`Restart`, as done.
     Done,
+    /// Not started until a request wants it (`start = "on-demand"`), or `Start`/`Restart`.
+    Idle,
 }
 
 /// How waiting for something (a restart delay, the dependencies) ended.
@@ -82,6 +84,8 @@ enum Watched {
     Exited(ExitStatus),
     /// It failed its liveness probe too often; it still runs.
     Unhealthy,
+    /// It had no request and no open tunnel for its `idle_stop`; it still runs.
+    Idle,
 }
 
 /// How waiting for a replacement to get ready ended.
@@ -125,10 +129,24 @@ impl AppRunner {
             });
         let mut backoff = Backoff::new(&self.app.restarts);
         let mut budget = RestartBudget::new(&self.app.restarts);
-        let mut next = Next::Start;
+        let mut next = match self.app.start {
+            config::StartMode::Boot => Next::Start,
+            config::StartMode::OnDemand => Next::Idle,
+        };
         loop {
             match next {
                 Next::Start => {}
+                Next::Idle => {
+                    self.set_state(AppState::Idle);
+                    match wait_or_obey(&mut inbox, self.tracked.app.demanded()).await {
+                        Waited::Proceed => tracing::info!("{name}: starting on demand"),
+                        Waited::Park => {
+                            next = Next::Parked;
+                            continue;
+                        }
+                        Waited::Shutdown => return Stopped::Cleanly,
+                    }
+                }
                 Next::Delay(delay) => {
                     self.set_state(AppState::Backoff);
                     match wait_or_obey(&mut inbox, tokio::time::sleep(delay)).await {
@@ -187,7 +205,7 @@ impl AppRunner {
                 },
                 Err(status) => status,
             };
-            self.tracked.handle.set_ready(false);
+            self.tracked.instance.set_ready(false);
             match self.after_exit(status, started.elapsed(), &mut backoff, &mut budget) {
                 AfterExit::Delay(delay) => next = Next::Delay(delay),
                 AfterExit::Done => next = Next::Done,
@@ -228,6 +246,18 @@ impl AppRunner {
                     self.exited(&mut instance, status).await;
                     return Ended::Exited(status);
                 }
+                Ok(Watched::Idle) => {
+                    // Cleared first: a request that comes while it stops starts it again.
+                    self.tracked.app.forget_demand();
+                    tracing::info!(
+                        "{} had no request for {:?}: stopping it (the next request starts it)",
+                        self.app.name,
+                        self.app.idle_stop.unwrap_or_default()
+                    );
+                    self.stop(instance, crate::deadline::after(self.command_grace()))
+                        .await;
+                    return Ended::Commanded(Next::Idle);
+                }
                 Ok(Watched::Unhealthy) => {
                     let unhealthy = instance.pid;
                     if self.app.restart_strategy == RestartStrategy::Replace {
@@ -241,7 +271,7 @@ impl AppRunner {
                         }
                     }
                     // Stopped, its exit counts as a failure: restarted by its policy.
-                    self.tracked.handle.set_ready(false);
+                    self.tracked.instance.set_ready(false);
                     let deadline = crate::deadline::after(self.command_grace());
                     let (_, status) = self.terminate(instance, deadline).await;
                     let status = status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32));
@@ -326,8 +356,8 @@ impl AppRunner {
         };
         match outcome {
             Replacing::Ready => {
-                self.tracked.handle.switch_port(port);
-                self.tracked.handle.set_ready(true);
+                self.tracked.instance.switch_port(port);
+                self.tracked.instance.set_ready(true);
                 self.serving(&new, AppState::Ready);
                 tracing::info!(
                     "{name} switched to pid {} on port {port}; stopping pid {}",
@@ -368,9 +398,7 @@ impl AppRunner {
 
     /// The port an instance is started with: the app's, unless it has none.
     pub(super) fn own_port(&self) -> Option<u16> {
-        self.app
-            .listens()
-            .then(|| self.tracked.handle.addr().port())
+        (self.app.listens() && !self.app.socket).then(|| self.tracked.instance.addr().port())
     }
 
     pub(super) fn command_grace(&self) -> Duration {
@@ -429,7 +457,7 @@ impl AppRunner {
         let name = &self.app.name;
         let probing = async {
             // An instance a replace kept or swapped in has passed its readiness probe already.
-            if !self.tracked.handle.is_ready() {
+            if !self.tracked.instance.is_ready() {
                 // An app without a port is probed by `exec` or [`config::Probe::Started`]:
                 // 0 is never dialled.
                 if !self.until_ready(port.unwrap_or(0)).await {
@@ -449,7 +477,7 @@ impl AppRunner {
                     None => tracing::info!("{name} ready"),
                 }
                 self.set_state(AppState::Ready);
-                self.tracked.handle.set_ready(true);
+                self.tracked.instance.set_ready(true);
             }
             let Some(live) = &self.app.live else {
                 return std::future::pending().await;
@@ -473,6 +501,29 @@ impl AppRunner {
         tokio::select! {
             status = exit => Watched::Exited(status.unwrap_or(ExitStatus::Code(1))),
             () = probing => Watched::Unhealthy,
+            () = self.until_idle() => Watched::Idle,
+        }
+    }
+
+    /// Resolves once the instance has had no new request and nothing in flight for the
+    /// app's `idle_stop`; never for an app without one.
+    async fn until_idle(&self) {
+        let Some(idle_stop) = self.app.idle_stop else {
+            return std::future::pending().await;
+        };
+        let instance = &self.tracked.instance;
+        // Often enough that it stops close to its `idle_stop`, rarely enough to cost nothing.
+        let look = (idle_stop / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let (mut seen, mut since) = (instance.requests(), Instant::now());
+        loop {
+            tokio::time::sleep(look).await;
+            let requests = instance.requests();
+            // Counted from when it is ready: the request that started it is not in yet.
+            if requests != seen || instance.in_flight() > 0 || !instance.is_ready() {
+                (seen, since) = (requests, Instant::now());
+            } else if since.elapsed() >= idle_stop {
+                return;
+            }
         }
     }
 
@@ -496,7 +547,9 @@ impl AppRunner {
     fn probe_target(&self, port: u16) -> probe::Target<'_> {
         probe::Target {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            socket: self.tracked.instance.socket(),
             app: &self.app,
+            replica: self.tracked.instance.index,
             reaper: &self.reaper,
         }
     }

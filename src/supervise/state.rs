@@ -1,66 +1,228 @@
 //! What is known about one supervised app while it runs: the [`AppHandle`] the request path
-//! reads (address, readiness), the [`Progress`] its runner writes (state, pid, restarts, last
+//! reads (its instances, their addresses, readiness and load, and the choice among them),
+//! the [`Progress`] each instance's runner writes (state, pid, restarts, last
 //! exit and run), and the [`AppStatus`] snapshot `zoo status` and the metrics read. Nothing
 //! here starts or stops a process.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use nix::unistd::Pid;
 use tokio::sync::{Notify, mpsc};
 
 use super::ExitStatus;
 use super::output::RecentLines;
 use super::runner::RunnerMessage;
-use crate::config::{self, AppKind};
+use crate::config::{self, AppKind, Balance};
 
-/// What the request path needs to know about one app.
+/// What the request path needs to know about one app: its instances (one unless it has
+/// `replicas`) and how a request chooses among those that are ready.
+///
+/// The proxy asks [`AppHandle::pick`] for an instance per attempt and holds the [`Lease`] it
+/// gets until the response ends (or the tunnel closes), which is what `least_requests`
+/// counts. The list of instances is one atomic pointer, replaced whole when the app is
+/// scaled, so that a request reads it once, lock-free, and an instance being removed stops
+/// getting new requests at once while its leases finish.
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    /// Loopback port the serving instance listens on (its `PORT`); a replace switches it to
-    /// the new instance's in one store, and each request reads it once, lock-free. 0 for an
-    /// app without a port (nothing routes to it).
+    balance: Balance,
+    /// The instances taking new requests, by index.
+    instances: ArcSwap<Vec<Arc<InstanceHandle>>>,
+    /// Where the next round (or the scan for the least loaded) starts, so that ties and
+    /// `round_robin` go round.
+    cursor: AtomicUsize,
+    /// Wakes requests waiting for some instance to become ready; each instance notifies it.
+    ready_changed: Arc<Notify>,
+    /// The app's last output lines (of all its instances), for `zoo logs`.
+    pub recent: Arc<RecentLines>,
+    /// `start = "on-demand"`: a request that finds no instance ready starts them.
+    on_demand: bool,
+    /// Set by a request to an on-demand app that found no instance ready; cleared when the
+    /// app is stopped for being idle.
+    wanted: AtomicBool,
+    /// Wakes the runners of an on-demand app waiting to be wanted.
+    demanded: Notify,
+    /// Held while `zoo restart` rolls through the instances, so that two rolls do not take
+    /// two instances down at once.
+    pub(super) rolling: tokio::sync::Mutex<()>,
+}
+
+/// Where an instance of an app is connected to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dial {
+    /// Its loopback port.
+    Tcp(SocketAddr),
+    /// Its Unix socket (`socket = true`).
+    Unix(Arc<Path>),
+}
+
+/// One instance of an app: where it listens, whether it is ready, and how much it is doing.
+#[derive(Debug)]
+pub struct InstanceHandle {
+    /// Its `ZOO_REPLICA`: 0 to N-1, stable across its restarts; also its metrics label.
+    pub index: usize,
+    /// Its Unix socket (its `SOCKET`), for an app with `socket = true`; then `port` is 0.
+    socket: Option<Arc<Path>>,
+    /// Loopback port it listens on (its `PORT`); a replace switches it to the new process's
+    /// in one store, and each request reads it once, lock-free. 0 for an app without a port
+    /// (nothing routes to it).
     port: AtomicU16,
-    /// Set while the current instance has passed its readiness probe and not exited since;
+    /// Set while the current process has passed its readiness probe and not exited since;
     /// for a task, while its last run succeeded (what its dependents wait for).
     ready: AtomicBool,
-    /// Wakes requests waiting for the app to become ready.
-    ready_changed: Notify,
-    /// The app's last output lines, for `zoo logs`.
-    pub recent: Arc<RecentLines>,
+    /// Requests sent to it whose response has not ended, and open tunnels: what
+    /// `least_requests` compares, and what a removed instance waits for before it stops.
+    in_flight: AtomicUsize,
+    /// Requests it was picked for since zoo started (the per-instance metric).
+    requests: AtomicU64,
+    /// Until when (ms on [`clock_ms`]) it is skipped after refusing a connection, in case
+    /// the supervisor has not seen it die yet; 0 when it is not.
+    ejected_until: AtomicU64,
+    /// The app's [`AppHandle::ready_changed`].
+    ready_changed: Arc<Notify>,
+}
+
+/// How long an instance that refused a connection is skipped, unless it gets ready before.
+const EJECTION: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the first call: a coarse clock an atomic can hold.
+fn clock_ms() -> u64 {
+    static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 impl AppHandle {
-    pub(crate) fn new(name: String, port: u16) -> Self {
-        Self {
+    /// An app of one instance on `port`.
+    #[cfg(test)]
+    pub(crate) fn new(name: String, port: u16) -> Arc<Self> {
+        Self::with_instances(name, Balance::LeastRequests, false, vec![(port, None)])
+    }
+
+    /// An app with one instance per address of `places` (a port, or a socket path),
+    /// indexed in that order, started by the first request when `on_demand`.
+    pub(crate) fn with_instances(
+        name: String,
+        balance: Balance,
+        on_demand: bool,
+        places: Vec<(u16, Option<Arc<Path>>)>,
+    ) -> Arc<Self> {
+        let ready_changed = Arc::new(Notify::new());
+        let instances = places
+            .into_iter()
+            .enumerate()
+            .map(|(index, (port, socket))| InstanceHandle::new(index, port, socket, &ready_changed))
+            .collect();
+        Arc::new(Self {
             name,
-            port: AtomicU16::new(port),
-            ready: AtomicBool::new(false),
-            ready_changed: Notify::new(),
+            balance,
+            instances: ArcSwap::from_pointee(instances),
+            cursor: AtomicUsize::new(0),
+            ready_changed,
             recent: Arc::default(),
+            on_demand,
+            wanted: AtomicBool::new(false),
+            demanded: Notify::new(),
+            rolling: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A new instance of this app on `port` (or `socket`), not yet taking requests (see
+    /// [`Self::join`]).
+    pub(super) fn new_instance(
+        &self,
+        index: usize,
+        (port, socket): (u16, Option<Arc<Path>>),
+    ) -> Arc<InstanceHandle> {
+        InstanceHandle::new(index, port, socket, &self.ready_changed)
+    }
+
+    /// The instances taking new requests, by index.
+    #[must_use]
+    pub fn instances(&self) -> Arc<Vec<Arc<InstanceHandle>>> {
+        self.instances.load_full()
+    }
+
+    /// Adds `instance` to those picked from (it is picked once ready).
+    pub(super) fn join(&self, instance: Arc<InstanceHandle>) {
+        self.instances.rcu(|instances| {
+            let mut instances = Vec::clone(instances);
+            instances.push(Arc::clone(&instance));
+            instances
+        });
+    }
+
+    /// Removes the instance of `index` from those picked from: it gets no new request.
+    pub(super) fn leave(&self, index: usize) {
+        self.instances.rcu(|instances| {
+            let mut instances = Vec::clone(instances);
+            instances.retain(|instance| instance.index != index);
+            instances
+        });
+    }
+
+    /// Replaces the instances picked from.
+    pub(super) fn set_instances(&self, instances: Vec<Arc<InstanceHandle>>) {
+        self.instances.store(Arc::new(instances));
+    }
+
+    /// Where its first instance listens (an app of one instance: where it listens).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.instances
+            .load()
+            .first()
+            .map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), |instance| {
+                instance.addr()
+            })
+    }
+
+    /// Whether some instance is ready.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.instances
+            .load()
+            .iter()
+            .any(|instance| instance.is_ready())
+    }
+
+    /// Whether the app starts on demand: not running is then a state it serves from (its
+    /// first request starts it), not a failure.
+    #[must_use]
+    pub fn starts_on_demand(&self) -> bool {
+        self.on_demand
+    }
+
+    /// Starts an app that starts on demand, if it is idle (a request found no instance
+    /// ready); nothing for any other app.
+    pub fn demand(&self) {
+        if self.on_demand && !self.wanted.swap(true, Ordering::AcqRel) {
+            self.demanded.notify_waiters();
         }
     }
 
-    /// Where the serving instance listens.
-    #[must_use]
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
+    /// Resolves once a request wants the (on-demand) app started.
+    pub(super) async fn demanded(&self) {
+        loop {
+            let demanded = self.demanded.notified();
+            if self.wanted.load(Ordering::Acquire) {
+                return;
+            }
+            demanded.await;
+        }
     }
 
-    /// Routes new requests to the instance listening on `port`.
-    pub(crate) fn switch_port(&self, port: u16) {
-        self.port.store(port, Ordering::Release);
+    /// The app is being stopped for being idle: the next request starts it again.
+    pub(super) fn forget_demand(&self) {
+        self.wanted.store(false, Ordering::Release);
     }
 
-    #[must_use]
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// Waits until the app is ready or `timeout` passes; returns whether it is ready.
+    /// Waits until some instance is ready or `timeout` passes; returns whether one is.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = crate::deadline::after(timeout);
         loop {
@@ -74,9 +236,147 @@ impl AppHandle {
         }
     }
 
+    /// A ready instance for the next request, by the app's `balance`, other than `avoid`
+    /// (the one that just failed it) when another is ready; `None` when none is ready. An
+    /// instance that recently refused a connection is taken only when no other is ready.
+    #[must_use]
+    pub fn pick(&self, avoid: Option<usize>) -> Option<Lease> {
+        let instances = self.instances.load();
+        let chosen = match instances.as_slice() {
+            [only] => only.is_ready().then_some(only),
+            all => {
+                let now = clock_ms();
+                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+                let usable = |instance: &&Arc<InstanceHandle>, strict: bool| {
+                    instance.is_ready()
+                        && (!strict
+                            || (Some(instance.index) != avoid
+                                && instance.ejected_until.load(Ordering::Relaxed) <= now))
+                };
+                let choose = |strict: bool| {
+                    let rotated = (0..all.len()).map(|offset| &all[(start + offset) % all.len()]);
+                    let mut candidates = rotated.filter(|instance| usable(instance, strict));
+                    match self.balance {
+                        Balance::RoundRobin => candidates.next(),
+                        // `min_by_key` keeps the first of equals: ties go round with `start`.
+                        Balance::LeastRequests => candidates
+                            .min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed)),
+                    }
+                };
+                choose(true).or_else(|| choose(false))
+            }
+        };
+        chosen.map(Lease::of)
+    }
+
+    /// Marks every instance ready or not (tests of what reads readiness).
+    #[cfg(test)]
     pub(crate) fn set_ready(&self, ready: bool) {
+        for instance in self.instances.load().iter() {
+            instance.set_ready(ready);
+        }
+    }
+}
+
+impl InstanceHandle {
+    fn new(
+        index: usize,
+        port: u16,
+        socket: Option<Arc<Path>>,
+        ready_changed: &Arc<Notify>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            index,
+            socket,
+            port: AtomicU16::new(port),
+            ready: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            ejected_until: AtomicU64::new(0),
+            ready_changed: Arc::clone(ready_changed),
+        })
+    }
+
+    /// Where it listens.
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port.load(Ordering::Acquire)))
+    }
+
+    /// Where requests to it are connected: its socket, else its loopback port.
+    #[must_use]
+    pub fn dial(&self) -> Dial {
+        match &self.socket {
+            Some(path) => Dial::Unix(Arc::clone(path)),
+            None => Dial::Tcp(self.addr()),
+        }
+    }
+
+    /// Its Unix socket, for an app with `socket = true`.
+    #[must_use]
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
+    }
+
+    /// Routes new requests to the process listening on `port`.
+    pub(crate) fn switch_port(&self, port: u16) {
+        self.port.store(port, Ordering::Release);
+    }
+
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_ready(&self, ready: bool) {
+        if ready {
+            self.ejected_until.store(0, Ordering::Relaxed);
+        }
         self.ready.store(ready, Ordering::Release);
         self.ready_changed.notify_waiters();
+    }
+
+    /// Requests (and tunnels) now in flight to it.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Requests it was picked for since zoo started.
+    #[must_use]
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Skips it for new requests for a moment: it refused a connection.
+    pub fn eject(&self) {
+        let until = clock_ms().saturating_add(u64::try_from(EJECTION.as_millis()).unwrap_or(0));
+        self.ejected_until.store(until, Ordering::Relaxed);
+    }
+}
+
+/// One request's (or tunnel's) claim on an instance: counted in its `in_flight` from
+/// [`AppHandle::pick`] until dropped.
+#[derive(Debug)]
+pub struct Lease(Arc<InstanceHandle>);
+
+impl Lease {
+    fn of(instance: &Arc<InstanceHandle>) -> Self {
+        instance.in_flight.fetch_add(1, Ordering::Relaxed);
+        instance.requests.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(instance))
+    }
+
+    /// The instance it holds.
+    #[must_use]
+    pub fn instance(&self) -> &InstanceHandle {
+        &self.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -110,6 +410,9 @@ pub enum AppState {
     Stopping,
     /// Stopped on request (`AppCommand::Stop`); starts again on `Start` or `Restart`.
     Stopped,
+    /// Not running until a request comes (`start = "on-demand"`), at boot or after
+    /// `idle_stop`.
+    Idle,
     /// Exited for good (restart policy or budget); zoo is going down.
     Failed,
 }
@@ -128,6 +431,7 @@ impl AppState {
             Self::Backoff => "backoff",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
+            Self::Idle => "idle",
             Self::Failed => "failed",
         }
     }
@@ -136,8 +440,17 @@ impl AppState {
 /// One app's status, as `zoo status` and the metrics show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppStatus {
+    /// The app's name, with `#INDEX` for an instance of an app that has several (`web#1`).
     pub name: String,
+    /// The app's name alone.
+    pub app: String,
+    /// The instance's index, for an app with several.
+    pub instance: Option<usize>,
     pub kind: AppKind,
+    /// Requests (and tunnels) in flight to the instance.
+    pub in_flight: usize,
+    /// Requests sent to the instance since zoo started.
+    pub requests: u64,
     /// The port of the serving instance; `None` for an app without one.
     pub port: Option<u16>,
     pub state: AppState,
@@ -193,10 +506,13 @@ pub(super) struct Progress {
     pub(super) next_run: Option<SystemTime>,
 }
 
-/// Shared between an app's runner (writer) and the [`super::SupervisorHandle`] (readers).
+/// Shared between an instance's runner (writer) and the [`super::SupervisorHandle`]
+/// (readers).
 #[derive(Debug)]
 pub(super) struct Tracked {
-    pub(super) handle: Arc<AppHandle>,
+    /// The app it is an instance of.
+    pub(super) app: Arc<AppHandle>,
+    pub(super) instance: Arc<InstanceHandle>,
     pub(super) progress: Mutex<Progress>,
     /// The runner's inbox; closed once the runner has ended.
     pub(super) controls: mpsc::UnboundedSender<RunnerMessage>,
@@ -207,17 +523,23 @@ impl Tracked {
         self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The status of the app configured as `app`, which this tracks.
-    pub(super) fn status(&self, app: &config::App) -> AppStatus {
+    /// The status of the instance of the app configured as `app`, which this tracks;
+    /// `several` when the app has more than one instance (so rows are named `web#1`).
+    pub(super) fn status(&self, app: &config::App, several: bool) -> AppStatus {
         let progress = self.progress();
+        let index = self.instance.index;
         AppStatus {
-            name: self.handle.name.clone(),
+            name: instance_label(&app.name, several.then_some(index)),
+            app: app.name.clone(),
+            instance: several.then_some(index),
             kind: app.kind,
-            port: app.listens().then(|| self.handle.addr().port()),
+            in_flight: self.instance.in_flight(),
+            requests: self.instance.requests(),
+            port: (app.listens() && !app.socket).then(|| self.instance.addr().port()),
             state: progress.state,
             #[allow(clippy::cast_sign_loss)]
             pid: progress.pid.map(|pid| pid.as_raw() as u32),
-            ready: self.handle.is_ready(),
+            ready: self.instance.is_ready(),
             restarts: progress.restarts,
             uptime: progress.started.map(|started| started.elapsed()),
             last_exit: progress.last_exit,
@@ -228,5 +550,79 @@ impl Tracked {
             skipped: progress.skipped,
             next_run: progress.next_run,
         }
+    }
+}
+
+/// How an instance is named in status rows, log lines and its output prefix: the app's name,
+/// with `#INDEX` when the app has several.
+pub(super) fn instance_label(app: &str, index: Option<usize>) -> String {
+    match index {
+        Some(index) => format!("{app}#{index}"),
+        None => app.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
+        let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
+        let places = ports.iter().map(|port| (*port, None)).collect();
+        let app = AppHandle::with_instances("web".into(), balance, false, places);
+        app.set_ready(true);
+        app
+    }
+
+    #[test]
+    fn least_requests_takes_the_idlest_ready_instance_and_ties_go_round() {
+        let app = ready_app(Balance::LeastRequests, 3);
+        let busy = app.pick(None).expect("a ready instance");
+        let second = app.pick(None).expect("a ready instance");
+        assert_ne!(
+            busy.instance().index,
+            second.instance().index,
+            "ties go round"
+        );
+        let third = app.pick(None).expect("a ready instance");
+        let held = [&busy, &second, &third].map(|lease| lease.instance().index);
+        assert_eq!(
+            held.iter().collect::<std::collections::HashSet<_>>().len(),
+            3
+        );
+        drop(second);
+        let freed = held[1];
+        // Only the freed one has nothing in flight.
+        assert_eq!(app.pick(None).unwrap().instance().index, freed);
+        assert_eq!(
+            app.instances()[freed].in_flight(),
+            0,
+            "the lease was dropped"
+        );
+    }
+
+    #[test]
+    fn pick_skips_instances_not_ready_ejected_or_avoided() {
+        let app = ready_app(Balance::RoundRobin, 2);
+        app.instances()[0].set_ready(false);
+        for _ in 0..4 {
+            assert_eq!(app.pick(None).unwrap().instance().index, 1);
+        }
+        app.instances()[0].set_ready(true);
+        app.instances()[1].eject();
+        assert_eq!(app.pick(None).unwrap().instance().index, 0);
+        assert!(
+            app.pick(Some(0)).is_some(),
+            "when none is usable, a ready one still is"
+        );
+        app.instances()[1].set_ready(true);
+        assert_eq!(
+            app.pick(Some(0)).unwrap().instance().index,
+            1,
+            "ready again: not ejected"
+        );
+        app.set_ready(false);
+        assert!(app.pick(None).is_none());
+        assert!(!app.is_ready());
     }
 }

@@ -89,7 +89,7 @@ impl AppRunner {
                     }
                 }
                 AfterExit::Done => {
-                    self.tracked.handle.set_ready(true);
+                    self.tracked.instance.set_ready(true);
                     if !self.park(&mut inbox, AppState::Done).await {
                         return Stopped::Cleanly;
                     }
@@ -123,7 +123,7 @@ impl AppRunner {
     /// Runs the task once: until it exits, its `timeout` passes, or a command or the shutdown
     /// stops it. Its dependents see it as not ready meanwhile.
     async fn run_once(&self, inbox: &mut mpsc::UnboundedReceiver<RunnerMessage>) -> RunEnded {
-        self.tracked.handle.set_ready(false);
+        self.tracked.instance.set_ready(false);
         let started = Instant::now();
         let mut instance = match self.spawn(None) {
             Ok(instance) => instance,

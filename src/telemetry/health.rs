@@ -29,7 +29,10 @@ impl Health {
     #[must_use]
     pub fn answer(&self, apps: &[Arc<AppHandle>]) -> (StatusCode, String) {
         let draining = self.draining.load(Ordering::Acquire);
-        let all_ready = apps.iter().all(|app| app.is_ready());
+        // An app that starts on demand serves while idle: its first request starts it.
+        let all_ready = apps
+            .iter()
+            .all(|app| app.is_ready() || app.starts_on_demand());
         let overall = match (draining, all_ready) {
             (true, _) => "draining",
             (false, true) => "ok",
@@ -40,7 +43,11 @@ impl Health {
             if index > 0 {
                 body.push(',');
             }
-            let state = if app.is_ready() { "ready" } else { "not ready" };
+            let state = match (app.is_ready(), app.starts_on_demand()) {
+                (true, _) => "ready",
+                (false, true) => "idle",
+                (false, false) => "not ready",
+            };
             // App names are ASCII letters, digits, '-' and '_' (config validation), so they
             // need no JSON escaping.
             let _ = write!(body, "\"{}\":\"{state}\"", app.name);
@@ -61,8 +68,8 @@ mod tests {
 
     #[test]
     fn health_is_ok_only_when_every_app_is_ready() {
-        let python = Arc::new(AppHandle::new("python".into(), 9000));
-        let node = Arc::new(AppHandle::new("node".into(), 9100));
+        let python = AppHandle::new("python".into(), 9000);
+        let node = AppHandle::new("node".into(), 9100);
         python.set_ready(true);
         let health = Health::default();
         let apps = [python, Arc::clone(&node)];
@@ -91,7 +98,7 @@ mod tests {
 
     #[test]
     fn draining_is_unavailable_even_when_every_app_is_ready() {
-        let app = Arc::new(AppHandle::new("web".into(), 9000));
+        let app = AppHandle::new("web".into(), 9000);
         app.set_ready(true);
         let health = Health::default();
         health.start_draining();

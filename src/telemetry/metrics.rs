@@ -263,6 +263,8 @@ mod collect {
 
     /// One per-app gauge: its value for an app, if it has one.
     type AppGauge = fn(&AppStatus) -> Option<i64>;
+    /// One per-app counter.
+    type AppCounter = fn(&AppStatus) -> u64;
 
     /// Each app's state, read from the supervisor at scrape time; empty until the supervisor
     /// has started.
@@ -275,7 +277,7 @@ mod collect {
                 return Ok(());
             };
             let apps = controller.status();
-            let gauges: [(&str, &str, AppGauge); 3] = [
+            let gauges: [(&str, &str, AppGauge); 4] = [
                 (
                     "zoo_app_up",
                     "1 while an instance of the app is running",
@@ -287,29 +289,60 @@ mod collect {
                     |app| Some(i64::from(app.ready)),
                 ),
                 (
+                    "zoo_app_in_flight",
+                    "Requests and tunnels in flight to the app (to the instance)",
+                    |app| i64::try_from(app.in_flight).ok(),
+                ),
+                (
                     "zoo_app_last_exit_code",
                     "How the app's last instance ended: its exit code, or 128+N for signal N",
                     |app| app.last_exit.map(|exit| i64::from(exit.as_code())),
                 ),
             ];
+            // An app with `replicas` has one series per instance, labelled by its index (never
+            // its pid, which changes at each restart: the label set stays bounded).
+            let indices: Vec<String> = apps
+                .iter()
+                .map(|app| {
+                    app.instance
+                        .map(|index| index.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let labels = |at: usize| -> Vec<(&str, &str)> {
+                let app = &apps[at];
+                let mut labels = vec![("app", app.app.as_str())];
+                if app.instance.is_some() {
+                    labels.push(("instance", indices[at].as_str()));
+                }
+                labels
+            };
             for (name, help, value) in gauges {
                 let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-                for app in &apps {
+                for (at, app) in apps.iter().enumerate() {
                     if let Some(value) = value(app) {
-                        ConstGauge::new(value)
-                            .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
+                        ConstGauge::new(value).encode(family.encode_family(&labels(at))?)?;
                     }
                 }
             }
-            let mut family = encoder.encode_descriptor(
-                "zoo_app_restarts",
-                "Automatic restarts of the app since zoo started",
-                None,
-                MetricType::Counter,
-            )?;
-            for app in &apps {
-                ConstCounter::new(u64::from(app.restarts))
-                    .encode(family.encode_family(&[("app", app.name.as_str())])?)?;
+            let counters: [(&str, &str, AppCounter); 2] = [
+                (
+                    "zoo_app_restarts",
+                    "Automatic restarts of the app (of the instance) since zoo started",
+                    |app| u64::from(app.restarts),
+                ),
+                (
+                    "zoo_app_requests",
+                    "Requests sent to the app (to the instance) since zoo started",
+                    |app| app.requests,
+                ),
+            ];
+            for (name, help, value) in counters {
+                let mut family =
+                    encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                for (at, app) in apps.iter().enumerate() {
+                    ConstCounter::new(value(app)).encode(family.encode_family(&labels(at))?)?;
+                }
             }
             encode_jobs(&mut encoder, &apps)
         }

@@ -1,5 +1,6 @@
 //! The walk of `[apps]`: each app's keys (command, port, env, user, restart policy and
-//! strategy, backoff and restart budget, stop signal and grace, protocol), and the checks that
+//! strategy, backoff and restart budget, stop signal and grace, protocol; `replicas.rs` the
+//! instance count, port lists and balance), and the checks that
 //! span apps: unique ports, `depends_on` naming known apps, and no dependency cycle.
 
 use std::net::SocketAddr;
@@ -39,6 +40,11 @@ const APP_KEYS: &[&str] = &[
     "stop_signal",
     "grace",
     "protocol",
+    "replicas",
+    "balance",
+    "start",
+    "idle_stop",
+    "socket",
 ];
 const BACKOFF_KEYS: &[&str] = &["first", "max", "reset_after"];
 /// Signals an app may ask to be stopped with (`stop_signal`), without the `SIG` prefix.
@@ -158,24 +164,12 @@ impl Walker<'_> {
             kind_or_service == AppKind::Service
                 && !matches!(value.get_ref(), DeValue::Boolean(false))
         });
-        let port = optional(port_value, |value| {
-            let at = join(&at, "port");
-            let port = self.port(&at, value)?;
-            if listen.iter().any(|address| address.port() == port) {
-                self.error(
-                    value.span(),
-                    &at,
-                    format!("port {port} is also a `listen` port; give the app another one"),
-                );
-                return None;
-            }
-            if let Some((_, owner)) = taken.iter().find(|(used, _)| *used == port) {
-                let message = format!("port {port} is already used by app `{owner}`");
-                self.error(value.span(), &at, message);
-                return None;
-            }
-            taken.push((port, name.to_owned()));
-            Some(port)
+        let replicas = self.replicas(&at, kind_or_service, &fields);
+        let balance = self.balance(&at, &fields);
+        let start = self.start_mode(&at, kind_or_service, &fields);
+        let socket = self.socket(&at, kind_or_service, &fields);
+        let ports = optional(port_value, |value| {
+            self.app_ports(&at, value, replicas, listen, taken, name)
         });
         let dir = optional(fields.get("dir"), |value| {
             let dir = self.non_empty_string(&join(&at, "dir"), value)?;
@@ -239,7 +233,13 @@ impl Walker<'_> {
             name: name.to_owned(),
             command: command?,
             kind: kind?,
-            port: port?,
+            port: ports.as_ref()?.as_ref().map(|ports| ports[0]),
+            replica_ports: ports?.map(|ports| ports[1..].to_vec()).unwrap_or_default(),
+            replicas: replicas?,
+            balance: balance?,
+            socket: socket?,
+            start: start?.0,
+            idle_stop: start?.1,
             timeout: timeout?,
             schedule: schedule?,
             overlap: overlap?.unwrap_or(false),

@@ -13,6 +13,7 @@ mod headers;
 mod kinds;
 mod probes;
 mod read;
+mod replicas;
 mod routes;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -24,6 +25,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::{AccessLog, AppKind, Config, HeaderRules, Network, Tls};
 use read::{Value, Walker, join, list, optional};
+pub use replicas::MAX_REPLICAS;
 
 /// One problem, located by a byte span of the source; [`super::parse`] turns it into a
 /// diagnostic.
