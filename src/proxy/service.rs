@@ -193,6 +193,10 @@ fn apply_response_rules(
     client: &Client<'_>,
     request_id: Option<&HeaderValue>,
 ) {
+    if !rules.renders() {
+        rules.apply(response.headers_mut(), &Values::NONE);
+        return;
+    }
     let target = trace.target.as_ref();
     let values = Values {
         path: target.map_or("", |target| &target.path),

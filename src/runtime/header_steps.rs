@@ -18,6 +18,8 @@ pub(crate) struct HeaderSteps {
     /// Whether a value reads `{path}`, `{query}` or `{host}`: only then does the response
     /// side keep a copy of them from the request.
     reads_target: bool,
+    /// Whether any value is a template: without one, the request's values are not gathered.
+    renders: bool,
 }
 
 #[derive(Debug)]
@@ -65,19 +67,28 @@ impl HeaderSteps {
             steps.extend(edits.add.iter().map(content).map(|(n, c)| Step::Add(n, c)));
             steps.extend(edits.remove.iter().cloned().map(Step::Remove));
         }
-        let reads_target = steps.iter().any(|step| match step {
-            Step::Set(_, Content::Template(template))
-            | Step::Add(_, Content::Template(template)) => template.reads_target(),
-            _ => false,
-        });
+        let templates = || {
+            steps.iter().filter_map(|step| match step {
+                Step::Set(_, Content::Template(template))
+                | Step::Add(_, Content::Template(template)) => Some(template),
+                _ => None,
+            })
+        };
+        let reads_target = templates().any(Template::reads_target);
+        let renders = templates().next().is_some();
         (!steps.is_empty()).then_some(Self {
             steps,
             reads_target,
+            renders,
         })
     }
 
     pub(crate) fn reads_target(&self) -> bool {
         self.reads_target
+    }
+
+    pub(crate) fn renders(&self) -> bool {
+        self.renders
     }
 
     pub(crate) fn apply(&self, headers: &mut HeaderMap, values: &Values<'_>) {
@@ -213,6 +224,7 @@ mod tests {
         steps.apply(&mut headers, &values);
         assert!(headers.is_empty());
         let fixed = HeaderSteps::compile(&[&edits(&[("x-fixed", "1")], &[], &[])]).unwrap();
-        assert!(!fixed.reads_target());
+        assert!(!fixed.reads_target() && !fixed.renders());
+        assert!(steps.renders());
     }
 }

@@ -34,6 +34,18 @@ pub struct Values<'a> {
     pub request_id: &'a str,
 }
 
+impl Values<'_> {
+    /// For what renders no placeholder.
+    pub const NONE: Values<'static> = Values {
+        path: "",
+        query: "",
+        method: "",
+        host: "",
+        client_ip: "",
+        request_id: "",
+    };
+}
+
 const PLACEHOLDERS: [(&str, Part); 6] = [
     ("{path}", Part::Path),
     ("{query}", Part::Query),
