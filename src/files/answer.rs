@@ -6,15 +6,14 @@
 //! small file costs one trip there.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::FileBody;
+use super::body::{FileBody, read_chunk};
 use super::open::Found;
 use super::{Asked, text_response};
 use crate::compress;
@@ -216,20 +215,9 @@ fn first_chunk(mut file: File, start: u64, length: u64) -> io::Result<FileBody> 
     if start > 0 {
         file.seek(SeekFrom::Start(start))?;
     }
-    let want = usize::try_from(length.min(FIRST_READ)).unwrap_or(usize::MAX);
-    let mut first = BytesMut::zeroed(want);
-    let mut filled = 0;
-    while filled < want {
-        match file.read(&mut first[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    first.truncate(filled);
-    let remaining = length - filled as u64;
-    Ok(FileBody::file(Bytes::from(first), file, remaining))
+    let first = read_chunk(&mut file, length.min(FIRST_READ))?;
+    let remaining = length - first.len() as u64;
+    Ok(FileBody::file(first, file, remaining))
 }
 
 /// From the extension (the MIME table of `mime_guess`), with `charset=utf-8` for text.
