@@ -2,8 +2,8 @@
 //! modification time; `Last-Modified`), the preconditions of RFC 9110 13.2.2 in their order
 //! (`If-Match`, `If-Unmodified-Since` -> 412; `If-None-Match`, `If-Modified-Since` -> 304),
 //! one byte range (206, or 416 when unsatisfiable; several ranges get the whole file, 200),
-//! and the headers. Reads the first chunk of the body here, on the blocking pool, so that a
-//! small file costs one trip there.
+//! and the headers. Reads the first chunk of the body here, so that a small file is answered
+//! in one go.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};

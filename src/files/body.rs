@@ -6,40 +6,30 @@
 //! length; one that shrank fails the body, so hyper closes the connection rather than end a
 //! short response that looks complete.
 //!
-//! Each chunk is one `read(2)` of up to [`CHUNK`] bytes on tokio's blocking pool, straight
-//! into the buffer that becomes the frame: no zero-fill, no copy between buffers (what
-//! `tokio::fs::File` would add). `sendfile(2)` is out of reach: hyper owns the connection and
-//! takes bodies as buffers (docs/performance.md, "Static files").
+//! Each chunk is one `read(2)` of up to [`CHUNK`] bytes, on the worker thread when hyper asks
+//! for it (as nginx reads without `aio threads`: from the page cache it takes microseconds,
+//! less than a hand-off to the blocking pool), straight into the buffer that becomes the
+//! frame: no zero-fill, no copy between buffers. `sendfile(2)` is out of reach: hyper owns the
+//! connection and takes bodies as buffers (docs/performance.md, "Static files").
 
 use std::fs::File;
-use std::future::Future;
 use std::io::{self, Read};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::task::JoinHandle;
 
 /// Largest read of a file at a time: large reads keep the blocking-pool hops per MiB few,
 /// and bound the memory a response holds.
 const CHUNK: u64 = 256 * 1024;
 
-/// Where the rest of the file is.
-enum Source {
-    /// Between chunks: the file, positioned at the next byte to send.
-    Idle(File),
-    /// A chunk being read on the blocking pool; the file comes back with it.
-    Reading(JoinHandle<(File, io::Result<Bytes>)>),
-    /// Nothing more to read (or the body failed).
-    Done,
-}
-
 pub(crate) struct FileBody {
     /// Bytes read already (a short text, or a file's first chunk), sent first.
     first: Option<Bytes>,
-    source: Source,
-    /// Bytes still to send from the file.
+    /// The rest of the file, positioned at the next byte to send; `None` once all is sent.
+    file: Option<File>,
+    /// Bytes still to send from `file`.
     remaining: u64,
 }
 
@@ -56,7 +46,7 @@ impl FileBody {
     pub(super) fn bytes(bytes: impl Into<Bytes>) -> Self {
         Self {
             first: Some(bytes.into()),
-            source: Source::Done,
+            file: None,
             remaining: 0,
         }
     }
@@ -69,11 +59,7 @@ impl FileBody {
     pub(super) fn file(first: Bytes, file: File, remaining: u64) -> Self {
         Self {
             first: Some(first),
-            source: if remaining > 0 {
-                Source::Idle(file)
-            } else {
-                Source::Done
-            },
+            file: (remaining > 0).then_some(file),
             remaining,
         }
     }
@@ -85,7 +71,7 @@ impl Body for FileBody {
 
     fn poll_frame(
         self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if let Some(first) = this.first.take()
@@ -93,38 +79,30 @@ impl Body for FileBody {
         {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
-        loop {
-            match std::mem::replace(&mut this.source, Source::Done) {
-                Source::Done => return Poll::Ready(None),
-                Source::Idle(mut file) => {
-                    let want = this.remaining.min(CHUNK);
-                    this.source = Source::Reading(tokio::task::spawn_blocking(move || {
-                        let chunk = read_chunk(&mut file, want);
-                        (file, chunk)
-                    }));
-                }
-                Source::Reading(mut reading) => {
-                    let Poll::Ready(joined) = Pin::new(&mut reading).poll(cx) else {
-                        this.source = Source::Reading(reading);
-                        return Poll::Pending;
-                    };
-                    let (file, chunk) = joined.map_err(io::Error::other)?;
-                    let chunk = chunk?;
-                    if chunk.is_empty() {
-                        return Poll::Ready(Some(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "the file shrank while it was being sent",
-                        ))));
-                    }
-                    // A chunk never exceeds what is left, so a file that grew is cut here.
-                    this.remaining -= chunk.len() as u64;
-                    if this.remaining > 0 {
-                        this.source = Source::Idle(file);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
-                }
+        let Some(file) = this.file.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // A chunk never exceeds what is left, so a file that grew is cut here.
+        let chunk = read_chunk(file, this.remaining.min(CHUNK));
+        let chunk = match chunk {
+            Ok(chunk) if !chunk.is_empty() => chunk,
+            Ok(_) => {
+                this.file = None;
+                return Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being sent",
+                ))));
             }
+            Err(error) => {
+                this.file = None;
+                return Poll::Ready(Some(Err(error)));
+            }
+        };
+        this.remaining -= chunk.len() as u64;
+        if this.remaining == 0 {
+            this.file = None;
         }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
