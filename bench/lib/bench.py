@@ -681,8 +681,9 @@ def markdown(summary, proxies, scenarios, meta) -> str:
     L.append(f"- versions: {meta['versions']}")
     L.append(f"- wall time: {meta['wall_s']:.0f} s")
     L.append("")
-    if any(s["proxy"] == "zoo" for s in summary) and "nginx" in proxies:
-        import targets  # lib/targets.py
+    import targets  # lib/targets.py
+    if (any(s["proxy"] == "zoo" and s["scenario"] in targets.TARGETS for s in summary)
+            and "nginx" in proxies):
         L.append("## zoo vs nginx (issue 7's targets)")
         L.append("")
         L.append(targets.table([{k: ("" if v is None else v) for k, v in s.items()}
