@@ -18,7 +18,7 @@ use super::open::Found;
 use super::{Asked, text_response};
 use crate::compress;
 
-/// Up to this much of the body is read with the lookup, in the same blocking-pool trip.
+/// Up to this much of the body is read with the lookup, so a small file is one answer.
 const FIRST_READ: u64 = 64 * 1024;
 
 /// What the file's current version is known by.

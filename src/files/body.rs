@@ -20,8 +20,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
-/// Largest read of a file at a time: large reads keep the blocking-pool hops per MiB few,
-/// and bound the memory a response holds.
+/// Largest read of a file at a time: large reads keep the system calls per MiB few, bound
+/// the memory a response holds and how long one read holds the worker.
 const CHUNK: u64 = 256 * 1024;
 
 pub(crate) struct FileBody {
