@@ -66,6 +66,12 @@ SCENARIOS = [
              "p50/p99 = first-byte latency (request -> first event); "
              "event latency = upstream write -> client read"},
 ]
+# Scenario families kept in files of their own (each: SCENARIOS, TARGETS, prepare(data_dir),
+# check(port, proxy, data_dir) -> why-not or None, report(summary) -> markdown).
+import scenarios_static  # noqa: E402  static files and compression (issue 15)
+SCENARIO_MODULES = [scenarios_static]
+for _module in SCENARIO_MODULES:
+    SCENARIOS += _module.SCENARIOS
 STREAMER_WS_PORT = 9002
 STREAMER_SSE_PORT = 9003
 # Proxies measured for cold start (exec -> first 200 on GET /small) and binary size.
@@ -326,7 +332,7 @@ class Proxy:
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
         if self.name == "nginx":
             conf = render("nginx-proxy.conf", os.path.join(d, "nginx.conf"),
-                          RUN=d, PORT=port, UPSTREAM=UPSTREAM)
+                          RUN=d, PORT=port, UPSTREAM=UPSTREAM, DATA=DATA)
             return (["nginx", "-p", d + "/", "-e", os.path.join(d, "error.log"),
                      "-c", conf], {})
         if self.name == "haproxy":
@@ -675,13 +681,18 @@ def markdown(summary, proxies, scenarios, meta) -> str:
     L.append(f"- versions: {meta['versions']}")
     L.append(f"- wall time: {meta['wall_s']:.0f} s")
     L.append("")
-    if any(s["proxy"] == "zoo" for s in summary) and "nginx" in proxies:
-        import targets  # lib/targets.py
+    import targets  # lib/targets.py
+    if (any(s["proxy"] == "zoo" and s["scenario"] in targets.TARGETS for s in summary)
+            and "nginx" in proxies):
         L.append("## zoo vs nginx (issue 7's targets)")
         L.append("")
         L.append(targets.table([{k: ("" if v is None else v) for k, v in s.items()}
                                 for s in summary]))
         L.append("")
+    for module in SCENARIO_MODULES:
+        table = module.report(summary)
+        if table:
+            L += [table, ""]
     L.append("## req/s relative to direct (median of per-round ratios; 1.00 = no proxy)")
     L.append("")
     L.append("| proxy | " + " | ".join(s["name"] for s in scenarios) + " |")
@@ -877,6 +888,8 @@ def main() -> int:
             if port_open(port):
                 raise BenchError(f"port {port} is already in use; stop whatever listens there")
         _, big_sha = make_data()
+        for module in SCENARIO_MODULES:
+            module.prepare(DATA)
         updir = os.path.join(RUN, "upstream")
         os.makedirs(os.path.join(updir, "tmp"), exist_ok=True)
         upconf = render("upstream-nginx.conf", os.path.join(updir, "nginx.conf"),
@@ -901,6 +914,10 @@ def main() -> int:
 
         log("preflight: upstream endpoints, body-read check, IPv6 listener")
         small = check_endpoints(UPSTREAM_PORT, "direct", big_sha)
+        for module in SCENARIO_MODULES:
+            why = module.check(UPSTREAM_PORT, "direct", DATA)
+            if why:
+                raise BenchError(f"direct: {why}")
         check_upload_body_is_read()
         try:
             check_endpoints(UPSTREAM_PORT, "direct [::1]", big_sha, host="::1", small=small)
@@ -913,6 +930,10 @@ def main() -> int:
             pr.start()
             try:
                 check_endpoints(pr.port, px, big_sha, small=small)
+                for module in SCENARIO_MODULES:
+                    why = module.check(pr.port, px, DATA)
+                    if why:
+                        raise BenchError(f"{px}: {why}")
             finally:
                 pr.stop()
             log(f"  {px}: /small, /big (sha256), /upload (1 MiB read upstream) OK")

@@ -2,24 +2,23 @@
 //! modification time; `Last-Modified`), the preconditions of RFC 9110 13.2.2 in their order
 //! (`If-Match`, `If-Unmodified-Since` -> 412; `If-None-Match`, `If-Modified-Since` -> 304),
 //! one byte range (206, or 416 when unsatisfiable; several ranges get the whole file, 200),
-//! and the headers. Reads the first chunk of the body here, on the blocking pool, so that a
-//! small file costs one trip there.
+//! and the headers. Reads the first chunk of the body here, so that a small file is answered
+//! in one go.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::body::FileBody;
+use super::body::{FileBody, read_chunk};
 use super::open::Found;
 use super::{Asked, text_response};
 use crate::compress;
 
-/// Up to this much of the body is read with the lookup, in the same blocking-pool trip.
+/// Up to this much of the body is read with the lookup, so a small file is one answer.
 const FIRST_READ: u64 = 64 * 1024;
 
 /// What the file's current version is known by.
@@ -216,20 +215,9 @@ fn first_chunk(mut file: File, start: u64, length: u64) -> io::Result<FileBody> 
     if start > 0 {
         file.seek(SeekFrom::Start(start))?;
     }
-    let want = usize::try_from(length.min(FIRST_READ)).unwrap_or(usize::MAX);
-    let mut first = BytesMut::zeroed(want);
-    let mut filled = 0;
-    while filled < want {
-        match file.read(&mut first[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    first.truncate(filled);
-    let remaining = length - filled as u64;
-    Ok(FileBody::file(Bytes::from(first), file, remaining))
+    let first = read_chunk(&mut file, length.min(FIRST_READ))?;
+    let remaining = length - first.len() as u64;
+    Ok(FileBody::file(first, file, remaining))
 }
 
 /// From the extension (the MIME table of `mime_guess`), with `charset=utf-8` for text.

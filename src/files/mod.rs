@@ -4,9 +4,11 @@
 //! streamed body (body.rs).
 //!
 //! GET and HEAD only (others: 405 with `Allow`); no directory listings; a directory asked for
-//! without its trailing `/` is redirected to it (301, as nginx does). All file system work
-//! for one request, including reading the first chunk of the body, happens in one trip to
-//! tokio's blocking pool. What it does not do: compress on the fly (crate::compress does
+//! without its trailing `/` is redirected to it (301, as nginx does). The file system work
+//! (the lookup, the first chunk of the body, each later chunk) runs on the worker thread, as
+//! nginx's does without `aio threads`: from the page cache it takes microseconds, less than a
+//! hand-off to tokio's blocking pool, which cost 2.5x nginx's CPU per small file
+//! (docs/performance.md, "Static files"). A file on a slow disk holds its worker meanwhile. What it does not do: compress on the fly (crate::compress does
 //! that to any response, files included), multipart ranges (several ranges get the whole
 //! file), or cache file contents in memory (the page cache does).
 
@@ -56,7 +58,7 @@ pub(crate) struct FileServer {
     strip_prefix: bool,
 }
 
-/// The parts of the request a file's answer depends on, taken to the blocking pool.
+/// The parts of the request a file's answer depends on.
 pub(super) struct Asked {
     head: bool,
     if_match: Option<HeaderValue>,
@@ -133,12 +135,13 @@ impl FileServer {
         };
         let asked = Asked::of(method, request.headers());
         let codings = compress::acceptable(request.headers(), Coding::ALL);
-        let server = Arc::clone(self);
-        let answered =
-            tokio::task::spawn_blocking(move || server.answer(&below, &codings, &asked)).await;
-        match answered {
-            Ok(Ok(response)) => response,
-            Ok(Err(Missing::Directory)) => {
+        // On the worker thread, not the blocking pool: the open, stat and first read of a file
+        // in the page cache take microseconds, and the pool's hand-off (two thread wake-ups)
+        // cost more than all of them (docs/performance.md, "Static files"). nginx does the
+        // same without `aio threads`. A file on a slow disk holds this worker; the others go on.
+        match self.answer(&below, &codings, &asked) {
+            Ok(response) => response,
+            Err(Missing::Directory) => {
                 let location = match request.uri().query() {
                     Some(query) => format!("{path}/?{query}"),
                     None => format!("{path}/"),
@@ -149,26 +152,19 @@ impl FileServer {
                 }
                 response
             }
-            Ok(Err(Missing::NotFound)) => text_response(StatusCode::NOT_FOUND, "404 Not Found\n"),
-            Ok(Err(Missing::Forbidden(error))) => {
+            Err(Missing::NotFound) => text_response(StatusCode::NOT_FOUND, "404 Not Found\n"),
+            Err(Missing::Forbidden(error)) => {
                 tracing::warn!(path, "static file not readable: {error}");
                 text_response(
                     StatusCode::FORBIDDEN,
                     "403 Forbidden: the file is not readable\n",
                 )
             }
-            Ok(Err(Missing::Failed(error))) => {
+            Err(Missing::Failed(error)) => {
                 tracing::warn!(path, "static file failed: {error}");
                 text_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "500 Internal Server Error: the file could not be read\n",
-                )
-            }
-            Err(error) => {
-                tracing::error!(path, "static file lookup panicked: {error}");
-                text_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 Internal Server Error\n",
                 )
             }
         }

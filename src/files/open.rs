@@ -6,7 +6,7 @@
 //! `RESOLVE_BENEATH`, so neither a `..` nor a symlink can reach outside it (symlinks inside it
 //! are followed), unless `follow_symlinks` is set. Where `openat2` is refused (kernels before
 //! 5.6, some seccomp profiles), the path is resolved with `realpath` and checked to be inside
-//! the canonical root before it is opened. Blocking: runs on tokio's blocking pool.
+//! the canonical root before it is opened. Blocking calls, made on the worker thread (mod.rs says why).
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};

@@ -4,6 +4,7 @@
 //! carries everything the child printed. Nothing here sleeps to synchronise: every wait is a
 //! poll bounded by a deadline, and the child is stopped (and its process group killed) on drop.
 
+pub mod chromium;
 pub mod fastapi;
 pub mod http;
 pub mod https;
