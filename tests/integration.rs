@@ -34,6 +34,7 @@ mod integration {
     mod sse;
     mod static_files;
     mod supervise;
+    mod tunnel_fds;
     mod watch;
     mod websocket;
 }
