@@ -21,6 +21,7 @@ mod integration {
     mod h2_websocket;
     mod hardening;
     mod healthcheck;
+    mod idle_memory;
     mod kinds;
     mod no_loss;
     mod observe;
