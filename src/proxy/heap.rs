@@ -55,23 +55,27 @@ pub(super) fn trim_when_connections_close(connections: &TaskTracker) {
     });
 }
 
-/// Trims whenever [`TRIM_AFTER_CLOSED`] connections fewer are open than at the highest count
-/// seen since the last trim. glibc never gives back the freed chunks in the middle of its
-/// arenas on its own (the threshold above even keeps 8 MiB at the top): without this, the
-/// RSS of 10,000 closed idle connections stays, and grows with each such wave.
+/// Trims once [`TRIM_AFTER_CLOSED`] connections fewer are open than at the highest count
+/// seen since the last trim, and the count stopped falling (the wave of closes is over: a trim
+/// in its middle would leave the rest of it unreturned). glibc never gives back the freed
+/// chunks in the middle of its arenas on its own (the threshold above even keeps 8 MiB at the
+/// top): without this, the RSS of 10,000 closed idle connections stays, and grows with each
+/// such wave.
 async fn trim_after_waves(connections: TaskTracker) {
     let mut every = tokio::time::interval(LOOK_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut highest = connections.len();
+    let mut before = highest;
     loop {
         every.tick().await;
         let open = connections.len();
         highest = highest.max(open);
-        if highest - open >= TRIM_AFTER_CLOSED {
+        if highest - open >= TRIM_AFTER_CLOSED && open >= before {
             highest = open;
             // A trim walks every arena: off the event loop.
             let _ = tokio::task::spawn_blocking(trim).await;
         }
+        before = open;
     }
 }
 
