@@ -251,7 +251,8 @@ def idle_keepalive(port: int, root: int) -> dict:
         # connection count (src/proxy/heap.rs).
         time.sleep(5)
         after.append(settle(root))
-    return {"kib_per_conn": statistics.median(per_conn), "start_mib": start / 1024,
+    return {"kib_per_conn": statistics.median(per_conn),
+            "kib_per_conn_waves": [round(k, 1) for k in per_conn], "start_mib": start / 1024,
             "after_mib": [round(a / 1024, 1) for a in after],
             "after_vs_start": after[-1] / start if start else None}
 
