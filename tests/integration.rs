@@ -24,6 +24,7 @@ mod integration {
     mod hardening;
     mod header_rules;
     mod healthcheck;
+    mod idle_memory;
     mod kinds;
     mod no_loss;
     mod observe;
@@ -40,6 +41,7 @@ mod integration {
     mod sse;
     mod static_files;
     mod supervise;
+    mod tunnel_fds;
     mod watch;
     mod websocket;
 }

@@ -7,7 +7,7 @@
 //! plain HTTP/1.1 (the upgrade is never performed nor forwarded).
 
 use std::pin::Pin;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::drain::Counted;
+use super::heap;
 use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
 use super::sniff::sniff;
@@ -28,31 +29,6 @@ use crate::upstream::{MAX_HEAD_BYTES, MAX_HEADER_LIST_BYTES};
 /// reads of request bodies too: 64 KiB cost 1 MiB uploads about 15% more CPU per request than
 /// 256 KiB (bench A/B, 2 rounds).
 const READ_BUFFER_BYTES: usize = MAX_HEAD_BYTES;
-
-/// Size of the allocation [`raise_mmap_threshold`] makes and frees once.
-const MMAP_THRESHOLD: usize = 4 * 1024 * 1024;
-
-/// Makes glibc's malloc keep big body buffers on its heap instead of mapping and unmapping them.
-///
-/// hyper reads a body into a fresh buffer of up to `MAX_HEAD_BYTES` (server) or ~400 KiB
-/// (upstream client) whenever the chunk before is still being written, which under load is
-/// most reads. glibc maps blocks of 128 KiB and more with `mmap` and trims the heap top past
-/// 128 KiB free; it raises both on the fly only to the largest mapped block freed so far
-/// (the trim threshold to twice that, mallopt(3) M_MMAP_THRESHOLD), ~400 KiB here, which is
-/// not enough for 8 connections' buffers: ~8-10 page faults per proxied MiB (zeroed pages
-/// faulted in, then trimmed away again), 5-8% of zoo's CPU on 1 MiB bodies. Freeing one 4 MiB
-/// mapped block at startup raises them to 4 and 8 MiB: no fault per request, the same peak
-/// RSS, at most 8 MiB of freed heap kept. Other allocators just see one allocation. (Safe
-/// code cannot call `mallopt`.)
-fn raise_mmap_threshold() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // black_box: the optimizer would otherwise drop an allocation nothing reads.
-        drop(std::hint::black_box(Vec::<u8>::with_capacity(
-            MMAP_THRESHOLD,
-        )));
-    });
-}
 
 /// Serves `listener` until `stop` is cancelled (shutdown, or a reload that removed its
 /// address); each connection (and each tunnel an upgrade opens) is tracked by `tracker` and,
@@ -65,7 +41,8 @@ pub async fn serve(
     tracker: TaskTracker,
     requests: TaskTracker,
 ) {
-    raise_mmap_threshold();
+    heap::raise_mmap_threshold();
+    heap::trim_when_connections_close(&tracker);
     let config = &serving.load().config;
     let mut builders = Builders::new(config.client_header_timeout, config.keepalive_timeout);
     loop {

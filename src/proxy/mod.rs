@@ -10,6 +10,7 @@ mod error;
 mod forward;
 mod h2_websocket;
 mod headers;
+mod heap;
 mod keepalive;
 mod listener;
 mod request_id;

@@ -2,7 +2,8 @@
 //! bytes both ways once the app answered 101.
 //!
 //! On Linux, when both ends are plain TCP sockets, the tunnel splices (splice(2)) through a
-//! pipe per direction: the bytes never enter user space. Anywhere else (a TLS client, an
+//! pipe lent from a bounded pool while bytes move (an idle tunnel holds only its two
+//! sockets): the bytes never enter user space. Anywhere else (a TLS client, an
 //! HTTPS upstream, another OS) it falls back to a copy loop. Either way a half-close passes
 //! through (EOF one way shuts down writing the other way), and there is no idle timeout. A
 //! tunnel holds only its two sockets, never the runtime table, so a config reload cannot close
@@ -104,9 +105,17 @@ fn boxed(end: End) -> (Box<dyn Stream>, Bytes) {
 #[cfg(target_os = "linux")]
 mod splice {
     //! Zero-copy pumping between two TCP sockets through a pipe, driven by tokio readiness.
+    //!
+    //! A pipe costs two descriptors, so a tunnel does not keep one: each transfer leases a
+    //! pipe from [`PIPES`] once its source is readable and returns it when it is drained
+    //! again, as HAProxy's pipe pool does. An idle tunnel thus holds only its two sockets
+    //! (nginx's count), and the pipes in the whole process are bounded. When none is free the
+    //! transfer copies through a buffer that lives only as long as the transfer.
 
     use std::io;
     use std::os::fd::OwnedFd;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
 
     use bytes::Bytes;
     use nix::fcntl::{OFlag, SpliceFFlags, splice};
@@ -118,7 +127,120 @@ mod splice {
     /// Bytes moved per splice call: the default pipe capacity on Linux.
     const CHUNK: usize = 64 * 1024;
 
+    /// The most pipes open at once in the process: 128 descriptors. A pipe is held only while
+    /// a transfer's bytes are in it, so this many transfers can be in flight zero-copy; more
+    /// copy (a 2-core machine moves no more at once anyway).
+    const MAX_PIPES: usize = 64;
+
+    /// Bytes a copying transfer moves per read (when no pipe is free).
+    const COPY_CHUNK: usize = 16 * 1024;
+
+    /// The pipes of every tunnel in the process. A process-wide static like the descriptor
+    /// limit it protects: tunnels share it whichever listener or reload opened them.
+    static PIPES: PipePool = PipePool::new(MAX_PIPES);
+
+    /// Empty pipes ready to lend, and how many pipes are open in all (lent or idle).
+    pub(super) struct PipePool {
+        /// Only ever empty pipes: a lease goes back here only once drained.
+        idle: Mutex<Vec<Pipe>>,
+        open: AtomicUsize,
+        max: usize,
+    }
+
+    struct Pipe {
+        read: OwnedFd,
+        write: OwnedFd,
+    }
+
+    /// A pipe lent to one transfer. Dropped (an error midway, bytes maybe left in it), it
+    /// closes the pipe; [`Lease::drained`] is the one way back to the pool.
+    struct Lease<'pool> {
+        pipe: Option<Pipe>,
+        pool: &'pool PipePool,
+    }
+
+    impl PipePool {
+        pub(super) const fn new(max: usize) -> Self {
+            Self {
+                idle: Mutex::new(Vec::new()),
+                open: AtomicUsize::new(0),
+                max,
+            }
+        }
+
+        /// An idle pipe, or a new one while fewer than `max` are open; `None` means copy.
+        fn lease(&self) -> Option<Lease<'_>> {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let pipe = match idle {
+                Some(pipe) => pipe,
+                None => {
+                    let opened = self.open.fetch_add(1, Ordering::Relaxed);
+                    let made = (opened < self.max)
+                        .then(|| pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok())
+                        .flatten();
+                    let Some((read, write)) = made else {
+                        self.open.fetch_sub(1, Ordering::Relaxed);
+                        return None;
+                    };
+                    Pipe { read, write }
+                }
+            };
+            Some(Lease {
+                pipe: Some(pipe),
+                pool: self,
+            })
+        }
+
+        #[cfg(test)]
+        pub(super) fn open(&self) -> usize {
+            self.open.load(Ordering::Relaxed)
+        }
+    }
+
+    impl Lease<'_> {
+        fn pipe(&self) -> &Pipe {
+            self.pipe
+                .as_ref()
+                .expect("a lease holds its pipe until it ends")
+        }
+
+        /// Gives the pipe back; called only once every byte spliced in was spliced out.
+        fn drained(mut self) {
+            if let Some(pipe) = self.pipe.take() {
+                let mut idle = self
+                    .pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                idle.push(pipe);
+            }
+        }
+    }
+
+    impl Drop for Lease<'_> {
+        fn drop(&mut self) {
+            if self.pipe.take().is_some() {
+                self.pool.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub async fn both_ways(
+        client: &mut TcpStream,
+        client_early: Bytes,
+        upstream: &mut TcpStream,
+        upstream_early: Bytes,
+    ) -> io::Result<()> {
+        both_ways_with(&PIPES, client, client_early, upstream, upstream_early).await
+    }
+
+    /// [`both_ways`] with the pipes of `pool` (a small one in the tests).
+    pub(super) async fn both_ways_with(
+        pool: &PipePool,
         client: &mut TcpStream,
         client_early: Bytes,
         upstream: &mut TcpStream,
@@ -128,58 +250,85 @@ mod splice {
         let (upstream_read, upstream_write) = upstream.split();
         // try_join: when one direction fails (a reset), the other is dropped with it.
         tokio::try_join!(
-            pump(client_read, client_early, upstream_write),
-            pump(upstream_read, upstream_early, client_write),
+            pump(pool, client_read, client_early, upstream_write),
+            pump(pool, upstream_read, upstream_early, client_write),
         )?;
         Ok(())
     }
 
     /// `early`, then everything `from` sends, into `to`; at EOF shuts down writing to `to`.
-    async fn pump(from: ReadHalf<'_>, early: Bytes, mut to: WriteHalf<'_>) -> io::Result<()> {
+    async fn pump(
+        pool: &PipePool,
+        from: ReadHalf<'_>,
+        early: Bytes,
+        mut to: WriteHalf<'_>,
+    ) -> io::Result<()> {
         to.write_all(&early).await?;
-        let (pipe_out, pipe_in) = pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         loop {
-            let filled = into_pipe(&from, &pipe_in).await?;
-            if filled == 0 {
+            // Idle here, holding no pipe.
+            from.ready(Interest::READABLE).await?;
+            let moved = match pool.lease() {
+                Some(lease) => through_pipe(lease, &from, &to).await?,
+                None => copy_once(&from, &mut to).await?,
+            };
+            // EOF ends this direction; bytes moved or a stale readiness wait again.
+            if moved == Some(0) {
                 return to.shutdown().await;
-            }
-            let mut left = filled;
-            while left > 0 {
-                left -= out_of_pipe(&pipe_out, &to, left).await?;
             }
         }
     }
 
     const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
-    async fn into_pipe(from: &ReadHalf<'_>, pipe_in: &OwnedFd) -> io::Result<usize> {
+    /// One splice from `from` into the leased pipe and out to `to` until the pipe is empty;
+    /// the bytes moved (0 at EOF), or `None` when `from` had nothing after all.
+    async fn through_pipe(
+        lease: Lease<'_>,
+        from: &ReadHalf<'_>,
+        to: &WriteHalf<'_>,
+    ) -> io::Result<Option<usize>> {
         let socket: &TcpStream = from.as_ref();
-        when_ready(socket, Interest::READABLE, || {
-            splice(socket, None, pipe_in, None, CHUNK, FLAGS)
-        })
-        .await
+        let pipe = lease.pipe();
+        let filled = match socket.try_io(Interest::READABLE, || {
+            Ok(splice(socket, None, &pipe.write, None, CHUNK, FLAGS)?)
+        }) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                lease.drained();
+                return Ok(None);
+            }
+            filled => filled?,
+        };
+        let mut left = filled;
+        while left > 0 {
+            left -= out_of_pipe(&pipe.read, to, left).await?;
+        }
+        lease.drained();
+        Ok(Some(filled))
     }
 
     async fn out_of_pipe(pipe_out: &OwnedFd, to: &WriteHalf<'_>, len: usize) -> io::Result<usize> {
         let socket: &TcpStream = to.as_ref();
-        when_ready(socket, Interest::WRITABLE, || {
-            splice(pipe_out, None, socket, None, len, FLAGS)
-        })
-        .await
-    }
-
-    /// Runs one non-blocking `splice` once `socket` is ready for `interest`, waiting again
-    /// whenever the readiness was stale.
-    async fn when_ready(
-        socket: &TcpStream,
-        interest: Interest,
-        splice_once: impl Fn() -> nix::Result<usize>,
-    ) -> io::Result<usize> {
         loop {
-            socket.ready(interest).await?;
-            match socket.try_io(interest, || Ok(splice_once()?)) {
+            socket.ready(Interest::WRITABLE).await?;
+            match socket.try_io(Interest::WRITABLE, || {
+                Ok(splice(pipe_out, None, socket, None, len, FLAGS)?)
+            }) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 done => return done,
+            }
+        }
+    }
+
+    /// One read from `from` copied whole to `to`, for when no pipe is free; like
+    /// [`through_pipe`]'s answer.
+    async fn copy_once(from: &ReadHalf<'_>, to: &mut WriteHalf<'_>) -> io::Result<Option<usize>> {
+        let mut buffer = vec![0; COPY_CHUNK];
+        match from.try_read(&mut buffer) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error),
+            Ok(read) => {
+                to.write_all(&buffer[..read]).await?;
+                Ok(Some(read))
             }
         }
     }
@@ -220,15 +369,18 @@ mod tests {
         (inside, outside)
     }
 
+    /// Runs a tunnel with `pool` between two socket pairs; the client sends `sent` then shuts
+    /// down writing, the app answers the same bytes reversed then shuts down too. Both sides
+    /// must see the other's early bytes first, then every byte in order.
     #[cfg(target_os = "linux")]
-    #[tokio::test]
-    async fn splice_moves_early_bytes_then_data_and_passes_half_close() {
+    async fn through_tunnel(pool: &'static splice::PipePool, sent: Vec<u8>) {
         use tokio::io::AsyncReadExt;
 
         let (mut client_in, mut client) = pair().await;
         let (mut upstream_in, mut app) = pair().await;
         let tunnel = tokio::spawn(async move {
-            splice::both_ways(
+            splice::both_ways_with(
+                pool,
                 &mut client_in,
                 Bytes::from_static(b"early-from-client "),
                 &mut upstream_in,
@@ -236,18 +388,70 @@ mod tests {
             )
             .await
         });
-        client.write_all(b"hello").await.unwrap();
-        client.shutdown().await.unwrap();
+        let answer: Vec<u8> = sent.iter().rev().copied().collect();
+        let client_side = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut at_client = Vec::new();
+            client.read_to_end(&mut at_client).await.unwrap();
+            (sent, at_client)
+        });
         let mut at_app = Vec::new();
-        app.read_to_end(&mut at_app).await.unwrap();
-        assert_eq!(at_app, b"early-from-client hello");
-        // The client stopped sending; the app can still answer.
-        app.write_all(b"bye").await.unwrap();
-        app.shutdown().await.unwrap();
-        let mut at_client = Vec::new();
-        client.read_to_end(&mut at_client).await.unwrap();
-        assert_eq!(at_client, b"early-from-app bye");
+        let mut expected = b"early-from-client ".to_vec();
+        // Read what the client sent before answering: the client stopped sending, the app
+        // can still answer (half-close passes through).
+        let (mut app_read, mut app_write) = app.split();
+        let (read, written) = tokio::join!(app_read.read_to_end(&mut at_app), async {
+            app_write.write_all(&answer).await?;
+            app_write.shutdown().await
+        });
+        read.unwrap();
+        written.unwrap();
+        let (sent, at_client) = client_side.await.unwrap();
+        expected.extend_from_slice(&sent);
+        assert!(at_app == expected, "client -> app bytes differ");
+        let mut expected = b"early-from-app ".to_vec();
+        expected.extend_from_slice(&answer);
+        assert!(at_client == expected, "app -> client bytes differ");
         tunnel.await.unwrap().unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    fn patterned(len: usize) -> Vec<u8> {
+        (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn splice_moves_early_bytes_then_data_and_passes_half_close() {
+        static POOL: splice::PipePool = splice::PipePool::new(4);
+        through_tunnel(&POOL, b"hello".to_vec()).await;
+        through_tunnel(&POOL, patterned(3 << 20)).await;
+        // Every pipe went back: the two directions never needed more than two.
+        assert!(POOL.open() <= 2, "{} pipes open", POOL.open());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn tunnel_copies_when_no_pipe_is_free() {
+        static NONE: splice::PipePool = splice::PipePool::new(0);
+        through_tunnel(&NONE, patterned(1 << 20)).await;
+        assert_eq!(NONE.open(), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tunnels_share_a_pool_smaller_than_their_directions() {
+        // Eight tunnels, sixteen directions, one pipe: most transfers copy, the pipe is passed
+        // around, and every byte still arrives in order.
+        static ONE: splice::PipePool = splice::PipePool::new(1);
+        let tunnels: Vec<_> = (0..8)
+            .map(|n| tokio::spawn(through_tunnel(&ONE, patterned((n + 1) * 300_000))))
+            .collect();
+        for tunnel in tunnels {
+            tunnel.await.unwrap();
+        }
+        assert!(ONE.open() <= 1);
     }
 
     #[test]

@@ -100,6 +100,10 @@ impl ResolvesServerCert for RotatingCert {
     }
 }
 
+/// ring, chosen by measurement over rustls' default aws-lc-rs (bench `--suite tls`, 3 rounds,
+/// full TLS 1.3 handshakes, zoo CPU per handshake: RSA-2048 1.39 ms with ring, 1.55 with
+/// aws-lc-rs, nginx 1.82; ECDSA P-256 0.84 and 0.75, nginx 1.15): no gain that pays for a
+/// second C library in the build (+2.8 MiB binary, aws-lc-sys's long compile).
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }

@@ -14,9 +14,9 @@ use crate::util::websocket::ws_frame;
 use crate::util::{self, http};
 
 /// A WebSocket frame as the test sees it: opcode and payload (FIN is always set here).
-type Frame = (u8, Vec<u8>);
+pub(super) type Frame = (u8, Vec<u8>);
 
-fn ws_open(addr: SocketAddr) -> TcpStream {
+pub(super) fn ws_open(addr: SocketAddr) -> TcpStream {
     let mut stream = connect(addr);
     stream
         .write_all(
@@ -34,7 +34,7 @@ fn ws_open(addr: SocketAddr) -> TcpStream {
     stream
 }
 
-fn ws_send(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
+pub(super) fn ws_send(stream: &mut TcpStream, opcode: u8, payload: &[u8]) {
     stream.write_all(&ws_frame(0x80 | opcode, payload)).unwrap();
 }
 
@@ -58,7 +58,7 @@ fn ws_frame_head(stream: &mut TcpStream) -> (u8, usize) {
     (head[0], len)
 }
 
-fn ws_recv(stream: &mut TcpStream) -> Frame {
+pub(super) fn ws_recv(stream: &mut TcpStream) -> Frame {
     let (first, len) = ws_frame_head(stream);
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).unwrap();
