@@ -22,6 +22,7 @@ mod integration {
     mod hardening;
     mod healthcheck;
     mod kinds;
+    mod limits;
     mod no_loss;
     mod observe;
     mod pool;
