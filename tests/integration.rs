@@ -26,6 +26,7 @@ mod integration {
     mod healthcheck;
     mod idle_memory;
     mod kinds;
+    mod limits;
     mod no_loss;
     mod observe;
     mod on_demand;

@@ -1,0 +1,285 @@
+//! Limits (issue 13, items 4 and 11). Message heads are limited by bytes (256 KiB, as nginx
+//! and Caddy limit them), on HTTP/1.1 and HTTP/2 and in both directions: a request head over
+//! it is a 431, an app's response head over it a 502 naming the app, and an HTTP/2 header list
+//! of 1,000 fields reaches the app. HTTP/1.1 heads of more than 100 fields still stop at
+//! hyper's parser count (the ignored test says why). The app is a small Python server
+//! written here that reports the fields it got and answers with as many as it is asked for.
+//! And `zoo check` of many routes keeps its memory small.
+
+use std::time::Duration;
+
+use crate::util::{READY_DEADLINE, Zoo, http};
+
+/// The app: answers `GET /fields/N` with N extra response fields, `/cookies/N` with N
+/// `Set-Cookie` lines and `/bytes/N` with about N bytes of fields (100 a field); the body
+/// says how many fields the request head had, so that a test sees what reached the app.
+const HEADS_APP: &str = r#"
+import os, socket, threading
+def extra(path):
+    parts = path.split("/")
+    count = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+    if parts[1] == "fields":
+        return b"".join(b"x-f%05d: v\r\n" % i for i in range(count))
+    if parts[1] == "cookies":
+        return b"".join(b"set-cookie: c%d=v; Path=/\r\n" % i for i in range(count))
+    if parts[1] == "bytes":
+        return b"".join(b"x-b%05d: %s\r\n" % (i, b"v" * 90) for i in range(count // 100))
+    return b""
+def serve(connection):
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return
+        head += chunk
+    lines = head.split(b"\r\n\r\n")[0].split(b"\r\n")
+    path = lines[0].split(b" ")[1].decode()
+    body = b"fields=%d\n" % (len(lines) - 1)
+    connection.sendall(b"HTTP/1.1 200 OK\r\n" + extra(path) + b"content-length: %d\r\n"
+                       b"connection: close\r\n\r\n" % len(body) + body)
+    connection.close()
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", int(os.environ["PORT"])))
+listener.listen(64)
+while True:
+    connection, _ = listener.accept()
+    threading.Thread(target=serve, args=(connection,), daemon=True).start()
+"#;
+
+/// The largest head zoo reads, as docs/proxy.md gives it.
+const HEAD_LIMIT: usize = 256 * 1024;
+
+fn zoo_with_heads_app() -> Zoo {
+    let config = "listen = \"127.0.0.1:0\"\n\
+                  [apps.heads]\ncommand = [\"python3\", \"heads.py\"]\n\
+                  [routes]\n\"/\" = { app = \"heads\" }\n";
+    let mut zoo = Zoo::start(config, &[("heads.py", HEADS_APP)]);
+    zoo.wait_ready("/fields/0", READY_DEADLINE);
+    zoo
+}
+
+/// A request head for `target` with `fields` extra fields of `value_len` bytes each.
+fn request_with_fields(target: &str, fields: usize, value_len: usize) -> String {
+    let mut head = format!("GET {target} HTTP/1.1\r\nHost: zoo.test\r\nConnection: close\r\n");
+    let value = "v".repeat(value_len);
+    for index in 0..fields {
+        head.push_str(&format!("x-r{index:05}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
+fn send(zoo: &Zoo, request: &str) -> http::Response {
+    let raw = zoo.send_raw(request.as_bytes());
+    http::parse(&raw).unwrap_or_else(|error| {
+        panic!(
+            "{error}: {:?}\n{}",
+            String::from_utf8_lossy(&raw[..raw.len().min(300)]),
+            zoo.output()
+        )
+    })
+}
+
+/// The app's count of request fields: ours plus Host and zoo's own.
+fn fields_seen(body: &str) -> Option<usize> {
+    body.trim().strip_prefix("fields=")?.parse().ok()
+}
+
+/// What zoo answered `GET /fields/0` with `fields` extra request fields of `value_len` bytes.
+fn request_answer(zoo: &Zoo, fields: usize, value_len: usize) -> http::Response {
+    send(zoo, &request_with_fields("/fields/0", fields, value_len))
+}
+
+/// `GET target` over HTTP/1.1: the status, the number of response fields starting with
+/// `prefix`, and the body.
+fn response_fields(zoo: &Zoo, target: &str, prefix: &str) -> (u16, usize, String) {
+    let response = send(zoo, &format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"));
+    let count = response
+        .headers
+        .iter()
+        .filter(|(field, _)| field.starts_with(prefix))
+        .count();
+    (response.status, count, response.text())
+}
+
+#[test]
+fn heads_over_the_byte_limit_get_431_or_a_502_naming_the_app() {
+    let zoo = zoo_with_heads_app();
+    // Request heads over 256 KiB: in many small fields, in a few large ones, over HTTP/2.
+    for (fields, value_len) in [(HEAD_LIMIT / 10, 0), (4, HEAD_LIMIT / 3)] {
+        let response = request_answer(&zoo, fields, value_len);
+        assert_eq!(
+            response.status,
+            431,
+            "{fields} fields of {value_len} bytes\n{}",
+            zoo.output()
+        );
+    }
+    // 8,000 fields of 48 bytes as HTTP/2 counts them (32 bytes each extra).
+    assert_ne!(
+        h2c_get(&zoo, "/fields/0", 8_000).map(|answer| answer.0),
+        Some(200),
+        "a request header list over {HEAD_LIMIT} bytes"
+    );
+    // The app's response head over 256 KiB, to an HTTP/1.1 and to an HTTP/2 client.
+    let over = format!("/bytes/{}", HEAD_LIMIT + 10_000);
+    let (status, _, body) = response_fields(&zoo, &over, "x-b");
+    let h2 = h2c_get(&zoo, &over, 0).expect("an answer over h2c");
+    for (client, status, body) in [("HTTP/1.1", status, body), ("h2c", h2.0, h2.2)] {
+        assert!(
+            status == 502 && body.contains("app `heads`") && body.trim_end().lines().count() == 1,
+            "{client}: the 502 names the app in one line: {status} {body:?}\n{}",
+            zoo.output()
+        );
+    }
+}
+
+#[test]
+fn http2_request_heads_of_1000_fields_reach_the_app() {
+    let zoo = zoo_with_heads_app();
+    let (status, _, body) = h2c_get(&zoo, "/fields/0", 1000).expect("1,000 request fields");
+    assert_eq!(status, 200, "{body:?}\n{}", zoo.output());
+    assert!(fields_seen(&body) > Some(1000), "the app saw {body:?}");
+}
+
+/// Fails today: hyper's HTTP/1.1 parser stops at 100 fields (431 / 502 "message head is too
+/// large"); its `max_headers(1024)` passes it but costs ~21,000 instructions per proxied
+/// request (docs/proxy.md, "Head limits"). Run with `--ignored` once the HTTP/1.1 engine of
+/// issue 19 (httparse with a growable field array) is in.
+#[test]
+#[ignore = "hyper's HTTP/1.1 field count (100) is kept until issue 19: see docs/proxy.md"]
+fn http1_heads_of_1000_fields_under_the_byte_limit_pass_both_ways() {
+    let zoo = zoo_with_heads_app();
+    // 101 fields, 900 bytes in all (the issue's example), and 1,000 fields (~15 KB).
+    for (fields, value_len) in [(101, 0), (1000, 4)] {
+        let response = request_answer(&zoo, fields, value_len);
+        assert!(
+            response.status == 200 && fields_seen(&response.text()) > Some(fields),
+            "{fields} fields: {} {:?}\n{}",
+            response.status,
+            response.text(),
+            zoo.output()
+        );
+    }
+    for (target, prefix, count) in [
+        ("/fields/101", "x-f", 101),
+        ("/fields/1000", "x-f", 1000),
+        ("/cookies/120", "set-cookie", 120),
+    ] {
+        let (status, matching, body) = response_fields(&zoo, target, prefix);
+        assert_eq!(
+            (status, matching),
+            (200, count),
+            "GET {target}: {body:?}\n{}",
+            zoo.output()
+        );
+    }
+    // The same app response to an HTTP/2 client.
+    let (status, count, body) = h2c_get(&zoo, "/fields/1000", 0).expect("an answer over h2c");
+    assert!(
+        status == 200 && count > 1000,
+        "{status} with {count} fields: {body:?}\n{}",
+        zoo.output()
+    );
+}
+
+/// `GET target` over h2c with `fields` extra request fields of 10 bytes; the status, the
+/// number of response fields and the body, or `None` when zoo refused the stream.
+fn h2c_get(zoo: &Zoo, target: &str, fields: usize) -> Option<(u16, usize, String)> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let addr = zoo.addr();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .max_header_list_size(4 * 1024 * 1024)
+                .handshake(TokioIo::new(stream))
+                .await
+                .expect("h2 handshake with zoo");
+        tokio::spawn(connection);
+        let mut request = hyper::Request::get(format!("http://zoo.test{target}"));
+        for index in 0..fields {
+            request = request.header(format!("x-r{index:05}"), "vvvvvvvvvv");
+        }
+        let request = request.body(Empty::<bytes::Bytes>::new()).unwrap();
+        let exchange = async {
+            let response = sender.send_request(request).await.ok()?;
+            let status = response.status().as_u16();
+            let count = response.headers().len();
+            let body = response.into_body().collect().await.ok()?.to_bytes();
+            Some((status, count, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(Duration::from_secs(20), exchange)
+            .await
+            .expect("an h2 answer in time")
+    })
+}
+
+/// Routes in the config of [`zoo_check_of_many_routes_stays_small`]: a tenth of the 300,000
+/// of the issue, so that the test stays quick in a debug build.
+const MANY_ROUTES: usize = 30_000;
+/// Peak RSS allowed to `zoo check` of [`MANY_ROUTES`] routes (~1.2 MB of config). It was
+/// 91 MB before the per-route metrics were made lazy (release build; 61 MB after, in a debug
+/// build, most of it the TOML document tree).
+const MANY_ROUTES_PEAK_KIB: u64 = 75 * 1024;
+
+/// A config of `routes` routes whose actions cycle through app, respond, redirect and proxy
+/// (as `scripts/big-config` writes it).
+fn many_routes_config(routes: usize) -> String {
+    let mut config = String::from(
+        "listen = \"127.0.0.1:0\"\n[apps.web]\ncommand = \"sleep 1000\"\nport = 9000\n[routes]\n",
+    );
+    for index in 0..routes {
+        config.push_str(&match index % 4 {
+            0 => format!("\"/r{index}\" = {{ app = \"web\" }}\n"),
+            1 => format!("\"/r{index}\" = {{ respond = \"ok {{path}}\" }}\n"),
+            2 => format!("\"/r{index}/\" = {{ redirect = \"/x{index}\" }}\n"),
+            _ => format!(
+                "\"/r{index}*\" = {{ proxy = \"http://127.0.0.1:9{:03}\" }}\n",
+                index % 1000
+            ),
+        });
+    }
+    config
+}
+
+/// Runs `zoo --config zoo.toml check` in `dir` under a Python parent that prints the child's
+/// exit code and peak RSS in KiB (`getrusage(RUSAGE_CHILDREN)`: that child's high-water mark
+/// alone, whatever else this test process runs).
+fn check_peak_rss(dir: &std::path::Path) -> (i32, u64, String) {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+        done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n\
+        sys.stderr.write(done.stderr.decode(errors='replace'))\n\
+        print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+    let output = crate::util::run_bounded(
+        std::process::Command::new("python3")
+            .args(["-c", MEASURE, env!("CARGO_BIN_EXE_zoo")])
+            .args(["--config", "zoo.toml", "check"])
+            .current_dir(dir),
+        Duration::from_secs(120),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let mut numbers = stdout.split_whitespace().map(str::parse::<u64>);
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(code)), Some(Ok(peak))) => (i32::try_from(code).unwrap_or(-1), peak, stderr),
+        _ => panic!("measuring zoo check: {stdout:?} {stderr}"),
+    }
+}
+
+#[test]
+fn zoo_check_of_many_routes_stays_small() {
+    let dir = crate::util::prepare_dir(&many_routes_config(MANY_ROUTES), &[]);
+    let (code, peak_kib, stderr) = check_peak_rss(dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        peak_kib < MANY_ROUTES_PEAK_KIB,
+        "zoo check of {MANY_ROUTES} routes peaked at {peak_kib} KiB (bound {MANY_ROUTES_PEAK_KIB})"
+    );
+}
