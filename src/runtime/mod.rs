@@ -155,7 +155,7 @@ impl Runtime {
             let basic_auth = route
                 .basic_auth
                 .as_ref()
-                .map(BasicAuthGate::new)
+                .map(|users| BasicAuthGate::new(users).map(Box::new))
                 .transpose()
                 .map_err(|source| BuildError::Access {
                     route: route.key.clone(),
@@ -168,7 +168,7 @@ impl Runtime {
                     action,
                     stats,
                     compress,
-                    access: route.access.clone(),
+                    access: route.access.clone().map(Box::new),
                     request_headers,
                     response_headers: route_response_headers,
                     basic_auth,
