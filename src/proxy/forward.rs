@@ -137,7 +137,7 @@ impl ProxyService {
         let (mut response, mut lease) =
             send(request, upstream, limits, &self.serving.metrics).await?;
         trace.upstream_time = Some(sent.elapsed());
-        check_response(&mut response, upstream, client_upgrade.is_some()).await?;
+        check_response(&response, upstream, client_upgrade.is_some())?;
 
         let headers = response.headers_mut();
         headers::remove_hop_by_hop(headers);
@@ -169,11 +169,11 @@ impl ProxyService {
 
 /// Refuses (502) an upstream response that zoo cannot pass on as it decoded it: framing other
 /// than what hyper decoded (RFC 9112 6.1: `Content-Length` beside `Transfer-Encoding`, or a
-/// coding other than `chunked` that would reach the client unnamed), a `101` nobody asked for
-/// (the client would be left on a connection in an unknown protocol), and a body that already
-/// failed before any of it was sent (the client would otherwise get an empty reply).
-async fn check_response(
-    response: &mut Response<ResponseBody>,
+/// coding other than `chunked` that would reach the client unnamed) and a `101` nobody asked
+/// for (the client would be left on a connection in an unknown protocol). A body that failed
+/// before any of it was sent is `send`'s to resend or refuse.
+fn check_response(
+    response: &Response<ResponseBody>,
     upstream: &Upstream,
     client_asked_upgrade: bool,
 ) -> Result<(), ProxyError> {
@@ -190,14 +190,7 @@ async fn check_response(
             fault,
         });
     }
-    response
-        .body_mut()
-        .take_ready_start()
-        .await
-        .map_err(|source| ProxyError::Upstream {
-            upstream: upstream.describe(),
-            source: source.into(),
-        })
+    Ok(())
 }
 
 /// The per-route limits a forwarded request is held to.
@@ -274,7 +267,9 @@ fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> 
 /// `wait` lasts. A reused pooled connection that could not take it is retried inside the
 /// pool. A request whose connection broke after it was written is sent once more only when
 /// doing it twice is harmless: an idempotent method without a body, a few times to an app
-/// (each after it is ready), once to an external target. Never a POST with its body.
+/// (each after it is ready), once to an external target. Never a POST with its body. The
+/// same holds for a response whose body failed before any of it was read (the connection
+/// went away between head and body): the client has been sent nothing yet.
 async fn send(
     request: Request<UpstreamBody>,
     upstream: &Upstream,
@@ -301,7 +296,15 @@ async fn send(
             };
             let app_addr = lease.as_ref().map(|lease| lease.instance().dial());
             let (error, unsent) = match pool.send(app_addr, request).await {
-                Ok(response) => return Ok((response, lease)),
+                // A body that fails before any of it was read (an app killed between writing
+                // its head and its body) is an exchange broken after writing: resent like one
+                // when that is safe, since the client has been sent nothing yet.
+                Ok(mut response) => match response.body_mut().take_ready_start().await {
+                    Ok(()) => return Ok((response, lease)),
+                    Err(source) if connection_lost(&source) => (SendError::Exchange(source), None),
+                    // A malformed body: refused (502), not asked for again.
+                    Err(source) => return Err(Some(SendError::Exchange(source))),
+                },
                 Err(failure) => failure,
             };
             let next = match (unsent, again) {
@@ -361,6 +364,24 @@ async fn send(
             after: limits.timeout,
         }),
     }
+}
+
+/// Whether a response body failed because the connection went away (closed or reset before
+/// the body was complete), rather than because the upstream sent a malformed one.
+fn connection_lost(error: &hyper::Error) -> bool {
+    if error.is_incomplete_message() {
+        return true;
+    }
+    std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        })
 }
 
 /// The instance of `app` for the next attempt: a ready one other than `avoid` (the one that
