@@ -44,23 +44,30 @@ SCENARIOS = [
 ]
 # issue 18: zoo req/s >= nginx's, CPU per request <= nginx's, spread within 10 %.
 SPREAD_TARGET = 0.10
-# name -> the upstream instance's process (started once per run by start_upstreams)
-UPSTREAM_PROCS: dict[str, subprocess.Popen] = {}
 
 
-def start_upstreams(cpus: str | None) -> None:
+def render_upstreams() -> None:
+    """One upstream config per instance, in replica-<port>/ (zoo's app command finds its
+    instance's config by $PORT)."""
     for name, port in UPSTREAM_PORTS.items():
-        if B.port_open(port):
-            raise B.BenchError(f"port {port} (upstream {name}) is already in use")
-        run = os.path.join(B.RUN, f"replica-{name}")
+        run = os.path.join(B.RUN, f"replica-{port}")
         os.makedirs(os.path.join(run, "tmp"), exist_ok=True)
-        conf = B.render("upstream-replica-nginx.conf", os.path.join(run, "nginx.conf"),
-                        RUN=run, PORT=port, NAME=name)
-        proc = B.spawn(f"replica-{name}", ["nginx", "-p", run + "/", "-e",
-                                           os.path.join(run, "error.log"), "-c", conf], cpus)
-        B.wait_ready(proc, port, f"replica-{name}")
-        UPSTREAM_PROCS[name] = proc
+        B.render("upstream-replica-nginx.conf", os.path.join(run, "nginx.conf"),
+                 RUN=run, PORT=port, NAME=name)
 
+
+def upstream_command(port: int) -> list[str]:
+    run = os.path.join(B.RUN, f"replica-{port}")
+    return ["nginx", "-p", run + "/", "-e", os.path.join(run, "error.log"),
+            "-c", os.path.join(run, "nginx.conf")]
+
+
+def wait_ports_closed() -> None:
+    deadline = time.monotonic() + 10
+    while any(B.port_open(p) for p in UPSTREAM_PORTS.values()):
+        if time.monotonic() > deadline:
+            raise B.BenchError(f"upstream ports {list(UPSTREAM_PORTS.values())} still open")
+        time.sleep(0.05)
 
 
 def requests_served() -> dict[str, int]:
@@ -76,7 +83,7 @@ def requests_served() -> dict[str, int]:
     return out
 
 
-def command(name: str, port: int) -> list[str]:
+def command(name: str, port: int, load_cpus: str | None) -> list[str]:
     run = os.path.join(B.RUN, f"replicas-{name}")
     os.makedirs(os.path.join(run, "tmp"), exist_ok=True)
     a, b = UPSTREAM_PORTS["a"], UPSTREAM_PORTS["b"]
@@ -85,7 +92,8 @@ def command(name: str, port: int) -> list[str]:
                         PORT=port, UPSTREAM_A=f"127.0.0.1:{a}", UPSTREAM_B=f"127.0.0.1:{b}")
         return ["nginx", "-p", run + "/", "-e", os.path.join(run, "error.log"), "-c", conf]
     conf = B.render("zoo-replicas.toml", os.path.join(run, "zoo.toml"), PORT=port,
-                    PORT_A=a, PORT_B=b, BALANCE=BALANCE[name])
+                    PORT_A=a, PORT_B=b, BALANCE=BALANCE[name], RUN=B.RUN,
+                    PIN=f"taskset -c {load_cpus}" if load_cpus else "")
     return [shlex.split(os.environ["ZOO_CMD"])[0], "--config", conf]
 
 
@@ -101,26 +109,53 @@ def check(port: int, name: str) -> None:
         raise B.BenchError(f"{name}: 20 requests reached instances {sorted(map(str, seen))}")
 
 
+def start(name: str, args) -> tuple[subprocess.Popen, list[subprocess.Popen]]:
+    """The proxy under test and, for nginx, the two upstream instances the harness starts
+    (fresh for each measurement, as zoo's are)."""
+    for port in [PORTS[name], *UPSTREAM_PORTS.values()]:
+        if B.port_open(port):
+            raise B.BenchError(f"port {port} (for {name}) is already in use")
+    upstreams = []
+    if name == "nginx":
+        for inst, port in UPSTREAM_PORTS.items():
+            upstreams.append(B.spawn(f"replica-{inst}", upstream_command(port), args.load_cpus))
+            B.wait_ready(upstreams[-1], port, f"replica-{inst}")
+    return B.spawn(name, command(name, PORTS[name], args.load_cpus), args.proxy_cpus), upstreams
+
+
+def cpu_ticks(proxy: int, upstream_roots: list[int]) -> tuple[int, int]:
+    """(the proxy's CPU ticks without its upstream children's, the upstreams' ticks)."""
+    ticks = {p: B.tree_cpu_ticks(p) for p in upstream_roots}
+    inside = set(B.proc_tree(proxy))
+    own = B.tree_cpu_ticks(proxy) - sum(t for p, t in ticks.items() if p in inside)
+    return own, sum(ticks.values())
+
+
 def measure(name: str, sc: dict, rnd: int, args, logpath: str) -> dict:
     port = PORTS[name]
-    if B.port_open(port):
-        raise B.BenchError(f"port {port} (for {name}) is already in use")
-    proc = B.spawn(name, command(name, port), args.proxy_cpus)
+    proc, upstreams = start(name, args)
     try:
         B.wait_ready(proc, port, name)
         check(port, name)
+        # zoo's instances are its direct children; nginx's upstreams are the harness's.
+        roots = ([p.pid for p in upstreams] if upstreams else
+                 [p for p in B.proc_tree(proc.pid) if p != proc.pid
+                  and int(B._stat_fields(p)[1]) == proc.pid])
+        if len(roots) != len(UPSTREAM_PORTS):
+            raise B.BenchError(f"{name}: {len(roots)} upstream processes, want 2")
         B.run_wrk(port, sc, args.warmup, args.load_cpus, logpath)
-        n0, c0 = requests_served(), B.tree_cpu_ticks(proc.pid)
-        u0 = sum(B.tree_cpu_ticks(p.pid) for p in UPSTREAM_PROCS.values())
+        n0, (c0, u0) = requests_served(), cpu_ticks(proc.pid, roots)
         s0 = B.cpu_times()
         res = B.run_wrk(port, sc, args.duration, args.load_cpus, logpath)
         s1 = B.cpu_times()
-        u1 = sum(B.tree_cpu_ticks(p.pid) for p in UPSTREAM_PROCS.values())
-        c1, n1 = B.tree_cpu_ticks(proc.pid), requests_served()
+        (c1, u1), n1 = cpu_ticks(proc.pid, roots), requests_served()
         if proc.poll() is not None:
             raise B.BenchError(f"{name} died during the run (code {proc.returncode})")
     finally:
         B.stop(proc)
+        for p in upstreams:
+            B.stop(p)
+    wait_ports_closed()
     reqs = res["requests"]
     # minus 1: the second read of the counter counts itself
     counts = {k: n1[k] - n0[k] - 1 for k in UPSTREAM_PORTS}
@@ -210,7 +245,7 @@ def main(args, wanted: list[str]) -> int:
     os.makedirs(B.RUN, exist_ok=True)
     rows, loads = [], []
     try:
-        start_upstreams(args.load_cpus)
+        render_upstreams()
         for rnd in range(1, args.rounds + 1):
             for sc in SCENARIOS:
                 k = (rnd - 1) % len(proxies)
@@ -229,7 +264,6 @@ def main(args, wanted: list[str]) -> int:
         return 1
     finally:
         B.stop_all()
-        UPSTREAM_PROCS.clear()
     nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     zoo_v = (f", zoo: {shlex.split(os.environ['ZOO_CMD'])[0]}"
              if any(p.startswith("zoo") for p in proxies) else "")
@@ -239,8 +273,8 @@ def main(args, wanted: list[str]) -> int:
           f"{socket.gethostname()}", "",
           f"- {args.rounds} round(s), {args.warmup} s warm-up + {args.duration} s measured, "
           "fresh proxy per measurement, order rotating; medians over rounds",
-          f"- two upstream nginx processes (1 worker each) on 127.0.0.1:{UPSTREAM_PORTS['a']} "
-          f"(a) and :{UPSTREAM_PORTS['b']} (b), the same two for every row; pinning: {pin}",
+          f"- two upstream nginx processes (1 worker each, fresh per measurement: the harness starts them for nginx, zoo as its instances) on 127.0.0.1:{UPSTREAM_PORTS['a']} "
+          f"(a) and :{UPSTREAM_PORTS['b']} (b), the same binary and config for every row; pinning: {pin}",
           f"- 1-minute load average at each measurement: min {min(loads):.1f}, median "
           f"{statistics.median(loads):.1f}, max {max(loads):.1f} (2 cores, shared machine)",
           f"- {nginx_v.removeprefix('nginx version: ')}{zoo_v}",
