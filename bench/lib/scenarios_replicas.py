@@ -2,25 +2,27 @@
 `upstream { least_conn; }`, over the same two upstream processes.
 
 Run with `bench/run.sh --suite replicas [nginx] [zoo] [zoo-rr]` (lib/bench.py hands over
-here). The harness starts two upstream nginx instances (conf/upstream-replica-nginx.conf,
-one worker each, on UPSTREAM_PORTS, pinned to the load core with wrk) once, and every
-proxy under test balances over those same two processes:
+here). Both proxies balance over two upstream processes: nginx instances
+(conf/upstream-replica-nginx.conf, one worker each) on UPSTREAM_PORTS, pinned to the load core
+with wrk, fresh for each measurement:
 
-- nginx: conf/nginx-replicas.conf, `least_conn` over both, with a shared `zone`;
-- zoo: conf/zoo-replicas.toml, an app with `replicas = 2` whose instances have the two
-  upstreams' ports and a placeholder command (`sleep infinity`), `balance =
-  "least_requests"` (zoo's default); `zoo-rr` is the same with `"round_robin"`.
+- nginx: conf/nginx-replicas.conf, `least_conn` over both, with a shared `zone`; the harness
+  starts the two upstreams;
+- zoo: conf/zoo-replicas.toml, an app with `replicas = 2` on the same two ports whose
+  command execs the same nginx with the same config (re-pinned to the load core), `balance
+  = "least_requests"` (zoo's default); `zoo-rr` is the same with `"round_robin"`.
 
-Why not let zoo start its own two upstreams: then the two proxies would balance over
-different processes (started at different times, zoo's inheriting zoo's core pinning), and
-zoo's process tree, whose CPU is the proxy's figure, would hold the upstreams' CPU too.
-With the placeholder the tree is zoo plus two idle `sleep`s, and the upstreams are the
-same processes, on the same core, for every row.
+zoo cannot balance over processes the harness started: it refuses to start an instance on a
+port another process holds ("port 9010 is already taken by pid ..."), and an instance is a
+process zoo starts. So "the same two" means the same binary, config, ports and core, started
+fresh in both cases. The proxy's CPU is its process tree's without the upstreams' subtrees
+(for zoo, its two children).
 
-Each measurement starts a fresh proxy, waits until GET /small answers 200, runs wrk (warm-up,
-then measured), and reads each upstream's request counter (stub_status on its own port)
-before and after the measured run: the per-instance counts give the spread. The proxy order
-rotates each round; the summary gives medians, and ratios against nginx in the same round.
+Each measurement starts the proxy, waits until GET /small answers 200 and both instances
+answer through it, runs wrk (warm-up, then measured), and reads each upstream's request
+counter (stub_status on its own port) before and after the measured run: the per-instance
+counts give the spread. The proxy order rotates each round; the summary gives medians, and
+ratios against nginx in the same round.
 """
 from __future__ import annotations
 
