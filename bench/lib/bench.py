@@ -829,14 +829,18 @@ def main() -> int:
     ap.add_argument("--no-coldstart", action="store_true",
                     default=os.environ.get("BENCH_COLDSTART", "1") == "0",
                     help="skip the cold-start measurement")
-    ap.add_argument("--suite", choices=["proxy", "tls"], default="proxy",
-                    help="tls: the TLS, HTTP/2 and idle-resource scenarios (lib/scenarios_tls.py)")
+    ap.add_argument("--suite", choices=["proxy", "tls", "replicas"], default="proxy",
+                    help="tls: the TLS, HTTP/2 and idle-resource scenarios (lib/scenarios_tls.py); "
+                         "replicas: balancing over two upstreams (lib/scenarios_replicas.py)")
     args = ap.parse_args()
     if args.no_pin:
         args.proxy_cpus = args.load_cpus = None
     if args.suite == "tls":
         import scenarios_tls  # lib/scenarios_tls.py
         return scenarios_tls.main(args, args.proxies)
+    if args.suite == "replicas":
+        import scenarios_replicas  # lib/scenarios_replicas.py
+        return scenarios_replicas.main(args, args.proxies)
 
     available = ["direct", "nginx", "haproxy", "caddy", "go-seed"]
     if os.environ.get("ZOO_CMD"):
