@@ -186,39 +186,11 @@ fn http1_heads_of_1000_fields_under_the_byte_limit_pass_both_ways() {
 
 /// `GET target` over h2c with `fields` extra request fields of 10 bytes; the status, the
 /// number of response fields and the body, or `None` when zoo refused the stream.
-fn h2c_get(zoo: &Zoo, target: &str, fields: usize) -> Option<(u16, usize, String)> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let addr = zoo.addr();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, connection) =
-            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .max_header_list_size(4 * 1024 * 1024)
-                .handshake(TokioIo::new(stream))
-                .await
-                .expect("h2 handshake with zoo");
-        tokio::spawn(connection);
-        let mut request = hyper::Request::get(format!("http://zoo.test{target}"));
-        for index in 0..fields {
-            request = request.header(format!("x-r{index:05}"), "vvvvvvvvvv");
-        }
-        let request = request.body(Empty::<bytes::Bytes>::new()).unwrap();
-        let exchange = async {
-            let response = sender.send_request(request).await.ok()?;
-            let status = response.status().as_u16();
-            let count = response.headers().len();
-            let body = response.into_body().collect().await.ok()?.to_bytes();
-            Some((status, count, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(Duration::from_secs(20), exchange)
-            .await
-            .expect("an h2 answer in time")
-    })
+fn h2c_get(zoo: &Zoo, target: &str, fields: usize) -> Option<crate::util::h2c::H2cAnswer> {
+    let fields: Vec<(String, String)> = (0..fields)
+        .map(|index| (format!("x-r{index:05}"), "vvvvvvvvvv".to_owned()))
+        .collect();
+    crate::util::h2c::get(zoo.addr(), target, &fields)
 }
 
 /// Routes in the config of [`zoo_check_of_many_routes_stays_small`]: a tenth of the 300,000
@@ -229,24 +201,18 @@ const MANY_ROUTES: usize = 30_000;
 /// build, most of it the TOML document tree).
 const MANY_ROUTES_PEAK_KIB: u64 = 75 * 1024;
 
-/// A config of `routes` routes whose actions cycle through app, respond, redirect and proxy
-/// (as `scripts/big-config` writes it).
+/// A config of `routes` routes whose actions cycle through app, respond, redirect and proxy,
+/// as `scripts/big-config` writes it for measuring by hand.
 fn many_routes_config(routes: usize) -> String {
-    let mut config = String::from(
-        "listen = \"127.0.0.1:0\"\n[apps.web]\ncommand = \"sleep 1000\"\nport = 9000\n[routes]\n",
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/big-config");
+    let output = crate::util::run_bounded(
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(routes.to_string()),
+        Duration::from_secs(60),
     );
-    for index in 0..routes {
-        config.push_str(&match index % 4 {
-            0 => format!("\"/r{index}\" = {{ app = \"web\" }}\n"),
-            1 => format!("\"/r{index}\" = {{ respond = \"ok {{path}}\" }}\n"),
-            2 => format!("\"/r{index}/\" = {{ redirect = \"/x{index}\" }}\n"),
-            _ => format!(
-                "\"/r{index}*\" = {{ proxy = \"http://127.0.0.1:9{:03}\" }}\n",
-                index % 1000
-            ),
-        });
-    }
-    config
+    assert!(output.status.success(), "scripts/big-config failed");
+    String::from_utf8(output.stdout).expect("scripts/big-config writes UTF-8")
 }
 
 /// Runs `zoo --config zoo.toml check` in `dir` under a Python parent that prints the child's

@@ -6,6 +6,7 @@
 
 pub mod chromium;
 pub mod fastapi;
+pub mod h2c;
 pub mod http;
 pub mod https;
 pub mod load;
