@@ -88,6 +88,20 @@ GO_SEED_BIN = os.path.join(BUILD, "go-seed")
 STARTED: list[subprocess.Popen] = []   # everything we launched, for cleanup
 
 
+def write_suite_results(results_dir: str, stamp: str, suite: str, md: list[str],
+                        rows: list[dict]) -> None:
+    """Writes a suite's table (STAMP-HOST-SUITE.md) and its raw rows (.rows.txt), prints the
+    table: the one ending of every `--suite`."""
+    os.makedirs(results_dir, exist_ok=True)
+    path = os.path.join(results_dir, f"{stamp}-{socket.gethostname()}-{suite}.md")
+    with open(path, "w") as f:
+        f.write("\n".join(md))
+    with open(path.replace(".md", ".rows.txt"), "w") as f:
+        f.writelines(repr(r) + "\n" for r in rows)
+    print("\n".join(md))
+    log(f"table: {path}")
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

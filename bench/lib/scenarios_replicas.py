@@ -283,12 +283,5 @@ def main(args, wanted: list[str]) -> int:
           "- spread = |a - b| / (a + b) of the requests each upstream counted in the "
           "measured window (stub_status); counted / wrk = (a + b) / wrk's requests", "",
           *summary(rows, proxies), ""]
-    os.makedirs(args.results_dir, exist_ok=True)
-    path = os.path.join(args.results_dir, f"{stamp}-{socket.gethostname()}-replicas.md")
-    with open(path, "w") as f:
-        f.write("\n".join(md))
-    with open(path.replace(".md", ".rows.txt"), "w") as f:
-        f.writelines(repr(r) + "\n" for r in rows)
-    print("\n".join(md))
-    B.log(f"table: {path}")
+    B.write_suite_results(args.results_dir, stamp, "replicas", md, rows)
     return 0

@@ -412,12 +412,5 @@ def main(args, wanted: list[str]) -> int:
           f"- 1-minute load average at each measurement: min {min(loads):.1f}, "
           f"median {statistics.median(loads):.1f}, max {max(loads):.1f} (2 cores, shared machine)",
           f"- {', '.join(versions)}", "", *summary(rows, proxies), ""]
-    os.makedirs(args.results_dir, exist_ok=True)
-    path = os.path.join(args.results_dir, f"{stamp}-{socket.gethostname()}-tls.md")
-    with open(path, "w") as f:
-        f.write("\n".join(md))
-    with open(path.replace(".md", ".rows.txt"), "w") as f:
-        f.writelines(repr(r) + "\n" for r in rows)
-    print("\n".join(md))
-    B.log(f"table: {path}")
+    B.write_suite_results(args.results_dir, stamp, "tls", md, rows)
     return 0
