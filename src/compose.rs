@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::admin::{self, auth::Policy};
 use crate::config::{self, Config};
 use crate::control::ControlPlane;
-use crate::listeners::{ListenError, ListenerSet};
+use crate::listeners::{ListenError, ListenerSet, Staged};
 use crate::proxy;
 use crate::runtime::{BuildError, Runtime, Serving};
 use crate::supervise::{SuperviseError, Supervisor};
@@ -47,6 +47,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
     let metrics = Metrics::new();
     let config_path = config.path.clone();
     let (listen, admin_addr, scheme) = (config.listen.clone(), config.admin, config.scheme());
+    // Bound before the runtime is planned: planning picks the apps' free ports, and a
+    // `listen` port 0 bound after could be given one of them.
+    let staged_admin = Staged::bind("admin", &Vec::from_iter(admin_addr), &[]).await?;
+    let staged_public = Staged::bind("listen", &listen, &[]).await?;
     let serving = Serving::new(Runtime::plan(config, &metrics)?, Arc::clone(&metrics));
 
     let connections = TaskTracker::new();
@@ -82,14 +86,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<i
 
     // Everything is bound before the first "listening on" line, so whoever waits for that line
     // can use the admin endpoints and the control socket at once.
-    let staged_admin = admin.stage(&Vec::from_iter(admin_addr)).await?;
     let socket_path = admin::socket::default_path(&config_path);
     let control_socket = admin::socket::bind(&socket_path)
         .inspect_err(|error| {
             tracing::warn!("{error}: `zoo status` and `zoo reload` will not reach this zoo");
         })
         .ok();
-    let staged_public = public.stage(&listen).await?;
 
     // Watched before any app starts, so that an early SIGHUP cannot take zoo down (its default
     // action) and orphan the apps.

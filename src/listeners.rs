@@ -52,6 +52,33 @@ pub struct Staged {
     wanted: Vec<SocketAddr>,
 }
 
+impl Staged {
+    /// Binds the addresses of `wanted` (for config key `key`) that are not in `open`: with
+    /// none open, the first listeners of a set, bound before the set exists (compose binds
+    /// them before it picks the apps' free ports, so that a `listen` port 0 cannot be given
+    /// a port just picked for an app). On an error the ones bound so far are closed again.
+    pub async fn bind(
+        key: &'static str,
+        wanted: &[SocketAddr],
+        open: &[SocketAddr],
+    ) -> Result<Self, ListenError> {
+        let mut added: Vec<(SocketAddr, TcpListener)> = Vec::new();
+        for &addr in wanted {
+            if open.contains(&addr) || added.iter().any(|(kept, _)| *kept == addr) {
+                continue;
+            }
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ListenError::Bind { key, addr, source })?;
+            added.push((addr, listener));
+        }
+        Ok(Self {
+            added,
+            wanted: wanted.to_vec(),
+        })
+    }
+}
+
 impl ListenerSet {
     #[must_use]
     pub fn new(key: &'static str, greeting: &'static str, serve: ServeFn) -> Self {
@@ -71,24 +98,7 @@ impl ListenerSet {
     /// are closed again and nothing changed.
     pub async fn stage(&self, wanted: &[SocketAddr]) -> Result<Staged, ListenError> {
         let open: Vec<SocketAddr> = self.lock().iter().map(|open| open.configured).collect();
-        let mut added = Vec::new();
-        for &addr in wanted {
-            if open.contains(&addr) || added.iter().any(|(kept, _)| *kept == addr) {
-                continue;
-            }
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ListenError::Bind {
-                    key: self.key,
-                    addr,
-                    source,
-                })?;
-            added.push((addr, listener));
-        }
-        Ok(Staged {
-            added,
-            wanted: wanted.to_vec(),
-        })
+        Staged::bind(self.key, wanted, &open).await
     }
 
     /// Serves the staged addresses, then stops accepting on the open ones `staged` does not

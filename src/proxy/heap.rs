@@ -9,6 +9,7 @@
 #![allow(unsafe_code)]
 
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
@@ -23,6 +24,10 @@ const TRIM_AFTER_CLOSED: usize = 1000;
 
 /// How often the count of open connections is looked at: a load of one atomic.
 const LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// The most connections open at once since the last trim, raised at each accept
+/// ([`note_open`]): a wave that opens and closes between two looks is still seen.
+static PEAK_OPEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Makes glibc's malloc keep big body buffers on its heap instead of mapping and unmapping them.
 ///
@@ -55,6 +60,11 @@ pub(super) fn trim_when_connections_close(connections: &TaskTracker) {
     });
 }
 
+/// Notes that `open` public connections are open now (called at each accept).
+pub(super) fn note_open(open: usize) {
+    PEAK_OPEN.fetch_max(open, Ordering::Relaxed);
+}
+
 /// Trims once [`TRIM_AFTER_CLOSED`] connections fewer are open than at the highest count
 /// seen since the last trim, and the count stopped falling (the wave of closes is over: a trim
 /// in its middle would leave the rest of it unreturned). glibc never gives back the freed
@@ -64,14 +74,13 @@ pub(super) fn trim_when_connections_close(connections: &TaskTracker) {
 async fn trim_after_waves(connections: TaskTracker) {
     let mut every = tokio::time::interval(LOOK_EVERY);
     every.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut highest = connections.len();
-    let mut before = highest;
+    let mut before = connections.len();
     loop {
         every.tick().await;
         let open = connections.len();
-        highest = highest.max(open);
-        if highest - open >= TRIM_AFTER_CLOSED && open >= before {
-            highest = open;
+        let highest = PEAK_OPEN.load(Ordering::Relaxed).max(open);
+        if highest.saturating_sub(open) >= TRIM_AFTER_CLOSED && open >= before {
+            PEAK_OPEN.store(open, Ordering::Relaxed);
             // A trim walks every arena: off the event loop.
             let _ = tokio::task::spawn_blocking(trim).await;
         }

@@ -99,6 +99,7 @@ pub async fn serve(
                 builders.serve(h2, io, service, &stop).await;
             }
         });
+        heap::note_open(tracker.len());
     }
 }
 
