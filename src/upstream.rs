@@ -57,12 +57,55 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 /// leaves `client_body_timeout` between two of its reads.
 pub type UpstreamBody = Either<ClientBody, Either<Limited<ClientBody>, Empty<Bytes>>>;
 
+/// A client's request body as the public listener read it: hyper's (HTTP/2, and HTTP/1.1
+/// with `engine = "hyper"`), or one fed by zoo's own HTTP/1.1 engine. One enum rather than a
+/// type parameter, so that the request path is compiled once; the engine's body is boxed
+/// because it is made above this module (`proxy/`), and only a request with a body has one.
+pub enum RequestBody {
+    Hyper(Incoming),
+    Engine(http_body_util::combinators::BoxBody<Bytes, BoxError>),
+}
+
+/// The error of a body whose errors come from more than one source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Hyper(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(Into::into))),
+            Self::Engine(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Engine(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Engine(body) => body.size_hint(),
+        }
+    }
+}
+
 /// The client's request body, failed with [`ClientBodyTimeout`] when the client sends nothing
 /// of it for `timeout`, so that a client that stopped sending does not hold the app's
 /// connection until the route's `timeout` (nginx's `client_body_timeout`). The timer is made
 /// only when a read first has to wait.
 pub struct ClientBody {
-    body: Incoming,
+    body: RequestBody,
     timeout: Duration,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -74,7 +117,7 @@ pub struct ClientBodyTimeout(pub Duration);
 
 impl ClientBody {
     #[must_use]
-    pub fn new(body: Incoming, timeout: Duration) -> Self {
+    pub fn new(body: RequestBody, timeout: Duration) -> Self {
         Self {
             body,
             timeout,
@@ -85,7 +128,7 @@ impl ClientBody {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -97,7 +140,7 @@ impl Body for ClientBody {
                 if let Some(idle) = &mut this.idle {
                     idle.as_mut().reset(crate::deadline::after(this.timeout));
                 }
-                Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+                Poll::Ready(frame)
             }
             Poll::Pending => {
                 let timeout = this.timeout;

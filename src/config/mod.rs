@@ -139,6 +139,8 @@ pub struct Config {
     pub keepalive_timeout: Duration,
     /// Longest pause allowed between two reads of a request body being forwarded.
     pub client_body_timeout: Duration,
+    /// What serves public HTTP/1.1 connections: hyper's server or zoo's own engine.
+    pub engine: Engine,
     /// Client networks whose `Forwarded`/`X-Forwarded-*` zoo keeps and appends to (a load
     /// balancer in front); from anyone else they are replaced.
     pub trust_forwarded: Vec<Network>,
@@ -167,6 +169,19 @@ impl Config {
         } else {
             Scheme::Http.as_str()
         }
+    }
+}
+
+keyword_enum! {
+    /// `engine = "hyper" | "zoo"`: the HTTP/1.1 server of the public listeners (HTTP/2 is
+    /// hyper's either way).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub enum Engine {
+        /// hyper's `http1` server connection.
+        #[default]
+        Hyper => "hyper",
+        /// zoo's own one-task-per-connection engine (`proxy/engine/`).
+        Zoo => "zoo",
     }
 }
 

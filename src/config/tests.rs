@@ -95,6 +95,7 @@ fn parse_design_example() {
         client_header_timeout: Duration::from_secs(30),
         keepalive_timeout: Duration::from_secs(75),
         client_body_timeout: Duration::from_secs(60),
+        engine: Engine::Hyper,
         trust_forwarded: vec![],
         tls: None,
         apps: vec![
@@ -439,7 +440,7 @@ fn error_unknown_top_level_key() {
         (
             1,
             1,
-            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`, `headers`"
+            "unknown key `xyz`; expected one of `listen`, `access_log`, `admin`, `admin_token`, `grace`, `shutdown_delay`, `client_header_timeout`, `keepalive_timeout`, `client_body_timeout`, `engine`, `trust_forwarded`, `tls`, `apps`, `routes`, `compress`, `request_id`, `request_id_header`, `headers`"
                 .to_owned()
         )
     );
@@ -969,6 +970,7 @@ fn protocol_limits_and_timeouts_parse() {
 client_header_timeout = "2s"
 keepalive_timeout = 0
 client_body_timeout = "5s"
+engine = "zoo"
 tls = { cert = "cert.pem", key = "tls/key.pem" }
 [apps.grpc]
 command = "python server.py"
@@ -979,6 +981,7 @@ protocol = "h2c"
     assert_eq!(config.client_header_timeout, Duration::from_secs(2));
     assert_eq!(config.keepalive_timeout, Duration::ZERO);
     assert_eq!(config.client_body_timeout, Duration::from_secs(5));
+    assert_eq!(config.engine, Engine::Zoo);
     let tls = config.tls.unwrap();
     assert_eq!(
         (tls.cert.as_path(), tls.key.as_path()),
@@ -1309,5 +1312,17 @@ fn socket_is_for_services_without_a_port_or_replace() {
         [
             "apps.web.socket: `restart_strategy = \"replace\"` needs a second address: use \"stop-start\""
         ]
+    );
+}
+
+#[test]
+fn error_unknown_engine_names_the_choices() {
+    assert_eq!(
+        error("engine = \"nginx\""),
+        (
+            1,
+            10,
+            "engine: unknown engine \"nginx\"; expected one of `hyper`, `zoo`".to_owned()
+        )
     );
 }

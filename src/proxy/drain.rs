@@ -22,7 +22,8 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::ServedBody;
 use super::keepalive::{Activity, RequestActive};
-use super::service::ProxyService;
+use super::service::{Answer, ProxyService};
+use crate::upstream::RequestBody;
 
 /// The proxy service, each of its requests tracked by `requests` until its response ends.
 #[derive(Clone)]
@@ -34,35 +35,53 @@ pub struct Counted {
     pub activity: Arc<Activity>,
 }
 
+impl Counted {
+    /// Answers `request`, counted from now until its response body is dropped.
+    pub fn answer(&self, request: Request<RequestBody>) -> Answering {
+        Answering {
+            token: Some((self.requests.token(), self.activity.request_started())),
+            answer: self.service.answer(request),
+        }
+    }
+}
+
 impl hyper::service::Service<Request<Incoming>> for Counted {
     type Response = Response<CountedBody>;
     type Error = Infallible;
-    type Future = Answering;
+    type Future = HyperAnswering;
 
-    fn call(&self, request: Request<Incoming>) -> Answering {
-        Answering {
-            token: Some((self.requests.token(), self.activity.request_started())),
-            answer: self.service.call(request),
-        }
+    fn call(&self, request: Request<Incoming>) -> HyperAnswering {
+        HyperAnswering(self.answer(request.map(RequestBody::Hyper)))
     }
 }
 
 /// The proxy's answer to one request, still holding its token.
 pub struct Answering {
     token: Option<(TaskTrackerToken, RequestActive)>,
-    answer: <ProxyService as hyper::service::Service<Request<Incoming>>>::Future,
+    answer: Answer,
 }
 
 impl Future for Answering {
+    type Output = Response<CountedBody>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = ready!(self.answer.as_mut().poll(cx));
+        let token = self.token.take();
+        Poll::Ready(response.map(|body| CountedBody {
+            body,
+            _token: token,
+        }))
+    }
+}
+
+/// [`Answering`] as hyper's service future, which never fails.
+pub struct HyperAnswering(Answering);
+
+impl Future for HyperAnswering {
     type Output = Result<Response<CountedBody>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Ok(response) = ready!(self.answer.as_mut().poll(cx));
-        let token = self.token.take();
-        Poll::Ready(Ok(response.map(|body| CountedBody {
-            body,
-            _token: token,
-        })))
+        Pin::new(&mut self.0).poll(cx).map(Ok)
     }
 }
 

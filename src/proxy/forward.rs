@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme as UriScheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{Either, Empty, Limited};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::time::Instant;
 
 use super::error::{self, BodyFault};
@@ -20,7 +20,7 @@ use crate::route;
 use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
-use crate::upstream::{ClientBody, ResponseBody, SendError, UpstreamBody};
+use crate::upstream::{ClientBody, RequestBody, ResponseBody, SendError, UpstreamBody};
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -32,7 +32,7 @@ const APP_RESENDS: u32 = 3;
 impl ProxyService {
     pub(super) async fn forward(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<RequestBody>,
         upstream: &Upstream,
         path_and_query: PathAndQuery,
         limits: &Limits<'_>,
@@ -221,7 +221,7 @@ pub(super) struct RequestRules<'a> {
 /// sent again), else held to `client_body_timeout` and cut at the route's `max_body`. A
 /// declared length over the limit is refused before any of the body is read.
 fn limit_body(
-    request: Request<Incoming>,
+    request: Request<RequestBody>,
     limits: &Limits<'_>,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let (parts, body) = request.into_parts();

@@ -4,7 +4,6 @@
 //! where the route says so (crate::compress); then records it (metrics, access log).
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +13,7 @@ use std::time::Duration;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{Either, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +27,7 @@ use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
 use crate::route;
 use crate::runtime::{HeaderSteps, RouteAction, RouteStats, Runtime, Serving, Values};
+use crate::upstream::RequestBody;
 
 /// Longest request target accepted (nginx's default large header buffer); longer is 414.
 const MAX_URI_BYTES: usize = 8 * 1024;
@@ -45,12 +45,12 @@ pub(super) struct ProxyService {
     pub(super) scheme: &'static str,
 }
 
-impl hyper::service::Service<Request<Incoming>> for ProxyService {
-    type Response = Response<ServedBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+/// The answer to one request, on its way.
+pub(super) type Answer = Pin<Box<dyn Future<Output = Response<ServedBody>> + Send>>;
 
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+impl ProxyService {
+    /// Answers one request, whichever engine read it (its body says which).
+    pub(super) fn answer(&self, mut request: Request<RequestBody>) -> Answer {
         let service = self.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -150,7 +150,7 @@ impl hyper::service::Service<Request<Incoming>> for ProxyService {
                     },
                 );
             }
-            Ok(response)
+            response
         })
     }
 }
@@ -175,7 +175,7 @@ struct Target {
 }
 
 impl Target {
-    fn of(request: &Request<Incoming>) -> Self {
+    fn of(request: &Request<RequestBody>) -> Self {
         Self {
             path: request.uri().path().to_owned(),
             query: request.uri().query().unwrap_or("").to_owned(),
@@ -212,7 +212,7 @@ fn apply_response_rules(
 impl ProxyService {
     async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<RequestBody>,
         runtime: &Runtime,
         client: &Client<'_>,
         trace: &mut Trace,
@@ -410,7 +410,7 @@ fn full_response(status: StatusCode, headers: HeaderMap, body: String) -> Respon
 }
 
 fn template_values<'a>(
-    request: &'a Request<Incoming>,
+    request: &'a Request<RequestBody>,
     path: &'a str,
     runtime: &Runtime,
     client: &'a Client<'a>,
@@ -438,7 +438,7 @@ fn template_values<'a>(
 
 /// The host a request names, for host routes: an absolute-form target's authority or HTTP/2's
 /// `:authority` wins over `Host` (RFC 9112 3.2.2), as when forwarding.
-fn request_host(request: &Request<Incoming>) -> Option<&str> {
+fn request_host(request: &Request<RequestBody>) -> Option<&str> {
     match request.uri().authority() {
         Some(authority) => Some(authority.as_str()),
         None => request

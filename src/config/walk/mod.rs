@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{AccessLog, AppKind, Config, HeaderRules, Network, Tls};
+use super::{AccessLog, AppKind, Config, Engine, HeaderRules, Network, Tls};
 use read::{Value, Walker, join, list, optional};
 pub use replicas::MAX_REPLICAS;
 
@@ -48,6 +48,7 @@ const ROOT_KEYS: &[&str] = &[
     "client_header_timeout",
     "keepalive_timeout",
     "client_body_timeout",
+    "engine",
     "trust_forwarded",
     "tls",
     "apps",
@@ -124,6 +125,9 @@ impl Walker<'_> {
             .map_or(Some(DEFAULT_CLIENT_BODY_TIMEOUT), |value| {
                 self.positive_duration("client_body_timeout", value)
             });
+        let engine = fields
+            .get("engine")
+            .map_or(Some(Engine::default()), |value| self.engine(value));
         let trust_forwarded = optional(fields.get("trust_forwarded"), |value| {
             self.networks("trust_forwarded", value)
         });
@@ -162,6 +166,7 @@ impl Walker<'_> {
             client_header_timeout: client_header_timeout?,
             keepalive_timeout: keepalive_timeout?,
             client_body_timeout: client_body_timeout?,
+            engine: engine?,
             trust_forwarded: trust_forwarded?.unwrap_or_default(),
             tls: tls?,
             apps: apps?,
@@ -169,6 +174,15 @@ impl Walker<'_> {
             compress: compress?,
             request_id: request_id?,
             headers: headers?,
+        })
+    }
+
+    fn engine(&mut self, value: &Value<'_>) -> Option<Engine> {
+        self.keyword("engine", value, Engine::from_name, |other| {
+            format!(
+                "unknown engine \"{other}\"; expected one of {}",
+                list(Engine::NAMES)
+            )
         })
     }
 
