@@ -13,6 +13,7 @@ use http_body_util::{Either, Empty, Limited};
 use hyper::body::Body;
 use tokio::time::Instant;
 
+use super::engine::EngineUpgrade;
 use super::error::{self, BodyFault};
 use super::service::{ProxyService, Trace};
 use super::{ProxyError, ZooBody, headers, tunnel};
@@ -61,7 +62,7 @@ impl ProxyService {
         );
         let client_upgrade = websocket.then(|| {
             tunnel::mark_websocket(request.headers_mut());
-            hyper::upgrade::on(&mut request)
+            ClientUpgrade::of(&mut request)
         });
 
         match upstream {
@@ -151,12 +152,7 @@ impl ProxyService {
             let tunnel_lease = lease.take();
             self.tunnels.spawn(async move {
                 let _in_flight = tunnel_lease;
-                if let (Ok(client), Ok(upstream)) = tokio::join!(client_upgrade, upstream_upgrade) {
-                    open_tunnels.inc();
-                    // A reset either way just ends the tunnel: nobody is left to tell.
-                    let _ = tunnel::run(client, upstream).await;
-                    open_tunnels.dec();
-                }
+                client_upgrade.tunnel(upstream_upgrade, &open_tunnels).await;
             });
         }
         let (parts, mut body) = response.into_parts();
@@ -164,6 +160,49 @@ impl ProxyService {
             body.hold(lease);
         }
         Ok(Response::from_parts(parts, Either::Left(body)))
+    }
+}
+
+/// Where the client's end of a WebSocket tunnel comes from once the `101` is written: hyper's
+/// server connection, or zoo's own engine (which hands over its socket).
+enum ClientUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Engine(EngineUpgrade),
+}
+
+impl ClientUpgrade {
+    fn of(request: &mut Request<RequestBody>) -> Self {
+        match request.extensions_mut().remove::<EngineUpgrade>() {
+            Some(engine) => Self::Engine(engine),
+            None => Self::Hyper(hyper::upgrade::on(request)),
+        }
+    }
+
+    /// Runs the tunnel between the client and the upstream's upgraded connection.
+    async fn tunnel(
+        self,
+        upstream: hyper::upgrade::OnUpgrade,
+        open_tunnels: &prometheus_client::metrics::gauge::Gauge,
+    ) {
+        // A reset either way just ends the tunnel: nobody is left to tell.
+        match self {
+            Self::Hyper(client) => {
+                if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
+                    open_tunnels.inc();
+                    let _ = tunnel::run(client, upstream).await;
+                    open_tunnels.dec();
+                }
+            }
+            Self::Engine(client) => {
+                if let (Some((client, early)), Ok(upstream)) =
+                    tokio::join!(client.connection(), upstream)
+                {
+                    open_tunnels.inc();
+                    let _ = tunnel::run_from_socket(client, early, upstream).await;
+                    open_tunnels.dec();
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! connection reads the runtime in use when it is accepted: its `client_header_timeout`,
 //! `keepalive_timeout` (HTTP/1.1, timed apart by keepalive.rs) and TLS certificate are those
 //! of the latest reload. An `Upgrade: h2c` request is served as
-//! plain HTTP/1.1 (the upgrade is never performed nor forwarded).
+//! plain HTTP/1.1 (the upgrade is never performed nor forwarded). Plain HTTP/1.1 is served by
+//! hyper's server or, with `engine = "zoo"`, by zoo's own engine (engine/); HTTP/2 and TLS
+//! by hyper either way.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::drain::Counted;
+use super::engine;
 use super::heap;
 use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
 use super::sniff::sniff;
+use crate::config::Engine;
 use crate::runtime::Serving;
 use crate::upstream::{MAX_HEAD_BYTES, MAX_HEADER_LIST_BYTES};
 
@@ -63,6 +67,8 @@ pub async fn serve(
         let runtime = serving.load_full();
         let header_timeout = runtime.config.client_header_timeout;
         let keepalive = runtime.config.keepalive_timeout;
+        let engine = runtime.config.engine;
+        let accepted = tokio::time::Instant::now();
         if (builders.header_timeout, builders.keepalive) != (header_timeout, keepalive) {
             builders = Builders::new(header_timeout, keepalive);
         }
@@ -96,7 +102,16 @@ pub async fn serve(
                 else {
                     return;
                 };
-                builders.serve(h2, io, service, &stop).await;
+                if !h2 && engine == Engine::Zoo {
+                    let timeouts = engine::Timeouts {
+                        first_head_due: crate::deadline::from(accepted, header_timeout),
+                        header: header_timeout,
+                        keepalive,
+                    };
+                    engine::serve(io.stream, io.head, service, timeouts, &stop).await;
+                } else {
+                    builders.serve(h2, io, service, &stop).await;
+                }
             }
         });
         heap::note_open(tracker.len());

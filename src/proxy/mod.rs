@@ -6,6 +6,7 @@
 
 mod client;
 mod drain;
+mod engine;
 mod error;
 mod forward;
 mod h2_websocket;

@@ -76,7 +76,21 @@ fn upstream_end(upgraded: Upgraded) -> End {
 
 /// Moves bytes between the client and the app until both directions ended or one failed.
 pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
-    match (client_end(client), upstream_end(upstream)) {
+    between(client_end(client), upstream_end(upstream)).await
+}
+
+/// [`run`] for a client served by zoo's own HTTP/1.1 engine: its socket, and the bytes it
+/// read past the request head.
+pub async fn run_from_socket(
+    client: TcpStream,
+    client_early: Bytes,
+    upstream: Upgraded,
+) -> io::Result<()> {
+    between(End::Tcp(client, client_early), upstream_end(upstream)).await
+}
+
+async fn between(client: End, upstream: End) -> io::Result<()> {
+    match (client, upstream) {
         #[cfg(target_os = "linux")]
         (End::Tcp(mut client, client_early), End::Tcp(mut upstream, upstream_early)) => {
             splice::both_ways(&mut client, client_early, &mut upstream, upstream_early).await

@@ -1,0 +1,272 @@
+//! The request body of zoo's HTTP/1.1 engine: [`EngineBody`], the half the service reads
+//! (polled in whichever task sends the request on, usually an upstream connection's), and
+//! [`Feeder`], the half the connection's task runs to fill it from the connection's buffer
+//! and socket, one frame each time the body asks.
+//!
+//! A channel of one frame plus a "wanted" signal, as hyper's own `Incoming` is made: the
+//! connection reads a piece of the body only once the service asked for one, so that a body
+//! the service never reads is never read (and `100 Continue` is sent only then, as hyper
+//! sends it), and the socket stays owned by the one task that also writes the response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::HeaderMap;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+
+use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
+use crate::upstream::BoxError;
+
+/// Bytes asked of the socket per read of a body: as hyper's read buffer was sized
+/// (listener.rs: 64 KiB cost 1 MiB uploads about 15% more CPU than 256 KiB).
+pub(super) const BODY_READ_BYTES: usize = 256 * 1024;
+/// The trailer section of a chunked request body, at most (hyper's limit for trailers).
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+type Sent = Result<Frame<Bytes>, BoxError>;
+
+/// Why the client's body could not be read; the service's upstream request fails with it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BodyError {
+    #[error("the client closed the connection before its request body ended")]
+    Incomplete,
+    #[error("invalid chunked request body: {0}")]
+    Chunked(#[from] h1::ChunkError),
+    #[error("reading the request body: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The service's half: frames as the connection reads them.
+pub(super) struct EngineBody {
+    frames: mpsc::Receiver<Sent>,
+    wanted: Arc<Notify>,
+    /// Body bytes still to come when the length is known.
+    left: Option<u64>,
+    ended: bool,
+}
+
+impl Body for EngineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Sent>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        match self.frames.poll_recv(cx) {
+            Poll::Ready(Some(frame)) => {
+                if let (Some(left), Ok(frame)) = (&mut self.left, &frame)
+                    && let Some(data) = frame.data_ref()
+                {
+                    *left = left.saturating_sub(u64::try_from(data.len()).unwrap_or(u64::MAX));
+                }
+                Poll::Ready(Some(frame))
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                self.wanted.notify_one();
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.left == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// What is left of the body on the connection.
+enum Left {
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    Done,
+}
+
+/// The connection's half.
+pub(super) struct Feeder {
+    left: Left,
+    frames: Option<mpsc::Sender<Sent>>,
+    wanted: Arc<Notify>,
+    /// The body asked for a frame that has not been sent yet (kept across cancelled feeds).
+    asked: bool,
+    /// `Expect: 100-continue` not answered yet.
+    continue_due: bool,
+    /// The body could not be read: the connection closes after the response.
+    pub(super) failed: bool,
+}
+
+/// A body and its feeder for a request framed `framing`; `None` when it has no body.
+pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(EngineBody, Feeder)> {
+    let (left, length) = match framing {
+        BodyFraming::Empty | BodyFraming::Length(0) => return None,
+        BodyFraming::Length(length) => (Left::Length(length), Some(length)),
+        BodyFraming::Chunked => (
+            Left::Chunked(Box::new(ChunkedDecoder::new(MAX_TRAILER_BYTES))),
+            None,
+        ),
+    };
+    let (sender, receiver) = mpsc::channel(1);
+    let wanted = Arc::new(Notify::new());
+    let body = EngineBody {
+        frames: receiver,
+        wanted: Arc::clone(&wanted),
+        left: length,
+        ended: false,
+    };
+    let feeder = Feeder {
+        left,
+        frames: Some(sender),
+        wanted,
+        asked: false,
+        continue_due: expect_continue,
+        failed: false,
+    };
+    Some((body, feeder))
+}
+
+impl Feeder {
+    /// Whether the body still has bytes on the connection and someone to take them.
+    pub(super) fn active(&self) -> bool {
+        !matches!(self.left, Left::Done) && self.frames.is_some() && !self.failed
+    }
+
+    /// Whether every byte of the body was read off the connection.
+    pub(super) fn complete(&self) -> bool {
+        matches!(self.left, Left::Done) && !self.failed
+    }
+
+    /// Waits until the body asks for a frame, then reads it from `buf` (and `stream` when
+    /// `buf` has none) and sends it. Cancel-safe: an ask is remembered, bytes read stay in
+    /// `buf`.
+    pub(super) async fn feed(&mut self, stream: &mut TcpStream, buf: &mut BytesMut) {
+        if !self.asked {
+            self.wanted.notified().await;
+            self.asked = true;
+        }
+        let Some(frames) = self.frames.clone() else {
+            return;
+        };
+        let Ok(permit) = frames.try_reserve_owned() else {
+            // A stale ask: the frame sent last is still waiting to be taken.
+            self.asked = false;
+            return;
+        };
+        if self.continue_due {
+            self.continue_due = false;
+            let mut out = Vec::with_capacity(32);
+            h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
+            if stream.write_all(&out).await.is_err() {
+                self.failed = true;
+                return;
+            }
+        }
+        let sent = loop {
+            match self.next_frame(buf) {
+                Ok(Some(frame)) => break Ok(frame),
+                Ok(None) => {}
+                Err(error) => break Err(error),
+            }
+            buf.reserve(BODY_READ_BYTES);
+            match stream.read_buf(buf).await {
+                Ok(0) => break Err(BodyError::Incomplete),
+                Ok(_) => {}
+                Err(error) => break Err(BodyError::Io(error)),
+            }
+        };
+        self.asked = false;
+        match sent {
+            Ok(Some(frame)) => {
+                permit.send(Ok(frame));
+            }
+            // Ended without trailers: closing the channel ends the body.
+            Ok(None) => {}
+            Err(error) => {
+                self.failed = true;
+                permit.send(Err(Box::new(error)));
+            }
+        }
+        if matches!(self.left, Left::Done) || self.failed {
+            self.frames = None;
+        }
+    }
+
+    /// The next frame from `buf`: `Ok(None)` when `buf` needs more bytes, `Ok(Some(None))`
+    /// when the body ended without a frame to send.
+    fn next_frame(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Option<Frame<Bytes>>>, BodyError> {
+        match &mut self.left {
+            Left::Done => Ok(Some(None)),
+            Left::Length(left) => {
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let take = usize::try_from(*left).map_or(buf.len(), |left| left.min(buf.len()));
+                *left = left.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+                if *left == 0 {
+                    self.left = Left::Done;
+                }
+                Ok(Some(Some(Frame::data(buf.split_to(take).freeze()))))
+            }
+            Left::Chunked(decoder) => match decoder.decode(buf)? {
+                Decoded::Data { consumed, data } => {
+                    let chunk = buf.split_to(consumed).freeze();
+                    Ok(Some(Some(Frame::data(chunk.slice(data)))))
+                }
+                Decoded::NeedMore { consumed } => {
+                    buf.advance(consumed);
+                    Ok(None)
+                }
+                Decoded::Done { consumed, trailers } => {
+                    buf.advance(consumed);
+                    self.left = Left::Done;
+                    Ok(Some(trailers.map(Frame::trailers)))
+                }
+            },
+        }
+    }
+
+    /// After the response: reads what is left of a body the service did not read to its end,
+    /// from `buf` and what the socket has ready without waiting, up to `limit` bytes (as hyper
+    /// drains what it can without waiting). Whether the body ended, so that the connection may
+    /// serve another request.
+    pub(super) fn drain(&mut self, stream: &TcpStream, buf: &mut BytesMut, limit: usize) -> bool {
+        self.frames = None;
+        let mut read = 0usize;
+        loop {
+            if self.failed {
+                return false;
+            }
+            match self.next_frame(buf) {
+                Ok(Some(None)) => return matches!(self.left, Left::Done),
+                Ok(Some(Some(_))) => continue,
+                Ok(None) => {}
+                Err(_) => return false,
+            }
+            if read >= limit {
+                return false;
+            }
+            buf.reserve(BODY_READ_BYTES.min(limit));
+            match stream.try_read_buf(buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => read = read.saturating_add(n),
+            }
+        }
+    }
+}
