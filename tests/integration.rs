@@ -16,6 +16,7 @@ mod integration {
     mod demo;
     mod diagnosis;
     mod differential;
+    mod engines;
     mod errors;
     mod examples;
     mod front_door;

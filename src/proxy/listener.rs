@@ -89,13 +89,14 @@ pub async fn serve(
             // The sniff or handshake is part of the request head: the slowloris limit applies.
             if let Some(tls) = &runtime.tls {
                 let accept = tls.acceptor().accept(stream);
-                let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, accept).await else {
+                let accept = Box::pin(tokio::time::timeout(header_timeout, accept));
+                let Ok(Ok(stream)) = accept.await else {
                     return;
                 };
                 drop(runtime);
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 service.service.scheme = "https";
-                builders.serve(h2, stream, service, &stop).await;
+                Box::pin(builders.serve(h2, stream, service, &stop)).await;
             } else {
                 drop(runtime);
                 let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
@@ -110,7 +111,10 @@ pub async fn serve(
                     };
                     engine::serve(io.stream, io.head, service, timeouts, &stop).await;
                 } else {
-                    builders.serve(h2, io, service, &stop).await;
+                    // Boxed, as the TLS branch: the task then takes no more space than its
+                    // connection needs (zoo's engine holds a few hundred bytes while idle,
+                    // hyper's connections several KiB).
+                    Box::pin(builders.serve(h2, io, service, &stop)).await;
                 }
             }
         });

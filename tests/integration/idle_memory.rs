@@ -63,3 +63,37 @@ fn memory_of_closed_idle_connections_is_given_back() {
         );
     }
 }
+
+/// Resident memory per idle keep-alive connection after one request each, on each HTTP/1.1
+/// engine: zoo's own holds no buffer between requests (issue 19's target: 2 KiB); hyper's
+/// server keeps its read and write buffers (~20 KiB).
+#[test]
+fn an_idle_connection_on_the_zoo_engine_costs_a_few_kib() {
+    let per_connection = |engine: &str| {
+        let mut zoo = Zoo::start(
+            &format!(
+                "listen = \"127.0.0.1:0\"\nengine = \"{engine}\"\nkeepalive_timeout = \"300s\"\n\n\
+                 [routes]\n\"/\" = {{ respond = \"ok\" }}\n"
+            ),
+            &[],
+        );
+        zoo.wait_ready("/", READY_DEADLINE);
+        let pid = zoo.pid().as_raw();
+        let start = resident_kib(pid);
+        let mut open: Vec<TcpStream> = (0..WAVE).map(|_| connect(zoo.addr())).collect();
+        for stream in &mut open {
+            one_request(stream);
+        }
+        let held = resident_kib(pid);
+        let each = held.saturating_sub(start) as f64 / WAVE as f64;
+        println!(
+            "{WAVE} idle connections, engine {engine}: {start} -> {held} KiB, {each:.2} KiB each"
+        );
+        each
+    };
+    let (zoo, hyper) = (per_connection("zoo"), per_connection("hyper"));
+    assert!(
+        zoo <= 4.0 && zoo < hyper / 2.0,
+        "{zoo:.2} KiB per idle connection on the zoo engine, {hyper:.2} on hyper's"
+    );
+}

@@ -13,6 +13,7 @@ pub mod load;
 pub mod peers;
 pub mod raw;
 pub mod recorder;
+pub mod scripted;
 pub mod websocket;
 
 use std::fmt::Write as _;

@@ -114,7 +114,9 @@ pub(super) async fn serve(
             }
         };
         let keep_alive = head.keep_alive && !timeouts.keepalive.is_zero();
-        match connection.exchange(head, keep_alive, &service, stop).await {
+        // Boxed: an idle connection's task then holds only what waiting for a head needs,
+        // not the space of an exchange's futures (issue 19: memory per idle connection).
+        match Box::pin(connection.exchange(head, keep_alive, &service, stop)).await {
             Some(After::KeepAlive) => {}
             Some(After::Switch(handoff)) => {
                 let _ = handoff.send((connection.stream, connection.buf.freeze()));
@@ -143,6 +145,10 @@ impl Connection {
             max_head_bytes: MAX_HEAD_BYTES,
         };
         let mut scanned = 0;
+        if !self.buf.is_empty() {
+            // A pipelined head has started arriving already.
+            head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
+        }
         loop {
             if self.buf.is_empty() {
                 // Idle (or not started): hold no buffer while waiting.
@@ -234,12 +240,15 @@ impl Connection {
         stop: &CancellationToken,
     ) -> Option<After> {
         let RequestHead {
-            parts,
+            mut parts,
             framing,
             expect_continue,
             upgrade,
             ..
         } = head;
+        if let h1::BodyFraming::Length(length) = framing {
+            single_length(&mut parts.headers, length);
+        }
         let method = parts.method.clone();
         let version = parts.version;
         let (body, mut feeder) = match body::channel(framing, expect_continue) {
@@ -388,6 +397,19 @@ impl Connection {
         respond::add_date(&mut self.out, headers);
         self.stream.write_all(&self.out).await.ok()?;
         Some(After::Switch(handoff))
+    }
+}
+
+/// Leaves one `Content-Length` field of `length` where the client sent equal duplicates
+/// (`5` twice, or `5, 5`), as hyper does: the framing the app gets is the one zoo decoded.
+fn single_length(headers: &mut http::HeaderMap, length: u64) {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let single = match (values.next(), values.next()) {
+        (Some(value), None) => !value.as_bytes().contains(&b','),
+        _ => false,
+    };
+    if !single {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
 }
 

@@ -1,0 +1,302 @@
+//! zoo's two HTTP/1.1 engines side by side: the same raw requests (pipelined, chunked,
+//! 100-continue, HEAD, HTTP/1.0, keep-alive and close, bad heads, CL+TE, oversized heads,
+//! an upgrade) sent to a zoo with `engine = "hyper"` and one with `engine = "zoo"`, each in
+//! front of its own scripted upstream (tests/util/scripted.rs). The bytes each upstream got
+//! and the bytes each client got must be equal, modulo what docs/proxy.md ("Two HTTP/1.1
+//! engines") lists: `Date`, the order of the fields of a response head, the case of chunk
+//! sizes' hex digits, and the cases marked otherwise below.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::scripted::Scripted;
+use crate::util::{READY_DEADLINE, Zoo};
+
+/// How long a client waits for more bytes before taking the answer as complete (a tunnel
+/// stays open; everything else closes within the 300 ms `keepalive_timeout`).
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// What the two engines are expected to do with a request.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// The same bytes to the upstream and to the client.
+    Same,
+    /// The same, but for this line in the zoo engine's answer.
+    SameBut(&'static str),
+    /// The zoo engine answers this status itself and forwards nothing; hyper's answers that.
+    Refused { zoo: u16, hyper: u16 },
+    /// The zoo engine forwards it (the app answers 200); hyper's answers that status.
+    Forwarded { hyper: u16 },
+}
+
+fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
+    let many_fields: String = (0..1000)
+        .map(|index| format!("x-f{index:04}: v\r\n"))
+        .collect();
+    vec![
+        ("get", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        (
+            "pipelined",
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            Expect::Same,
+        ),
+        (
+            "post-length",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            Expect::Same,
+        ),
+        (
+            "post-chunked",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                .to_vec(),
+            Expect::Same,
+        ),
+        (
+            "post-then-get",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\n\r\n"
+                .to_vec(),
+            Expect::Same,
+        ),
+        (
+            "expect-continue",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"
+                .to_vec(),
+            Expect::Same,
+        ),
+        (
+            "expect-refused",
+            b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n"
+                .to_vec(),
+            Expect::Same,
+        ),
+        (
+            "unread-body",
+            [
+                &b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n"[..],
+                &[b'x'; 50],
+                b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            ]
+            .concat(),
+            Expect::Same,
+        ),
+        ("head", b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        ("head-respond", b"HEAD /r/a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        ("respond-close", b"GET /r/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), Expect::Same),
+        ("not-found", b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        ("http10", b"GET /a HTTP/1.0\r\n\r\n".to_vec(), Expect::SameBut("connection: close\r\n")),
+        (
+            "http10-keep-alive",
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n".to_vec(),
+            Expect::SameBut("connection: close\r\n"),
+        ),
+        ("close", b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(), Expect::Same),
+        ("response-chunked", b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        (
+            "response-trailers",
+            b"GET /chunked HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n".to_vec(),
+            Expect::Same,
+        ),
+        (
+            "response-chunked-to-http10",
+            b"GET /chunked HTTP/1.0\r\n\r\n".to_vec(),
+            Expect::SameBut("connection: close\r\n"),
+        ),
+        ("response-204", b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        ("response-until-close", b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        (
+            "websocket",
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nping"
+                .to_vec(),
+            Expect::Same,
+        ),
+        ("connect", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n".to_vec(), Expect::Same),
+        ("bad-field", b"GET / HTTP/1.1\r\nHost x\r\n\r\n".to_vec(), Expect::Refused { zoo: 400, hyper: 400 }),
+        ("bad-version", b"GET / HTTP/2.5\r\nHost: x\r\n\r\n".to_vec(), Expect::Refused { zoo: 505, hyper: 400 }),
+        (
+            "length-and-chunked",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            Expect::Refused { zoo: 400, hyper: 200 },
+        ),
+        (
+            "head-over-256-KiB",
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(300_000)).into_bytes(),
+            Expect::Refused { zoo: 431, hyper: 431 },
+        ),
+        ("no-host", b"GET /a HTTP/1.1\r\n\r\n".to_vec(), Expect::Refused { zoo: 400, hyper: 400 }),
+        (
+            "two-hosts",
+            b"GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n".to_vec(),
+            Expect::Refused { zoo: 400, hyper: 400 },
+        ),
+        (
+            "gzip-coding",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            Expect::Refused { zoo: 501, hyper: 501 },
+        ),
+        (
+            "bad-chunk-size",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n"
+                .to_vec(),
+            Expect::Refused { zoo: 400, hyper: 400 },
+        ),
+        (
+            "1000-fields",
+            format!("GET /a HTTP/1.1\r\nHost: x\r\n{many_fields}\r\n").into_bytes(),
+            Expect::Forwarded { hyper: 431 },
+        ),
+    ]
+}
+
+/// A zoo with `engine` in front of `upstream`.
+fn zoo(engine: &str, upstream: &Scripted) -> Zoo {
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\n\
+         engine = \"{engine}\"\n\
+         request_id = false\n\
+         keepalive_timeout = \"300ms\"\n\
+         [routes]\n\
+         \"/\" = {{ proxy = \"http://127.0.0.1:{port}\" }}\n\
+         \"/r\" = {{ respond = \"hi {{path}}\\n\" }}\n\
+         \"/nothing\" = {{ respond = \"gone\\n\", status = 404 }}\n\
+         \"/small\" = {{ proxy = \"http://127.0.0.1:{port}\", max_body = 10 }}\n",
+        port = upstream.port
+    );
+    let mut zoo = Zoo::start(&config, &[]);
+    zoo.wait_ready("/r", READY_DEADLINE);
+    zoo
+}
+
+/// Sends `request` on a new connection; every byte back until zoo closes or goes quiet.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(QUIET)).unwrap();
+    stream.set_write_timeout(Some(QUIET)).unwrap();
+    // zoo may answer (431) and close before a long head is all written.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => answer.extend_from_slice(&chunk[..read]),
+        }
+    }
+    answer
+}
+
+/// The bytes with the documented differences taken out: `Date` lines dropped, each head's
+/// field lines sorted, chunk-size lines lowercased.
+fn normalised(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    let mut head: Option<Vec<&str>> = None;
+    for line in text.split("\r\n") {
+        match &mut head {
+            Some(fields) if line.is_empty() => {
+                fields.sort_unstable();
+                out.extend(fields.drain(..).map(str::to_owned));
+                out.push(String::new());
+                head = None;
+            }
+            Some(fields) => {
+                if !line.starts_with("date: ") {
+                    fields.push(line);
+                }
+            }
+            None if line.starts_with("HTTP/1.") => {
+                out.push(line.to_owned());
+                head = Some(Vec::new());
+            }
+            None if !line.is_empty() && line.bytes().all(|byte| byte.is_ascii_hexdigit()) => {
+                out.push(line.to_ascii_lowercase());
+            }
+            None => out.push(line.to_owned()),
+        }
+    }
+    if let Some(fields) = head {
+        out.extend(fields.into_iter().map(str::to_owned));
+    }
+    out.join("\r\n")
+}
+
+/// What `upstream` got since the last look, its own address (in `Host`) named `upstream`.
+fn forwarded(upstream: &Scripted) -> Vec<String> {
+    let address = format!("127.0.0.1:{}", upstream.port);
+    upstream
+        .take()
+        .iter()
+        .map(|request| String::from_utf8_lossy(request).replace(&address, "upstream"))
+        .collect()
+}
+
+fn status(answer: &[u8]) -> Option<u16> {
+    std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
+}
+
+#[test]
+fn the_zoo_engine_forwards_and_answers_as_hypers_does() {
+    let (hyper_upstream, zoo_upstream) = (Scripted::start(), Scripted::start());
+    let (hyper, zoo) = (zoo("hyper", &hyper_upstream), zoo("zoo", &zoo_upstream));
+    let mut table = String::from("case | hyper | zoo\n");
+    let mut failures = Vec::new();
+    for (name, request, expect) in corpus() {
+        let (hyper_answer, zoo_answer) = thread::scope(|scope| {
+            let hyper = scope.spawn(|| exchange(hyper.addr(), &request));
+            let zoo = exchange(zoo.addr(), &request);
+            (hyper.join().unwrap(), zoo)
+        });
+        // Both answered, so the upstreams have recorded all they will.
+        let (hyper_forwarded, zoo_forwarded) =
+            (forwarded(&hyper_upstream), forwarded(&zoo_upstream));
+        table.push_str(&format!(
+            "{name} | {:?} | {:?}\n",
+            status(&hyper_answer),
+            status(&zoo_answer)
+        ));
+        let fine = match expect {
+            Expect::Same | Expect::SameBut(_) => {
+                let zoo_text = match expect {
+                    Expect::SameBut(line) => normalised(&zoo_answer).replacen(line, "", 1),
+                    _ => normalised(&zoo_answer),
+                };
+                let zoo_text = zoo_text.replace("\r\n\r\n\r\n", "\r\n\r\n");
+                zoo_text == normalised(&hyper_answer) && hyper_forwarded == zoo_forwarded
+            }
+            Expect::Refused { zoo, hyper } => {
+                status(&zoo_answer) == Some(zoo)
+                    && status(&hyper_answer) == Some(hyper)
+                    && zoo_forwarded.is_empty()
+            }
+            Expect::Forwarded { hyper } => {
+                status(&zoo_answer) == Some(200)
+                    && status(&hyper_answer) == Some(hyper)
+                    && zoo_forwarded.len() == 1
+            }
+        };
+        if !fine {
+            failures.push(format!(
+                "{name} ({expect:?}):\n  hyper: {:?}\n  zoo:   {:?}\n  hyper's upstream got {:?}\n  \
+                 zoo's upstream got   {:?}",
+                String::from_utf8_lossy(&hyper_answer[..hyper_answer.len().min(600)]),
+                String::from_utf8_lossy(&zoo_answer[..zoo_answer.len().min(600)]),
+                hyper_forwarded,
+                zoo_forwarded,
+            ));
+        }
+    }
+    println!("{table}");
+    assert!(
+        failures.is_empty(),
+        "{} cases differ:\n{}\n{table}\nhyper's zoo:\n{}\nzoo's zoo:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        hyper.output(),
+        zoo.output()
+    );
+}
