@@ -3,6 +3,7 @@
 # i.e. bench/setup.sh, and a release build).
 #
 #   bench/guard.sh [path/to/zoo]     (default: ${CARGO_TARGET_DIR:-target}/release/zoo)
+#   ZOO_ENGINE=zoo bench/guard.sh    (zoo's HTTP/1.1 engine; default: the config default)
 #
 # Counts user-space instructions per proxied keep-alive `GET /small` under
 # valgrind's callgrind, for zoo and for nginx (same private upstream, see
@@ -16,7 +17,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 zoo="${1:-${CARGO_TARGET_DIR:-$here/../target}/release/zoo}"
 [ -x "$zoo" ] || { echo "guard: no $zoo (cargo build --release)" >&2; exit 2; }
 py="$(command -v python3)"
-out="$("$py" "$here/lib/irperreq.py" --zoo "$zoo" -n 1000 --warmup 200 2>/dev/null | tail -1)"
+out="$("$py" "$here/lib/irperreq.py" --zoo "$zoo" ${ZOO_ENGINE:+--engine "$ZOO_ENGINE"} -n 1000 --warmup 200 2>/dev/null | tail -1)"
 "$py" - "$out" "$here/guard-baseline.json" <<'PY'
 import json, sys
 got = json.loads(sys.argv[1]); base = json.load(open(sys.argv[2]))

@@ -95,6 +95,7 @@ http {{
 ZOO_CONF = """
 listen = "127.0.0.1:{port}"
 grace = "1s"
+{engine}
 [routes]
 "/" = {{ proxy = "http://127.0.0.1:{up}" }}
 """
@@ -286,6 +287,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, help="(200; 20 with big bodies)")
     ap.add_argument("--conns", type=int, default=4)
     ap.add_argument("--no-nginx", action="store_true")
+    ap.add_argument("--engine", choices=("hyper", "zoo"),
+                    help="zoo's HTTP/1.1 engine (default: the config default)")
     ap.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
     args = ap.parse_args()
     if args.parallel and not args.strace:
@@ -316,7 +319,8 @@ def main() -> int:
     try:
         wait_port(up, upstream, "upstream nginx", 10)
         with open(os.path.join(d, "zoo.toml"), "w") as f:
-            f.write(ZOO_CONF.format(port=pz, up=up))
+            engine = f'engine = "{args.engine}"' if args.engine else ""
+            f.write(ZOO_CONF.format(port=pz, up=up, engine=engine))
         def run(name: str, cmd: list[str], port: int) -> dict:
             if args.strace:
                 return strace_measure(name, cmd, port, d, args.n, args.warmup, args.conns,
