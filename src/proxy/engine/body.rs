@@ -150,6 +150,46 @@ impl Feeder {
         matches!(self.left, Left::Done) && !self.failed
     }
 
+    /// Puts the body's first frame in the channel when its bytes came in with the head
+    /// (no read, no waiting), so that the service's first poll of a small body finds it, and
+    /// finds a malformed one failed before anything is sent upstream, as with hyper's body.
+    /// Not while `100 Continue` is due: that waits for the service to ask.
+    pub(super) fn preload(&mut self, buf: &mut BytesMut) {
+        if self.continue_due || buf.is_empty() {
+            return;
+        }
+        let Some(Ok(permit)) = self.frames.clone().map(mpsc::Sender::try_reserve_owned) else {
+            return;
+        };
+        match self.next_frame(buf) {
+            Ok(None) => {}
+            Ok(Some(frame)) => self.deliver(permit, Ok(frame)),
+            Err(error) => self.deliver(permit, Err(error)),
+        }
+    }
+
+    /// Sends what was read of the body; its end (or failure) closes the channel.
+    fn deliver(
+        &mut self,
+        permit: mpsc::OwnedPermit<Sent>,
+        sent: Result<Option<Frame<Bytes>>, BodyError>,
+    ) {
+        match sent {
+            Ok(Some(frame)) => {
+                permit.send(Ok(frame));
+            }
+            // Ended without trailers: closing the channel ends the body.
+            Ok(None) => {}
+            Err(error) => {
+                self.failed = true;
+                permit.send(Err(Box::new(error)));
+            }
+        }
+        if matches!(self.left, Left::Done) || self.failed {
+            self.frames = None;
+        }
+    }
+
     /// Waits until the body asks for a frame, then reads it from `buf` (and `stream` when
     /// `buf` has none) and sends it. Cancel-safe: an ask is remembered, bytes read stay in
     /// `buf`.
@@ -189,20 +229,7 @@ impl Feeder {
             }
         };
         self.asked = false;
-        match sent {
-            Ok(Some(frame)) => {
-                permit.send(Ok(frame));
-            }
-            // Ended without trailers: closing the channel ends the body.
-            Ok(None) => {}
-            Err(error) => {
-                self.failed = true;
-                permit.send(Err(Box::new(error)));
-            }
-        }
-        if matches!(self.left, Left::Done) || self.failed {
-            self.frames = None;
-        }
+        self.deliver(permit, sent);
     }
 
     /// The next frame from `buf`: `Ok(None)` when `buf` needs more bytes, `Ok(Some(None))`

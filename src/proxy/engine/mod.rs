@@ -252,7 +252,10 @@ impl Connection {
         let method = parts.method.clone();
         let version = parts.version;
         let (body, mut feeder) = match body::channel(framing, expect_continue) {
-            Some((body, feeder)) => (BoxBody::new(body), Some(feeder)),
+            Some((body, mut feeder)) => {
+                feeder.preload(&mut self.buf);
+                (BoxBody::new(body), Some(feeder))
+            }
             None => (
                 BoxBody::new(Empty::new().map_err(|never| match never {})),
                 None,
