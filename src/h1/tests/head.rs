@@ -426,3 +426,26 @@ fn head_error_status_covers_each_variant() {
         assert_eq!(error.status().as_u16(), status, "{error}");
     }
 }
+
+#[test]
+fn request_head_of_many_fields_before_a_body_of_newlines_parses() {
+    let mut bytes = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n".to_vec();
+    for i in 0..300 {
+        bytes.extend_from_slice(format!("f{i}: v\r\n").as_bytes());
+    }
+    bytes.extend_from_slice(b"\r\n");
+    let head_len = bytes.len();
+    bytes.resize(head_len + 100_000, b'\n');
+    let (head, consumed) = complete(&bytes);
+    assert_eq!((consumed, head.parts.headers.len()), (head_len, 302));
+}
+
+#[test]
+fn request_head_of_more_fields_than_a_header_map_holds_is_431() {
+    // http's HeaderMap holds 32,768 fields; 40,000 of five bytes are still under 256 KiB.
+    let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    bytes.extend_from_slice(&b"a:b\r\n".repeat(40_000));
+    bytes.extend_from_slice(b"\r\n");
+    assert!(bytes.len() < LIMITS.max_head_bytes);
+    assert_eq!(refused(&bytes), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+}
