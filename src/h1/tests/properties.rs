@@ -296,7 +296,7 @@ fn head_parts() -> impl Strategy<Value = (String, String, bool, Vec<(String, Str
                 "[ \t]{0,2}",
                 "([!-~]([ -~\t]{0,20}[!-~])?)?",
             ),
-            0..200,
+            0..160,
         ),
     )
 }
@@ -310,7 +310,9 @@ fn values<'a>(map: &'a HeaderMap, name: &str) -> Vec<&'a [u8]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    // Fewer cases than the chunked properties: a head of up to 160 generated fields is slow to
+    // generate in a debug build.
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn request_head_round_trips_and_stops_at_its_end(
