@@ -16,6 +16,7 @@ use crate::h1::{
 const MAX_TRAILER_BYTES: usize = 4096;
 
 /// A chunked body as bytes, and where its framing is, for the properties that break it.
+#[derive(Debug)]
 struct Encoded {
     bytes: Vec<u8>,
     /// Offsets of each size line's first byte.
@@ -167,6 +168,15 @@ fn any_body() -> impl Strategy<Value = (Vec<u8>, Vec<usize>, Vec<String>, bool, 
     )
 }
 
+/// A body, its trailers, and the body chunked with them.
+fn any_encoded() -> impl Strategy<Value = (Vec<u8>, HeaderMap, Encoded)> {
+    (any_body(), trailer_fields()).prop_map(|((body, sizes, exts, upper, zeros), fields)| {
+        let trailers = trailer_map(&fields);
+        let encoded = encode(&body, &sizes, &exts, upper, zeros, &trailers);
+        (body, trailers, encoded)
+    })
+}
+
 /// A valid encoded body (no trailing bytes) and its decoded outcome must be an error after
 /// `mutate`; fed whole and byte by byte.
 fn assert_rejected(bytes: &[u8]) -> Result<(), TestCaseError> {
@@ -185,13 +195,10 @@ proptest! {
 
     #[test]
     fn chunked_round_trip_at_any_split(
-        (body, sizes, exts, upper, zeros) in any_body(),
-        fields in trailer_fields(),
+        (body, trailers, encoded) in any_encoded(),
         cuts in prop::collection::vec(any::<Index>(), 0..12),
         trailing in prop::collection::vec(any::<u8>(), 0..40),
     ) {
-        let trailers = trailer_map(&fields);
-        let encoded = encode(&body, &sizes, &exts, upper, zeros, &trailers);
         let mut wire = encoded.bytes.clone();
         wire.extend_from_slice(&trailing);
         let decoded = feed(&split(&wire, &cuts)).unwrap();
@@ -204,22 +211,18 @@ proptest! {
 
     #[test]
     fn chunked_any_prefix_is_incomplete_not_an_error(
-        (body, sizes, exts, upper, zeros) in any_body(),
-        fields in trailer_fields(),
+        (_, _, encoded) in any_encoded(),
         cut in any::<Index>(),
     ) {
-        let encoded = encode(&body, &sizes, &exts, upper, zeros, &trailer_map(&fields));
         let prefix = &encoded.bytes[..cut.index(encoded.bytes.len())];
         prop_assert!(matches!(feed(&[prefix]), Ok(None)));
     }
 
     #[test]
     fn chunked_bare_lf_anywhere_in_the_framing_is_rejected(
-        (body, sizes, exts, upper, zeros) in any_body(),
-        fields in trailer_fields(),
+        (_, _, encoded) in any_encoded(),
         which in any::<Index>(),
     ) {
-        let encoded = encode(&body, &sizes, &exts, upper, zeros, &trailer_map(&fields));
         let mut bytes = encoded.bytes;
         bytes.remove(*which.get(&encoded.framing_crs));
         assert_rejected(&bytes)?;
@@ -227,12 +230,11 @@ proptest! {
 
     #[test]
     fn chunked_data_not_followed_by_crlf_is_rejected(
-        (body, sizes, exts, upper, zeros) in any_body(),
+        (body, _, encoded) in any_encoded(),
         which in any::<Index>(),
         replacement in any::<u8>().prop_filter("not CR", |b| *b != b'\r'),
     ) {
         prop_assume!(!body.is_empty());
-        let encoded = encode(&body, &sizes, &exts, upper, zeros, &HeaderMap::new());
         let mut bytes = encoded.bytes;
         bytes[*which.get(&encoded.data_crs)] = replacement;
         assert_rejected(&bytes)?;
@@ -240,12 +242,11 @@ proptest! {
 
     #[test]
     fn chunked_size_with_a_sign_or_inner_whitespace_is_rejected(
-        (body, sizes, exts, upper, zeros) in any_body(),
+        (_, _, encoded) in any_encoded(),
         which in any::<Index>(),
         insert in prop::sample::select(vec![&b"+"[..], b"-", b" ", b"\t", b"0x"]),
         inside in any::<bool>(),
     ) {
-        let encoded = encode(&body, &sizes, &exts, upper, zeros, &HeaderMap::new());
         let mut bytes = encoded.bytes;
         let line = *which.get(&encoded.size_lines);
         // Before the first digit, or between the first digit and a second one.
