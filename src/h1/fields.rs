@@ -144,7 +144,14 @@ pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, FieldErr
     Ok(map)
 }
 
-/// An upper bound on the fields in `section` (each takes a line), to size httparse's array.
+/// An upper bound on the fields in `section` (each takes a line), to size httparse's array:
+/// the lines up to the first empty one, after any empty lines it starts with. Not all of the
+/// buffer's lines: what follows the head (a body of newlines) would size a far larger array.
 pub fn max_fields(section: &[u8]) -> usize {
-    section.iter().filter(|&&b| b == b'\n').count()
+    let empty = |line: &&[u8]| line.is_empty() || *line == b"\r";
+    section
+        .split(|&b| b == b'\n')
+        .skip_while(empty)
+        .take_while(|line| !empty(line))
+        .count()
 }

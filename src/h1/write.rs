@@ -22,9 +22,9 @@ pub enum ResponseFraming {
     Chunked,
 }
 
-/// Writes a response's status line, `headers`, the framing field, `Connection: close` when
-/// `!keep_alive` (and `Connection: keep-alive` for an HTTP/1.0 client kept alive), and the
-/// empty line.
+/// Writes a response's status line, `headers`, `Connection: close` when `!keep_alive` to an
+/// HTTP/1.1 client (`Connection: keep-alive` to an HTTP/1.0 client kept alive), the framing
+/// field, and the empty line.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -41,6 +41,13 @@ pub fn write_response_head(
     out.extend_from_slice(if http10 { b"HTTP/1.0 " } else { b"HTTP/1.1 " });
     write_status(out, status);
     write_fields(out, headers);
+    // Before the framing field, and none to an HTTP/1.0 client that is closed (closing is
+    // its default): where and what hyper writes, so that the engines' heads are equal.
+    match (keep_alive, http10) {
+        (false, false) => out.extend_from_slice(b"connection: close\r\n"),
+        (true, true) => out.extend_from_slice(b"connection: keep-alive\r\n"),
+        (true, false) | (false, true) => {}
+    }
     match framing {
         ResponseFraming::None => {}
         ResponseFraming::Length(length) => {
@@ -49,11 +56,6 @@ pub fn write_response_head(
             out.extend_from_slice(b"\r\n");
         }
         ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-    }
-    if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    } else if http10 {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
 }
@@ -68,12 +70,13 @@ pub fn write_informational(out: &mut Vec<u8>, status: StatusCode, headers: &Head
     out.extend_from_slice(b"\r\n");
 }
 
-/// A chunk's size line, `{len:x}\r\n`; the data and [`CHUNK_END`] follow. Not for `len == 0`,
+/// A chunk's size line, `{len:X}\r\n` (uppercase hex, as hyper writes it); the data and
+/// [`CHUNK_END`] follow. Not for `len == 0`,
 /// which ends the body ([`write_last_chunk`]).
 pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
     debug_assert!(len > 0, "an empty chunk ends the body");
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{len:x}\r\n");
+    let _ = write!(out, "{len:X}\r\n");
 }
 
 /// What follows each chunk's data.

@@ -39,6 +39,17 @@ fn assert_all_refused(cases: &[&[u8]], status: StatusCode) {
     }
 }
 
+/// Each head of `cases` parses, and `read` of it gives the value beside it.
+fn assert_each_reads<T: PartialEq + std::fmt::Debug>(
+    cases: &[(&[u8], T)],
+    read: impl Fn(&RequestHead) -> T,
+) {
+    for (bytes, expected) in cases {
+        let got = read(&complete(bytes).0);
+        assert_eq!(&got, expected, "{:?}", String::from_utf8_lossy(bytes));
+    }
+}
+
 #[test]
 fn request_head_parses_method_target_version_and_fields_in_order() {
     let bytes = b"POST /a/../b?q=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 3\r\n\r\nabcGET";
@@ -84,13 +95,19 @@ fn request_head_skips_empty_lines_before_the_request_line() {
     assert_eq!(complete(bytes).1, bytes.len());
 }
 
-#[test]
-fn request_head_limit_is_bytes_not_fields() {
-    let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
-    for i in 0..1000 {
+/// `start` then `count` fields `fN: v`, and the empty line.
+fn head_of_fields(start: &[u8], count: usize) -> Vec<u8> {
+    let mut bytes = start.to_vec();
+    for i in 0..count {
         bytes.extend_from_slice(format!("f{i}: v\r\n").as_bytes());
     }
     bytes.extend_from_slice(b"\r\n");
+    bytes
+}
+
+#[test]
+fn request_head_limit_is_bytes_not_fields() {
+    let bytes = head_of_fields(b"GET / HTTP/1.1\r\nHost: x\r\n", 1000);
     let (head, consumed) = complete(&bytes);
     assert_eq!(consumed, bytes.len());
     assert_eq!(head.parts.headers.len(), 1001);
@@ -194,14 +211,7 @@ fn request_head_framing_that_is_valid_is_read() {
             BodyFraming::Length(2),
         ),
     ];
-    for (bytes, framing) in cases {
-        assert_eq!(
-            complete(bytes).0.framing,
-            *framing,
-            "{:?}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
+    assert_each_reads(cases, |head| head.framing);
 }
 
 #[test]
@@ -319,69 +329,46 @@ fn request_head_keep_alive_follows_version_and_connection() {
             false,
         ),
     ];
-    for (bytes, keep_alive) in cases {
-        assert_eq!(
-            complete(bytes).0.keep_alive,
-            *keep_alive,
-            "{:?}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
+    assert_each_reads(cases, |head| head.keep_alive);
 }
 
 #[test]
 fn request_head_expect_continue_and_upgrade_need_http_1_1() {
-    let cases: &[(&[u8], bool, bool)] = &[
+    let cases: &[(&[u8], (bool, bool))] = &[
         (
             b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n",
-            true,
-            false,
+            (true, false),
         ),
         (
             b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continueX\r\n\r\n",
-            false,
-            false,
+            (false, false),
         ),
         (
             b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n",
-            false,
-            false,
+            (false, false),
         ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            false,
-            true,
+            (false, true),
         ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, upgrade\r\nUpgrade: h2c\r\n\r\n",
-            false,
-            true,
+            (false, true),
         ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
-            false,
-            false,
+            (false, false),
         ),
         (
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n",
-            false,
-            false,
+            (false, false),
         ),
         (
             b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-            false,
-            false,
+            (false, false),
         ),
     ];
-    for (bytes, expect, upgrade) in cases {
-        let (head, _) = complete(bytes);
-        assert_eq!(
-            (head.expect_continue, head.upgrade),
-            (*expect, *upgrade),
-            "{:?}",
-            String::from_utf8_lossy(bytes)
-        );
-    }
+    assert_each_reads(cases, |head| (head.expect_continue, head.upgrade));
 }
 
 #[test]
@@ -425,4 +412,26 @@ fn head_error_status_covers_each_variant() {
     for (error, status) in cases {
         assert_eq!(error.status().as_u16(), status, "{error}");
     }
+}
+
+#[test]
+fn request_head_of_many_fields_before_a_body_of_newlines_parses() {
+    let mut bytes = head_of_fields(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n",
+        300,
+    );
+    let head_len = bytes.len();
+    bytes.resize(head_len + 100_000, b'\n');
+    let (head, consumed) = complete(&bytes);
+    assert_eq!((consumed, head.parts.headers.len()), (head_len, 302));
+}
+
+#[test]
+fn request_head_of_more_fields_than_a_header_map_holds_is_431() {
+    // http's HeaderMap holds 32,768 fields; 40,000 of five bytes are still under 256 KiB.
+    let mut bytes = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    bytes.extend_from_slice(&b"a:b\r\n".repeat(40_000));
+    bytes.extend_from_slice(b"\r\n");
+    assert!(bytes.len() < LIMITS.max_head_bytes);
+    assert_eq!(refused(&bytes), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
