@@ -12,8 +12,8 @@
 //! finishes, an idle connection closes at once). What it does differently is in
 //! docs/proxy.md ("Two HTTP/1.1 engines").
 //!
-//! An idle connection holds no buffer: the read buffer is released when it is empty between
-//! requests, and made again when the socket is readable.
+//! An idle connection holds no buffer: the read and write buffers are released once it has
+//! waited a second for its next request, and made again when the socket is readable.
 
 mod body;
 mod respond;
@@ -21,7 +21,7 @@ mod respond;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Empty, combinators::BoxBody};
 use tokio::io::AsyncWriteExt;
@@ -37,6 +37,10 @@ use respond::{BodyWriter, Delimited};
 
 /// The read buffer made for a request head; it grows to [`MAX_HEAD_BYTES`] if the head does.
 const HEAD_READ_BYTES: usize = 4 * 1024;
+/// The write buffer made for a response: its head and, coalesced, a small body.
+const OUT_BYTES: usize = 2 * 1024;
+/// How long a kept-alive connection keeps its buffers while it waits for the next request.
+const BUFFERS_KEPT_IDLE: Duration = Duration::from_secs(1);
 /// Bytes of a request body the service did not read that are read and dropped after the
 /// response so that the connection may serve another request; past this it closes.
 const DRAIN_BYTES: usize = 64 * 1024;
@@ -145,22 +149,32 @@ impl Connection {
             max_head_bytes: MAX_HEAD_BYTES,
         };
         let mut scanned = 0;
+        let idle_until = match head_deadline {
+            Some(deadline) => deadline,
+            None => crate::deadline::after(timeouts.keepalive),
+        };
+        // Between two requests of a busy connection the buffers are kept (made again for
+        // each request they cost more instructions than the rest of the head's handling).
+        let mut release_at = Some(crate::deadline::after(BUFFERS_KEPT_IDLE).min(idle_until))
+            .filter(|_| self.buf.capacity() > 0 || self.out.capacity() > 0);
         if !self.buf.is_empty() {
             // A pipelined head has started arriving already.
             head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
         }
         loop {
             if self.buf.is_empty() {
-                // Idle (or not started): hold no buffer while waiting.
-                self.buf = BytesMut::new();
-                self.out = Vec::new();
-                let idle_until = match head_deadline {
-                    Some(deadline) => deadline,
-                    None => crate::deadline::after(timeouts.keepalive),
-                };
+                let wait_until = release_at.unwrap_or(idle_until);
                 tokio::select! {
                     readable = self.stream.readable() => readable.ok()?,
-                    () = tokio::time::sleep_until(idle_until) => return None,
+                    () = tokio::time::sleep_until(wait_until) => {
+                        if release_at.take().is_none() {
+                            return None;
+                        }
+                        // Idle for a while: hold no buffer from now on.
+                        self.buf = BytesMut::new();
+                        self.out = Vec::new();
+                        continue;
+                    }
                     () = stop.cancelled() => return None,
                 }
                 self.buf.reserve(HEAD_READ_BYTES);
@@ -174,10 +188,10 @@ impl Connection {
             }
             // Parse only once the bytes hold the end of a head, so that a head arriving a
             // byte at a time is not parsed again at every byte.
-            if ends_head(&self.buf, scanned) || self.buf.len() >= MAX_HEAD_BYTES {
+            if scanned == 0 || ends_head(&self.buf, scanned) || self.buf.len() >= MAX_HEAD_BYTES {
                 match h1::parse_request_head(&self.buf, &limits) {
                     Ok(Some((head, consumed))) => {
-                        let _ = self.buf.split_to(consumed);
+                        self.buf.advance(consumed);
                         return Some(Ok(head));
                     }
                     Ok(None) => {}
@@ -301,6 +315,8 @@ impl Connection {
         let keep_alive = !closing && delimited != Delimited::Close;
         let announced = respond::trailers_allowed(headers, delimited, version, te_trailers);
         self.out.clear();
+        // Room for a usual head and a small body at once, rather than growing to it.
+        self.out.reserve(OUT_BYTES);
         h1::write_response_head(&mut self.out, status, version, headers, field, keep_alive);
         respond::add_date(&mut self.out, headers);
         let mut writer = BodyWriter {
