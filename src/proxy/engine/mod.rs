@@ -167,10 +167,8 @@ impl Connection {
                 tokio::select! {
                     readable = self.stream.readable() => readable.ok()?,
                     () = tokio::time::sleep_until(wait_until) => {
-                        if release_at.take().is_none() {
-                            return None;
-                        }
-                        // Idle for a while: hold no buffer from now on.
+                        // Past the idle limit, or idle for a while: then hold no buffer.
+                        release_at.take()?;
                         self.buf = BytesMut::new();
                         self.out = Vec::new();
                         continue;
