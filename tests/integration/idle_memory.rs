@@ -84,7 +84,7 @@ fn an_idle_connection_on_the_zoo_engine_costs_a_few_kib() {
         for stream in &mut open {
             one_request(stream);
         }
-        // The zoo engine lets a connection's buffers go after a second of waiting.
+        // The zoo engine lets a connection's buffers go after 50 ms of waiting.
         std::thread::sleep(Duration::from_millis(1500));
         let held = resident_kib(pid);
         let each = held.saturating_sub(start) as f64 / WAVE as f64;
