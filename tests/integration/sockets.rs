@@ -1,6 +1,6 @@
 //! `socket = true` (issue 18): apps listening on a Unix socket zoo names in `SOCKET`, in a
 //! private directory under `$ZOO_RUN`: uvicorn `--uds` and Node `server.listen(SOCKET)`
-//! answer through zoo, a WebSocket echoes over the socket, a stale socket left by an earlier
+//! answer through zoo, a WebSocket echoes over the socket (spliced), a stale socket left by an earlier
 //! run is replaced, and a regular file at the socket's path is refused, not deleted.
 
 use std::io::{Read, Write};
@@ -82,7 +82,9 @@ fn socket_apps_answer_through_zoo_with_a_websocket_and_replace_a_stale_socket() 
         );
     }
 
-    // A WebSocket echo through zoo to uvicorn over its socket.
+    // A WebSocket echo through zoo to uvicorn over its socket, spliced: the first transfer
+    // opens a pipe of the tunnels' pool, which stays open for the next one (a copy opens none).
+    let pipes_before = open_pipes(&zoo);
     let mut stream = std::net::TcpStream::connect(zoo.addr()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -112,6 +114,22 @@ fn socket_apps_answer_through_zoo_with_a_websocket_and_replace_a_stale_socket() 
     stream.read_exact(&mut frame).unwrap();
     assert_eq!((frame[0], frame[1]), (0x81, 15), "{frame:?}");
     assert_eq!(&frame[2..], b"over the socket");
+    let pipes_after = open_pipes(&zoo);
+    assert!(
+        pipes_after > pipes_before,
+        "zoo's pipe descriptors {pipes_before} -> {pipes_after}: the tunnel copied\n{}",
+        zoo.output()
+    );
+}
+
+/// zoo's open pipe descriptors: the apps' output pipes and the tunnels' splice pipes.
+fn open_pipes(zoo: &Zoo) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", zoo.pid().as_raw()))
+        .expect("read zoo's /proc/PID/fd")
+        .filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
 }
 
 #[test]
