@@ -61,6 +61,16 @@ pub enum Dial {
     Unix(Arc<Path>),
 }
 
+impl std::fmt::Display for Dial {
+    /// `127.0.0.1:PORT`, or `unix:PATH` (the spelling of nginx's and curl's socket upstreams).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// One instance of an app: where it listens, whether it is ready, and how much it is doing.
 #[derive(Debug)]
 pub struct InstanceHandle {
@@ -180,6 +190,21 @@ impl AppHandle {
             .map_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), |instance| {
                 instance.addr()
             })
+    }
+
+    /// Where its instances listen now, for a route's line (`zoo check`, `zoo status`) and
+    /// error messages: `at ADDR` for one instance, `(N instances at ADDR, ...)` for several.
+    #[must_use]
+    pub fn describe_addresses(&self) -> String {
+        let instances = self.instances.load();
+        let addresses: Vec<String> = instances
+            .iter()
+            .map(|instance| instance.dial().to_string())
+            .collect();
+        match addresses.as_slice() {
+            [one] => format!("at {one}"),
+            all => format!("({} instances at {})", all.len(), all.join(", ")),
+        }
     }
 
     /// Whether some instance is ready.
@@ -599,6 +624,26 @@ mod tests {
             0,
             "the lease was dropped"
         );
+    }
+
+    #[test]
+    fn addresses_name_every_instance_and_sockets_as_unix() {
+        assert_eq!(
+            ready_app(Balance::LeastRequests, 1).describe_addresses(),
+            "at 127.0.0.1:9000"
+        );
+        assert_eq!(
+            ready_app(Balance::LeastRequests, 3).describe_addresses(),
+            "(3 instances at 127.0.0.1:9000, 127.0.0.1:9001, 127.0.0.1:9002)"
+        );
+        let socket: Arc<Path> = Arc::from(Path::new("/run/zoo/web/web.sock"));
+        let app = AppHandle::with_instances(
+            "web".into(),
+            Balance::LeastRequests,
+            false,
+            vec![(0, Some(socket))],
+        );
+        assert_eq!(app.describe_addresses(), "at unix:/run/zoo/web/web.sock");
     }
 
     #[test]

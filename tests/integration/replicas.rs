@@ -51,6 +51,28 @@ fn rows(zoo: &Zoo) -> Vec<serde_json::Value> {
     status["apps"].as_array().cloned().unwrap_or_default()
 }
 
+/// The line of `zoo status --json` for the route `/`.
+fn route_line(zoo: &Zoo) -> String {
+    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    status["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .find(|line| line.starts_with("/ "))
+        .unwrap_or_else(|| panic!("no route `/` in {status}"))
+        .to_owned()
+}
+
+/// Every instance's `127.0.0.1:PORT` in `zoo status --json`.
+fn addresses(rows: &[serde_json::Value]) -> Vec<String> {
+    rows.iter()
+        .map(|row| format!("127.0.0.1:{}", row["port"]))
+        .collect()
+}
+
 fn ready_count(zoo: &Zoo) -> usize {
     rows(zoo).iter().filter(|row| row["ready"] == true).count()
 }
@@ -285,6 +307,15 @@ fn scale_up_then_down_under_load_loses_no_request() {
     let up = rows(&zoo);
     assert_eq!(up.len(), 5, "{up:?}\n{}", zoo.output());
     assert!(up.iter().all(|row| row["ready"] == true), "{up:?}");
+    // The route names every instance, not instance 0's address alone.
+    let line = route_line(&zoo);
+    assert!(
+        line.contains("-> app `web` (5 instances at ")
+            && addresses(&up)
+                .iter()
+                .all(|addr| line.contains(addr.as_str())),
+        "{line}\n{up:?}"
+    );
     assert!(
         load.wait_for_fraction(0.5, LOAD_DEADLINE),
         "load stalled\n{}",
@@ -304,6 +335,11 @@ fn scale_up_then_down_under_load_loses_no_request() {
     assert_eq!(
         down[0]["name"], "web",
         "a single instance is named as the app"
+    );
+    let line = route_line(&zoo);
+    assert!(
+        line.ends_with(&format!("-> app `web` at {}", addresses(&down)[0])),
+        "{line}\n{down:?}"
     );
     // The new instances took requests too.
     let metrics = zoo.get("/metrics").text();
