@@ -42,6 +42,9 @@ pub struct AppHandle {
     pub recent: Arc<RecentLines>,
     /// `start = "on-demand"`: a request that finds no instance ready starts them.
     on_demand: bool,
+    /// With `socket = true`: the directory under which each instance's socket is (zoo's
+    /// `ZOO_RUN` or its config-named directory), for the instances a scale adds.
+    sockets_base: Option<Arc<Path>>,
     /// Set by a request to an on-demand app that found no instance ready; cleared when the
     /// app is stopped for being idle.
     wanted: AtomicBool,
@@ -111,15 +114,22 @@ impl AppHandle {
     /// An app of one instance on `port`.
     #[cfg(test)]
     pub(crate) fn new(name: String, port: u16) -> Arc<Self> {
-        Self::with_instances(name, Balance::LeastRequests, false, vec![(port, None)])
+        Self::with_instances(
+            name,
+            Balance::LeastRequests,
+            false,
+            None,
+            vec![(port, None)],
+        )
     }
 
-    /// An app with one instance per address of `places` (a port, or a socket path),
-    /// indexed in that order, started by the first request when `on_demand`.
+    /// An app with one instance per address of `places` (a port, or a socket path under
+    /// `sockets_base`), indexed in that order, started by the first request when `on_demand`.
     pub(crate) fn with_instances(
         name: String,
         balance: Balance,
         on_demand: bool,
+        sockets_base: Option<Arc<Path>>,
         places: Vec<(u16, Option<Arc<Path>>)>,
     ) -> Arc<Self> {
         let ready_changed = Arc::new(Notify::new());
@@ -136,6 +146,7 @@ impl AppHandle {
             ready_changed,
             recent: Arc::default(),
             on_demand,
+            sockets_base,
             wanted: AtomicBool::new(false),
             demanded: Notify::new(),
             rolling: tokio::sync::Mutex::new(()),
@@ -150,6 +161,11 @@ impl AppHandle {
         (port, socket): (u16, Option<Arc<Path>>),
     ) -> Arc<InstanceHandle> {
         InstanceHandle::new(index, port, socket, &self.ready_changed)
+    }
+
+    /// Where a socket app's instances put their sockets; `None` for an app on ports.
+    pub(super) fn sockets_base(&self) -> Option<&Path> {
+        self.sockets_base.as_deref()
     }
 
     /// The instances taking new requests, by index.
@@ -594,7 +610,7 @@ mod tests {
     fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
         let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
         let places = ports.iter().map(|port| (*port, None)).collect();
-        let app = AppHandle::with_instances("web".into(), balance, false, places);
+        let app = AppHandle::with_instances("web".into(), balance, false, None, places);
         app.set_ready(true);
         app
     }
@@ -641,6 +657,7 @@ mod tests {
             "web".into(),
             Balance::LeastRequests,
             false,
+            None,
             vec![(0, Some(socket))],
         );
         assert_eq!(app.describe_addresses(), "at unix:/run/zoo/web/web.sock");

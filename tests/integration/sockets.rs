@@ -1,7 +1,8 @@
 //! `socket = true` (issue 18): apps listening on a Unix socket zoo names in `SOCKET`, in a
 //! private directory under `$ZOO_RUN`: uvicorn `--uds` and Node `server.listen(SOCKET)`
 //! answer through zoo, a WebSocket echoes over the socket (spliced), a stale socket left by an earlier
-//! run is replaced, and a regular file at the socket's path is refused, not deleted.
+//! run is replaced, and a regular file at the socket's path is refused, not deleted. Without
+//! `ZOO_RUN` each config has its own directory, which a restart of that config finds again.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -25,9 +26,15 @@ fn start(run: &Path, apps: &str, routes: &str) -> Zoo {
     )
 }
 
+/// Makes `dir` as zoo would: private (0700), or zoo refuses it.
+fn private_dir(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
 /// Leaves a socket file at `path`, as a process killed before it cleaned up would.
 fn stale_socket(path: &Path) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    private_dir(path.parent().unwrap());
     drop(std::os::unix::net::UnixListener::bind(path).unwrap());
     assert!(std::fs::metadata(path).unwrap().file_type().is_socket());
 }
@@ -132,26 +139,134 @@ fn open_pipes(zoo: &Zoo) -> usize {
         .count()
 }
 
-#[test]
-fn socket_path_holding_a_regular_file_is_refused_and_kept() {
-    let run = tempfile::tempdir().unwrap();
-    let path = run.path().join("node/node.sock");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, "not a socket").unwrap();
+/// zoo with one `node` app on a socket under `run` (never restarted) routed at `/`; asserts that
+/// its start is refused with a line containing `reason`, and returns it.
+fn refused_start(run: &Path, reason: &str) -> Zoo {
     let zoo = start(
-        run.path(),
+        run,
         "[apps.node]\ncommand = \"node server.js\"\nsocket = true\nrestart = \"never\"\n",
         "\"/\" = { app = \"node\" }\n",
     );
     assert!(
-        zoo.wait_for_line(READY_DEADLINE, |_, line| line
-            .contains("exists and is not a socket")),
+        zoo.wait_for_line(READY_DEADLINE, |_, line| line.contains(reason)),
         "the start is refused with the reason\n{}",
         zoo.output()
     );
+    zoo
+}
+
+#[test]
+fn socket_path_holding_a_regular_file_is_refused_and_kept() {
+    let run = tempfile::tempdir().unwrap();
+    let path = run.path().join("node/node.sock");
+    private_dir(path.parent().unwrap());
+    std::fs::write(&path, "not a socket").unwrap();
+    let _zoo = refused_start(run.path(), "exists and is not a socket");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "not a socket",
         "the file is kept"
+    );
+}
+
+#[test]
+fn socket_directory_open_to_others_is_refused_and_left_as_it_is() {
+    let run = tempfile::tempdir().unwrap();
+    let dir = run.path().join("node");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _zoo = refused_start(
+        run.path(),
+        "is mode 755: zoo uses only a private one (0700)",
+    );
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755, "not changed behind the user's back");
+}
+
+/// The config-named socket directories (`zoo-HASH`) zoos made in `runtime_dir`.
+fn zoo_dirs(runtime_dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(runtime_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("zoo-"))
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+        .map(|entry| entry.path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn without_zoo_run_each_config_has_its_own_socket_directory_found_again_on_restart() {
+    let runtime_dir = tempfile::tempdir().unwrap();
+    let xdg = format!("XDG_RUNTIME_DIR={}", runtime_dir.path().display());
+    // One config file that two zoos run in turn (the harness gives each zoo its own).
+    let fixed = tempfile::tempdir().unwrap();
+    let config = fixed.path().join("zoo.toml");
+    std::fs::write(fixed.path().join("server.js"), SERVER_JS).unwrap();
+    let node_app = |script: &Path| {
+        format!(
+            "listen = \"127.0.0.1:0\"\n[apps.node]\ncommand = \"node {}\"\nsocket = true\n\
+             [routes]\n\"/\" = {{ app = \"node\" }}\n",
+            script.display()
+        )
+    };
+    std::fs::write(&config, node_app(&fixed.path().join("server.js"))).unwrap();
+    let run_fixed = format!("exec \"$0\" --config {}", config.display());
+    let wrapper = [
+        "/usr/bin/env",
+        xdg.as_str(),
+        "/bin/sh",
+        "-c",
+        run_fixed.as_str(),
+    ];
+    let answers = |zoo: &Zoo| {
+        util::poll_until(READY_DEADLINE, || {
+            http::get(zoo.addr(), "/a").is_ok_and(|response| response.status == 200)
+        })
+    };
+
+    let mut first = Zoo::start_wrapped(&wrapper, "", &[]);
+    assert!(answers(&first), "first run\n{}", first.output());
+    let dirs = zoo_dirs(runtime_dir.path());
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let socket = dirs[0].join("node/node.sock");
+    assert!(
+        std::fs::metadata(&socket).unwrap().file_type().is_socket(),
+        "{}",
+        socket.display()
+    );
+    let mode = std::fs::metadata(dirs[0].join("node"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    // Another config, another directory: the two `node` apps do not meet.
+    let other = Zoo::start_wrapped(
+        &["/usr/bin/env", xdg.as_str()],
+        &node_app(Path::new("server.js")),
+        &[("server.js", SERVER_JS)],
+    );
+    assert!(answers(&other), "other config\n{}", other.output());
+    assert_eq!(zoo_dirs(runtime_dir.path()).len(), 2);
+
+    // The first zoo stops; what a crash would leave behind is left at its socket's path.
+    first.terminate();
+    if !socket.exists() {
+        stale_socket(&socket);
+    }
+    let again = Zoo::start_wrapped(&wrapper, "", &[]);
+    assert!(
+        answers(&again),
+        "the same config finds and replaces its stale socket\n{}",
+        again.output()
+    );
+    let now = zoo_dirs(runtime_dir.path());
+    assert!(now.len() == 2 && now.contains(&dirs[0]), "{now:?}");
+    assert!(
+        answers(&other),
+        "the other zoo's app kept its socket\n{}",
+        other.output()
     );
 }
