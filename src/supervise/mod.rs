@@ -243,6 +243,18 @@ impl SupervisorHandle {
             .map(|running| Arc::clone(&running.tracked.app))
     }
 
+    /// Whether an app that depends on the app `name` has a process now.
+    fn dependent_runs(&self, name: &str) -> bool {
+        self.registry.lock().running.iter().any(|running| {
+            running
+                .config
+                .depends_on
+                .iter()
+                .any(|dependency| dependency == name)
+                && running.tracked.progress().pid.is_some()
+        })
+    }
+
     /// Sends `signal` to the process group of every running app.
     fn signal_all(&self, signal: Signal) {
         for running in &self.registry.lock().running {
