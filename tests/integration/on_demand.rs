@@ -11,10 +11,7 @@ const APP_PY: &str = include_str!("replicas/app.py");
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 fn row(zoo: &Zoo) -> serde_json::Value {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let mut status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
-    status["apps"][0].take()
+    util::status_json(zoo.dir(), CLI_DEADLINE)["apps"][0].take()
 }
 
 #[test]
@@ -81,9 +78,7 @@ fn on_demand_app_starts_at_the_first_request_and_stops_after_idle_stop() {
 
 /// The row of the app `name` in `zoo status --json`.
 fn row_of(zoo: &Zoo, name: &str) -> serde_json::Value {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    let status = util::status_json(zoo.dir(), CLI_DEADLINE);
     status["apps"]
         .as_array()
         .into_iter()

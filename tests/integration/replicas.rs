@@ -45,17 +45,13 @@ fn start(replicas: usize, extra: &str) -> Zoo {
 
 /// The app's rows of `zoo status --json`.
 fn rows(zoo: &Zoo) -> Vec<serde_json::Value> {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    let status = util::status_json(zoo.dir(), CLI_DEADLINE);
     status["apps"].as_array().cloned().unwrap_or_default()
 }
 
 /// The line of `zoo status --json` for the route `/`.
 fn route_line(zoo: &Zoo) -> String {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    let status = util::status_json(zoo.dir(), CLI_DEADLINE);
     status["routes"]
         .as_array()
         .into_iter()
