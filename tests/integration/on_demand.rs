@@ -1,13 +1,15 @@
 //! `start = "on-demand"` (issue 18): an app that is not started at boot, is started by the
 //! first request to its route (which waits for it, as for a restart), and is stopped again
-//! after `idle_stop` without requests; an app that depends on one starts it, and keeps it
+//! after `idle_stop` without requests (an open WebSocket counts as one); an app that depends on one starts it, and keeps it
 //! from idling while it runs.
 
 use std::time::Duration;
 
+use super::websocket::{ws_open, ws_recv, ws_send};
 use crate::util::{self, Zoo};
 
 const APP_PY: &str = include_str!("replicas/app.py");
+const FASTAPI_PY: &str = include_str!("../util/fastapi/app.py");
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 fn row(zoo: &Zoo) -> serde_json::Value {
@@ -132,6 +134,45 @@ fn dependent_of_an_on_demand_app_starts_it_and_keeps_it_from_idling() {
                 .all(|name| row_of(&zoo, name)["state"] == "idle")
         }),
         "both idle again\n{}",
+        zoo.output()
+    );
+}
+
+#[test]
+fn on_demand_app_with_an_open_websocket_does_not_idle() {
+    util::require_uvicorn();
+    let config = "listen = \"127.0.0.1:0\"\n\
+         [apps.py]\n\
+         command = \"uvicorn app:app --host 127.0.0.1 --port $PORT --ws wsproto --log-level warning\"\n\
+         start = \"on-demand\"\n\
+         idle_stop = \"1s\"\n\
+         ready = { http = \"/ping\" }\n\
+         [routes]\n\
+         \"/\" = { app = \"py\" }\n";
+    let zoo = Zoo::start(config, &[("app.py", FASTAPI_PY)]);
+    // The handshake itself starts the app.
+    let mut tunnel = ws_open(zoo.addr());
+    ws_send(&mut tunnel, 0x1, b"first");
+    assert_eq!(ws_recv(&mut tunnel), (0x1, b"first".to_vec()));
+    let pid = row(&zoo)["pid"].as_u64();
+    assert!(pid.is_some(), "{}", zoo.output());
+    // Three idle_stops with the tunnel open and silent: still the same process.
+    let watched_until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < watched_until {
+        let now = row(&zoo);
+        assert!(
+            now["state"] == "ready" && now["pid"].as_u64() == pid,
+            "stopped with a WebSocket open: {now}\n{}",
+            zoo.output()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    ws_send(&mut tunnel, 0x1, b"still there");
+    assert_eq!(ws_recv(&mut tunnel), (0x1, b"still there".to_vec()));
+    drop(tunnel);
+    assert!(
+        util::poll_until(Duration::from_secs(15), || row(&zoo)["state"] == "idle"),
+        "idle once the tunnel closed\n{}",
         zoo.output()
     );
 }
