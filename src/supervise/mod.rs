@@ -502,7 +502,8 @@ pub fn plan(
 /// a socket app's sockets go under `sockets_base` (made at each start, not here).
 fn new_handle(app: &config::App, sockets_base: &Path) -> Result<Arc<AppHandle>, SuperviseError> {
     crate::log::reserve_name_width(&app.name);
-    let sockets_base: Option<Arc<Path>> = app.socket.then(|| Arc::from(sockets_base));
+    // Kept for every app: a reload may turn `socket` on.
+    let sockets_base: Option<Arc<Path>> = Some(Arc::from(sockets_base));
     let places = (0..app.replicas)
         .map(|index| instance_place(app, index, sockets_base.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;

@@ -237,13 +237,17 @@ impl SupervisorHandle {
     }
 }
 
-/// Gives `handle` the instances `app` asks for, keeping those whose index it still has (at
-/// the port the config fixes for them, if it does), before its runners start again.
+/// Gives `handle` the settings and instances `app` asks for, keeping those whose index it
+/// still has (at the port the config fixes for them, if it does) unless `socket` changed,
+/// before its runners start again.
 fn fit_instances(handle: &AppHandle, app: &config::App) -> Result<(), SuperviseError> {
+    handle.reconfigure(app);
     let current = handle.instances();
     let mut instances = Vec::with_capacity(app.replicas);
     for index in 0..app.replicas {
-        let kept = current.iter().find(|instance| instance.index == index);
+        let kept = current
+            .iter()
+            .find(|instance| instance.index == index && instance.socket().is_some() == app.socket);
         instances.push(match kept {
             Some(instance) => {
                 if let Some(port) = app.port_of(index) {

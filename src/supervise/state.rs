@@ -30,7 +30,9 @@ use crate::config::{self, AppKind, Balance};
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    balance: Balance,
+    /// Its `balance` is `round_robin` (else `least_requests`); set again by a reload that
+    /// restarts the app with a new config.
+    round_robin: AtomicBool,
     /// The instances taking new requests, by index.
     instances: ArcSwap<Vec<Arc<InstanceHandle>>>,
     /// Where the next round (or the scan for the least loaded) starts, so that ties and
@@ -40,10 +42,11 @@ pub struct AppHandle {
     ready_changed: Arc<Notify>,
     /// The app's last output lines (of all its instances), for `zoo logs`.
     pub recent: Arc<RecentLines>,
-    /// `start = "on-demand"`: a request that finds no instance ready starts them.
-    on_demand: bool,
-    /// With `socket = true`: the directory under which each instance's socket is (zoo's
-    /// `ZOO_RUN` or its config-named directory), for the instances a scale adds.
+    /// `start = "on-demand"`: a request that finds no instance ready starts them; set again
+    /// by a reload that restarts the app with a new config.
+    on_demand: AtomicBool,
+    /// The directory under which a socket app's instances put their sockets (zoo's
+    /// `ZOO_RUN` or its config-named directory), for the instances a scale or reload adds.
     sockets_base: Option<Arc<Path>>,
     /// Set by a request to an on-demand app that found no instance ready; cleared when the
     /// app is stopped for being idle.
@@ -140,12 +143,12 @@ impl AppHandle {
             .collect();
         Arc::new(Self {
             name,
-            balance,
+            round_robin: AtomicBool::new(balance == Balance::RoundRobin),
             instances: ArcSwap::from_pointee(instances),
             cursor: AtomicUsize::new(0),
             ready_changed,
             recent: Arc::default(),
-            on_demand,
+            on_demand: AtomicBool::new(on_demand),
             sockets_base,
             wanted: AtomicBool::new(false),
             demanded: Notify::new(),
@@ -163,9 +166,18 @@ impl AppHandle {
         InstanceHandle::new(index, port, socket, &self.ready_changed)
     }
 
-    /// Where a socket app's instances put their sockets; `None` for an app on ports.
+    /// Where a socket app's instances put their sockets.
     pub(super) fn sockets_base(&self) -> Option<&Path> {
         self.sockets_base.as_deref()
+    }
+
+    /// Takes the `balance` and `start` of `app`, the app's new config (a reload restarting it
+    /// on this handle).
+    pub(super) fn reconfigure(&self, app: &config::App) {
+        self.round_robin
+            .store(app.balance == Balance::RoundRobin, Ordering::Relaxed);
+        self.on_demand
+            .store(app.start == config::StartMode::OnDemand, Ordering::Release);
     }
 
     /// The instances taking new requests, by index.
@@ -236,13 +248,13 @@ impl AppHandle {
     /// first request starts it), not a failure.
     #[must_use]
     pub fn starts_on_demand(&self) -> bool {
-        self.on_demand
+        self.on_demand.load(Ordering::Acquire)
     }
 
     /// Starts an app that starts on demand, if it is idle (a request found no instance
     /// ready); nothing for any other app.
     pub fn demand(&self) {
-        if self.on_demand && !self.wanted.swap(true, Ordering::AcqRel) {
+        if self.starts_on_demand() && !self.wanted.swap(true, Ordering::AcqRel) {
             self.demanded.notify_waiters();
         }
     }
@@ -297,11 +309,11 @@ impl AppHandle {
                 let choose = |strict: bool| {
                     let rotated = (0..all.len()).map(|offset| &all[(start + offset) % all.len()]);
                     let mut candidates = rotated.filter(|instance| usable(instance, strict));
-                    match self.balance {
-                        Balance::RoundRobin => candidates.next(),
+                    if self.round_robin.load(Ordering::Relaxed) {
+                        candidates.next()
+                    } else {
                         // `min_by_key` keeps the first of equals: ties go round with `start`.
-                        Balance::LeastRequests => candidates
-                            .min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed)),
+                        candidates.min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed))
                     }
                 };
                 choose(true).or_else(|| choose(false))
@@ -640,6 +652,23 @@ mod tests {
             0,
             "the lease was dropped"
         );
+    }
+
+    #[test]
+    fn reconfigure_takes_a_reloaded_balance_and_start() {
+        let app = ready_app(Balance::LeastRequests, 2);
+        let _busy = app.pick(None).expect("a ready instance");
+        let changed = crate::supervise::tests::app_with(
+            "web",
+            "balance = \"round_robin\"\nstart = \"on-demand\"\n",
+        );
+        app.reconfigure(&changed);
+        assert!(app.starts_on_demand());
+        // Round robin takes the busy instance in its turn; least_requests never would.
+        let picked: Vec<usize> = (0..4)
+            .map(|_| app.pick(None).unwrap().instance().index)
+            .collect();
+        assert!(picked.contains(&0) && picked.contains(&1), "{picked:?}");
     }
 
     #[test]

@@ -183,6 +183,52 @@ fn socket_directory_open_to_others_is_refused_and_left_as_it_is() {
     assert_eq!(mode & 0o777, 0o755, "not changed behind the user's back");
 }
 
+#[test]
+fn reload_moves_an_app_from_its_port_to_a_socket_and_back() {
+    let run = tempfile::tempdir().unwrap();
+    let on_port = "[apps.node]\ncommand = \"node server.js\"\n";
+    let mut zoo = start(run.path(), on_port, "\"/\" = { app = \"node\" }\n");
+    let answers = |zoo: &Zoo| {
+        util::poll_until(READY_DEADLINE, || {
+            http::get(zoo.addr(), "/a").is_ok_and(|response| response.status == 200)
+        })
+    };
+    assert!(answers(&zoo), "on its port\n{}", zoo.output());
+    let socket = run.path().join("node/node.sock");
+    let config = zoo.dir().join("zoo.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(on_port, &format!("{on_port}socket = true\n")),
+    )
+    .unwrap();
+    zoo.cli_ok(&["reload"], Duration::from_secs(60));
+    assert!(answers(&zoo), "on its socket\n{}", zoo.output());
+    assert!(
+        std::fs::metadata(&socket).is_ok_and(|found| found.file_type().is_socket()),
+        "{}\n{}",
+        socket.display(),
+        zoo.output()
+    );
+    let status = util::status_json(zoo.dir(), READY_DEADLINE);
+    assert!(
+        status["routes"][0]
+            .as_str()
+            .is_some_and(|line| line.ends_with(&format!("at unix:{}", socket.display()))),
+        "{status}"
+    );
+    std::fs::write(&config, text).unwrap();
+    zoo.cli_ok(&["reload"], Duration::from_secs(60));
+    assert!(answers(&zoo), "on a port again\n{}", zoo.output());
+    let status = util::status_json(zoo.dir(), READY_DEADLINE);
+    assert!(
+        status["routes"][0]
+            .as_str()
+            .is_some_and(|line| line.contains("at 127.0.0.1:")),
+        "{status}"
+    );
+}
+
 /// The config-named socket directories (`zoo-HASH`) zoos made in `runtime_dir`.
 fn zoo_dirs(runtime_dir: &Path) -> Vec<std::path::PathBuf> {
     let mut dirs: Vec<_> = std::fs::read_dir(runtime_dir)
