@@ -187,7 +187,7 @@ fn socket_directory_open_to_others_is_refused_and_left_as_it_is() {
 fn reload_moves_an_app_from_its_port_to_a_socket_and_back() {
     let run = tempfile::tempdir().unwrap();
     let on_port = "[apps.node]\ncommand = \"node server.js\"\n";
-    let mut zoo = start(run.path(), on_port, "\"/\" = { app = \"node\" }\n");
+    let zoo = start(run.path(), on_port, "\"/\" = { app = \"node\" }\n");
     let answers = |zoo: &Zoo| {
         util::poll_until(READY_DEADLINE, || {
             http::get(zoo.addr(), "/a").is_ok_and(|response| response.status == 200)
