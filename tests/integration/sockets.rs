@@ -3,6 +3,8 @@
 //! answer through zoo, a WebSocket echoes over the socket (spliced), a stale socket left by an earlier
 //! run is replaced, and a regular file at the socket's path is refused, not deleted. Without
 //! `ZOO_RUN` each config has its own directory, which a restart of that config finds again.
+//! Replicas get one socket each, `protocol = "h2c"` works over a socket, and a reload moves an
+//! app between its port and a socket.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -13,6 +15,7 @@ use crate::util::websocket::ws_frame;
 use crate::util::{self, READY_DEADLINE, Zoo, http};
 
 const SERVER_JS: &str = include_str!("sockets/server.js");
+const H2_JS: &str = include_str!("sockets/h2.js");
 const APP_PY: &str = include_str!("../util/fastapi/app.py");
 
 /// zoo with `ZOO_RUN` at `run` and the apps of `apps` (TOML), routes `/node` and `/`.
@@ -22,7 +25,11 @@ fn start(run: &Path, apps: &str, routes: &str) -> Zoo {
     Zoo::start_wrapped(
         &["/usr/bin/env", &zoo_run],
         &config,
-        &[("server.js", SERVER_JS), ("app.py", APP_PY)],
+        &[
+            ("server.js", SERVER_JS),
+            ("h2.js", H2_JS),
+            ("app.py", APP_PY),
+        ],
     )
 }
 
@@ -227,6 +234,45 @@ fn reload_moves_an_app_from_its_port_to_a_socket_and_back() {
             .is_some_and(|line| line.contains("at 127.0.0.1:")),
         "{status}"
     );
+}
+
+#[test]
+fn socket_apps_run_replicas_one_socket_each_and_speak_h2c() {
+    let run = tempfile::tempdir().unwrap();
+    let zoo = start(
+        run.path(),
+        "[apps.node]\ncommand = \"node server.js\"\nsocket = true\nreplicas = 2\n\
+         [apps.h2]\ncommand = \"node h2.js\"\nsocket = true\nprotocol = \"h2c\"\n",
+        "\"/h2\" = { app = \"h2\" }\n\"/\" = { app = \"node\" }\n",
+    );
+    let mut pids = std::collections::BTreeSet::new();
+    assert!(
+        util::poll_until(READY_DEADLINE, || {
+            if let Ok(response) = http::get(zoo.addr(), "/a")
+                && response.status == 200
+            {
+                pids.extend(response.text().split_whitespace().nth(1).map(str::to_owned));
+            }
+            pids.len() == 2
+        }),
+        "both instances answer: {pids:?}\n{}",
+        zoo.output()
+    );
+    for file in ["node.0.sock", "node.1.sock"] {
+        let socket = run.path().join("node").join(file);
+        assert!(
+            std::fs::metadata(&socket).is_ok_and(|found| found.file_type().is_socket()),
+            "{}",
+            socket.display()
+        );
+    }
+    assert!(
+        util::poll_until(READY_DEADLINE, || http::get(zoo.addr(), "/h2/x")
+            .is_ok_and(|response| response.status == 200)),
+        "h2c over its socket\n{}",
+        zoo.output()
+    );
+    assert_eq!(zoo.get("/h2/x/y").text(), "h2 2.0 /h2/x/y\n");
 }
 
 /// The config-named socket directories (`zoo-HASH`) zoos made in `runtime_dir`.
