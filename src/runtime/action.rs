@@ -105,7 +105,7 @@ impl Upstream {
 
     pub(crate) fn describe(&self) -> String {
         match self {
-            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr()),
+            Self::App { app, .. } => format!("app `{}` {}", app.name, app.describe_addresses()),
             Self::External(external) => {
                 format!(
                     "{}://{}",

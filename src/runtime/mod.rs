@@ -85,7 +85,7 @@ impl Runtime {
     /// The runtime of a zoo starting with `config`: its apps' handles planned (ports picked),
     /// then everything else built against them.
     pub fn plan(config: Config, metrics: &Metrics) -> Result<Self, BuildError> {
-        let apps = supervise::plan(&config.apps)?;
+        let apps = supervise::plan(&config.apps, &config.path)?;
         Self::build(config, apps, metrics)
     }
 
