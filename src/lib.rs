@@ -13,6 +13,7 @@ pub mod config;
 mod control;
 mod deadline;
 mod files;
+pub mod h1;
 mod listeners;
 pub mod log;
 mod proxy;

@@ -1,0 +1,157 @@
+//! What a request's fields mean for the message and the connection (RFC 9112 6.3, 9.3; RFC
+//! 9110 7.2, 7.6.1, 7.8, 10.1.1): body framing, `Host`, keep-alive, `Expect`, `Upgrade`.
+//! The refusals here are the ones request smuggling goes through, so each is strict.
+
+use http::Version;
+use http::header::{
+    CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue,
+    TRANSFER_ENCODING, UPGRADE,
+};
+
+use super::head::{BodyFraming, HeadError};
+
+/// What [`read`] found; copied into a `RequestHead`.
+pub struct Semantics {
+    pub framing: BodyFraming,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+}
+
+pub fn read(headers: &HeaderMap, version: Version) -> Result<Semantics, HeadError> {
+    let http10 = version == Version::HTTP_10;
+    match headers.get_all(HOST).iter().count() {
+        0 if !http10 => return Err(HeadError::MissingHost),
+        0 | 1 => {}
+        _ => return Err(HeadError::DuplicateHost),
+    }
+    let framing = framing(headers, http10)?;
+    let (mut close, mut keep_alive, mut upgrade) = (false, false, false);
+    for token in list_elements(headers, &CONNECTION) {
+        close |= token.eq_ignore_ascii_case(b"close");
+        keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+        upgrade |= token.eq_ignore_ascii_case(b"upgrade");
+    }
+    let expect_continue = !http10
+        && headers.get_all(EXPECT).iter().any(|value| {
+            value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"100-continue")
+        });
+    Ok(Semantics {
+        framing,
+        keep_alive: !close && (!http10 || keep_alive),
+        expect_continue,
+        upgrade: !http10 && upgrade && headers.contains_key(UPGRADE),
+    })
+}
+
+/// RFC 9112 6.3, for a request: `Transfer-Encoding` wins over nothing, it is refused next to
+/// `Content-Length` (the pair is how requests are smuggled: issue 19), and its last coding
+/// must be `chunked` (else the body's end is unknowable).
+fn framing(headers: &HeaderMap, http10: bool) -> Result<BodyFraming, HeadError> {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        if http10 {
+            // RFC 9112 6.1: an HTTP/1.0 recipient may not read it; treat as faulty framing.
+            return Err(HeadError::TransferEncodingInHttp10);
+        }
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(HeadError::LengthWithTransferEncoding);
+        }
+        return transfer_coding(headers);
+    }
+    let mut length = None;
+    for element in headers
+        .get_all(CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    {
+        let value = parse_length(element.trim_ascii()).ok_or(HeadError::InvalidContentLength)?;
+        // Repeated identical values are one length (RFC 9110 8.6, as hyper reads them).
+        if length.is_some_and(|seen| seen != value) {
+            return Err(HeadError::ConflictingContentLength);
+        }
+        length = Some(value);
+    }
+    Ok(length.map_or(BodyFraming::Empty, BodyFraming::Length))
+}
+
+fn transfer_coding(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
+    let (mut chunked, mut other, mut last_is_chunked) = (0_usize, false, false);
+    for coding in list_elements(headers, &TRANSFER_ENCODING) {
+        last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
+        if last_is_chunked {
+            chunked = chunked.saturating_add(1);
+        } else {
+            other = true;
+        }
+    }
+    if !last_is_chunked {
+        Err(HeadError::ChunkedNotLast)
+    } else if chunked > 1 {
+        Err(HeadError::ChunkedTwice)
+    } else if other {
+        Err(HeadError::UnsupportedTransferCoding)
+    } else {
+        Ok(BodyFraming::Chunked)
+    }
+}
+
+/// `1*DIGIT` as a `u64`: no sign, no space inside, no overflow.
+fn parse_length(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0_u64, |value, &b| {
+        let digit = char::from(b).to_digit(10)?;
+        value.checked_mul(10)?.checked_add(u64::from(digit))
+    })
+}
+
+/// The non-empty elements of a comma-separated field, over all its lines, without their
+/// surrounding whitespace (RFC 9110 5.6.1: empty elements are ignored).
+fn list_elements<'a>(
+    headers: &'a HeaderMap,
+    name: &'a HeaderName,
+) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|element| !element.is_empty())
+}
+
+/// Why [`header_map`] refused a field httparse accepted.
+pub enum FieldError {
+    Name,
+    Value(HeaderName),
+    /// More than a `HeaderMap` holds (32,768 fields; a 256 KiB head can have 65,536).
+    TooMany,
+}
+
+/// httparse's fields as a `HeaderMap`, in order, repeated names kept.
+pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, FieldError> {
+    let mut map = HeaderMap::try_with_capacity(fields.len()).map_err(|_| FieldError::TooMany)?;
+    for field in fields {
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| FieldError::Name)?;
+        let value =
+            HeaderValue::from_bytes(field.value).map_err(|_| FieldError::Value(name.clone()))?;
+        map.try_append(name, value)
+            .map_err(|_| FieldError::TooMany)?;
+    }
+    Ok(map)
+}
+
+/// An upper bound on the fields in `section` (each takes a line), to size httparse's array:
+/// the lines up to the first empty one, after any empty lines it starts with. Not all of the
+/// buffer's lines: what follows the head (a body of newlines) would size a far larger array.
+pub fn max_fields(section: &[u8]) -> usize {
+    let empty = |line: &&[u8]| line.is_empty() || *line == b"\r";
+    section
+        .split(|&b| b == b'\n')
+        .skip_while(empty)
+        .take_while(|line| !empty(line))
+        .count()
+}
