@@ -7,6 +7,7 @@ mod duration;
 mod expand;
 mod keyword;
 mod schedule;
+mod split;
 mod suggest;
 mod url;
 mod walk;
@@ -87,29 +88,57 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
+    if let Some(walked) = parse_in_batches(source, path, env) {
+        return walked;
+    }
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(source);
     let problems = if syntax_errors.is_empty() {
         match walk::walk(root.get_ref(), path, env) {
             Ok(config) => return Ok(config),
-            Err(problems) => problems
-                .into_iter()
-                .map(|problem| (problem.span, problem.message))
-                .collect(),
+            Err(problems) => problems,
         }
     } else {
         // A tree recovered from broken syntax would only add confusing follow-on errors.
         syntax_errors
             .into_iter()
-            .map(|error| {
-                let span = error.span().unwrap_or(0..0);
-                (span, format!("invalid TOML: {}", error.message()))
+            .map(|error| walk::Problem {
+                span: error.span().unwrap_or(0..0),
+                message: format!("invalid TOML: {}", error.message()),
             })
-            .collect::<Vec<_>>()
+            .collect()
     };
-    Err(ConfigError::Invalid {
+    Err(invalid(source, path, problems))
+}
+
+/// Parses a config whose `[routes]` table is plain ([`split`]) without building toml's tree
+/// of it: the rest of the document in one tree, the routes a batch at a time. `None` when
+/// the document is not of that shape or has a TOML error: its whole-tree parse says which.
+fn parse_in_batches(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Result<Config, ConfigError>> {
+    let region = split::find(source)?;
+    let rest = [&source[..region.cut.start], &source[region.cut.end..]].concat();
+    let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(&rest);
+    if !syntax_errors.is_empty() {
+        return None;
+    }
+    Some(
+        walk::walk_batched(root.get_ref(), source, &region, path, env)?
+            .map_err(|problems| invalid(source, path, problems)),
+    )
+}
+
+fn invalid(source: &str, path: &Path, problems: Vec<walk::Problem>) -> ConfigError {
+    let problems = problems
+        .into_iter()
+        .map(|problem| (problem.span, problem.message))
+        .collect();
+    ConfigError::Invalid {
         path: path.to_path_buf(),
         diagnostics: Diagnostic::locate_all(source, problems),
-    })
+    }
 }
 
 /// A validated configuration. Holds no runtime state: the runtime tables are built from it.
