@@ -250,24 +250,34 @@ impl<T> Entry<T> {
     }
 }
 
+impl<T> Entry<T> {
+    fn new(key: String, value: T) -> Self {
+        let wildcard = key.ends_with('*');
+        let prefix_len = key.len() - usize::from(wildcard);
+        Self {
+            key,
+            value,
+            prefix_len,
+            wildcard,
+        }
+    }
+}
+
 impl<T> RouteTable<T> {
     /// Builds the table. Keys are validated elsewhere (start with `/`, `*` only at the end);
     /// any string is accepted here without panicking. Duplicate keys: the last one wins, as
     /// when a map is written twice.
     pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Self {
-        let mut entries: Vec<Entry<T>> = routes
-            .into_iter()
-            .map(|(key, value)| {
-                let wildcard = key.ends_with('*');
-                let prefix_len = key.len() - usize::from(wildcard);
-                Entry {
-                    key,
-                    value,
-                    prefix_len,
-                    wildcard,
-                }
-            })
-            .collect();
+        Self::sorted(
+            routes
+                .into_iter()
+                .map(|(key, value)| Entry::new(key, value))
+                .collect(),
+        )
+    }
+
+    /// Sorts `entries` in place (a table of 300,000 routes is not copied on the way).
+    fn sorted(mut entries: Vec<Entry<T>>) -> Self {
         // Stable: equal keys stay in insertion order, so the kept one can take the last value.
         entries.sort_by(|a, b| a.key.cmp(&b.key));
         entries.dedup_by(|later, kept| {
@@ -283,6 +293,7 @@ impl<T> RouteTable<T> {
                 .then(a.wildcard.cmp(&b.wildcard))
                 .then_with(|| a.key.cmp(&b.key))
         });
+        entries.shrink_to_fit();
         Self { entries }
     }
 

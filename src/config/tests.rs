@@ -173,7 +173,6 @@ fn parse_design_example() {
             Route {
                 key: "/node".to_owned(),
                 host: None,
-                path: "/node".to_owned(),
                 action: Action::App {
                     name: "node".to_owned(),
                 },
@@ -183,13 +182,12 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/go".to_owned(),
                 host: None,
-                path: "/go".to_owned(),
                 action: Action::Respond {
                     status: StatusCode::OK,
                     headers: vec![],
@@ -201,21 +199,20 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/google".to_owned(),
                 host: None,
-                path: "/google".to_owned(),
                 action: Action::Proxy {
-                    target: ProxyTarget {
+                    target: Box::new(ProxyTarget {
                         scheme: Scheme::Https,
                         host: "google.com".to_owned(),
                         port: 443,
                         authority: "google.com".to_owned(),
                         path: String::new(),
-                    },
+                    }),
                     ca_file: None,
                 },
                 strip_prefix: true,
@@ -224,13 +221,12 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/".to_owned(),
                 host: None,
-                path: "/".to_owned(),
                 action: Action::App {
                     name: "python".to_owned(),
                 },
@@ -240,7 +236,7 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
         ],
@@ -585,14 +581,14 @@ fn host_route_keys_split_into_host_and_path() {
     let r = route(r#""API.Example.com./v1*" = { app = "web" }"#);
     assert_eq!(r.key, "API.Example.com./v1*");
     assert_eq!(r.host, Some(HostPattern::Exact("api.example.com".into())));
-    assert_eq!(r.path, "/v1*");
+    assert_eq!(r.path(), "/v1*");
     let r = route(r#""*.bücher.example/" = { app = "web" }"#);
     assert_eq!(
         r.host,
         Some(HostPattern::Wildcard(".xn--bcher-kva.example".into()))
     );
     let r = route(r#""/plain" = { app = "web" }"#);
-    assert_eq!((r.host, r.path.as_str()), (None, "/plain"));
+    assert_eq!((r.host.clone(), r.path()), (None, "/plain"));
 }
 
 #[test]

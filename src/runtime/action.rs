@@ -201,7 +201,7 @@ pub(super) fn resolve(
             RouteAction::Forward {
                 upstream: Upstream::External(Box::new(External {
                     host: HeaderValue::from_str(&target.authority).map_err(|_| bad_authority())?,
-                    target: target.clone(),
+                    target: (**target).clone(),
                     pool,
                 })),
                 strip_prefix: route.strip_prefix,

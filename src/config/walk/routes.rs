@@ -301,12 +301,11 @@ impl Walker<'_> {
         if misplaced {
             return None;
         }
-        let (host, path) = split?;
+        let (host, _) = split?;
         let headers = headers?;
         Some(Route {
             key: key.to_owned(),
             host,
-            path: path.to_owned(),
             action: built?,
             // A `static` route names files below its key unless told otherwise (nginx's `alias`).
             strip_prefix: strip_prefix?.unwrap_or(action == "static"),
@@ -316,13 +315,13 @@ impl Walker<'_> {
             compress: compress?,
             access: match (allow?, deny?) {
                 (None, None) => None,
-                (allow, deny) => Some(Access {
+                (allow, deny) => Some(Box::new(Access {
                     allow: allow.unwrap_or_default(),
                     deny: deny.unwrap_or_default(),
-                }),
+                })),
             },
-            headers: headers.rules,
-            basic_auth: basic_auth?,
+            headers: (!headers.rules.is_empty()).then(|| Box::new(headers.rules)),
+            basic_auth: basic_auth?.map(Box::new),
         })
     }
 
@@ -395,7 +394,7 @@ impl Walker<'_> {
             Some(self.base.join(file))
         });
         Some(Action::Proxy {
-            target: target?,
+            target: Box::new(target?),
             ca_file: ca_file?,
         })
     }
