@@ -278,16 +278,21 @@ impl<T> RouteTable<T> {
 
     /// Sorts `entries` in place (a table of 300,000 routes is not copied on the way).
     fn sorted(mut entries: Vec<Entry<T>>) -> Self {
-        // Stable: equal keys stay in insertion order, so the kept one can take the last value.
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
-        entries.dedup_by(|later, kept| {
-            let same = later.key == kept.key;
-            if same {
-                std::mem::swap(&mut later.value, &mut kept.value);
-            }
-            same
-        });
-        entries.sort_by(|a, b| {
+        if has_duplicate_keys(&entries) {
+            // Stable: equal keys stay in insertion order, so the kept one can take the last
+            // value. Rare (a validated config has no two routes alike), as its scratch space
+            // is half the table again.
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            entries.dedup_by(|later, kept| {
+                let same = later.key == kept.key;
+                if same {
+                    std::mem::swap(&mut later.value, &mut kept.value);
+                }
+                same
+            });
+        }
+        // The keys are unique, so the order is total and an unstable sort (in place) gives it.
+        entries.sort_unstable_by(|a, b| {
             b.prefix_len
                 .cmp(&a.prefix_len)
                 .then(a.wildcard.cmp(&b.wildcard))
@@ -330,6 +335,13 @@ impl<T> RouteTable<T> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Whether two entries have the same key: sorts the keys alone (16 bytes each).
+fn has_duplicate_keys<T>(entries: &[Entry<T>]) -> bool {
+    let mut keys: Vec<&str> = entries.iter().map(|entry| entry.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// A successful [`RouteTable::lookup`].
