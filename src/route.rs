@@ -18,6 +18,7 @@
 mod host;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub use host::{HostKeyError, HostPattern, HostRoutes, split_key};
 
@@ -228,7 +229,8 @@ pub struct RouteTable<T> {
 
 #[derive(Debug, Clone)]
 struct Entry<T> {
-    key: String,
+    /// Shared: the runtime counts a route of any host under the same string.
+    key: Arc<str>,
     value: T,
     /// `key` without its trailing `*`, as a byte length: the length that ranks matches.
     prefix_len: usize,
@@ -243,7 +245,7 @@ impl<T> Entry<T> {
                 .as_bytes()
                 .starts_with(&self.key.as_bytes()[..self.prefix_len]);
         }
-        path.starts_with(self.key.as_str())
+        path.starts_with(&*self.key)
             && (path.len() == self.key.len()
                 || self.key.ends_with('/')
                 || path.as_bytes()[self.key.len()] == b'/')
@@ -251,7 +253,8 @@ impl<T> Entry<T> {
 }
 
 impl<T> Entry<T> {
-    fn new(key: String, value: T) -> Self {
+    fn new(key: impl Into<Arc<str>>, value: T) -> Self {
+        let key = key.into();
         let wildcard = key.ends_with('*');
         let prefix_len = key.len() - usize::from(wildcard);
         Self {
@@ -267,7 +270,7 @@ impl<T> RouteTable<T> {
     /// Builds the table. Keys are validated elsewhere (start with `/`, `*` only at the end);
     /// any string is accepted here without panicking. Duplicate keys: the last one wins, as
     /// when a map is written twice.
-    pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Self {
+    pub fn new<K: Into<Arc<str>>>(routes: impl IntoIterator<Item = (K, T)>) -> Self {
         Self::sorted(
             routes
                 .into_iter()
@@ -321,7 +324,7 @@ impl<T> RouteTable<T> {
 
     /// Keys and values in match-priority order (for `zoo check`).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.entries.iter().map(|e| (e.key.as_str(), &e.value))
+        self.entries.iter().map(|e| (&*e.key, &e.value))
     }
 
     /// Number of distinct keys.
@@ -339,7 +342,7 @@ impl<T> RouteTable<T> {
 
 /// Whether two entries have the same key: sorts the keys alone (16 bytes each).
 fn has_duplicate_keys<T>(entries: &[Entry<T>]) -> bool {
-    let mut keys: Vec<&str> = entries.iter().map(|entry| entry.key.as_str()).collect();
+    let mut keys: Vec<&str> = entries.iter().map(|entry| &*entry.key).collect();
     keys.sort_unstable();
     keys.windows(2).any(|pair| pair[0] == pair[1])
 }

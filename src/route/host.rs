@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use super::{Entry, Match, RouteTable};
 
@@ -165,7 +166,9 @@ impl<T> HostRoutes<T> {
     /// Builds the tables from `(host, path key, value)`; within one host, as [`RouteTable::new`].
     /// The routes are taken one at a time, each straight into its host's table: so that an
     /// iterator that makes them as it goes never has them all twice.
-    pub fn new(routes: impl IntoIterator<Item = (Option<HostPattern>, String, T)>) -> Self {
+    pub fn new<K: Into<Arc<str>>>(
+        routes: impl IntoIterator<Item = (Option<HostPattern>, K, T)>,
+    ) -> Self {
         let routes = routes.into_iter();
         // Most tables have no hosts: the host-less one is sized for all (and shrunk after).
         let mut any_host = Vec::with_capacity(routes.size_hint().1.unwrap_or(0));

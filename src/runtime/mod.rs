@@ -120,6 +120,7 @@ impl Runtime {
             .as_ref()
             .is_some_and(|steps| steps.reads_target());
         let mut route_hosts: HashMap<HostPattern, String> = HashMap::new();
+        let mut labels: HashMap<String, Arc<str>> = HashMap::new();
         let mut failed = None;
         let entries = taken.map_while(|route| {
             if let Some(host) = &route.host {
@@ -127,8 +128,16 @@ impl Runtime {
                     .entry(host.clone())
                     .or_insert_with(|| route.key.clone());
             }
+            let key: Arc<str> = Arc::from(route.key.as_str());
+            // A route of any host is matched by its whole key: one string for both.
+            let path = match route.host {
+                None => Arc::clone(&key),
+                Some(_) => Arc::from(route.path()),
+            };
             let entry = route_entry(
                 &route,
+                key,
+                &mut labels,
                 &config,
                 &Resolved {
                     by_name: &by_name,
@@ -144,7 +153,7 @@ impl Runtime {
                         .response_headers
                         .as_ref()
                         .is_some_and(|steps| steps.reads_target());
-                    Some((route.host.clone(), route.path().to_owned(), entry))
+                    Some((route.host, path, entry))
                 }
                 Err(error) => {
                     failed = Some(error);
@@ -162,7 +171,7 @@ impl Runtime {
         Ok(Self {
             routes,
             route_hosts,
-            unrouted: RouteStats::new("", "-", metrics),
+            unrouted: RouteStats::new(Arc::from(""), Arc::from("-"), metrics),
             response_headers,
             response_headers_read_target,
             tls,
@@ -264,9 +273,12 @@ struct Resolved<'r> {
     response_headers: Option<&'r Arc<HeaderSteps>>,
 }
 
-/// The table entry of `route`, a route of `config`.
+/// The table entry of `route`, a route of `config`, counted under `key` (its key); the
+/// upstreams' labels are shared through `labels`.
 fn route_entry(
     route: &Route,
+    key: Arc<str>,
+    labels: &mut HashMap<String, Arc<str>>,
     config: &Config,
     resolved: &Resolved<'_>,
     metrics: &Metrics,
@@ -276,7 +288,15 @@ fn route_entry(
         RouteAction::Forward { upstream, .. } => upstream.label(),
         _ => "-",
     };
-    let stats = RouteStats::new(&route.key, upstream, metrics);
+    let upstream = match labels.get(upstream) {
+        Some(label) => Arc::clone(label),
+        None => {
+            let label: Arc<str> = Arc::from(upstream);
+            labels.insert(upstream.to_owned(), Arc::clone(&label));
+            label
+        }
+    };
+    let stats = RouteStats::new(key, upstream, metrics);
     let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
     // Only forwarded requests go anywhere for request rules to matter. The credentials
     // `basic_auth` checked go first, so that a rule may still set an `Authorization` of the
@@ -296,7 +316,8 @@ fn route_entry(
             &checked_credentials,
             &config.headers.request,
             &route.header_rules().request,
-        ]),
+        ])
+        .map(Box::new),
         _ => None,
     };
     let rules = route.header_rules();
