@@ -220,11 +220,17 @@ fn is_dot_segment(seg: &[u8]) -> bool {
 ///
 /// Entries are kept sorted in match-priority order: matched length descending, then the exact
 /// key before the `*` key of the same length, then by key (so the order is fully determined).
-/// The first entry that matches is therefore the longest match.
+/// The first entry that matches is therefore the longest match; a lookup finds it without a
+/// scan (300,000 routes took 5 ms a request), by the index below.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
     /// Sorted in match-priority order; keys are unique.
     entries: Vec<Entry<T>>,
+    /// Indexes of `entries` in key order. The only keys that can match a path with a prefix
+    /// length `n` are its first `n` bytes and those with a `*`: two binary searches.
+    by_key: Vec<usize>,
+    /// The distinct prefix lengths of the keys, longest first: the `n` worth trying.
+    prefix_lens: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -302,7 +308,25 @@ impl<T> RouteTable<T> {
                 .then_with(|| a.key.cmp(&b.key))
         });
         entries.shrink_to_fit();
-        Self { entries }
+        let mut by_key: Vec<usize> = (0..entries.len()).collect();
+        by_key.sort_unstable_by(|a, b| entries[*a].key.cmp(&entries[*b].key));
+        let mut prefix_lens: Vec<usize> = entries.iter().map(|entry| entry.prefix_len).collect();
+        prefix_lens.dedup();
+        Self {
+            entries,
+            by_key,
+            prefix_lens,
+        }
+    }
+
+    /// The entry whose key is `prefix`, followed by `*` if `wildcard`.
+    fn entry(&self, prefix: &str, wildcard: bool) -> Option<&Entry<T>> {
+        let star = wildcard.then_some(b'*');
+        let found = self.by_key.binary_search_by(|index| {
+            let key = self.entries.get(*index).map_or("", |entry| &*entry.key);
+            key.bytes().cmp(prefix.bytes().chain(star))
+        });
+        self.entries.get(*self.by_key.get(found.ok()?)?)
     }
 
     /// The longest key matching `path` (already normalised), or `None` (a 404 from zoo).
@@ -312,9 +336,16 @@ impl<T> RouteTable<T> {
     /// a key ending in `*` is a plain string prefix. Does not allocate.
     #[must_use]
     pub fn lookup(&self, path: &str) -> Option<Match<'_, T>> {
-        self.entries
+        // Longest first, and at each length the exact key before the `*` one: the order of
+        // `entries`, so the same entry as the first of them that matches.
+        self.prefix_lens
             .iter()
-            .find(|e| e.matches(path))
+            .filter_map(|len| path.get(..*len))
+            .find_map(|prefix| {
+                self.entry(prefix, false)
+                    .filter(|entry| !entry.wildcard && entry.matches(path))
+                    .or_else(|| self.entry(prefix, true))
+            })
             .map(|e| Match {
                 key: &e.key,
                 value: &e.value,
@@ -787,6 +818,21 @@ mod tests {
         }
 
         proptest! {
+            /// The indexed lookup finds the first entry in match-priority order that matches,
+            /// whatever the keys (any string, `*` anywhere) and the path.
+            #[test]
+            fn lookup_is_the_first_match_in_priority_order(
+                keys in prop::collection::vec(
+                    prop_oneof![token_path(), any::<String>(), token_path().prop_map(|k| k + "*")],
+                    0..12,
+                ),
+                p in any_path(),
+            ) {
+                let table = RouteTable::new(keys.iter().map(|key| (key.as_str(), ())));
+                let scanned = table.entries.iter().find(|e| e.matches(&p)).map(|e| &*e.key);
+                prop_assert_eq!(table.lookup(&p).map(|found| found.key), scanned);
+            }
+
             /// Never panics, on anything; the fast path agrees with the definitive one.
             #[test]
             fn never_panics(p in any_path()) {
