@@ -88,9 +88,15 @@ pub fn parse(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    if let Some(walked) = parse_in_batches(source, path, env) {
-        return walked;
-    }
+    parse_in_batches(source, path, env).unwrap_or_else(|| parse_whole(source, path, env))
+}
+
+/// [`parse`] through toml's tree of the whole document.
+fn parse_whole(
+    source: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
     let (root, syntax_errors) = toml::de::DeTable::parse_recoverable(source);
     let problems = if syntax_errors.is_empty() {
         match walk::walk(root.get_ref(), path, env) {

@@ -1307,3 +1307,50 @@ fn socket_is_for_services_without_a_port_or_replace() {
         ]
     );
 }
+
+/// The two ways a config is read give the same config, or the same diagnostics: routes a
+/// batch at a time (when `[routes]` is plain) and toml's tree of the whole document.
+#[test]
+fn batched_and_whole_tree_reads_agree() {
+    let apps = "listen = \"127.0.0.1:1\"\n[apps.web]\ncommand = \"x\"\nport = 9000\n";
+    let routes: String = (0..300)
+        .map(|n| {
+            format!(
+                "\"/r{n}\" = {{ app = \"web\", timeout = \"{}s\" }}\n",
+                n % 7 + 1
+            )
+        })
+        .collect();
+    let sources = [
+        format!("{apps}[routes]\n{routes}"),
+        format!("[routes]\n{routes}\n{apps}"),
+        format!("{apps}[routes]\n{routes}\"/bad\" = {{ app = \"wbe\" }}\nlisen = 1\n"),
+        format!("lisen = 1\n[routes]\n{routes}[apps.web]\ncomand = \"x\"\n"),
+        format!("{apps}[routes]\n\"/x\" = {{ respond = \"a\", sttus = 1 }}\n{routes}"),
+        format!(
+            "{apps}[routes]\n\"A.example.com/\" = {{ app = \"web\" }}\n\"a.example.com./\" = {{ app = \"web\" }}\n"
+        ),
+        format!("{apps}[routes]\n{routes}\"/r5\" = {{ app = \"web\" }}\n"),
+        // Found as plain, but no TOML: read again as one tree.
+        format!("{apps}[routes]\n{routes}\"/z\" = {{ app = \"web\" \"x\" }}\n"),
+    ];
+    for source in &sources {
+        assert!(split::find(source).is_some(), "{source}");
+        let path = Path::new("zoo.toml");
+        let batched = parse(source, path, &env);
+        let whole = parse_whole(source, path, &env);
+        match (batched, whole) {
+            (Ok(batched), Ok(whole)) => assert_eq!(batched, whole),
+            (
+                Err(ConfigError::Invalid {
+                    diagnostics: batched,
+                    ..
+                }),
+                Err(ConfigError::Invalid {
+                    diagnostics: whole, ..
+                }),
+            ) => assert_eq!(batched, whole),
+            (batched, whole) => panic!("{source}\nbatched: {batched:?}\nwhole: {whole:?}"),
+        }
+    }
+}
