@@ -225,7 +225,7 @@ pub fn check(config: Config) -> Result<String, RunError> {
         let _ = writeln!(out, "listen  {addr}");
     }
     let _ = writeln!(out, "routes (longest match first):");
-    for line in runtime.describe() {
+    for line in runtime.describe_lines() {
         let _ = writeln!(out, "  {line}");
     }
     for warning in runtime.uncovered_hosts() {

@@ -204,7 +204,7 @@ impl ControlPlane {
             .stage(&Vec::from_iter(config.admin))
             .await
             .map_err(listen_error)?;
-        let changes = self.apps.plan_changes(&config.apps)?;
+        let changes = self.apps.plan_changes(&config.apps, &config.path)?;
         let scheme = config.scheme();
         let runtime = Runtime::build(config, changes.handles(), &self.serving.metrics)?;
         self.apps

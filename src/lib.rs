@@ -18,6 +18,7 @@ mod listeners;
 pub mod log;
 mod proxy;
 pub mod route;
+mod rundir;
 mod runtime;
 mod supervise;
 mod telemetry;

@@ -18,6 +18,7 @@
 mod host;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub use host::{HostKeyError, HostPattern, HostRoutes, split_key};
 
@@ -219,16 +220,23 @@ fn is_dot_segment(seg: &[u8]) -> bool {
 ///
 /// Entries are kept sorted in match-priority order: matched length descending, then the exact
 /// key before the `*` key of the same length, then by key (so the order is fully determined).
-/// The first entry that matches is therefore the longest match.
+/// The first entry that matches is therefore the longest match; a lookup finds it without a
+/// scan (300,000 routes took 5 ms a request), by the index below.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
     /// Sorted in match-priority order; keys are unique.
     entries: Vec<Entry<T>>,
+    /// Indexes of `entries` in key order. The only keys that can match a path with a prefix
+    /// length `n` are its first `n` bytes and those with a `*`: two binary searches.
+    by_key: Vec<usize>,
+    /// The distinct prefix lengths of the keys, longest first: the `n` worth trying.
+    prefix_lens: Vec<usize>,
 }
 
 #[derive(Debug, Clone)]
 struct Entry<T> {
-    key: String,
+    /// Shared: the runtime counts a route of any host under the same string.
+    key: Arc<str>,
     value: T,
     /// `key` without its trailing `*`, as a byte length: the length that ranks matches.
     prefix_len: usize,
@@ -243,10 +251,24 @@ impl<T> Entry<T> {
                 .as_bytes()
                 .starts_with(&self.key.as_bytes()[..self.prefix_len]);
         }
-        path.starts_with(self.key.as_str())
+        path.starts_with(&*self.key)
             && (path.len() == self.key.len()
                 || self.key.ends_with('/')
                 || path.as_bytes()[self.key.len()] == b'/')
+    }
+}
+
+impl<T> Entry<T> {
+    fn new(key: impl Into<Arc<str>>, value: T) -> Self {
+        let key = key.into();
+        let wildcard = key.ends_with('*');
+        let prefix_len = key.len() - usize::from(wildcard);
+        Self {
+            key,
+            value,
+            prefix_len,
+            wildcard,
+        }
     }
 }
 
@@ -254,36 +276,57 @@ impl<T> RouteTable<T> {
     /// Builds the table. Keys are validated elsewhere (start with `/`, `*` only at the end);
     /// any string is accepted here without panicking. Duplicate keys: the last one wins, as
     /// when a map is written twice.
-    pub fn new(routes: impl IntoIterator<Item = (String, T)>) -> Self {
-        let mut entries: Vec<Entry<T>> = routes
-            .into_iter()
-            .map(|(key, value)| {
-                let wildcard = key.ends_with('*');
-                let prefix_len = key.len() - usize::from(wildcard);
-                Entry {
-                    key,
-                    value,
-                    prefix_len,
-                    wildcard,
+    pub fn new<K: Into<Arc<str>>>(routes: impl IntoIterator<Item = (K, T)>) -> Self {
+        Self::sorted(
+            routes
+                .into_iter()
+                .map(|(key, value)| Entry::new(key, value))
+                .collect(),
+        )
+    }
+
+    /// Sorts `entries` in place (a table of 300,000 routes is not copied on the way).
+    fn sorted(mut entries: Vec<Entry<T>>) -> Self {
+        if has_duplicate_keys(&entries) {
+            // Stable: equal keys stay in insertion order, so the kept one can take the last
+            // value. Rare (a validated config has no two routes alike), as its scratch space
+            // is half the table again.
+            entries.sort_by(|a, b| a.key.cmp(&b.key));
+            entries.dedup_by(|later, kept| {
+                let same = later.key == kept.key;
+                if same {
+                    std::mem::swap(&mut later.value, &mut kept.value);
                 }
-            })
-            .collect();
-        // Stable: equal keys stay in insertion order, so the kept one can take the last value.
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
-        entries.dedup_by(|later, kept| {
-            let same = later.key == kept.key;
-            if same {
-                std::mem::swap(&mut later.value, &mut kept.value);
-            }
-            same
-        });
-        entries.sort_by(|a, b| {
+                same
+            });
+        }
+        // The keys are unique, so the order is total and an unstable sort (in place) gives it.
+        entries.sort_unstable_by(|a, b| {
             b.prefix_len
                 .cmp(&a.prefix_len)
                 .then(a.wildcard.cmp(&b.wildcard))
                 .then_with(|| a.key.cmp(&b.key))
         });
-        Self { entries }
+        entries.shrink_to_fit();
+        let mut by_key: Vec<usize> = (0..entries.len()).collect();
+        by_key.sort_unstable_by(|a, b| entries[*a].key.cmp(&entries[*b].key));
+        let mut prefix_lens: Vec<usize> = entries.iter().map(|entry| entry.prefix_len).collect();
+        prefix_lens.dedup();
+        Self {
+            entries,
+            by_key,
+            prefix_lens,
+        }
+    }
+
+    /// The entry whose key is `prefix`, followed by `*` if `wildcard`.
+    fn entry(&self, prefix: &str, wildcard: bool) -> Option<&Entry<T>> {
+        let star = wildcard.then_some(b'*');
+        let found = self.by_key.binary_search_by(|index| {
+            let key = self.entries.get(*index).map_or("", |entry| &*entry.key);
+            key.bytes().cmp(prefix.bytes().chain(star))
+        });
+        self.entries.get(*self.by_key.get(found.ok()?)?)
     }
 
     /// The longest key matching `path` (already normalised), or `None` (a 404 from zoo).
@@ -293,9 +336,16 @@ impl<T> RouteTable<T> {
     /// a key ending in `*` is a plain string prefix. Does not allocate.
     #[must_use]
     pub fn lookup(&self, path: &str) -> Option<Match<'_, T>> {
-        self.entries
+        // Longest first, and at each length the exact key before the `*` one: the order of
+        // `entries`, so the same entry as the first of them that matches.
+        self.prefix_lens
             .iter()
-            .find(|e| e.matches(path))
+            .filter_map(|len| path.get(..*len))
+            .find_map(|prefix| {
+                self.entry(prefix, false)
+                    .filter(|entry| !entry.wildcard && entry.matches(path))
+                    .or_else(|| self.entry(prefix, true))
+            })
             .map(|e| Match {
                 key: &e.key,
                 value: &e.value,
@@ -305,7 +355,7 @@ impl<T> RouteTable<T> {
 
     /// Keys and values in match-priority order (for `zoo check`).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        self.entries.iter().map(|e| (e.key.as_str(), &e.value))
+        self.entries.iter().map(|e| (&*e.key, &e.value))
     }
 
     /// Number of distinct keys.
@@ -319,6 +369,13 @@ impl<T> RouteTable<T> {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Whether two entries have the same key: sorts the keys alone (16 bytes each).
+fn has_duplicate_keys<T>(entries: &[Entry<T>]) -> bool {
+    let mut keys: Vec<&str> = entries.iter().map(|entry| &*entry.key).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|pair| pair[0] == pair[1])
 }
 
 /// A successful [`RouteTable::lookup`].
@@ -761,6 +818,21 @@ mod tests {
         }
 
         proptest! {
+            /// The indexed lookup finds the first entry in match-priority order that matches,
+            /// whatever the keys (any string, `*` anywhere) and the path.
+            #[test]
+            fn lookup_is_the_first_match_in_priority_order(
+                keys in prop::collection::vec(
+                    prop_oneof![token_path(), any::<String>(), token_path().prop_map(|k| k + "*")],
+                    0..12,
+                ),
+                p in any_path(),
+            ) {
+                let table = RouteTable::new(keys.iter().map(|key| (key.as_str(), ())));
+                let scanned = table.entries.iter().find(|e| e.matches(&p)).map(|e| &*e.key);
+                prop_assert_eq!(table.lookup(&p).map(|found| found.key), scanned);
+            }
+
             /// Never panics, on anything; the fast path agrees with the definitive one.
             #[test]
             fn never_panics(p in any_path()) {

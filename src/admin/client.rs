@@ -18,7 +18,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
-use super::socket::{self, Location};
+use super::socket;
+use crate::rundir::Location;
 
 /// The config file when neither `--config` nor `ZOO_CONFIG` names one.
 pub const DEFAULT_CONFIG: &str = "zoo.toml";
@@ -72,7 +73,7 @@ impl Target {
     /// [`ClientError::NoneRunning`] when no config was given and no zoo is running here,
     /// [`ClientError::Ambiguous`] when several are and none runs `./zoo.toml`.
     pub fn find(config: Option<&Path>) -> Result<Target, ClientError> {
-        let config = config.map(socket::canonical_config);
+        let config = config.map(crate::rundir::canonical_config);
         if let Some(explicit) = socket::explicit_path() {
             return Ok(Target {
                 socket: explicit,
@@ -86,7 +87,7 @@ impl Target {
             });
         }
         let own = socket::default_path(Path::new(DEFAULT_CONFIG));
-        if socket::accepting(&own) {
+        if crate::rundir::accepting(&own) {
             return Ok(Target {
                 socket: own,
                 config: None,

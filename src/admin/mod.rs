@@ -87,7 +87,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let own_uid = nix::unistd::geteuid().as_raw();
-    let own_config = Arc::new(socket::canonical_config(control.config_path()));
+    let own_config = Arc::new(crate::rundir::canonical_config(control.config_path()));
     loop {
         let (stream, peer_uid) = tokio::select! {
             accepted = listener.accept_stream() => match accepted {
@@ -148,7 +148,8 @@ fn other_config<B>(own: &std::path::Path, request: &Request<B>) -> Result<(), Re
     let Some(named) = request.headers().get(CONFIG_HEADER) else {
         return Ok(());
     };
-    let named = socket::canonical_config(&PathBuf::from(OsStr::from_bytes(named.as_bytes())));
+    let named =
+        crate::rundir::canonical_config(&PathBuf::from(OsStr::from_bytes(named.as_bytes())));
     if named == own {
         Ok(())
     } else {
@@ -282,7 +283,7 @@ mod tests {
         let (own, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
         std::fs::write(&own, "").unwrap();
         std::fs::write(&other, "").unwrap();
-        let own = socket::canonical_config(&own);
+        let own = crate::rundir::canonical_config(&own);
         let naming = |config: Option<&std::path::Path>| {
             let mut request = Request::builder().uri("/status");
             if let Some(config) = config {
@@ -298,7 +299,7 @@ mod tests {
             naming(Some(&other)),
             Err(Refusal::OtherConfig {
                 runs: own.clone(),
-                named: socket::canonical_config(&other),
+                named: crate::rundir::canonical_config(&other),
             })
         );
     }

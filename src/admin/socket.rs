@@ -1,8 +1,8 @@
 //! The control socket: where it lives, and binding it without harm. Its path is `$ZOO_SOCKET`,
-//! else `zoo-HASH.sock` in `$XDG_RUNTIME_DIR`, else in `/run` when `/run` is writable (root in
-//! a container), else `zoo-UID-HASH.sock` in the temp directory; HASH names the config file
-//! (its canonical path), so that two zoos on one machine each have their own socket and the
-//! CLI given a config reaches the zoo running that config.
+//! else `zoo-HASH.sock` in the directory [`Location`] picks (`$XDG_RUNTIME_DIR`, `/run` when
+//! writable, else `zoo-UID-HASH.sock` in the temp directory); HASH names the config file (its
+//! canonical path), so that two zoos on one machine each have their own socket and the CLI
+//! given a config reaches the zoo running that config.
 //!
 //! Binding never deletes what zoo did not make: only a stale *socket* (nobody accepts on it)
 //! is replaced; a live one, or anything that is not a socket, is an error and zoo runs on
@@ -16,14 +16,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{AccessFlags, Uid, access};
-use ring::digest;
 use tokio::net::{UnixListener, UnixStream};
 
-/// Hex digits of the config's SHA-256 in the socket's name: 48 bits make a collision between
-/// two configs on one machine vanishingly unlikely, and keep the path far below the 108-byte
-/// limit of a socket address.
-const HASH_DIGITS: usize = 12;
+use crate::rundir::Location;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -54,92 +49,9 @@ pub fn default_path(config: &Path) -> PathBuf {
         return path;
     }
     let location = Location::here();
-    let hash = digest::digest(
-        &digest::SHA256,
-        canonical_config(config).as_os_str().as_encoded_bytes(),
-    );
-    let hex: String = hash
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
     location
-        .dir
-        .join(format!("{}{}.sock", location.prefix, &hex[..HASH_DIGITS]))
-}
-
-/// The absolute path of `config` with symlinks resolved (as given, made absolute, when it
-/// cannot be resolved): what names a zoo, however its config was spelt on the command line.
-#[must_use]
-pub fn canonical_config(config: &Path) -> PathBuf {
-    fs::canonicalize(config)
-        .or_else(|_| std::path::absolute(config))
-        .unwrap_or_else(|_| config.to_owned())
-}
-
-/// Where control sockets live when `ZOO_SOCKET` is unset, and how their names start there.
-pub struct Location {
-    /// `$XDG_RUNTIME_DIR`, `/run` or the temp directory.
-    dir: PathBuf,
-    /// `zoo-`, or `zoo-UID-` in the shared temp directory so that users never collide.
-    prefix: String,
-}
-
-impl Location {
-    #[must_use]
-    pub fn here() -> Location {
-        if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
-            return Location {
-                dir: PathBuf::from(dir),
-                prefix: "zoo-".to_owned(),
-            };
-        }
-        let run = Path::new("/run");
-        if access(run, AccessFlags::W_OK).is_ok() {
-            return Location {
-                dir: run.to_owned(),
-                prefix: "zoo-".to_owned(),
-            };
-        }
-        Location {
-            dir: std::env::temp_dir(),
-            prefix: format!("zoo-{}-", Uid::current()),
-        }
-    }
-
-    #[must_use]
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The control sockets here that a zoo accepts on, sorted: what the CLI picks from when it
-    /// was not told which config (so which zoo) it is about.
-    #[must_use]
-    pub fn live_sockets(&self) -> Vec<PathBuf> {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return Vec::new();
-        };
-        let mut live: Vec<PathBuf> = entries
-            .filter_map(Result::ok)
-            .filter(|entry| {
-                let name = entry.file_name();
-                let name = name.to_string_lossy();
-                name.starts_with(&self.prefix)
-                    && name.ends_with(".sock")
-                    && entry.file_type().is_ok_and(|kind| kind.is_socket())
-            })
-            .map(|entry| entry.path())
-            .filter(|path| accepting(path))
-            .collect();
-        live.sort();
-        live
-    }
-}
-
-/// Whether a zoo (or anything) accepts connections on the socket at `path` now.
-#[must_use]
-pub fn accepting(path: &Path) -> bool {
-    StdUnixStream::connect(path).is_ok()
+        .dir()
+        .join(format!("{}.sock", location.name_of(config)))
 }
 
 /// The control socket zoo bound, with the identity of the file it made.

@@ -174,7 +174,6 @@ fn parse_design_example() {
             Route {
                 key: "/node".to_owned(),
                 host: None,
-                path: "/node".to_owned(),
                 action: Action::App {
                     name: "node".to_owned(),
                 },
@@ -184,13 +183,12 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/go".to_owned(),
                 host: None,
-                path: "/go".to_owned(),
                 action: Action::Respond {
                     status: StatusCode::OK,
                     headers: vec![],
@@ -202,21 +200,20 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/google".to_owned(),
                 host: None,
-                path: "/google".to_owned(),
                 action: Action::Proxy {
-                    target: ProxyTarget {
+                    target: Box::new(ProxyTarget {
                         scheme: Scheme::Https,
                         host: "google.com".to_owned(),
                         port: 443,
                         authority: "google.com".to_owned(),
                         path: String::new(),
-                    },
+                    }),
                     ca_file: None,
                 },
                 strip_prefix: true,
@@ -225,13 +222,12 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
             Route {
                 key: "/".to_owned(),
                 host: None,
-                path: "/".to_owned(),
                 action: Action::App {
                     name: "python".to_owned(),
                 },
@@ -241,7 +237,7 @@ fn parse_design_example() {
                 wait: Duration::from_secs(10),
                 compress: None,
                 access: None,
-                headers: HeaderRules::default(),
+                headers: None,
                 basic_auth: None,
             },
         ],
@@ -586,14 +582,14 @@ fn host_route_keys_split_into_host_and_path() {
     let r = route(r#""API.Example.com./v1*" = { app = "web" }"#);
     assert_eq!(r.key, "API.Example.com./v1*");
     assert_eq!(r.host, Some(HostPattern::Exact("api.example.com".into())));
-    assert_eq!(r.path, "/v1*");
+    assert_eq!(r.path(), "/v1*");
     let r = route(r#""*.bücher.example/" = { app = "web" }"#);
     assert_eq!(
         r.host,
         Some(HostPattern::Wildcard(".xn--bcher-kva.example".into()))
     );
     let r = route(r#""/plain" = { app = "web" }"#);
-    assert_eq!((r.host, r.path.as_str()), (None, "/plain"));
+    assert_eq!((r.host.clone(), r.path()), (None, "/plain"));
 }
 
 #[test]
@@ -1325,4 +1321,51 @@ fn error_unknown_engine_names_the_choices() {
             "engine: unknown engine \"nginx\"; expected one of `hyper`, `zoo`".to_owned()
         )
     );
+}
+
+/// The two ways a config is read give the same config, or the same diagnostics: routes a
+/// batch at a time (when `[routes]` is plain) and toml's tree of the whole document.
+#[test]
+fn batched_and_whole_tree_reads_agree() {
+    let apps = "listen = \"127.0.0.1:1\"\n[apps.web]\ncommand = \"x\"\nport = 9000\n";
+    let routes: String = (0..300)
+        .map(|n| {
+            format!(
+                "\"/r{n}\" = {{ app = \"web\", timeout = \"{}s\" }}\n",
+                n % 7 + 1
+            )
+        })
+        .collect();
+    let sources = [
+        format!("{apps}[routes]\n{routes}"),
+        format!("[routes]\n{routes}\n{apps}"),
+        format!("{apps}[routes]\n{routes}\"/bad\" = {{ app = \"wbe\" }}\nlisen = 1\n"),
+        format!("lisen = 1\n[routes]\n{routes}[apps.web]\ncomand = \"x\"\n"),
+        format!("{apps}[routes]\n\"/x\" = {{ respond = \"a\", sttus = 1 }}\n{routes}"),
+        format!(
+            "{apps}[routes]\n\"A.example.com/\" = {{ app = \"web\" }}\n\"a.example.com./\" = {{ app = \"web\" }}\n"
+        ),
+        format!("{apps}[routes]\n{routes}\"/r5\" = {{ app = \"web\" }}\n"),
+        // Found as plain, but no TOML: read again as one tree.
+        format!("{apps}[routes]\n{routes}\"/z\" = {{ app = \"web\" \"x\" }}\n"),
+    ];
+    for source in &sources {
+        assert!(split::find(source).is_some(), "{source}");
+        let path = Path::new("zoo.toml");
+        let batched = parse(source, path, &env);
+        let whole = parse_whole(source, path, &env);
+        match (batched, whole) {
+            (Ok(batched), Ok(whole)) => assert_eq!(batched, whole),
+            (
+                Err(ConfigError::Invalid {
+                    diagnostics: batched,
+                    ..
+                }),
+                Err(ConfigError::Invalid {
+                    diagnostics: whole, ..
+                }),
+            ) => assert_eq!(batched, whole),
+            (batched, whole) => panic!("{source}\nbatched: {batched:?}\nwhole: {whole:?}"),
+        }
+    }
 }

@@ -134,19 +134,11 @@ pub fn parse_request_head(
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
     let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
-    let too_large = || HeadError::TooLarge {
-        limit: limits.max_head_bytes,
-    };
-    match parse_window(window)? {
-        Parsed::Complete(head, consumed) => Ok(Some((head, consumed))),
-        Parsed::Partial if window.len() < limits.max_head_bytes => Ok(None),
-        Parsed::Partial => Err(too_large()),
-        Parsed::Version => match classify_version(window) {
-            VersionClass::Incomplete if window.len() < limits.max_head_bytes => Ok(None),
-            VersionClass::Incomplete => Err(too_large()),
-            VersionClass::Unsupported { major, minor } => {
-                Err(HeadError::UnsupportedVersion { major, minor })
-            }
+    let parsed = match parse_window(window) {
+        Err(HeadError::Malformed {
+            cause: httparse::Error::Version,
+        }) => match classify_version(window) {
+            VersionClass::Incomplete => Parsed::Partial,
             VersionClass::HigherMinor { minor_at } => {
                 // RFC 9110 2.5: a higher minor version of 1 is read as 1.1 (as nginx does).
                 // httparse knows only 1.0 and 1.1, so it reads a copy saying 1.1; same length,
@@ -155,19 +147,25 @@ pub fn parse_request_head(
                 if let Some(minor) = patched.get_mut(minor_at) {
                     *minor = b'1';
                 }
-                match parse_window(&patched)? {
-                    Parsed::Complete(head, consumed) => Ok(Some((head, consumed))),
-                    Parsed::Partial if window.len() < limits.max_head_bytes => Ok(None),
-                    Parsed::Partial => Err(too_large()),
-                    Parsed::Version => Err(HeadError::Malformed {
-                        cause: httparse::Error::Version,
-                    }),
-                }
+                parse_window(&patched)?
             }
-            VersionClass::Invalid => Err(HeadError::Malformed {
-                cause: httparse::Error::Version,
-            }),
+            VersionClass::Unsupported { major, minor } => {
+                return Err(HeadError::UnsupportedVersion { major, minor });
+            }
+            VersionClass::Invalid => {
+                return Err(HeadError::Malformed {
+                    cause: httparse::Error::Version,
+                });
+            }
         },
+        other => other?,
+    };
+    match parsed {
+        Parsed::Complete(head, consumed) => Ok(Some((head, consumed))),
+        Parsed::Partial if window.len() < limits.max_head_bytes => Ok(None),
+        Parsed::Partial => Err(HeadError::TooLarge {
+            limit: limits.max_head_bytes,
+        }),
     }
 }
 
@@ -176,8 +174,6 @@ pub fn parse_request_head(
 enum Parsed {
     Complete(RequestHead, usize),
     Partial,
-    /// httparse refused the version: [`classify_version`] says what it was.
-    Version,
 }
 
 fn parse_window(window: &[u8]) -> Result<Parsed, HeadError> {
@@ -201,7 +197,7 @@ fn outcome(
     match status {
         Ok(httparse::Status::Complete(consumed)) => Ok(Parsed::Complete(build(request)?, consumed)),
         Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
-        Err(httparse::Error::Version) => Ok(Parsed::Version),
+        // A refused version is classified by the caller (`classify_version`).
         Err(cause) => Err(HeadError::Malformed { cause }),
     }
 }

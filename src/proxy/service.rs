@@ -98,10 +98,7 @@ impl ProxyService {
                 Ok(response) => response,
                 Err(error) => {
                     if let Some(kind) = error.upstream_kind() {
-                        let label = trace
-                            .route
-                            .as_ref()
-                            .map_or("-", |route| route.upstream.as_str());
+                        let label = trace.route.as_ref().map_or("-", |route| &*route.upstream);
                         serving.metrics.upstream_error(label, kind);
                     }
                     error
@@ -286,7 +283,7 @@ impl ProxyService {
             && !access.admits(client.ip)
         {
             return Err(ProxyError::Forbidden {
-                route: matched.value.stats.key.clone(),
+                route: matched.value.stats.key.to_string(),
                 client: client.ip,
             });
         }
@@ -296,7 +293,7 @@ impl ProxyService {
             && !gate.admits(request.headers()).await
         {
             return Err(ProxyError::Unauthorized {
-                route: matched.value.stats.key.clone(),
+                route: matched.value.stats.key.to_string(),
                 challenge: gate.challenge().clone(),
             });
         }
@@ -366,7 +363,7 @@ impl ProxyService {
                 body,
             } => {
                 let body = body.render(&template_values(&request, &path, runtime, client));
-                let mut response = full_response(*status, headers.clone(), body);
+                let mut response = full_response(*status, HeaderMap::clone(headers), body);
                 response
                     .headers_mut()
                     .entry(header::CONTENT_TYPE)

@@ -1,10 +1,11 @@
 //! Upgraded connections (WebSocket): which requests ask for one, and the tunnel that moves
 //! bytes both ways once the app answered 101.
 //!
-//! On Linux, when both ends are plain TCP sockets, the tunnel splices (splice(2)) through a
-//! pipe lent from a bounded pool while bytes move (an idle tunnel holds only its two
-//! sockets): the bytes never enter user space. Anywhere else (a TLS client, an
-//! HTTPS upstream, another OS) it falls back to a copy loop. Either way a half-close passes
+//! On Linux, when the client end is a plain TCP socket and the app end a plain TCP or Unix
+//! stream socket (`socket = true`), the tunnel splices (splice(2)) through a pipe lent from a
+//! bounded pool while bytes move (an idle tunnel holds only its two sockets): the bytes never
+//! enter user space. Anywhere else (a TLS client, an HTTPS upstream, another OS) it falls
+//! back to a copy loop. Either way a half-close passes
 //! through (EOF one way shuts down writing the other way), and there is no idle timeout. A
 //! tunnel holds only its two sockets, never the runtime table, so a config reload cannot close
 //! it; it is tracked with the connections so graceful shutdown waits for it up to the grace.
@@ -16,7 +17,7 @@ use http::{HeaderMap, HeaderValue, header};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::keepalive::Watched;
 use super::sniff::Sniffed;
@@ -49,10 +50,11 @@ pub fn mark_websocket(headers: &mut HeaderMap) {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
-/// One end of a tunnel: a TCP socket (spliceable) with the bytes hyper read past the HTTP
-/// message, or any other upgraded stream.
+/// One end of a tunnel: a TCP or Unix socket (spliceable) with the bytes hyper read past the
+/// HTTP message, or any other upgraded stream.
 enum End {
     Tcp(TcpStream, Bytes),
+    Unix(UnixStream, Bytes),
     Other(TokioIo<Upgraded>),
 }
 
@@ -67,9 +69,14 @@ fn client_end(upgraded: Upgraded) -> End {
     }
 }
 
+/// The app's end: what `upstream.rs` dialled, a loopback port or an app's Unix socket.
 fn upstream_end(upgraded: Upgraded) -> End {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => End::Tcp(parts.io.into_inner(), parts.read_buf),
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return End::Tcp(parts.io.into_inner(), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<UnixStream>>() {
+        Ok(parts) => End::Unix(parts.io.into_inner(), parts.read_buf),
         Err(upgraded) => End::Other(TokioIo::new(upgraded)),
     }
 }
@@ -95,6 +102,10 @@ async fn between(client: End, upstream: End) -> io::Result<()> {
         (End::Tcp(mut client, client_early), End::Tcp(mut upstream, upstream_early)) => {
             splice::both_ways(&mut client, client_early, &mut upstream, upstream_early).await
         }
+        #[cfg(target_os = "linux")]
+        (End::Tcp(mut client, client_early), End::Unix(mut upstream, upstream_early)) => {
+            splice::both_ways(&mut client, client_early, &mut upstream, upstream_early).await
+        }
         (client, upstream) => {
             let (mut client, client_early) = boxed(client);
             let (mut upstream, upstream_early) = boxed(upstream);
@@ -112,13 +123,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 fn boxed(end: End) -> (Box<dyn Stream>, Bytes) {
     match end {
         End::Tcp(stream, early) => (Box::new(stream), early),
+        End::Unix(stream, early) => (Box::new(stream), early),
         End::Other(io) => (Box::new(io), Bytes::new()),
     }
 }
 
 #[cfg(target_os = "linux")]
 mod splice {
-    //! Zero-copy pumping between two TCP sockets through a pipe, driven by tokio readiness.
+    //! Zero-copy pumping between two stream sockets (TCP, or an app's Unix socket) through a
+    //! pipe, driven by tokio readiness.
     //!
     //! A pipe costs two descriptors, so a tunnel does not keep one: each transfer leases a
     //! pipe from [`PIPES`] once its source is readable and returns it when it is drained
@@ -126,17 +139,17 @@ mod splice {
     //! (nginx's count), and the pipes in the whole process are bounded. When none is free the
     //! transfer copies through a buffer that lives only as long as the transfer.
 
+    use std::future::Future;
     use std::io;
-    use std::os::fd::OwnedFd;
+    use std::os::fd::{AsFd, OwnedFd};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Mutex, PoisonError};
 
     use bytes::Bytes;
     use nix::fcntl::{OFlag, SpliceFFlags, splice};
     use nix::unistd::pipe2;
-    use tokio::io::{AsyncWriteExt, Interest};
-    use tokio::net::TcpStream;
-    use tokio::net::tcp::{ReadHalf, WriteHalf};
+    use tokio::io::{AsyncWrite, AsyncWriteExt, Interest, Ready};
+    use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
     /// Bytes moved per splice call: the default pipe capacity on Linux.
     const CHUNK: usize = 64 * 1024;
@@ -243,47 +256,94 @@ mod splice {
         }
     }
 
-    pub async fn both_ways(
+    /// A stream socket tokio drives that splice(2) reads from and writes to: TCP, or Unix
+    /// (an app with `socket = true`). Its halves let both directions of a tunnel run at once.
+    pub(super) trait Socket: AsFd + Sync {
+        type Reading<'a>: AsRef<Self> + Send
+        where
+            Self: 'a;
+        type Writing<'a>: AsyncWrite + AsRef<Self> + Unpin + Send
+        where
+            Self: 'a;
+        fn halves(&mut self) -> (Self::Reading<'_>, Self::Writing<'_>);
+        fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
+        fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>)
+        -> io::Result<R>;
+        fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize>;
+    }
+
+    /// [`Socket`] for tokio's two stream sockets, whose methods of these names agree.
+    macro_rules! stream_socket {
+        ($stream:ty, $halves:ident) => {
+            impl Socket for $stream {
+                type Reading<'a> = $halves::ReadHalf<'a>;
+                type Writing<'a> = $halves::WriteHalf<'a>;
+                fn halves(&mut self) -> (Self::Reading<'_>, Self::Writing<'_>) {
+                    self.split()
+                }
+                fn ready(
+                    &self,
+                    interest: Interest,
+                ) -> impl Future<Output = io::Result<Ready>> + Send {
+                    <$stream>::ready(self, interest)
+                }
+                fn try_io<R>(
+                    &self,
+                    interest: Interest,
+                    f: impl FnOnce() -> io::Result<R>,
+                ) -> io::Result<R> {
+                    <$stream>::try_io(self, interest, f)
+                }
+                fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+                    <$stream>::try_read(self, buffer)
+                }
+            }
+        };
+    }
+    stream_socket!(TcpStream, tcp);
+    stream_socket!(UnixStream, unix);
+
+    pub async fn both_ways<U: Socket>(
         client: &mut TcpStream,
         client_early: Bytes,
-        upstream: &mut TcpStream,
+        upstream: &mut U,
         upstream_early: Bytes,
     ) -> io::Result<()> {
         both_ways_with(&PIPES, client, client_early, upstream, upstream_early).await
     }
 
     /// [`both_ways`] with the pipes of `pool` (a small one in the tests).
-    pub(super) async fn both_ways_with(
+    pub(super) async fn both_ways_with<C: Socket, U: Socket>(
         pool: &PipePool,
-        client: &mut TcpStream,
+        client: &mut C,
         client_early: Bytes,
-        upstream: &mut TcpStream,
+        upstream: &mut U,
         upstream_early: Bytes,
     ) -> io::Result<()> {
-        let (client_read, client_write) = client.split();
-        let (upstream_read, upstream_write) = upstream.split();
+        let (client_read, client_write) = client.halves();
+        let (upstream_read, upstream_write) = upstream.halves();
         // try_join: when one direction fails (a reset), the other is dropped with it.
         tokio::try_join!(
-            pump(pool, client_read, client_early, upstream_write),
-            pump(pool, upstream_read, upstream_early, client_write),
+            pump(pool, client_read.as_ref(), client_early, upstream_write),
+            pump(pool, upstream_read.as_ref(), upstream_early, client_write),
         )?;
         Ok(())
     }
 
     /// `early`, then everything `from` sends, into `to`; at EOF shuts down writing to `to`.
-    async fn pump(
+    async fn pump<S: Socket, T: Socket>(
         pool: &PipePool,
-        from: ReadHalf<'_>,
+        from: &S,
         early: Bytes,
-        mut to: WriteHalf<'_>,
+        mut to: impl AsyncWrite + AsRef<T> + Unpin,
     ) -> io::Result<()> {
         to.write_all(&early).await?;
         loop {
             // Idle here, holding no pipe.
             from.ready(Interest::READABLE).await?;
             let moved = match pool.lease() {
-                Some(lease) => through_pipe(lease, &from, &to).await?,
-                None => copy_once(&from, &mut to).await?,
+                Some(lease) => through_pipe(lease, from, to.as_ref()).await?,
+                None => copy_once(from, &mut to).await?,
             };
             // EOF ends this direction; bytes moved or a stale readiness wait again.
             if moved == Some(0) {
@@ -298,13 +358,12 @@ mod splice {
     /// the bytes moved (0 at EOF), or `None` when `from` had nothing after all.
     async fn through_pipe(
         lease: Lease<'_>,
-        from: &ReadHalf<'_>,
-        to: &WriteHalf<'_>,
+        from: &impl Socket,
+        to: &impl Socket,
     ) -> io::Result<Option<usize>> {
-        let socket: &TcpStream = from.as_ref();
         let pipe = lease.pipe();
-        let filled = match socket.try_io(Interest::READABLE, || {
-            Ok(splice(socket, None, &pipe.write, None, CHUNK, FLAGS)?)
+        let filled = match from.try_io(Interest::READABLE, || {
+            Ok(splice(from, None, &pipe.write, None, CHUNK, FLAGS)?)
         }) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 lease.drained();
@@ -320,12 +379,11 @@ mod splice {
         Ok(Some(filled))
     }
 
-    async fn out_of_pipe(pipe_out: &OwnedFd, to: &WriteHalf<'_>, len: usize) -> io::Result<usize> {
-        let socket: &TcpStream = to.as_ref();
+    async fn out_of_pipe(pipe_out: &OwnedFd, to: &impl Socket, len: usize) -> io::Result<usize> {
         loop {
-            socket.ready(Interest::WRITABLE).await?;
-            match socket.try_io(Interest::WRITABLE, || {
-                Ok(splice(pipe_out, None, socket, None, len, FLAGS)?)
+            to.ready(Interest::WRITABLE).await?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(pipe_out, None, to, None, len, FLAGS)?)
             }) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 done => return done,
@@ -335,7 +393,10 @@ mod splice {
 
     /// One read from `from` copied whole to `to`, for when no pipe is free; like
     /// [`through_pipe`]'s answer.
-    async fn copy_once(from: &ReadHalf<'_>, to: &mut WriteHalf<'_>) -> io::Result<Option<usize>> {
+    async fn copy_once(
+        from: &impl Socket,
+        to: &mut (impl AsyncWrite + Unpin),
+    ) -> io::Result<Option<usize>> {
         let mut buffer = vec![0; COPY_CHUNK];
         match from.try_read(&mut buffer) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -383,15 +444,26 @@ mod tests {
         (inside, outside)
     }
 
-    /// Runs a tunnel with `pool` between two socket pairs; the client sends `sent` then shuts
-    /// down writing, the app answers the same bytes reversed then shuts down too. Both sides
-    /// must see the other's early bytes first, then every byte in order.
+    /// Runs a tunnel with `pool` between two loopback TCP socket pairs (see
+    /// [`through_tunnel_to`]).
     #[cfg(target_os = "linux")]
     async fn through_tunnel(pool: &'static splice::PipePool, sent: Vec<u8>) {
+        through_tunnel_to(pool, sent, pair().await).await;
+    }
+
+    /// Runs a tunnel with `pool` between a TCP pair (the client's) and `upstream` (the tunnel's
+    /// end, the app's); the client sends `sent` then shuts down writing, the app answers the
+    /// same bytes reversed then shuts down too. Both sides must see the other's early bytes
+    /// first, then every byte in order.
+    #[cfg(target_os = "linux")]
+    async fn through_tunnel_to<U>(pool: &'static splice::PipePool, sent: Vec<u8>, upstream: (U, U))
+    where
+        U: splice::Socket + AsyncRead + AsyncWrite + Send + 'static,
+    {
         use tokio::io::AsyncReadExt;
 
         let (mut client_in, mut client) = pair().await;
-        let (mut upstream_in, mut app) = pair().await;
+        let (mut upstream_in, app) = upstream;
         let tunnel = tokio::spawn(async move {
             splice::both_ways_with(
                 pool,
@@ -414,7 +486,7 @@ mod tests {
         let mut expected = b"early-from-client ".to_vec();
         // Read what the client sent before answering: the client stopped sending, the app
         // can still answer (half-close passes through).
-        let (mut app_read, mut app_write) = app.split();
+        let (mut app_read, mut app_write) = tokio::io::split(app);
         let (read, written) = tokio::join!(app_read.read_to_end(&mut at_app), async {
             app_write.write_all(&answer).await?;
             app_write.shutdown().await
@@ -443,6 +515,16 @@ mod tests {
         through_tunnel(&POOL, patterned(3 << 20)).await;
         // Every pipe went back: the two directions never needed more than two.
         assert!(POOL.open() <= 2, "{} pipes open", POOL.open());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn splice_to_a_unix_socket_app_moves_early_bytes_then_data_and_passes_half_close() {
+        static POOL: splice::PipePool = splice::PipePool::new(4);
+        through_tunnel_to(&POOL, b"hello".to_vec(), UnixStream::pair().unwrap()).await;
+        through_tunnel_to(&POOL, patterned(3 << 20), UnixStream::pair().unwrap()).await;
+        // The bytes went through pipes (a copy opens none), and every pipe went back.
+        assert!((1..=2).contains(&POOL.open()), "{} pipes open", POOL.open());
     }
 
     #[cfg(target_os = "linux")]

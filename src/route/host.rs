@@ -16,8 +16,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
-use super::{Match, RouteTable};
+use super::{Entry, Match, RouteTable};
 
 /// The longest host name DNS allows (RFC 1035: 253 characters without the trailing dot).
 const MAX_HOST_LEN: usize = 253;
@@ -163,22 +164,32 @@ pub struct HostRoutes<T> {
 
 impl<T> HostRoutes<T> {
     /// Builds the tables from `(host, path key, value)`; within one host, as [`RouteTable::new`].
-    pub fn new(routes: impl IntoIterator<Item = (Option<HostPattern>, String, T)>) -> Self {
-        let mut grouped: HashMap<Option<HostPattern>, Vec<(String, T)>> = HashMap::new();
+    /// The routes are taken one at a time, each straight into its host's table: so that an
+    /// iterator that makes them as it goes never has them all twice.
+    pub fn new<K: Into<Arc<str>>>(
+        routes: impl IntoIterator<Item = (Option<HostPattern>, K, T)>,
+    ) -> Self {
+        let routes = routes.into_iter();
+        // Most tables have no hosts: the host-less one is sized for all (and shrunk after).
+        let mut any_host = Vec::with_capacity(routes.size_hint().1.unwrap_or(0));
+        let mut grouped: HashMap<HostPattern, Vec<Entry<T>>> = HashMap::new();
         for (host, path, value) in routes {
-            grouped.entry(host).or_default().push((path, value));
+            let entry = Entry::new(path, value);
+            match host {
+                None => any_host.push(entry),
+                Some(host) => grouped.entry(host).or_default().push(entry),
+            }
         }
         let mut exact = HashMap::new();
         let mut wildcards = Vec::new();
-        let mut any_host = RouteTable::new([]);
+        let any_host = RouteTable::sorted(any_host);
         for (host, routes) in grouped {
-            let table = RouteTable::new(routes);
+            let table = RouteTable::sorted(routes);
             match host {
-                None => any_host = table,
-                Some(HostPattern::Exact(host)) => {
+                HostPattern::Exact(host) => {
                     exact.insert(host, table);
                 }
-                Some(HostPattern::Wildcard(suffix)) => wildcards.push((suffix, table)),
+                HostPattern::Wildcard(suffix) => wildcards.push((suffix, table)),
             }
         }
         wildcards.sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));

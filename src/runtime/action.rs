@@ -37,7 +37,8 @@ pub(crate) enum RouteAction {
     },
     Respond {
         status: StatusCode,
-        headers: HeaderMap,
+        /// Boxed: a `HeaderMap` is ~100 bytes, which every route's entry carried.
+        headers: Box<HeaderMap>,
         body: Template,
     },
     Redirect {
@@ -105,7 +106,7 @@ impl Upstream {
 
     pub(crate) fn describe(&self) -> String {
         match self {
-            Self::App { app, .. } => format!("app `{}` at {}", app.name, app.addr()),
+            Self::App { app, .. } => format!("app `{}` {}", app.name, app.describe_addresses()),
             Self::External(external) => {
                 format!(
                     "{}://{}",
@@ -128,7 +129,7 @@ pub(crate) struct RouteEntry {
     pub(crate) access: Option<Box<config::Access>>,
     /// The top-level and the route's request rules, for what is forwarded; `None` edits
     /// nothing (and on a route zoo answers itself).
-    pub(crate) request_headers: Option<HeaderSteps>,
+    pub(crate) request_headers: Option<Box<HeaderSteps>>,
     /// The top-level and the route's response rules, shared with the top level's list when
     /// the route has none of its own; `None` edits nothing.
     pub(crate) response_headers: Option<Arc<HeaderSteps>>,
@@ -139,18 +140,20 @@ pub(crate) struct RouteEntry {
 
 /// What a request is recorded under once answered: the route it matched and its upstream.
 pub(crate) struct RouteStats {
-    pub(crate) key: String,
-    /// The upstream's label, `-` for routes zoo answers itself.
-    pub(crate) upstream: String,
+    /// The route's key, shared with its metrics' label (and, for a route of any host, with
+    /// the table's key): one copy of each key.
+    pub(crate) key: Arc<str>,
+    /// The upstream's label, `-` for routes zoo answers itself; shared by the routes to it.
+    pub(crate) upstream: Arc<str>,
     pub(crate) metrics: RouteMetrics,
 }
 
 impl RouteStats {
-    pub(super) fn new(key: &str, upstream: &str, metrics: &Metrics) -> Arc<Self> {
+    pub(super) fn new(key: Arc<str>, upstream: Arc<str>, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
-            key: key.to_owned(),
-            upstream: upstream.to_owned(),
-            metrics: metrics.route(key),
+            metrics: metrics.route(Arc::clone(&key)),
+            key,
+            upstream,
         })
     }
 }
@@ -201,7 +204,7 @@ pub(super) fn resolve(
             RouteAction::Forward {
                 upstream: Upstream::External(Box::new(External {
                     host: HeaderValue::from_str(&target.authority).map_err(|_| bad_authority())?,
-                    target: target.clone(),
+                    target: (**target).clone(),
                     pool,
                 })),
                 strip_prefix: route.strip_prefix,
@@ -216,7 +219,7 @@ pub(super) fn resolve(
             body,
         } => RouteAction::Respond {
             status: *status,
-            headers: headers.iter().cloned().collect(),
+            headers: Box::new(headers.iter().cloned().collect()),
             body: Template::parse(body),
         },
         Action::Redirect { status, location } => RouteAction::Redirect {

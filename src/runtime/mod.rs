@@ -19,7 +19,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::access::{AccessError, BasicAuthGate};
 use http::header;
 
-use crate::config::{Config, HeaderEdits, Protocol};
+use crate::config::{Config, HeaderEdits, Protocol, Route};
 use crate::files::FilesError;
 use crate::log::AccessLog;
 use crate::route::{HostPattern, HostRoutes};
@@ -59,7 +59,8 @@ pub enum BuildError {
 
 /// Everything the request path and the control plane read, immutable once built.
 pub struct Runtime {
-    /// The config this runtime was made from: the settings read at the time they apply
+    /// The config this runtime was made from, without its routes (they are in `routes`):
+    /// the settings read at the time they apply
     /// (`client_header_timeout` per connection, `trust_forwarded` and `access_log` per request,
     /// `grace` and `shutdown_delay` at shutdown).
     pub config: Config,
@@ -69,6 +70,9 @@ pub struct Runtime {
     pub apps: Vec<Arc<AppHandle>>,
     /// The routes by host, each host's by path.
     pub(crate) routes: HostRoutes<RouteEntry>,
+    /// Each host routes name, with the first route key naming it, in order: for the
+    /// warnings of [`Self::uncovered_hosts`] (the config's routes are not kept).
+    route_hosts: Vec<(HostPattern, String)>,
     /// Where requests that matched no route (or had a bad path) are counted.
     pub(crate) unrouted: Arc<RouteStats>,
     /// The top-level response rules, for answers to requests that matched no route (each
@@ -85,17 +89,20 @@ impl Runtime {
     /// The runtime of a zoo starting with `config`: its apps' handles planned (ports picked),
     /// then everything else built against them.
     pub fn plan(config: Config, metrics: &Metrics) -> Result<Self, BuildError> {
-        let apps = supervise::plan(&config.apps)?;
+        let apps = supervise::plan(&config.apps, &config.path)?;
         Self::build(config, apps, metrics)
     }
 
     /// Resolves every route of `config` against `apps`. Fails on what the config check cannot
     /// see: an unreadable `ca_file` or certificate, say.
     pub fn build(
-        config: Config,
+        mut config: Config,
         apps: Vec<Arc<AppHandle>>,
         metrics: &Metrics,
     ) -> Result<Self, BuildError> {
+        // Taken, so that each route's config is dropped once its entry is made: a runtime
+        // keeps the routes only in its table.
+        let taken = TakenRoutes::new(std::mem::take(&mut config.routes));
         let by_name: HashMap<&str, &Arc<AppHandle>> =
             apps.iter().map(|app| (app.name.as_str(), app)).collect();
         let h2c: Vec<&str> = config
@@ -112,73 +119,59 @@ impl Runtime {
         let mut response_headers_read_target = response_headers
             .as_ref()
             .is_some_and(|steps| steps.reads_target());
-        let mut routes = Vec::with_capacity(config.routes.len());
-        for route in &config.routes {
-            let action = action::resolve(route, &by_name, &pools, &h2c)?;
-            let upstream = match &action {
-                RouteAction::Forward { upstream, .. } => upstream.label(),
-                _ => "-",
+        let mut route_hosts: HashMap<HostPattern, String> = HashMap::new();
+        let mut labels: HashMap<String, Arc<str>> = HashMap::new();
+        let mut failed = None;
+        let entries = taken.map_while(|route| {
+            if let Some(host) = &route.host {
+                route_hosts
+                    .entry(host.clone())
+                    .or_insert_with(|| route.key.clone());
+            }
+            let key: Arc<str> = Arc::from(route.key.as_str());
+            // A route of any host is matched by its whole key: one string for both.
+            let path = match route.host {
+                None => Arc::clone(&key),
+                Some(_) => Arc::from(route.path()),
             };
-            let stats = RouteStats::new(&route.key, upstream, metrics);
-            let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
-            // Only forwarded requests go anywhere for request rules to matter.
-            // Only forwarded requests go anywhere for request rules to matter. The
-            // credentials `basic_auth` checked go first, so that a rule may still set an
-            // `Authorization` of the upstream's own.
-            let checked_credentials = HeaderEdits {
-                remove: route
-                    .basic_auth
-                    .as_ref()
-                    .filter(|auth| !auth.forward_auth_header)
-                    .map(|_| header::AUTHORIZATION)
-                    .into_iter()
-                    .collect(),
-                ..HeaderEdits::default()
-            };
-            let request_headers = match action {
-                RouteAction::Forward { .. } => HeaderSteps::compile(&[
-                    &checked_credentials,
-                    &config.headers.request,
-                    &route.headers.request,
-                ]),
-                _ => None,
-            };
-            let route_response_headers = if route.headers.response.is_empty() {
-                response_headers.clone()
-            } else {
-                let steps =
-                    HeaderSteps::compile(&[&config.headers.response, &route.headers.response]);
-                response_headers_read_target |=
-                    steps.as_ref().is_some_and(HeaderSteps::reads_target);
-                steps.map(Arc::new)
-            };
-            let basic_auth = route
-                .basic_auth
-                .as_ref()
-                .map(|users| BasicAuthGate::new(users).map(Box::new))
-                .transpose()
-                .map_err(|source| BuildError::Access {
-                    route: route.key.clone(),
-                    source,
-                })?;
-            routes.push((
-                route.host.clone(),
-                route.path.clone(),
-                RouteEntry {
-                    action,
-                    stats,
-                    compress,
-                    access: route.access.clone().map(Box::new),
-                    request_headers,
-                    response_headers: route_response_headers,
-                    basic_auth,
+            let entry = route_entry(
+                &route,
+                key,
+                &mut labels,
+                &config,
+                &Resolved {
+                    by_name: &by_name,
+                    pools: &pools,
+                    h2c: &h2c,
+                    response_headers: response_headers.as_ref(),
                 },
-            ));
+                metrics,
+            );
+            match entry {
+                Ok(entry) => {
+                    response_headers_read_target |= entry
+                        .response_headers
+                        .as_ref()
+                        .is_some_and(|steps| steps.reads_target());
+                    Some((route.host, path, entry))
+                }
+                Err(error) => {
+                    failed = Some(error);
+                    None
+                }
+            }
+        });
+        let routes = HostRoutes::new(entries);
+        if let Some(error) = failed {
+            return Err(error);
         }
+        let mut route_hosts: Vec<(HostPattern, String)> = route_hosts.into_iter().collect();
+        route_hosts.sort();
         let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
         Ok(Self {
-            routes: HostRoutes::new(routes),
-            unrouted: RouteStats::new("", "-", metrics),
+            routes,
+            route_hosts,
+            unrouted: RouteStats::new(Arc::from(""), Arc::from("-"), metrics),
             response_headers,
             response_headers_read_target,
             tls,
@@ -192,29 +185,28 @@ impl Runtime {
     /// host routes, grouped under a line per host (exact hosts, wildcards, then any host).
     #[must_use]
     pub fn describe(&self) -> Vec<String> {
+        self.describe_lines().collect()
+    }
+
+    /// The lines of [`Self::describe`], made one at a time: `zoo check` of 300,000 routes
+    /// writes them out without holding them all twice.
+    pub fn describe_lines(&self) -> impl Iterator<Item = String> + '_ {
         let grouped = self.routes.has_hosts();
-        let mut lines = Vec::new();
-        for (host, table) in self.routes.groups() {
-            if grouped && !table.is_empty() {
-                lines.push(match host {
-                    Some(host) => format!("host {host}:"),
-                    None => "any other host:".to_owned(),
-                });
-            }
-            let indent = if grouped { "  " } else { "" };
-            for (key, entry) in table.iter() {
-                lines.push(format!(
-                    "{indent}{key:<16} {}",
-                    describe_action(&entry.action)
-                ));
-                lines.extend(
-                    describe_guards(entry)
-                        .into_iter()
-                        .map(|line| format!("{indent}{:<16}   {line}", "")),
-                );
-            }
-        }
-        lines
+        let indent = if grouped { "  " } else { "" };
+        self.routes.groups().flat_map(move |(host, table)| {
+            let heading = (grouped && !table.is_empty()).then(|| match host {
+                Some(host) => format!("host {host}:"),
+                None => "any other host:".to_owned(),
+            });
+            let routes = table.iter().flat_map(move |(key, entry)| {
+                let action = format!("{indent}{key:<16} {}", describe_action(&entry.action));
+                let guards = describe_guards(entry)
+                    .into_iter()
+                    .map(move |line| format!("{indent}{:<16}   {line}", ""));
+                std::iter::once(action).chain(guards)
+            });
+            heading.into_iter().chain(routes)
+        })
     }
 }
 
@@ -226,24 +218,10 @@ impl Runtime {
         let Some(tls) = &self.tls else {
             return Vec::new();
         };
-        let mut hosts: Vec<&HostPattern> = self
-            .config
-            .routes
+        self.route_hosts
             .iter()
-            .filter_map(|route| route.host.as_ref())
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        hosts
-            .into_iter()
-            .filter(|host| !tls.covers(&host.example()))
-            .map(|host| {
-                let key = self
-                    .config
-                    .routes
-                    .iter()
-                    .find(|route| route.host.as_ref() == Some(host))
-                    .map_or("", |route| route.key.as_str());
+            .filter(|(host, _)| !tls.covers(&host.example()))
+            .map(|(host, key)| {
                 format!(
                     "route `{key}`: the certificate in {} does not name {host}",
                     self.config
@@ -254,6 +232,118 @@ impl Runtime {
             })
             .collect()
     }
+}
+
+/// The config's routes, in order, each freed as it is taken, and their list shrunk as it
+/// empties: so the ~200 bytes of each go as the table grows (60 MB less at the peak of
+/// 300,000 routes) instead of all at the end.
+struct TakenRoutes(Vec<Route>);
+
+impl TakenRoutes {
+    fn new(mut routes: Vec<Route>) -> Self {
+        // Taken from the end.
+        routes.reverse();
+        Self(routes)
+    }
+}
+
+impl Iterator for TakenRoutes {
+    type Item = Route;
+
+    fn next(&mut self) -> Option<Route> {
+        let route = self.0.pop()?;
+        if self.0.len() < self.0.capacity() / 2 {
+            self.0.shrink_to_fit();
+        }
+        Some(route)
+    }
+
+    /// Exact, so that the table is sized once.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.len(), Some(self.0.len()))
+    }
+}
+
+/// What every route's entry is resolved against.
+struct Resolved<'r> {
+    by_name: &'r HashMap<&'r str, &'r Arc<AppHandle>>,
+    pools: &'r HashMap<&'r str, Arc<Pool>>,
+    h2c: &'r [&'r str],
+    /// The top-level response rules, shared by the routes without rules of their own.
+    response_headers: Option<&'r Arc<HeaderSteps>>,
+}
+
+/// The table entry of `route`, a route of `config`, counted under `key` (its key); the
+/// upstreams' labels are shared through `labels`.
+fn route_entry(
+    route: &Route,
+    key: Arc<str>,
+    labels: &mut HashMap<String, Arc<str>>,
+    config: &Config,
+    resolved: &Resolved<'_>,
+    metrics: &Metrics,
+) -> Result<RouteEntry, BuildError> {
+    let action = action::resolve(route, resolved.by_name, resolved.pools, resolved.h2c)?;
+    let upstream = match &action {
+        RouteAction::Forward { upstream, .. } => upstream.label(),
+        _ => "-",
+    };
+    let upstream = match labels.get(upstream) {
+        Some(label) => Arc::clone(label),
+        None => {
+            let label: Arc<str> = Arc::from(upstream);
+            labels.insert(upstream.to_owned(), Arc::clone(&label));
+            label
+        }
+    };
+    let stats = RouteStats::new(key, upstream, metrics);
+    let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
+    // Only forwarded requests go anywhere for request rules to matter. The credentials
+    // `basic_auth` checked go first, so that a rule may still set an `Authorization` of the
+    // upstream's own.
+    let checked_credentials = HeaderEdits {
+        remove: route
+            .basic_auth
+            .as_ref()
+            .filter(|auth| !auth.forward_auth_header)
+            .map(|_| header::AUTHORIZATION)
+            .into_iter()
+            .collect(),
+        ..HeaderEdits::default()
+    };
+    let request_headers = match action {
+        RouteAction::Forward { .. } => HeaderSteps::compile(&[
+            &checked_credentials,
+            &config.headers.request,
+            &route.header_rules().request,
+        ])
+        .map(Box::new),
+        _ => None,
+    };
+    let rules = route.header_rules();
+    let response_headers = if rules.response.is_empty() {
+        resolved.response_headers.cloned()
+    } else {
+        HeaderSteps::compile(&[&config.headers.response, &rules.response]).map(Arc::new)
+    };
+    let basic_auth = route
+        .basic_auth
+        .as_ref()
+        .map(|users| BasicAuthGate::new(users).map(Box::new))
+        .transpose()
+        .map_err(|source| BuildError::Access {
+            route: route.key.clone(),
+            source,
+        })?;
+    Ok(RouteEntry {
+        action,
+        stats,
+        compress,
+        access: route.access.clone(),
+        request_headers,
+        response_headers,
+        basic_auth,
+    })
 }
 
 /// The lines under a route for what it checks and rewrites besides its action.

@@ -16,28 +16,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::runner::{AppRunner, RunnerMessage};
-use super::{AppCommand, AppState, ExitStatus, Stopped, command, output, ports, signal_group};
+use super::{
+    AppCommand, AppState, ExitStatus, Stopped, command, output, ports, signal_group, sockets,
+};
 
 /// How long to wait, after an app exited, for its last output to be written out.
 const OUTPUT_DRAIN: Duration = Duration::from_millis(200);
 /// How long a killed instance's exit status is waited for.
 const KILL_WAIT: Duration = Duration::from_secs(1);
-
-/// Makes way for an app's socket at `path`: a socket left by a previous run is removed (the
-/// app could not bind over it); anything else there is refused, never deleted.
-fn clear_socket(path: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(format!("SOCKET {}: {error}", path.display())),
-        Ok(found) if found.file_type().is_socket() => std::fs::remove_file(path)
-            .map_err(|error| format!("cannot remove the stale socket {}: {error}", path.display())),
-        Ok(_) => Err(format!(
-            "SOCKET {} exists and is not a socket; zoo removes only sockets: move it away",
-            path.display()
-        )),
-    }
-}
 
 /// One started instance of an app.
 pub(super) struct Instance {
@@ -83,7 +69,7 @@ impl AppRunner {
         }
         let socket = self.tracked.instance.socket();
         if let Some(socket) = socket {
-            clear_socket(socket).map_err(|cause| cannot_start(cause, 126))?;
+            sockets::make_way(socket).map_err(|cause| cannot_start(cause, 126))?;
         }
         let listening = command::Listening {
             port,

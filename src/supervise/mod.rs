@@ -26,13 +26,14 @@ mod reaper;
 mod reload;
 mod runner;
 mod scale;
+mod sockets;
 mod state;
 mod task;
 mod watch;
 
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::sys::signal::{Signal, killpg};
@@ -64,13 +65,8 @@ pub enum SuperviseError {
     UnknownApp { app: String },
     #[error("app `{app}` is no longer supervised (zoo is stopping)")]
     Gone { app: String },
-    #[error("app `{app}`: cannot make its private socket directory {}: {source}", path.display())]
-    SocketDir {
-        app: String,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    SocketPath(#[from] sockets::SocketPathTooLong),
     #[error(
         "app `{app}`: {replicas} instances: expected 1 to {}",
         config::MAX_REPLICAS
@@ -245,6 +241,18 @@ impl SupervisorHandle {
             .iter()
             .rfind(|running| running.config.name == name)
             .map(|running| Arc::clone(&running.tracked.app))
+    }
+
+    /// Whether an app that depends on the app `name` has a process now.
+    fn dependent_runs(&self, name: &str) -> bool {
+        self.registry.lock().running.iter().any(|running| {
+            running
+                .config
+                .depends_on
+                .iter()
+                .any(|dependency| dependency == name)
+                && running.tracked.progress().pid.is_some()
+        })
     }
 
     /// Sends `signal` to the process group of every running app.
@@ -478,39 +486,46 @@ fn stop_levels(apps: &[config::App]) -> Vec<usize> {
 /// output prefix column to fit every name.
 ///
 /// # Errors
-/// [`SuperviseError::NoFreePort`] when no ephemeral port can be bound.
-pub fn plan(apps: &[config::App]) -> Result<Vec<Arc<AppHandle>>, SuperviseError> {
-    apps.iter().map(new_handle).collect()
+/// [`SuperviseError::NoFreePort`] when no ephemeral port can be bound,
+/// [`SuperviseError::SocketPath`] when an app's socket path would be too long.
+pub fn plan(
+    apps: &[config::App],
+    config_path: &Path,
+) -> Result<Vec<Arc<AppHandle>>, SuperviseError> {
+    let sockets_base = crate::rundir::app_sockets_base(config_path);
+    apps.iter()
+        .map(|app| new_handle(app, &sockets_base))
+        .collect()
 }
 
-/// The handle of a new app (at start, or added by a reload), with its `replicas` instances.
-fn new_handle(app: &config::App) -> Result<Arc<AppHandle>, SuperviseError> {
+/// The handle of a new app (at start, or added by a reload), with its `replicas` instances;
+/// a socket app's sockets go under `sockets_base` (made at each start, not here).
+fn new_handle(app: &config::App, sockets_base: &Path) -> Result<Arc<AppHandle>, SuperviseError> {
     crate::log::reserve_name_width(&app.name);
+    // Kept for every app: a reload may turn `socket` on.
+    let sockets_base: Option<Arc<Path>> = Some(Arc::from(sockets_base));
     let places = (0..app.replicas)
-        .map(|index| instance_port(app, index))
+        .map(|index| instance_place(app, index, sockets_base.as_deref()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(AppHandle::with_instances(
         app.name.clone(),
         app.balance,
         app.start == config::StartMode::OnDemand,
+        sockets_base,
         places,
     ))
 }
 
 /// Where instance `index` of `app` listens: the config's port, else a free one; or, with
-/// `socket = true`, its socket in the app's private directory (port 0, never dialled).
-fn instance_port(
+/// `socket = true`, its socket under `sockets_base` (port 0, never dialled).
+fn instance_place(
     app: &config::App,
     index: usize,
-) -> Result<(u16, Option<Arc<std::path::Path>>), SuperviseError> {
-    if app.socket {
-        let dir = socket_dir(app)?;
-        let file = if app.replicas > 1 || index > 0 {
-            format!("{}.{index}.sock", app.name)
-        } else {
-            format!("{}.sock", app.name)
-        };
-        return Ok((0, Some(Arc::from(dir.join(file)))));
+    sockets_base: Option<&Path>,
+) -> Result<(u16, Option<Arc<Path>>), SuperviseError> {
+    if let Some(base) = sockets_base.filter(|_| app.socket) {
+        let path = sockets::socket_path(base, &app.name, index, app.replicas)?;
+        return Ok((0, Some(Arc::from(path))));
     }
     let port = match app.port_of(index) {
         Some(port) => Ok(port),
@@ -522,37 +537,6 @@ fn instance_port(
         }),
     }?;
     Ok((port, None))
-}
-
-/// The private (0700) directory of `app`'s sockets: `$ZOO_RUN/NAME`, else `NAME` in a
-/// directory of this zoo's own under the temporary directory (`zoo-UID-PID`), so that no
-/// other user can connect to (or replace) an app's socket.
-fn socket_dir(app: &config::App) -> Result<PathBuf, SuperviseError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let base = std::env::var_os("ZOO_RUN").map_or_else(
-        || {
-            std::env::temp_dir().join(format!(
-                "zoo-{}-{}",
-                nix::unistd::geteuid(),
-                std::process::id()
-            ))
-        },
-        PathBuf::from,
-    );
-    let dir = base.join(&app.name);
-    let failed = |source| SuperviseError::SocketDir {
-        app: app.name.clone(),
-        path: dir.clone(),
-        source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(failed)?;
-    // An existing directory keeps its mode through `create`: make it private anyway.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
-    Ok(dir)
 }
 
 /// Binds an ephemeral loopback port and releases it for the app to take.
@@ -676,7 +660,7 @@ mod tests {
             dir = dir.path().display()
         );
         let apps = [app_with("idle", &ready)];
-        let handles = plan(&apps).unwrap();
+        let handles = plan(&apps, Path::new("zoo.toml")).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();
         let controller = supervisor.handle();
         let first = until(&controller, |status| status.ready).await;
@@ -731,7 +715,7 @@ mod tests {
     async fn commands_restart_stop_and_start_one_app() {
         let _alone = ONE_SUPERVISOR.lock().await;
         let apps = [app("idle", &[])];
-        let handles = plan(&apps).unwrap();
+        let handles = plan(&apps, Path::new("zoo.toml")).unwrap();
         let supervisor = Supervisor::start(&apps, &handles).unwrap();
         let controller = supervisor.handle();
         let first = until(&controller, |status| status.pid.is_some()).await;

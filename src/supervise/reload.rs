@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::runner::{COMMAND_GRACE, RunnerMessage};
 use super::{
-    AppHandle, SuperviseError, SupervisorHandle, Tracked, instance_port, new_handle, stopped,
+    AppHandle, SuperviseError, SupervisorHandle, Tracked, instance_place, new_handle, stopped,
 };
 use crate::config::{self, RestartStrategy};
 
@@ -81,7 +81,12 @@ impl SupervisorHandle {
     ///
     /// # Errors
     /// [`SuperviseError::NoFreePort`] when an added or replaced app gets no port.
-    pub fn plan_changes(&self, apps: &[config::App]) -> Result<AppChanges, SuperviseError> {
+    pub fn plan_changes(
+        &self,
+        apps: &[config::App],
+        config_path: &std::path::Path,
+    ) -> Result<AppChanges, SuperviseError> {
+        let sockets_base = crate::rundir::app_sockets_base(config_path);
         let running: Vec<(config::App, Arc<AppHandle>)> = self
             .registry
             .lock()
@@ -100,7 +105,7 @@ impl SupervisorHandle {
                     .map(|(_, handle)| Arc::clone(handle));
                 let handle = match (change, kept) {
                     (Change::Keep | Change::Restart | Change::Scale, Some(handle)) => handle,
-                    _ => new_handle(app)?,
+                    _ => new_handle(app, &sockets_base)?,
                 };
                 Ok((app.clone(), handle, change))
             })
@@ -232,13 +237,17 @@ impl SupervisorHandle {
     }
 }
 
-/// Gives `handle` the instances `app` asks for, keeping those whose index it still has (at
-/// the port the config fixes for them, if it does), before its runners start again.
+/// Gives `handle` the settings and instances `app` asks for, keeping those whose index it
+/// still has (at the port the config fixes for them, if it does) unless `socket` changed,
+/// before its runners start again.
 fn fit_instances(handle: &AppHandle, app: &config::App) -> Result<(), SuperviseError> {
+    handle.reconfigure(app);
     let current = handle.instances();
     let mut instances = Vec::with_capacity(app.replicas);
     for index in 0..app.replicas {
-        let kept = current.iter().find(|instance| instance.index == index);
+        let kept = current
+            .iter()
+            .find(|instance| instance.index == index && instance.socket().is_some() == app.socket);
         instances.push(match kept {
             Some(instance) => {
                 if let Some(port) = app.port_of(index) {
@@ -246,7 +255,7 @@ fn fit_instances(handle: &AppHandle, app: &config::App) -> Result<(), SuperviseE
                 }
                 Arc::clone(instance)
             }
-            None => handle.new_instance(index, instance_port(app, index)?),
+            None => handle.new_instance(index, instance_place(app, index, handle.sockets_base())?),
         });
     }
     handle.set_instances(instances);

@@ -426,6 +426,8 @@ impl AppRunner {
                 if dependency.is_ready() {
                     break;
                 }
+                // An on-demand dependency is started by its dependent's start.
+                dependency.demand();
                 if !logged {
                     tracing::info!("{} waiting for {name} to be ready", self.app.name);
                     logged = true;
@@ -505,8 +507,9 @@ impl AppRunner {
         }
     }
 
-    /// Resolves once the instance has had no new request and nothing in flight for the
-    /// app's `idle_stop`; never for an app without one.
+    /// Resolves once the instance has had no new request, nothing in flight and no running
+    /// dependent for the app's `idle_stop`; never for an app without one. A dependent counts
+    /// because it talks to the app directly, not through zoo's routes.
     async fn until_idle(&self) {
         let Some(idle_stop) = self.app.idle_stop else {
             return std::future::pending().await;
@@ -519,7 +522,11 @@ impl AppRunner {
             tokio::time::sleep(look).await;
             let requests = instance.requests();
             // Counted from when it is ready: the request that started it is not in yet.
-            if requests != seen || instance.in_flight() > 0 || !instance.is_ready() {
+            if requests != seen
+                || instance.in_flight() > 0
+                || !instance.is_ready()
+                || self.apps.dependent_runs(&self.tracked.app.name)
+            {
                 (seen, since) = (requests, Instant::now());
             } else if since.elapsed() >= idle_stop {
                 return;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::runner::{COMMAND_GRACE, RunnerMessage};
 use super::state::Tracked;
-use super::{AppCommand, AppKind, SuperviseError, SupervisorHandle, config, instance_port};
+use super::{AppCommand, AppKind, SuperviseError, SupervisorHandle, config, instance_place};
 
 /// How often a roll looks whether the restarted instance is ready again.
 const ROLL_POLL: Duration = Duration::from_millis(20);
@@ -114,7 +114,8 @@ impl SupervisorHandle {
             }
             let mut added = Vec::new();
             for index in current.len()..replicas {
-                let instance = group.new_instance(index, instance_port(&app, index)?);
+                let instance =
+                    group.new_instance(index, instance_place(&app, index, group.sockets_base())?);
                 self.launch_one(&mut apps.running, &app, &group, Arc::clone(&instance));
                 group.join(Arc::clone(&instance));
                 added.push(instance);

@@ -30,7 +30,9 @@ use crate::config::{self, AppKind, Balance};
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    balance: Balance,
+    /// Its `balance` is `round_robin` (else `least_requests`); set again by a reload that
+    /// restarts the app with a new config.
+    round_robin: AtomicBool,
     /// The instances taking new requests, by index.
     instances: ArcSwap<Vec<Arc<InstanceHandle>>>,
     /// Where the next round (or the scan for the least loaded) starts, so that ties and
@@ -40,8 +42,12 @@ pub struct AppHandle {
     ready_changed: Arc<Notify>,
     /// The app's last output lines (of all its instances), for `zoo logs`.
     pub recent: Arc<RecentLines>,
-    /// `start = "on-demand"`: a request that finds no instance ready starts them.
-    on_demand: bool,
+    /// `start = "on-demand"`: a request that finds no instance ready starts them; set again
+    /// by a reload that restarts the app with a new config.
+    on_demand: AtomicBool,
+    /// The directory under which a socket app's instances put their sockets (zoo's
+    /// `ZOO_RUN` or its config-named directory), for the instances a scale or reload adds.
+    sockets_base: Option<Arc<Path>>,
     /// Set by a request to an on-demand app that found no instance ready; cleared when the
     /// app is stopped for being idle.
     wanted: AtomicBool,
@@ -59,6 +65,16 @@ pub enum Dial {
     Tcp(SocketAddr),
     /// Its Unix socket (`socket = true`).
     Unix(Arc<Path>),
+}
+
+impl std::fmt::Display for Dial {
+    /// `127.0.0.1:PORT`, or `unix:PATH` (the spelling of nginx's and curl's socket upstreams).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 /// One instance of an app: where it listens, whether it is ready, and how much it is doing.
@@ -101,15 +117,22 @@ impl AppHandle {
     /// An app of one instance on `port`.
     #[cfg(test)]
     pub(crate) fn new(name: String, port: u16) -> Arc<Self> {
-        Self::with_instances(name, Balance::LeastRequests, false, vec![(port, None)])
+        Self::with_instances(
+            name,
+            Balance::LeastRequests,
+            false,
+            None,
+            vec![(port, None)],
+        )
     }
 
-    /// An app with one instance per address of `places` (a port, or a socket path),
-    /// indexed in that order, started by the first request when `on_demand`.
+    /// An app with one instance per address of `places` (a port, or a socket path under
+    /// `sockets_base`), indexed in that order, started by the first request when `on_demand`.
     pub(crate) fn with_instances(
         name: String,
         balance: Balance,
         on_demand: bool,
+        sockets_base: Option<Arc<Path>>,
         places: Vec<(u16, Option<Arc<Path>>)>,
     ) -> Arc<Self> {
         let ready_changed = Arc::new(Notify::new());
@@ -120,12 +143,13 @@ impl AppHandle {
             .collect();
         Arc::new(Self {
             name,
-            balance,
+            round_robin: AtomicBool::new(balance == Balance::RoundRobin),
             instances: ArcSwap::from_pointee(instances),
             cursor: AtomicUsize::new(0),
             ready_changed,
             recent: Arc::default(),
-            on_demand,
+            on_demand: AtomicBool::new(on_demand),
+            sockets_base,
             wanted: AtomicBool::new(false),
             demanded: Notify::new(),
             rolling: tokio::sync::Mutex::new(()),
@@ -140,6 +164,20 @@ impl AppHandle {
         (port, socket): (u16, Option<Arc<Path>>),
     ) -> Arc<InstanceHandle> {
         InstanceHandle::new(index, port, socket, &self.ready_changed)
+    }
+
+    /// Where a socket app's instances put their sockets.
+    pub(super) fn sockets_base(&self) -> Option<&Path> {
+        self.sockets_base.as_deref()
+    }
+
+    /// Takes the `balance` and `start` of `app`, the app's new config (a reload restarting it
+    /// on this handle).
+    pub(super) fn reconfigure(&self, app: &config::App) {
+        self.round_robin
+            .store(app.balance == Balance::RoundRobin, Ordering::Relaxed);
+        self.on_demand
+            .store(app.start == config::StartMode::OnDemand, Ordering::Release);
     }
 
     /// The instances taking new requests, by index.
@@ -182,6 +220,21 @@ impl AppHandle {
             })
     }
 
+    /// Where its instances listen now, for a route's line (`zoo check`, `zoo status`) and
+    /// error messages: `at ADDR` for one instance, `(N instances at ADDR, ...)` for several.
+    #[must_use]
+    pub fn describe_addresses(&self) -> String {
+        let instances = self.instances.load();
+        let addresses: Vec<String> = instances
+            .iter()
+            .map(|instance| instance.dial().to_string())
+            .collect();
+        match addresses.as_slice() {
+            [one] => format!("at {one}"),
+            all => format!("({} instances at {})", all.len(), all.join(", ")),
+        }
+    }
+
     /// Whether some instance is ready.
     #[must_use]
     pub fn is_ready(&self) -> bool {
@@ -195,13 +248,13 @@ impl AppHandle {
     /// first request starts it), not a failure.
     #[must_use]
     pub fn starts_on_demand(&self) -> bool {
-        self.on_demand
+        self.on_demand.load(Ordering::Acquire)
     }
 
     /// Starts an app that starts on demand, if it is idle (a request found no instance
     /// ready); nothing for any other app.
     pub fn demand(&self) {
-        if self.on_demand && !self.wanted.swap(true, Ordering::AcqRel) {
+        if self.starts_on_demand() && !self.wanted.swap(true, Ordering::AcqRel) {
             self.demanded.notify_waiters();
         }
     }
@@ -256,11 +309,11 @@ impl AppHandle {
                 let choose = |strict: bool| {
                     let rotated = (0..all.len()).map(|offset| &all[(start + offset) % all.len()]);
                     let mut candidates = rotated.filter(|instance| usable(instance, strict));
-                    match self.balance {
-                        Balance::RoundRobin => candidates.next(),
+                    if self.round_robin.load(Ordering::Relaxed) {
+                        candidates.next()
+                    } else {
                         // `min_by_key` keeps the first of equals: ties go round with `start`.
-                        Balance::LeastRequests => candidates
-                            .min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed)),
+                        candidates.min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed))
                     }
                 };
                 choose(true).or_else(|| choose(false))
@@ -569,7 +622,7 @@ mod tests {
     fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
         let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
         let places = ports.iter().map(|port| (*port, None)).collect();
-        let app = AppHandle::with_instances("web".into(), balance, false, places);
+        let app = AppHandle::with_instances("web".into(), balance, false, None, places);
         app.set_ready(true);
         app
     }
@@ -599,6 +652,44 @@ mod tests {
             0,
             "the lease was dropped"
         );
+    }
+
+    #[test]
+    fn reconfigure_takes_a_reloaded_balance_and_start() {
+        let app = ready_app(Balance::LeastRequests, 2);
+        let _busy = app.pick(None).expect("a ready instance");
+        let changed = crate::supervise::tests::app_with(
+            "web",
+            "balance = \"round_robin\"\nstart = \"on-demand\"\n",
+        );
+        app.reconfigure(&changed);
+        assert!(app.starts_on_demand());
+        // Round robin takes the busy instance in its turn; least_requests never would.
+        let picked: Vec<usize> = (0..4)
+            .map(|_| app.pick(None).unwrap().instance().index)
+            .collect();
+        assert!(picked.contains(&0) && picked.contains(&1), "{picked:?}");
+    }
+
+    #[test]
+    fn addresses_name_every_instance_and_sockets_as_unix() {
+        assert_eq!(
+            ready_app(Balance::LeastRequests, 1).describe_addresses(),
+            "at 127.0.0.1:9000"
+        );
+        assert_eq!(
+            ready_app(Balance::LeastRequests, 3).describe_addresses(),
+            "(3 instances at 127.0.0.1:9000, 127.0.0.1:9001, 127.0.0.1:9002)"
+        );
+        let socket: Arc<Path> = Arc::from(Path::new("/run/zoo/web/web.sock"));
+        let app = AppHandle::with_instances(
+            "web".into(),
+            Balance::LeastRequests,
+            false,
+            None,
+            vec![(0, Some(socket))],
+        );
+        assert_eq!(app.describe_addresses(), "at unix:/run/zoo/web/web.sock");
     }
 
     #[test]

@@ -171,9 +171,9 @@ impl Metrics {
 
     /// The handles one route records into; built with the runtime table.
     #[must_use]
-    pub fn route(&self, route: &str) -> RouteMetrics {
+    pub fn route(&self, route: impl Into<Arc<str>>) -> RouteMetrics {
         RouteMetrics {
-            route: Arc::from(route),
+            route: route.into(),
             requests: self.requests.clone(),
             durations: self.durations.clone(),
             recorders: OnceLock::new(),

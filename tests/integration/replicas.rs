@@ -45,10 +45,28 @@ fn start(replicas: usize, extra: &str) -> Zoo {
 
 /// The app's rows of `zoo status --json`.
 fn rows(zoo: &Zoo) -> Vec<serde_json::Value> {
-    let run = util::run_to_end(zoo.dir(), &["status", "--json"], CLI_DEADLINE);
-    let status: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output));
+    let status = util::status_json(zoo.dir(), CLI_DEADLINE);
     status["apps"].as_array().cloned().unwrap_or_default()
+}
+
+/// The line of `zoo status --json` for the route `/`.
+fn route_line(zoo: &Zoo) -> String {
+    let status = util::status_json(zoo.dir(), CLI_DEADLINE);
+    status["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .find(|line| line.starts_with("/ "))
+        .unwrap_or_else(|| panic!("no route `/` in {status}"))
+        .to_owned()
+}
+
+/// Every instance's `127.0.0.1:PORT` in `zoo status --json`.
+fn addresses(rows: &[serde_json::Value]) -> Vec<String> {
+    rows.iter()
+        .map(|row| format!("127.0.0.1:{}", row["port"]))
+        .collect()
 }
 
 fn ready_count(zoo: &Zoo) -> usize {
@@ -196,7 +214,19 @@ fn replica_killed_under_load_loses_no_get_and_restarts() {
 
 #[test]
 fn restart_rolls_one_instance_at_a_time_under_load() {
-    let zoo = start(3, "");
+    rolling_restart_under_load("", 2);
+}
+
+#[test]
+fn restart_with_replace_rolls_without_losing_capacity() {
+    // Each instance's replacement gets ready before the old process stops: never below N.
+    rolling_restart_under_load("restart_strategy = \"replace\"\n", 3);
+}
+
+/// `zoo restart web` of 3 instances (`extra` in the app's table) under load: no failed GET,
+/// every pid replaced one at a time, never fewer than `min_ready` instances ready at a look.
+fn rolling_restart_under_load(extra: &str, min_ready: usize) {
+    let zoo = start(3, extra);
     let before: Vec<u64> = rows(&zoo)
         .iter()
         .filter_map(|row| row["pid"].as_u64())
@@ -240,7 +270,7 @@ fn restart_rolls_one_instance_at_a_time_under_load() {
         .filter_map(|row| row["pid"].as_u64())
         .collect();
     eprintln!(
-        "replicas=3, zoo restart under load: {}; fewest ready {fewest}; replaced seen {replaced_seen:?}",
+        "replicas=3 {extra:?}, zoo restart under load: {}; fewest ready {fewest}; replaced seen {replaced_seen:?}",
         summary(&outcomes)
     );
     assert!(
@@ -255,8 +285,8 @@ fn restart_rolls_one_instance_at_a_time_under_load() {
         "{before:?} -> {after:?}"
     );
     assert!(
-        fewest >= 2,
-        "never fewer than 2 ready, saw {fewest}\n{}",
+        fewest >= min_ready,
+        "never fewer than {min_ready} ready, saw {fewest}\n{}",
         zoo.output()
     );
     // One at a time: the count of new pids only ever grows by steps the watcher can see.
@@ -285,6 +315,15 @@ fn scale_up_then_down_under_load_loses_no_request() {
     let up = rows(&zoo);
     assert_eq!(up.len(), 5, "{up:?}\n{}", zoo.output());
     assert!(up.iter().all(|row| row["ready"] == true), "{up:?}");
+    // The route names every instance, not instance 0's address alone.
+    let line = route_line(&zoo);
+    assert!(
+        line.contains("-> app `web` (5 instances at ")
+            && addresses(&up)
+                .iter()
+                .all(|addr| line.contains(addr.as_str())),
+        "{line}\n{up:?}"
+    );
     assert!(
         load.wait_for_fraction(0.5, LOAD_DEADLINE),
         "load stalled\n{}",
@@ -304,6 +343,11 @@ fn scale_up_then_down_under_load_loses_no_request() {
     assert_eq!(
         down[0]["name"], "web",
         "a single instance is named as the app"
+    );
+    let line = route_line(&zoo);
+    assert!(
+        line.ends_with(&format!("-> app `web` at {}", addresses(&down)[0])),
+        "{line}\n{down:?}"
     );
     // The new instances took requests too.
     let metrics = zoo.get("/metrics").text();

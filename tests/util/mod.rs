@@ -294,6 +294,14 @@ pub fn run_to_end(dir: &Path, args: &[&str], deadline: Duration) -> Finished {
     }
 }
 
+/// `zoo status --json` of the zoo running in `dir`, parsed; fails the test when it does not
+/// answer JSON within `deadline`.
+pub fn status_json(dir: &Path, deadline: Duration) -> serde_json::Value {
+    let run = run_to_end(dir, &["status", "--json"], deadline);
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("zoo status --json ({e})\n{}", run.output))
+}
+
 /// A running `zoo` child process.
 pub struct Zoo {
     /// `None` once it has been waited for.

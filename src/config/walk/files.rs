@@ -58,13 +58,13 @@ impl Walker<'_> {
         let follow_symlinks = optional(fields.get("follow_symlinks"), |flag| {
             self.boolean(&join(at, "follow_symlinks"), flag)
         });
-        Some(Action::Static(StaticFiles {
+        Some(Action::Static(Box::new(StaticFiles {
             root: root?,
             fallback: fallback?,
             cache: cache?,
             dotfiles: dotfiles?.unwrap_or(false),
             follow_symlinks: follow_symlinks?.unwrap_or(false),
-        }))
+        })))
     }
 
     /// `"immutable"`, `"no-cache"` or a duration (`"1h"`, or seconds).

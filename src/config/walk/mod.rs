@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 
+use super::split::RoutesRegion;
 use super::{AccessLog, AppKind, Config, Engine, HeaderRules, Network, Tls};
 use read::{Value, Walker, join, list, optional};
 pub use replicas::MAX_REPLICAS;
@@ -75,19 +76,56 @@ pub(super) fn walk(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<Problem>> {
-    let mut walker = Walker {
-        env,
-        base: path.parent().unwrap_or(Path::new("")).to_path_buf(),
-        problems: Vec::new(),
-    };
-    let config = walker.config(root, path);
-    match config {
-        Some(config) if walker.problems.is_empty() => Ok(config),
-        _ => Err(walker.problems),
+    let mut walker = Walker::new(path, env);
+    let config = walker.config(root, path, None);
+    walker.finish(config)
+}
+
+/// Validates a document read in two parts: `root`, the tree of `source` without
+/// `region.cut`, and the routes of `region`, parsed a batch at a time. `None` when a batch
+/// is not valid TOML on its own: then only the whole-tree parse can say what is wrong.
+pub(super) fn walk_batched(
+    root: &DeTable<'_>,
+    source: &str,
+    region: &RoutesRegion,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Result<Config, Vec<Problem>>> {
+    let mut walker = Walker::new(path, env);
+    let config = walker.config(root, path, Some((source, region)));
+    if walker.unbatchable {
+        return None;
+    }
+    Some(walker.finish(config))
+}
+
+impl<'e> Walker<'e> {
+    fn new(path: &Path, env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Walker {
+            env,
+            base: path.parent().unwrap_or(Path::new("")).to_path_buf(),
+            problems: Vec::new(),
+            unbatchable: false,
+        }
+    }
+
+    fn finish(self, config: Option<Config>) -> Result<Config, Vec<Problem>> {
+        match config {
+            Some(config) if self.problems.is_empty() => Ok(config),
+            _ => Err(self.problems),
+        }
     }
 }
+
 impl Walker<'_> {
-    fn config(&mut self, root: &DeTable<'_>, path: &Path) -> Option<Config> {
+    /// `batched`: the source and its plain `[routes]` table, cut out of `root` (whose spans
+    /// are then those of the source without it).
+    fn config(
+        &mut self,
+        root: &DeTable<'_>,
+        path: &Path,
+        batched: Option<(&str, &RoutesRegion)>,
+    ) -> Option<Config> {
         let fields = self.fields("", root, ROOT_KEYS);
         let listen = match fields.get("listen") {
             Some(value) => self.listen(value),
@@ -152,9 +190,18 @@ impl Walker<'_> {
             .filter(|app| !app.listens())
             .map(|app| (app.name.as_str(), app.kind))
             .collect();
-        let routes = fields.get("routes").map_or(Some(Vec::new()), |value| {
-            self.routes(value, &names, &portless)
-        });
+        let routes = match batched {
+            None => fields.get("routes").map_or(Some(Vec::new()), |value| {
+                self.routes(value, &names, &portless)
+            }),
+            Some((source, region)) => {
+                // Every problem so far was found in the rest, and the routes come last.
+                for problem in &mut self.problems {
+                    problem.span = region.unshift(problem.span.clone());
+                }
+                self.batched_routes(source, region, &names, &portless)
+            }
+        };
         Some(Config {
             path: path.to_path_buf(),
             listen: listen?,

@@ -21,6 +21,9 @@ pub(super) struct Walker<'e> {
     /// The config file's directory, which relative `dir` and `ca_file` are joined to.
     pub(super) base: PathBuf,
     pub(super) problems: Vec<Problem>,
+    /// Set when a batch of routes read apart from the rest of the document is no TOML
+    /// document on its own (or repeats a key): the whole document is then read again as one.
+    pub(super) unbatchable: bool,
 }
 
 /// The entries of one table whose keys were all checked against an allowed list.

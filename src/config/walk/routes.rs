@@ -2,15 +2,19 @@
 //! (`app`, `proxy`, `respond`, `redirect`, `builtin` or `static`, the last in files.rs) and
 //! the options that only some actions accept ([`ACTION_KEYS`]).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::ops::Range;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
+use toml::de::DeTable;
+
 use super::kinds::article;
 use super::read::{Fields, Value, Walker, join, list, optional};
+use crate::config::split::RoutesRegion;
 use crate::config::{Access, Action, AppKind, Builtin, ProxyTarget, Route, Scheme, suggest, url};
 use crate::route::{self, HostPattern};
 
@@ -63,6 +67,9 @@ const ACTION_KEYS: &[(&str, &[&str], &str)] = &[
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a request for an app that is (re)starting waits for it (DESIGN.md).
 const DEFAULT_READY_WAIT: Duration = Duration::from_secs(10);
+/// Routes parsed into one tree at a time by [`Walker::batched_routes`]: enough that the
+/// parser's fixed costs are spread, few enough that the tree stays small (~200 KB).
+const BATCH: usize = 128;
 const REDIRECT_STATUSES: &[u16] = &[301, 302, 303, 307, 308];
 
 impl Walker<'_> {
@@ -101,9 +108,51 @@ impl Walker<'_> {
                 }
             }
             let route = self.route(&at, written, split, value, apps, portless);
-            match (route, routes.as_mut()) {
-                (Some(route), Some(routes)) => routes.push(route),
-                _ => routes = None,
+            push(&mut routes, route);
+        }
+        routes
+    }
+
+    /// The routes of a plain `[routes]` table ([`RoutesRegion`]), parsed [`BATCH`] entries
+    /// at a time, each batch's tree dropped once walked. Sets [`Walker::unbatchable`] (and
+    /// gives up) when a batch is not valid TOML alone or a route's host and path come again
+    /// (in the whole tree that is a duplicate key, or two spellings of one host, which
+    /// [`Self::routes`] words).
+    pub(super) fn batched_routes(
+        &mut self,
+        source: &str,
+        region: &RoutesRegion,
+        apps: &[String],
+        portless: &[(&str, AppKind)],
+    ) -> Option<Vec<Route>> {
+        let mut routes = Some(Vec::with_capacity(region.entries.len()));
+        // Hashes only (8 bytes a route, not a copy of every key): a repeat, or the rare
+        // collision, sends the document to the whole-tree walk, which tells them apart.
+        let mut seen: HashSet<u64> = HashSet::with_capacity(region.entries.len());
+        let hasher = RandomState::new();
+        for first in (0..region.entries.len()).step_by(BATCH) {
+            let span = region.span_of(first..(first + BATCH).min(region.entries.len()));
+            let (table, syntax_errors) = DeTable::parse_recoverable(&source[span.clone()]);
+            if !syntax_errors.is_empty() {
+                self.unbatchable = true;
+                return None;
+            }
+            let found = self.problems.len();
+            for (key, value) in table.get_ref() {
+                let written: &str = key.get_ref();
+                let at = join("routes", written);
+                let split = self.route_key(key.span(), &at, written);
+                if let Some(split) = &split
+                    && !seen.insert(hasher.hash_one(split))
+                {
+                    self.unbatchable = true;
+                    return None;
+                }
+                let route = self.route(&at, written, split, value, apps, portless);
+                push(&mut routes, route);
+            }
+            for problem in &mut self.problems[found..] {
+                problem.span = problem.span.start + span.start..problem.span.end + span.start;
             }
         }
         routes
@@ -252,12 +301,11 @@ impl Walker<'_> {
         if misplaced {
             return None;
         }
-        let (host, path) = split?;
+        let (host, _) = split?;
         let headers = headers?;
         Some(Route {
             key: key.to_owned(),
             host,
-            path: path.to_owned(),
             action: built?,
             // A `static` route names files below its key unless told otherwise (nginx's `alias`).
             strip_prefix: strip_prefix?.unwrap_or(action == "static"),
@@ -267,13 +315,13 @@ impl Walker<'_> {
             compress: compress?,
             access: match (allow?, deny?) {
                 (None, None) => None,
-                (allow, deny) => Some(Access {
+                (allow, deny) => Some(Box::new(Access {
                     allow: allow.unwrap_or_default(),
                     deny: deny.unwrap_or_default(),
-                }),
+                })),
             },
-            headers: headers.rules,
-            basic_auth: basic_auth?,
+            headers: (!headers.rules.is_empty()).then(|| Box::new(headers.rules)),
+            basic_auth: basic_auth?.map(Box::new),
         })
     }
 
@@ -346,7 +394,7 @@ impl Walker<'_> {
             Some(self.base.join(file))
         });
         Some(Action::Proxy {
-            target: target?,
+            target: Box::new(target?),
             ca_file: ca_file?,
         })
     }
@@ -414,5 +462,14 @@ impl Walker<'_> {
             status: status?.unwrap_or(StatusCode::FOUND),
             location: location?,
         })
+    }
+}
+
+/// Adds a valid route to the routes read so far; an invalid one leaves none (the walk goes
+/// on only to report every problem).
+fn push(routes: &mut Option<Vec<Route>>, route: Option<Route>) {
+    match (route, routes.as_mut()) {
+        (Some(route), Some(routes)) => routes.push(route),
+        _ => *routes = None,
     }
 }

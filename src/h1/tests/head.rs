@@ -90,9 +90,18 @@ fn request_head_incomplete_is_none_until_the_empty_line() {
 }
 
 #[test]
-fn request_head_skips_empty_lines_before_the_request_line() {
+fn request_head_skips_empty_lines_before_the_request_line_within_the_limit() {
     let bytes = b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_eq!(complete(bytes).1, bytes.len());
+    // They count against the head's bytes: a stream of them is refused at the limit.
+    let limits = HeadLimits { max_head_bytes: 64 };
+    let empty_lines = b"\r\n".repeat(32);
+    assert!(matches!(
+        parse_request_head(&empty_lines[..62], &limits),
+        Ok(None)
+    ));
+    let error = parse_request_head(&empty_lines, &limits).unwrap_err();
+    assert_eq!(error.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
 
 /// `start` then `count` fields `fN: v`, and the empty line.
