@@ -62,13 +62,12 @@ fn framing(headers: &HeaderMap, http10: bool) -> Result<BodyFraming, HeadError> 
         return transfer_coding(headers);
     }
     let mut length = None;
-    for element in headers
-        .get_all(CONTENT_LENGTH)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-    {
-        let value = parse_length(element.trim_ascii()).ok_or(HeadError::InvalidContentLength)?;
-        // Repeated identical values are one length (RFC 9110 8.6, as hyper reads them).
+    // Each field is one number: a list in one field (`5, 5`) is refused, as hyper, nginx and
+    // Caddy refuse it (RFC 9110 8.6 allows either).
+    for field in &headers.get_all(CONTENT_LENGTH) {
+        let value =
+            parse_length(field.as_bytes().trim_ascii()).ok_or(HeadError::InvalidContentLength)?;
+        // Repeated identical fields are one length (RFC 9110 8.6, as hyper reads them).
         if length.is_some_and(|seen| seen != value) {
             return Err(HeadError::ConflictingContentLength);
         }

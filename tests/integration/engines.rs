@@ -120,6 +120,11 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Expect::Refused { zoo: 400, hyper: 200 },
         ),
         (
+            "length-list",
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello".to_vec(),
+            Expect::Refused { zoo: 400, hyper: 400 },
+        ),
+        (
             "head-over-256-KiB",
             format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(300_000)).into_bytes(),
             Expect::Refused { zoo: 431, hyper: 431 },

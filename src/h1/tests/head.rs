@@ -151,6 +151,8 @@ fn request_head_framing_conflicts_are_400() {
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -3\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\n",
+        // A list in one field, even of equal values (hyper, nginx and Caddy refuse it).
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3 3\r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \r\n\r\n",
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3,\r\n\r\n",
@@ -193,10 +195,6 @@ fn request_head_framing_that_is_valid_is_read() {
         ),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-            BodyFraming::Length(5),
-        ),
-        (
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
             BodyFraming::Length(5),
         ),
         (
