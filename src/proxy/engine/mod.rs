@@ -154,6 +154,7 @@ impl Connection {
             max_head_bytes: MAX_HEAD_BYTES,
         };
         let mut scanned = 0;
+        let mut line_seen = false;
         let idle_until = match head_deadline {
             Some(deadline) => deadline,
             None => crate::deadline::after(timeouts.keepalive),
@@ -190,8 +191,22 @@ impl Connection {
                 head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
             }
             // Parse only once the bytes hold the end of a head, so that a head arriving a
-            // byte at a time is not parsed again at every byte.
-            if scanned == 0 || ends_head(&self.buf, scanned) || self.buf.len() >= MAX_HEAD_BYTES {
+            // byte at a time is not parsed again at every byte; and once when the request line
+            // ends, so that a bad one (TLS bytes on the plain port) is answered at once, as
+            // hyper answers it, not when an empty line or the byte limit comes.
+            // Only the new bytes are looked at: a long line arriving a byte at a time costs
+            // no rescans.
+            let line_ended = !line_seen
+                && self
+                    .buf
+                    .get(scanned..)
+                    .is_some_and(|new| new.contains(&b'\n'));
+            line_seen |= line_ended;
+            if scanned == 0
+                || line_ended
+                || ends_head(&self.buf, scanned)
+                || self.buf.len() >= MAX_HEAD_BYTES
+            {
                 match h1::parse_request_head(&self.buf, &limits) {
                     Ok(Some((head, consumed))) => {
                         self.buf.advance(consumed);
