@@ -28,6 +28,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 
 use crate::config::Coding;
+use crate::upstream::BoxError;
 
 /// Smaller responses are sent as they are: the coding's framing would eat the gain.
 pub(crate) const MIN_LENGTH: u64 = 1024;
@@ -43,8 +44,6 @@ const GZIP_LEVEL: i32 = 2;
 const BROTLI_QUALITY: i32 = 4;
 /// zstd level 3, the library's default.
 const ZSTD_LEVEL: i32 = 3;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The codings `Accept-Encoding` accepts among `offered`, best first: by q-value, ties in
 /// `offered` order. A coding not named is unacceptable unless `*` is; `x-gzip` is `gzip`.

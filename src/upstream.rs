@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{Either, Empty, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::{http1, http2};
@@ -58,47 +59,14 @@ pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 pub type UpstreamBody = Either<ClientBody, Either<Limited<ClientBody>, Empty<Bytes>>>;
 
 /// A client's request body as the public listener read it: hyper's (HTTP/2, and HTTP/1.1
-/// with `engine = "hyper"`), or one fed by zoo's own HTTP/1.1 engine. One enum rather than a
-/// type parameter, so that the request path is compiled once; the engine's body is boxed
-/// because it is made above this module (`proxy/`), and only a request with a body has one.
-pub enum RequestBody {
-    Hyper(Incoming),
-    Engine(http_body_util::combinators::BoxBody<Bytes, BoxError>),
-}
+/// with `engine = "hyper"`, [`Either::Left`]), or one fed by zoo's own HTTP/1.1 engine
+/// ([`Either::Right`]). One type rather than a type parameter, so that the request path is
+/// compiled once; the engine's body is boxed because it is made above this module (`proxy/`),
+/// and only a request with a body has one. `Either`'s error is [`BoxError`].
+pub type RequestBody = Either<Incoming, BoxBody<Bytes, BoxError>>;
 
 /// The error of a body whose errors come from more than one source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Hyper(body) => Pin::new(body)
-                .poll_frame(cx)
-                .map(|frame| frame.map(|frame| frame.map_err(Into::into))),
-            Self::Engine(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Hyper(body) => body.is_end_stream(),
-            Self::Engine(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Hyper(body) => body.size_hint(),
-            Self::Engine(body) => body.size_hint(),
-        }
-    }
-}
 
 /// The client's request body, failed with [`ClientBodyTimeout`] when the client sends nothing
 /// of it for `timeout`, so that a client that stopped sending does not hold the app's

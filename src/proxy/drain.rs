@@ -16,6 +16,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{Request, Response};
+use http_body_util::Either;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -51,7 +52,7 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
     type Future = HyperAnswering;
 
     fn call(&self, request: Request<Incoming>) -> HyperAnswering {
-        HyperAnswering(self.answer(request.map(RequestBody::Hyper)))
+        HyperAnswering(self.answer(request.map(Either::Left)))
     }
 }
 
@@ -114,7 +115,7 @@ impl Body for CountedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::{BodyExt, Either, Full};
+    use http_body_util::{BodyExt, Full};
 
     #[tokio::test]
     async fn a_request_counts_until_its_body_is_dropped() {

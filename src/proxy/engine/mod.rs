@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use http_body_util::{BodyExt, Either, Empty, combinators::BoxBody};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::drain::{Counted, CountedBody};
 use crate::h1::{self, HeadLimits, RequestHead};
-use crate::upstream::{MAX_HEAD_BYTES, RequestBody};
+use crate::upstream::MAX_HEAD_BYTES;
 use respond::{BodyWriter, Delimited};
 
 /// The read buffer made for a request head; it grows to [`MAX_HEAD_BYTES`] if the head does.
@@ -302,7 +302,7 @@ impl Connection {
             .get_all(header::TE)
             .iter()
             .any(|value| respond::lists_token(value, "trailers"));
-        let mut request = Request::from_parts(parts, RequestBody::Engine(body));
+        let mut request = Request::from_parts(parts, Either::Right(body));
         let handoff = (upgrade && super::tunnel::wants_websocket(request.headers())).then(|| {
             let (sender, receiver) = oneshot::channel();
             request
