@@ -102,6 +102,29 @@ def write_suite_results(results_dir: str, stamp: str, suite: str, md: list[str],
     log(f"table: {path}")
 
 
+def run_rounds(rounds: int, scenarios: list[dict], proxies: list[str], logdir: str,
+               measure_one) -> tuple[list[dict], list[float]]:
+    """Measures every scenario with every proxy `rounds` times, the proxies' order rotated
+    each round (none always runs first, on a cold or a warm machine), and logs each row with
+    the load: the loop of every `--suite`. `measure_one(proxy, scenario, round, logpath)`
+    returns a row. Returns the rows and the 1-minute load before each."""
+    rows, loads = [], []
+    for rnd in range(1, rounds + 1):
+        for sc in scenarios:
+            k = (rnd - 1) % len(proxies)
+            for px in proxies[k:] + proxies[:k]:
+                loads.append(os.getloadavg()[0])
+                row = measure_one(px, sc, rnd,
+                                  os.path.join(logdir, f"r{rnd}-{sc['name']}-{px}.log"))
+                rows.append(row)
+                log(f"r{rnd} {sc['name']:<22} {px:<6} "
+                    + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in row.items()
+                               if k not in ("round", "scenario", "proxy"))
+                    + f"  load1={loads[-1]:.1f}")
+    return rows, loads
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

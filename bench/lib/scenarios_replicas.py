@@ -248,19 +248,8 @@ def main(args, wanted: list[str]) -> int:
     rows, loads = [], []
     try:
         render_upstreams()
-        for rnd in range(1, args.rounds + 1):
-            for sc in SCENARIOS:
-                k = (rnd - 1) % len(proxies)
-                for px in proxies[k:] + proxies[:k]:
-                    loads.append(os.getloadavg()[0])
-                    row = measure(px, sc, rnd, args,
-                                  os.path.join(logdir, f"r{rnd}-{sc['name']}-{px}.log"))
-                    rows.append(row)
-                    B.log(f"r{rnd} {sc['name']} {px:<6} "
-                          + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in row.items()
-                                     if k not in ("round", "scenario", "proxy"))
-                          + f"  load1={loads[-1]:.1f}")
+        rows, loads = B.run_rounds(args.rounds, SCENARIOS, proxies, logdir,
+                                   lambda px, sc, rnd, logpath: measure(px, sc, rnd, args, logpath))
     except B.BenchError as e:
         B.log(f"ERROR: {e}")
         return 1

@@ -387,17 +387,8 @@ def main(args, wanted: list[str]) -> int:
         debian_py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else "python3"
         B.spawn("streamer", [debian_py, os.path.join(B.HERE, "streamer.py"),
                              str(B.STREAMER_WS_PORT), str(B.STREAMER_SSE_PORT)], args.load_cpus)
-        for rnd in range(1, args.rounds + 1):
-            for sc in scenarios:
-                k = (rnd - 1) % len(proxies)
-                for px in proxies[k:] + proxies[:k]:
-                    loads.append(os.getloadavg()[0])
-                    row = measure(px, sc, rnd, args, os.path.join(logdir, f"r{rnd}-{sc['name']}-{px}.log"))
-                    rows.append(row)
-                    B.log(f"r{rnd} {sc['name']:<22} {px:<6} "
-                          + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in row.items() if k not in ("round", "scenario", "proxy"))
-                          + f"  load1={loads[-1]:.1f}")
+        rows, loads = B.run_rounds(args.rounds, scenarios, proxies, logdir,
+                                   lambda px, sc, rnd, logpath: measure(px, sc, rnd, args, logpath))
     except B.BenchError as e:
         B.log(f"ERROR: {e}")
         return 1
