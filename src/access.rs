@@ -6,6 +6,10 @@
 //! - bcrypt runs off the event loop, on tokio's blocking threads, at most [`verifiers`] at a
 //!   time for the whole process: a burst of wrong passwords queues for those slots and leaves
 //!   the other cores (and every other route) to the event loop.
+//! - That queue is bounded ([`WAITING_PER_SLOT`] checks per slot): a check that finds it full
+//!   is answered [`Verdict::Busy`] at once (503 with `Retry-After`), so that a flood of
+//!   guesses costs a bounded wait, not an ever longer one, for the users whose right
+//!   password is not yet remembered.
 //! - Every check that is not answered from the cache costs one bcrypt, unknown users too
 //!   (against a made-up hash of the file's highest cost), so the time taken does not tell
 //!   which user names exist.
@@ -17,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +35,9 @@ use crate::config::BasicAuth;
 
 /// How long a verified (user, password) pair is answered without bcrypt.
 const REMEMBERED_FOR: Duration = Duration::from_secs(60);
+/// Checks that may wait for each bcrypt slot: at bcrypt's default cost (about 60 ms a check
+/// here) a full queue is a wait of about 4 s.
+const WAITING_PER_SLOT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -57,19 +65,86 @@ pub struct BasicAuthGate {
     cache_key: hmac::Key,
     /// User -> tag of the password last verified for them and until when it holds.
     remembered: Mutex<HashMap<String, (hmac::Tag, Instant)>>,
+    /// The slots bcrypt runs in: the process's, shared by every gate.
+    verifiers: Arc<Verifiers>,
     /// For `zoo check`.
     users_file: PathBuf,
     realm: String,
 }
 
+/// What a check of a request's credentials found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A user of the file, with the right password.
+    Admitted,
+    /// No credentials, an unknown user or a wrong password.
+    Refused,
+    /// Too many checks are waiting for bcrypt: not checked; ask again later.
+    Busy,
+}
+
+/// Slots for bcrypt runs and the bounded queue in front of them.
+struct Verifiers {
+    slots: Arc<Semaphore>,
+    /// Checks waiting for a slot now.
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
 /// The process-wide limit of bcrypt runs at once: half the cores (at least one), so that a
 /// burst of checks leaves the other half to the event loop.
-fn verifiers() -> Arc<Semaphore> {
-    static VERIFIERS: OnceLock<Arc<Semaphore>> = OnceLock::new();
+fn verifiers() -> Arc<Verifiers> {
+    static VERIFIERS: OnceLock<Arc<Verifiers>> = OnceLock::new();
     Arc::clone(VERIFIERS.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Arc::new(Semaphore::new((cores / 2).max(1)))
+        Arc::new(Verifiers::new((cores / 2).max(1), WAITING_PER_SLOT))
     }))
+}
+
+impl Verifiers {
+    fn new(slots: usize, waiting_per_slot: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(slots)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: slots.saturating_mul(waiting_per_slot),
+        }
+    }
+
+    /// One bcrypt verification on a blocking thread, within the slots; `None` when the queue
+    /// for them is full. The slot goes with the work, so that a client that hangs up does not
+    /// free it while bcrypt still runs.
+    async fn verify(&self, password: Vec<u8>, hash: String) -> Option<bool> {
+        let slot = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                let _waiting = self.wait_in_line()?;
+                Arc::clone(&self.slots).acquire_owned().await.ok()?
+            }
+        };
+        let right = tokio::task::spawn_blocking(move || {
+            let right = bcrypt::verify(&password, &hash).unwrap_or(false);
+            drop(slot);
+            right
+        })
+        .await
+        .unwrap_or(false);
+        Some(right)
+    }
+
+    /// A place in the queue, given back when dropped (a slot taken, or the client gone).
+    fn wait_in_line(&self) -> Option<InLine<'_>> {
+        let ahead = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let place = InLine(&self.waiting);
+        (ahead < self.max_waiting).then_some(place)
+    }
+}
+
+struct InLine<'a>(&'a AtomicUsize);
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl BasicAuthGate {
@@ -102,6 +177,7 @@ impl BasicAuthGate {
             cache_key: hmac::Key::generate(hmac::HMAC_SHA256, &random)
                 .map_err(|_| AccessError::Random)?,
             remembered: Mutex::new(HashMap::new()),
+            verifiers: verifiers(),
             users_file: config.users_file.clone(),
             realm: config.realm.clone(),
         })
@@ -131,9 +207,9 @@ impl BasicAuthGate {
 
     /// Whether `headers` carry exactly one `Authorization: Basic` naming a user of the file
     /// with the right password.
-    pub async fn admits(&self, headers: &HeaderMap) -> bool {
+    pub async fn check(&self, headers: &HeaderMap) -> Verdict {
         let Some((user, password)) = credentials(headers) else {
-            return false;
+            return Verdict::Refused;
         };
         let message = tag_input(&user, &password);
         let now = Instant::now();
@@ -142,18 +218,25 @@ impl BasicAuthGate {
             && *until > now
             && hmac::verify(&self.cache_key, &message, tag.as_ref()).is_ok()
         {
-            return true;
+            return Verdict::Admitted;
         }
         let known = std::str::from_utf8(&user)
             .ok()
             .and_then(|user| self.users.get(user));
         let hash = known.unwrap_or(&self.stand_in).clone();
-        let right = verify(password, hash).await && known.is_some();
+        let Some(verified) = self.verifiers.verify(password, hash).await else {
+            return Verdict::Busy;
+        };
+        let right = verified && known.is_some();
         if right && let Ok(user) = String::from_utf8(user) {
             let tag = hmac::sign(&self.cache_key, &message);
             self.lock().insert(user, (tag, now + REMEMBERED_FOR));
         }
-        right
+        if right {
+            Verdict::Admitted
+        } else {
+            Verdict::Refused
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (hmac::Tag, Instant)>> {
@@ -162,21 +245,6 @@ impl BasicAuthGate {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// One bcrypt verification on a blocking thread, within the process's slots. The slot goes
-/// with the work, so that a client that hangs up does not free it while bcrypt still runs.
-async fn verify(password: Vec<u8>, hash: String) -> bool {
-    let Ok(slot) = verifiers().acquire_owned().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
-        let right = bcrypt::verify(&password, &hash).unwrap_or(false);
-        drop(slot);
-        right
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// User and password of the one `Authorization: Basic` header (scheme in any case).
@@ -258,11 +326,50 @@ mod tests {
     async fn only_the_right_password_of_a_listed_user_is_admitted() {
         let gate = gate();
         assert_eq!(gate.challenge(), "Basic realm=\"metrics\"");
-        assert!(gate.admits(&authorization(&basic("alice:secret"))).await);
+        let check = async |value: &str| gate.check(&authorization(value)).await;
+        assert_eq!(check(&basic("alice:secret")).await, Verdict::Admitted);
         // Again, now from the cache.
-        assert!(gate.admits(&authorization(&basic("alice:secret"))).await);
-        assert!(!gate.admits(&authorization(&basic("alice:wrong"))).await);
-        assert!(!gate.admits(&authorization(&basic("bob:secret"))).await);
-        assert!(!gate.admits(&HeaderMap::new()).await);
+        assert_eq!(check(&basic("alice:secret")).await, Verdict::Admitted);
+        assert_eq!(check(&basic("alice:wrong")).await, Verdict::Refused);
+        assert_eq!(check(&basic("bob:secret")).await, Verdict::Refused);
+        assert_eq!(gate.check(&HeaderMap::new()).await, Verdict::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_check_that_finds_the_queue_full_is_busy_and_frees_no_place() {
+        let mut gate = gate();
+        let verifiers = Arc::new(Verifiers::new(1, 1));
+        gate.verifiers = Arc::clone(&verifiers);
+        let gate = Arc::new(gate);
+        // The one slot is taken: the first check waits in the one place of the queue.
+        let slot = Arc::clone(&verifiers.slots).acquire_owned().await.unwrap();
+        let first = tokio::spawn({
+            let gate = Arc::clone(&gate);
+            async move { gate.check(&authorization(&basic("alice:secret"))).await }
+        });
+        let queued = tokio::time::timeout(Duration::from_secs(10), async {
+            while verifiers.waiting.load(Ordering::Acquire) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(queued.await.is_ok(), "the first check never queued");
+        let second = tokio::time::timeout(
+            Duration::from_secs(10),
+            gate.check(&authorization(&basic("alice:wrong"))),
+        )
+        .await
+        .expect("a check that finds the queue full is answered at once");
+        assert_eq!(second, Verdict::Busy);
+        assert_eq!(
+            verifiers.waiting.load(Ordering::Acquire),
+            1,
+            "busy gave its place back"
+        );
+        drop(slot);
+        assert_eq!(first.await.unwrap(), Verdict::Admitted);
+        assert_eq!(verifiers.waiting.load(Ordering::Acquire), 0);
+        // With the queue empty again, a wrong password is refused, not busy.
+        let third = gate.check(&authorization(&basic("alice:wrong"))).await;
+        assert_eq!(third, Verdict::Refused);
     }
 }

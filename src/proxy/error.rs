@@ -53,6 +53,9 @@ pub enum ProxyError {
         /// `Basic realm="..."`, sent as `WWW-Authenticate`.
         challenge: HeaderValue,
     },
+    /// Too many `basic_auth` checks wait for bcrypt: this one was not made.
+    #[error("route `{route}`: too many credential checks are waiting; try again")]
+    AuthBusy { route: String },
     #[error("{upstream} is not ready (waited {waited:?})")]
     NotReady { upstream: String, waited: Duration },
     #[error("{upstream}: {}", innermost_cause(source))]
@@ -92,7 +95,7 @@ impl ProxyError {
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady { .. } | Self::AuthBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::ConnectProtocol { .. } => StatusCode::NOT_IMPLEMENTED,
@@ -128,6 +131,7 @@ impl ProxyError {
             | Self::NoRoute { .. }
             | Self::Forbidden { .. }
             | Self::Unauthorized { .. }
+            | Self::AuthBusy { .. }
             | Self::ConnectProtocol { .. } => None,
         }
     }
@@ -153,7 +157,7 @@ impl ProxyError {
             Self::Unauthorized { challenge, .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, challenge);
             }
-            Self::NotReady { .. } => {
+            Self::NotReady { .. } | Self::AuthBusy { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             // RFC 9110 15.5.6: a 405 lists the methods the target does take.

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use super::client::Client;
 use super::forward::{Limits, RequestRules, with_query};
 use super::{ProxyError, ServedBody, ZooBody, h2_websocket, headers, request_id};
+use crate::access::Verdict;
 use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
@@ -289,13 +290,18 @@ impl ProxyService {
         }
         // The `Authorization` it checks is removed by the route's request rules (the
         // runtime made that their first step), unless `forward_auth_header`.
-        if let Some(gate) = &matched.value.basic_auth
-            && !gate.admits(request.headers()).await
-        {
-            return Err(ProxyError::Unauthorized {
-                route: matched.value.stats.key.to_string(),
-                challenge: gate.challenge().clone(),
-            });
+        if let Some(gate) = &matched.value.basic_auth {
+            let route = || matched.value.stats.key.to_string();
+            match gate.check(request.headers()).await {
+                Verdict::Admitted => {}
+                Verdict::Refused => {
+                    return Err(ProxyError::Unauthorized {
+                        route: route(),
+                        challenge: gate.challenge().clone(),
+                    });
+                }
+                Verdict::Busy => return Err(ProxyError::AuthBusy { route: route() }),
+            }
         }
         // Taken before the request moves on; `None` (the default) skips compression whole.
         let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
