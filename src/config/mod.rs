@@ -507,14 +507,16 @@ keyword_enum! {
 }
 
 keyword_enum! {
-    /// `balance = "least_requests" | "round_robin"`: which ready instance of an app with
-    /// `replicas` takes the next request.
+    /// `balance = "least_requests" | "round_robin" | "client_ip"`: which ready instance of
+    /// an app with `replicas` takes the next request.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum Balance {
         /// The one with the fewest requests in flight (open tunnels count); ties go round.
         LeastRequests => "least_requests",
         /// Each in turn.
         RoundRobin => "round_robin",
+        /// The same one for each client address (sticky sessions), by rendezvous hashing.
+        ClientIp => "client_ip",
     }
 }
 

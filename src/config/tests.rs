@@ -1264,7 +1264,7 @@ fn replicas_take_a_count_a_port_list_and_a_balance() {
     assert_eq!(
         messages("balance = \"random\"\n"),
         [
-            "apps.web.balance: unknown balance \"random\"; expected one of `least_requests`, `round_robin`"
+            "apps.web.balance: unknown balance \"random\"; expected one of `least_requests`, `round_robin`, `client_ip`"
         ]
     );
 }

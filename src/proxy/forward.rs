@@ -4,6 +4,7 @@
 //! response headers, and the WebSocket tunnel when both sides agree to upgrade.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -241,6 +242,9 @@ pub(super) struct Limits<'a> {
     /// `client_body_timeout`: the longest pause between two reads of the request body.
     pub(super) body_timeout: Duration,
     pub(super) route: &'a str,
+    /// The client's address as zoo determined it (proxy/client.rs), for `balance =
+    /// "client_ip"`.
+    pub(super) client: IpAddr,
     /// The request rules (top level, then the route's), applied last, so that they may
     /// replace what zoo set (`X-Forwarded-*`, `Host`); `None` edits nothing.
     pub(super) request_headers: Option<RequestRules<'a>>,
@@ -326,7 +330,7 @@ async fn send(
             let (pool, lease) = match upstream {
                 Upstream::App { app, pool, .. } => {
                     let avoid = failed.as_ref().map(|(index, _)| *index);
-                    match pick(app, avoid, waiting_until).await {
+                    match pick(app, avoid, limits.client, waiting_until).await {
                         Some(lease) => (pool, Some(lease)),
                         None => return Err(failed.map(|(_, error)| error)),
                     }
@@ -426,9 +430,14 @@ fn connection_lost(error: &hyper::Error) -> bool {
 /// The instance of `app` for the next attempt: a ready one other than `avoid` (the one that
 /// just failed) at once; else, after a short pause (the reaper may not have seen the failed
 /// one die yet), whichever is ready first before `until`. `None` when none is.
-async fn pick(app: &AppHandle, avoid: Option<usize>, until: Instant) -> Option<Lease> {
+async fn pick(
+    app: &AppHandle,
+    avoid: Option<usize>,
+    client: IpAddr,
+    until: Instant,
+) -> Option<Lease> {
     loop {
-        match app.pick(avoid) {
+        match app.pick(avoid, client) {
             Some(lease) if avoid.is_none() || avoid != Some(lease.instance().index) => {
                 return Some(lease);
             }
@@ -441,7 +450,7 @@ async fn pick(app: &AppHandle, avoid: Option<usize>, until: Instant) -> Option<L
         if left.is_zero() || !app.wait_ready(left).await {
             return None;
         }
-        if let Some(lease) = app.pick(None) {
+        if let Some(lease) = app.pick(None, client) {
             return Some(lease);
         }
     }

@@ -349,6 +349,7 @@ impl ProxyService {
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
                     route: &matched.value.stats.key,
+                    client: client.ip,
                     request_headers: rules.map(|steps| RequestRules {
                         steps,
                         path: rules_path.as_deref().unwrap_or(""),

@@ -4,9 +4,9 @@
 //! exit and run), and the [`AppStatus`] snapshot `zoo status` and the metrics read. Nothing
 //! here starts or stops a process.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -30,9 +30,9 @@ use crate::config::{self, AppKind, Balance};
 #[derive(Debug)]
 pub struct AppHandle {
     pub name: String,
-    /// Its `balance` is `round_robin` (else `least_requests`); set again by a reload that
-    /// restarts the app with a new config.
-    round_robin: AtomicBool,
+    /// Its `balance` ([`balance_code`]); set again by a reload that restarts the app with a
+    /// new config.
+    balance: AtomicU8,
     /// The instances taking new requests, by index.
     instances: ArcSwap<Vec<Arc<InstanceHandle>>>,
     /// Where the next round (or the scan for the least loaded) starts, so that ties and
@@ -107,6 +107,37 @@ pub struct InstanceHandle {
 const EJECTION: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the first call: a coarse clock an atomic can hold.
+/// [`AppHandle::balance`]'s values.
+const LEAST_REQUESTS: u8 = 0;
+const ROUND_ROBIN: u8 = 1;
+const CLIENT_IP: u8 = 2;
+
+fn balance_code(balance: Balance) -> u8 {
+    match balance {
+        Balance::LeastRequests => LEAST_REQUESTS,
+        Balance::RoundRobin => ROUND_ROBIN,
+        Balance::ClientIp => CLIENT_IP,
+    }
+}
+
+/// How much `client` prefers instance `index` (`balance = "client_ip"`): a fixed mix of the
+/// two (splitmix64's finaliser), the same in every zoo, so that a restart or a second zoo
+/// behind the same balancer sends a client where it went before. An IPv4-mapped address
+/// scores as its IPv4 address.
+fn rendezvous_score(client: IpAddr, index: usize) -> u64 {
+    let address = match client.to_canonical() {
+        IpAddr::V4(v4) => u128::from(v4.to_bits()),
+        IpAddr::V6(v6) => v6.to_bits(),
+    };
+    let [high, low] = [address >> 64, address & u128::from(u64::MAX)]
+        .map(|half| u64::try_from(half).unwrap_or(u64::MAX));
+    let index = u64::try_from(index).unwrap_or(u64::MAX);
+    let mut mixed = high ^ low ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    mixed ^ (mixed >> 31)
+}
+
 fn clock_ms() -> u64 {
     static EPOCH: OnceLock<std::time::Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(std::time::Instant::now);
@@ -143,7 +174,7 @@ impl AppHandle {
             .collect();
         Arc::new(Self {
             name,
-            round_robin: AtomicBool::new(balance == Balance::RoundRobin),
+            balance: AtomicU8::new(balance_code(balance)),
             instances: ArcSwap::from_pointee(instances),
             cursor: AtomicUsize::new(0),
             ready_changed,
@@ -174,8 +205,8 @@ impl AppHandle {
     /// Takes the `balance` and `start` of `app`, the app's new config (a reload restarting it
     /// on this handle).
     pub(super) fn reconfigure(&self, app: &config::App) {
-        self.round_robin
-            .store(app.balance == Balance::RoundRobin, Ordering::Relaxed);
+        self.balance
+            .store(balance_code(app.balance), Ordering::Relaxed);
         self.on_demand
             .store(app.start == config::StartMode::OnDemand, Ordering::Release);
     }
@@ -289,11 +320,12 @@ impl AppHandle {
         }
     }
 
-    /// A ready instance for the next request, by the app's `balance`, other than `avoid`
-    /// (the one that just failed it) when another is ready; `None` when none is ready. An
-    /// instance that recently refused a connection is taken only when no other is ready.
+    /// A ready instance for the next request from `client`, by the app's `balance`, other
+    /// than `avoid` (the one that just failed it) when another is ready; `None` when none is
+    /// ready. An instance that recently refused a connection is taken only when no other is
+    /// ready.
     #[must_use]
-    pub fn pick(&self, avoid: Option<usize>) -> Option<Lease> {
+    pub fn pick(&self, avoid: Option<usize>, client: IpAddr) -> Option<Lease> {
         let instances = self.instances.load();
         let chosen = match instances.as_slice() {
             [only] => only.is_ready().then_some(only),
@@ -309,11 +341,15 @@ impl AppHandle {
                 let choose = |strict: bool| {
                     let rotated = (0..all.len()).map(|offset| &all[(start + offset) % all.len()]);
                     let mut candidates = rotated.filter(|instance| usable(instance, strict));
-                    if self.round_robin.load(Ordering::Relaxed) {
-                        candidates.next()
-                    } else {
+                    match self.balance.load(Ordering::Relaxed) {
+                        ROUND_ROBIN => candidates.next(),
+                        // Rendezvous hashing: each client goes to its highest-scoring usable
+                        // instance, so when one goes or comes only its own clients move.
+                        CLIENT_IP => candidates
+                            .max_by_key(|instance| rendezvous_score(client, instance.index)),
                         // `min_by_key` keeps the first of equals: ties go round with `start`.
-                        candidates.min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed))
+                        _ => candidates
+                            .min_by_key(|instance| instance.in_flight.load(Ordering::Relaxed)),
                     }
                 };
                 choose(true).or_else(|| choose(false))
@@ -619,6 +655,8 @@ pub(super) fn instance_label(app: &str, index: Option<usize>) -> String {
 mod tests {
     use super::*;
 
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
     fn ready_app(balance: Balance, instances: usize) -> Arc<AppHandle> {
         let ports: Vec<u16> = (0..instances).map(|index| 9000 + index as u16).collect();
         let places = ports.iter().map(|port| (*port, None)).collect();
@@ -630,14 +668,14 @@ mod tests {
     #[test]
     fn least_requests_takes_the_idlest_ready_instance_and_ties_go_round() {
         let app = ready_app(Balance::LeastRequests, 3);
-        let busy = app.pick(None).expect("a ready instance");
-        let second = app.pick(None).expect("a ready instance");
+        let busy = app.pick(None, LOCAL).expect("a ready instance");
+        let second = app.pick(None, LOCAL).expect("a ready instance");
         assert_ne!(
             busy.instance().index,
             second.instance().index,
             "ties go round"
         );
-        let third = app.pick(None).expect("a ready instance");
+        let third = app.pick(None, LOCAL).expect("a ready instance");
         let held = [&busy, &second, &third].map(|lease| lease.instance().index);
         assert_eq!(
             held.iter().collect::<std::collections::HashSet<_>>().len(),
@@ -646,7 +684,7 @@ mod tests {
         drop(second);
         let freed = held[1];
         // Only the freed one has nothing in flight.
-        assert_eq!(app.pick(None).unwrap().instance().index, freed);
+        assert_eq!(app.pick(None, LOCAL).unwrap().instance().index, freed);
         assert_eq!(
             app.instances()[freed].in_flight(),
             0,
@@ -657,7 +695,7 @@ mod tests {
     #[test]
     fn reconfigure_takes_a_reloaded_balance_and_start() {
         let app = ready_app(Balance::LeastRequests, 2);
-        let _busy = app.pick(None).expect("a ready instance");
+        let _busy = app.pick(None, LOCAL).expect("a ready instance");
         let changed = crate::supervise::tests::app_with(
             "web",
             "balance = \"round_robin\"\nstart = \"on-demand\"\n",
@@ -666,7 +704,7 @@ mod tests {
         assert!(app.starts_on_demand());
         // Round robin takes the busy instance in its turn; least_requests never would.
         let picked: Vec<usize> = (0..4)
-            .map(|_| app.pick(None).unwrap().instance().index)
+            .map(|_| app.pick(None, LOCAL).unwrap().instance().index)
             .collect();
         assert!(picked.contains(&0) && picked.contains(&1), "{picked:?}");
     }
@@ -697,23 +735,58 @@ mod tests {
         let app = ready_app(Balance::RoundRobin, 2);
         app.instances()[0].set_ready(false);
         for _ in 0..4 {
-            assert_eq!(app.pick(None).unwrap().instance().index, 1);
+            assert_eq!(app.pick(None, LOCAL).unwrap().instance().index, 1);
         }
         app.instances()[0].set_ready(true);
         app.instances()[1].eject();
-        assert_eq!(app.pick(None).unwrap().instance().index, 0);
+        assert_eq!(app.pick(None, LOCAL).unwrap().instance().index, 0);
         assert!(
-            app.pick(Some(0)).is_some(),
+            app.pick(Some(0), LOCAL).is_some(),
             "when none is usable, a ready one still is"
         );
         app.instances()[1].set_ready(true);
         assert_eq!(
-            app.pick(Some(0)).unwrap().instance().index,
+            app.pick(Some(0), LOCAL).unwrap().instance().index,
             1,
             "ready again: not ejected"
         );
         app.set_ready(false);
-        assert!(app.pick(None).is_none());
+        assert!(app.pick(None, LOCAL).is_none());
         assert!(!app.is_ready());
+    }
+
+    #[test]
+    fn client_ip_keeps_each_client_on_one_instance_and_moves_only_a_gone_ones() {
+        let app = ready_app(Balance::ClientIp, 3);
+        let clients: Vec<IpAddr> = (0..300u32)
+            .map(|n| IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + n)))
+            .collect();
+        let place = |app: &AppHandle| -> Vec<usize> {
+            clients
+                .iter()
+                .map(|&client| app.pick(None, client).unwrap().instance().index)
+                .collect()
+        };
+        let first = place(&app);
+        assert_eq!(place(&app), first, "each client stays where it went");
+        for index in 0..3 {
+            let share = first.iter().filter(|&&chosen| chosen == index).count();
+            assert!(share >= 60, "instance {index} got {share} of 300 clients");
+        }
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(
+            app.pick(None, mapped).unwrap().instance().index,
+            first[7],
+            "an IPv4-mapped address is its IPv4 address"
+        );
+        app.instances()[1].set_ready(false);
+        let without_one = place(&app);
+        for (before, after) in first.iter().zip(&without_one) {
+            if *before == 1 {
+                assert_ne!(*after, 1, "a client of the gone instance moves");
+            } else {
+                assert_eq!(before, after, "the others' clients stay");
+            }
+        }
     }
 }

@@ -20,9 +20,15 @@ const CLI_DEADLINE: Duration = Duration::from_secs(30);
 
 /// zoo with `replicas` instances of `app.py` (`extra` lines in its table) routed at `/`.
 fn start(replicas: usize, extra: &str) -> Zoo {
+    start_with("", replicas, extra)
+}
+
+/// [`start`] with `top` lines at the top level of the config.
+fn start_with(top: &str, replicas: usize, extra: &str) -> Zoo {
     util::require_uvicorn();
     let config = format!(
         "listen = \"127.0.0.1:0\"\n\
+         {top}\
          [apps.web]\n\
          command = \"uvicorn app:app --host 127.0.0.1 --port $PORT --log-level warning\"\n\
          replicas = {replicas}\n\
@@ -172,6 +178,46 @@ fn round_robin_takes_each_instance_in_turn() {
         (counts.get("0"), counts.get("1")),
         (Some(&20), Some(&20)),
         "{counts:?}"
+    );
+}
+
+#[test]
+fn client_ip_sends_each_client_to_one_instance() {
+    // zoo trusts the test's address as a load balancer, so each `X-Forwarded-For` is a client.
+    let zoo = start_with(
+        "trust_forwarded = [\"127.0.0.1\"]\n",
+        3,
+        "balance = \"client_ip\"\n",
+    );
+    let mut placed: HashMap<String, String> = HashMap::new();
+    for round in 0..4 {
+        for client in 0..30 {
+            let forwarded = format!("10.0.0.{client}");
+            let request = format!(
+                "GET / HTTP/1.1\r\nHost: zoo\r\nX-Forwarded-For: {forwarded}\r\n\
+                 Connection: close\r\n\r\n"
+            );
+            let raw = http::exchange(zoo.addr(), request.as_bytes(), CLI_DEADLINE)
+                .unwrap_or_else(|error| panic!("GET as {forwarded}: {error}\n{}", zoo.output()));
+            let response = http::parse(&raw).expect("a response");
+            assert_eq!(response.status, 200, "{}", zoo.output());
+            let text = response.text();
+            let replica = text.split_whitespace().nth(1).expect("PID REPLICA");
+            let first = placed
+                .entry(forwarded.clone())
+                .or_insert(replica.to_owned());
+            assert_eq!(
+                first, replica,
+                "client {forwarded} went to instance {first}, then in round {round} to {replica}"
+            );
+        }
+    }
+    let used: std::collections::HashSet<&String> = placed.values().collect();
+    eprintln!("client_ip, 30 clients x 4: instances {placed:?}");
+    assert_eq!(
+        used.len(),
+        3,
+        "30 clients spread over the 3 instances: {placed:?}"
     );
 }
 

@@ -51,7 +51,8 @@ impl Walker<'_> {
         Some(replicas)
     }
 
-    /// `balance = "least_requests" | "round_robin"` (least_requests unless given).
+    /// `balance = "least_requests" | "round_robin" | "client_ip"` (least_requests unless
+    /// given).
     pub(super) fn balance(&mut self, at: &str, fields: &Fields<'_, '_>) -> Option<Balance> {
         let Some(value) = fields.get("balance") else {
             return Some(Balance::LeastRequests);
