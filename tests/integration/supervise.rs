@@ -271,10 +271,11 @@ fn crash_loop_follows_backoff_then_exits_with_the_apps_code() {
         .collect();
     assert_eq!(gaps.len(), 4, "five starts expected\n{}", run.output);
     // The logged delays above pin the sequence; the gaps prove zoo waited at least that long.
-    // Their upper bound only catches a stall: a busy machine may start a process late.
+    // Their upper bound only catches a stall: a busy machine (CI's two cores running the
+    // suite's other tests) may start a process late, by more than a second now and then.
     for (gap, expected) in gaps.iter().zip([100, 200, 400, 400]) {
         assert!(
-            (expected..expected + 1000).contains(gap),
+            (expected..expected + 3000).contains(gap),
             "restart gaps {gaps:?} ms should follow 100, 200, 400, 400\n{}",
             run.output
         );
