@@ -135,8 +135,10 @@ impl Builders {
     fn new(header_timeout: Duration, keepalive: Duration) -> Arc<Self> {
         let mut h1 = http1::Builder::new();
         // No `header_read_timeout`: hyper would count the idle time between requests in it;
-        // keepalive.rs times the two waits apart.
+        // keepalive.rs times the two waits apart. It must be turned off, not left unset:
+        // given a timer, hyper applies a default of 30 s.
         h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
             .keep_alive(!keepalive.is_zero())
             .max_buf_size(READ_BUFFER_BYTES)
             // Larger heads are answered 431.

@@ -633,6 +633,32 @@ fn idle_keepalive_and_a_started_head_are_timed_apart() {
 }
 
 #[test]
+fn an_idle_connection_with_the_defaults_outlives_30_seconds() {
+    // hyper's server has a head timeout of its own, 30 s once it has a timer, counted from
+    // when it starts waiting for a head, so idle time too: zoo must turn it off for its
+    // `keepalive_timeout` (75 s by default) to hold.
+    let zoo = zoo_in_front_of(&[], "");
+    let request = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut stream = TcpStream::connect(zoo.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    read_one_response(&mut stream).unwrap();
+    thread::sleep(Duration::from_secs(32));
+    let again = stream
+        .write_all(request)
+        .and_then(|()| read_one_response(&mut stream));
+    assert!(
+        again
+            .as_ref()
+            .is_ok_and(|text| text.starts_with("HTTP/1.1 200")),
+        "a request after 32 s idle (keepalive_timeout 75 s): {again:?}\n{}",
+        zoo.output()
+    );
+}
+
+#[test]
 fn keepalive_timeout_zero_closes_after_each_response() {
     let zoo = zoo_in_front_of(&[], "keepalive_timeout = 0\n");
     let mut stream = TcpStream::connect(zoo.addr()).unwrap();
