@@ -54,6 +54,7 @@ impl ProxyService {
         let websocket = tunnel::wants_websocket(request.headers());
         let headers = request.headers_mut();
         headers::remove_hop_by_hop(headers);
+        headers::join_cookies(headers);
         headers::set_forwarded(
             headers,
             self.forwarded_for.clone(),

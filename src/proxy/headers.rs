@@ -26,6 +26,28 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// Joins several `Cookie` fields into one, `; `-separated, as RFC 9113 8.2.3 requires before
+/// a request goes on over HTTP/1.1: an HTTP/2 client may send each cookie as a field of its
+/// own (for better header compression), and an app (or a proxy behind zoo) counting fields
+/// would see hundreds. One field, as RFC 6265 5.4 says a client sends it, is left as it is.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for field in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(field.as_bytes());
+    }
+    // Valid: each part was a valid value, and `; ` is too.
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, joined);
+    }
+}
+
 /// Headers a proxy sets to tell an app about the client or the URL it asked for, which
 /// frameworks trust (chi `RealIP`, Werkzeug `ProxyFix`, Spring `ForwardedHeaderFilter`, IIS
 /// URL rewriting). From a client outside `trust_forwarded` each is dropped (the four zoo sets
@@ -316,6 +338,23 @@ pub fn forwarded_for(ip: IpAddr) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_cookie_fields_become_one_and_one_stays_as_it_is() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.insert(header::HOST, HeaderValue::from_static("x"));
+        join_cookies(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1");
+        for value in ["b=2; c=3", "d=4"] {
+            headers.append(header::COOKIE, HeaderValue::from_static(value));
+        }
+        join_cookies(&mut headers);
+        let cookies: Vec<_> = headers.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2; c=3; d=4"]);
+        assert_eq!(headers[header::HOST], "x");
+    }
 
     #[test]
     fn every_forwarded_family_name_passes_the_initial_filter() {

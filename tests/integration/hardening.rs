@@ -713,6 +713,40 @@ fn http2_header_lists_are_limited_by_the_same_bytes_as_http1_heads() {
 }
 
 #[test]
+fn cookies_sent_as_separate_http2_fields_reach_the_app_as_one() {
+    let upstream = FakeUpstream::start(OK_RESPONSE);
+    let zoo = zoo_in_front_of(&[&upstream], "");
+    let fields: Vec<(String, String)> = (0..120)
+        .map(|index| ("cookie".to_owned(), format!("c{index}=v{index}")))
+        .collect();
+    let answer = crate::util::h2c::get(zoo.addr(), "/0/x", &fields);
+    assert_eq!(
+        answer.as_ref().map(|(status, _, _)| *status),
+        Some(200),
+        "{}",
+        zoo.output()
+    );
+    let heads = upstream.heads();
+    let head = heads.first().expect("the upstream got the request");
+    let cookie_lines: Vec<&str> = head
+        .lines()
+        .filter(|line| line.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    let expected = (0..120)
+        .map(|index| format!("c{index}=v{index}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert_eq!(cookie_lines.len(), 1, "{head}");
+    assert_eq!(
+        cookie_lines[0]
+            .split_once(':')
+            .map(|(_, value)| value.trim()),
+        Some(expected.as_str()),
+        "RFC 9113 8.2.3: joined with `; ` in their order"
+    );
+}
+
+#[test]
 fn a_client_that_stops_sending_its_body_gets_408() {
     let upstream = FakeUpstream::start_answering(OK_RESPONSE, Answers::AfterEof);
     let zoo = zoo_in_front_of(&[&upstream], "client_body_timeout = \"1s\"\n");
