@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// `head_since` or `idle_since` when that state is not the current one.
@@ -32,6 +33,9 @@ pub struct Activity {
     head_since: AtomicU64,
     /// When the last response ended, leaving the connection idle.
     idle_since: AtomicU64,
+    /// Wakes [`expiry`] when a head starts arriving on an idle connection: its deadline may
+    /// come before the keep-alive one that `expiry` sleeps towards.
+    head_started: Notify,
 }
 
 impl Activity {
@@ -43,6 +47,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             head_since: AtomicU64::new(0),
             idle_since: AtomicU64::new(NOT_NOW),
+            head_started: Notify::new(),
         })
     }
 
@@ -63,6 +68,7 @@ impl Activity {
             && self.head_since.load(Ordering::Acquire) == NOT_NOW
         {
             self.head_since.store(self.now(), Ordering::Release);
+            self.head_started.notify_one();
         }
     }
 }
@@ -109,7 +115,11 @@ pub async fn expiry(activity: &Activity, header_timeout: Duration, keepalive: Du
             return expired;
         }
         let at = crate::deadline::from(activity.accepted, Duration::from_millis(deadline));
-        tokio::time::sleep_until(at).await;
+        // A head that started since `head` was read left a permit: `notified` is ready.
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = activity.head_started.notified() => {}
+        }
     }
 }
 
@@ -195,6 +205,21 @@ mod tests {
         activity.bytes_read();
         let head = Instant::now();
         assert_eq!(waiting.await.unwrap(), Expired::Head);
+        assert_eq!(head.elapsed(), header);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_started_early_in_an_idle_wait_gets_the_header_timeout_from_its_start() {
+        let (header, keepalive) = (Duration::from_secs(1), Duration::from_secs(3));
+        let activity = Activity::accepted();
+        drop(activity.request_started());
+        let watcher = Arc::clone(&activity);
+        let waiting = tokio::spawn(async move { expiry(&watcher, header, keepalive).await });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        activity.bytes_read();
+        let head = Instant::now();
+        assert_eq!(waiting.await.unwrap(), Expired::Head);
+        // The header timeout after the head started, not the end of the idle wait (3 s).
         assert_eq!(head.elapsed(), header);
     }
 
