@@ -732,7 +732,7 @@ keyword_enum! {
 
 keyword_enum! {
     /// The scheme of a `proxy` URL (matched case-insensitively there, as URLs are).
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
     pub enum Scheme {
         Http => "http",
         Https => "https",
@@ -740,7 +740,7 @@ keyword_enum! {
 }
 
 /// A parsed `proxy = "https://host:port/base"` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProxyTarget {
     pub scheme: Scheme,
     /// Host name or IP literal without brackets (used for SNI and connecting).
