@@ -127,7 +127,7 @@ impl Runtime {
         let entries = taken.map_while(|route| {
             if let Some(host) = &route.host {
                 route_hosts
-                    .entry(host.clone())
+                    .entry(HostPattern::clone(host))
                     .or_insert_with(|| route.key.clone());
             }
             let key: Arc<str> = Arc::from(route.key.as_str());
@@ -155,7 +155,7 @@ impl Runtime {
                         .response_headers
                         .as_ref()
                         .is_some_and(|steps| steps.reads_target());
-                    Some((route.host, path, entry))
+                    Some((route.host.map(|host| *host), path, entry))
                 }
                 Err(error) => {
                     failed = Some(error);
@@ -501,5 +501,25 @@ impl Serving {
     #[must_use]
     pub fn health_answer(&self) -> (http::StatusCode, String) {
         self.health.answer(&self.load().apps)
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "Route {} Action {} HostPattern {} ProxyTarget {} RouteEntry {} RouteAction {} RouteStats {} RouteMetrics {} Access {} Duration {}",
+            size_of::<crate::config::Route>(),
+            size_of::<crate::config::Action>(),
+            size_of::<Option<crate::route::HostPattern>>(),
+            size_of::<crate::config::ProxyTarget>(),
+            size_of::<super::RouteEntry>(),
+            size_of::<super::RouteAction>(),
+            size_of::<super::RouteStats>(),
+            size_of::<crate::telemetry::RouteMetrics>(),
+            size_of::<crate::config::Access>(),
+            size_of::<std::time::Duration>()
+        );
     }
 }

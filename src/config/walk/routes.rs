@@ -305,7 +305,7 @@ impl Walker<'_> {
         let headers = headers?;
         Some(Route {
             key: key.to_owned(),
-            host,
+            host: host.map(Box::new),
             action: built?,
             // A `static` route names files below its key unless told otherwise (nginx's `alias`).
             strip_prefix: strip_prefix?.unwrap_or(action == "static"),
@@ -422,8 +422,8 @@ impl Walker<'_> {
         });
         Some(Action::Respond {
             status: status?.unwrap_or(StatusCode::OK),
-            headers: headers?,
-            body: body?,
+            headers: headers?.into_boxed_slice(),
+            body: body?.into_boxed_str(),
         })
     }
 
@@ -460,7 +460,7 @@ impl Walker<'_> {
         });
         Some(Action::Redirect {
             status: status?.unwrap_or(StatusCode::FOUND),
-            location: location?,
+            location: location?.into_boxed_str(),
         })
     }
 }
