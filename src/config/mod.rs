@@ -16,6 +16,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -659,8 +660,9 @@ pub enum Action {
     App { name: String },
     /// Forward to an external HTTP(S) server.
     Proxy {
-        /// Boxed: the largest variant by far, and routes of other kinds paid for it.
-        target: Box<ProxyTarget>,
+        /// Shared by the routes to the same target (and boxed: the largest variant by far,
+        /// and routes of other kinds paid for it).
+        target: Arc<ProxyTarget>,
         /// PEM file of extra trusted CA certificates (resolved against the config's directory).
         ca_file: Option<PathBuf>,
     },

@@ -207,7 +207,7 @@ fn parse_design_example() {
                 key: "/google".to_owned(),
                 host: None,
                 action: Action::Proxy {
-                    target: Box::new(ProxyTarget {
+                    target: Arc::new(ProxyTarget {
                         scheme: Scheme::Https,
                         host: "google.com".to_owned(),
                         port: 443,

@@ -98,7 +98,8 @@ impl Upstream {
 
 /// An external `proxy` target with everything a request needs already parsed.
 pub(crate) struct External {
-    pub(crate) target: ProxyTarget,
+    /// Shared with the config's routes to it.
+    pub(crate) target: Arc<ProxyTarget>,
     /// The `Host` header sent: the target's authority, which TLS SNI matches.
     pub(crate) host: HeaderValue,
     pub(crate) pool: Arc<Pool>,
@@ -179,7 +180,7 @@ pub(super) struct Resolver<'a> {
     /// Each app's upstream, by name.
     app_upstreams: HashMap<&'a str, Arc<Upstream>>,
     /// By target and `ca_file`.
-    externals: HashMap<(ProxyTarget, Option<PathBuf>), Arc<Upstream>>,
+    externals: HashMap<(Arc<ProxyTarget>, Option<PathBuf>), Arc<Upstream>>,
     /// By host, port, TLS and `ca_file`: targets that differ only in their path share one.
     remote_pools: HashMap<(String, u16, bool, Option<PathBuf>), Arc<Pool>>,
     /// By the upstream's address and the limits.
@@ -282,10 +283,10 @@ impl<'a> Resolver<'a> {
     fn external(
         &mut self,
         route: &config::Route,
-        target: &ProxyTarget,
+        target: &Arc<ProxyTarget>,
         ca_file: Option<&PathBuf>,
     ) -> Result<Arc<Upstream>, BuildError> {
-        let key = (target.clone(), ca_file.cloned());
+        let key = (Arc::clone(target), ca_file.cloned());
         if let Some(upstream) = self.externals.get(&key) {
             return Ok(Arc::clone(upstream));
         }
@@ -315,7 +316,7 @@ impl<'a> Resolver<'a> {
             })?;
         let upstream = Arc::new(Upstream::External(Box::new(External {
             host,
-            target: target.clone(),
+            target: Arc::clone(target),
             pool,
         })));
         self.externals.insert(key, Arc::clone(&upstream));

@@ -6,6 +6,7 @@ use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -393,8 +394,17 @@ impl Walker<'_> {
             }
             Some(self.base.join(file))
         });
+        let target = target?;
+        let target = match self.proxy_targets.get(&target) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let target = Arc::new(target);
+                self.proxy_targets.insert(Arc::clone(&target));
+                target
+            }
+        };
         Some(Action::Proxy {
-            target: Box::new(target?),
+            target,
             ca_file: ca_file?,
         })
     }
