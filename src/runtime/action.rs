@@ -173,6 +173,10 @@ impl RouteStats {
     }
 }
 
+/// What makes two [`Forward`]s alike: the upstream's address, `strip_prefix`, `max_body`,
+/// `timeout` and `wait`.
+type ForwardKey = (usize, bool, Option<u64>, Duration, Duration);
+
 /// Resolves route actions, sharing what routes have in common: one [`Upstream`] per app
 /// and per external target (a target's pool, with its TLS roots, was made per route), one
 /// [`Forward`] per distinct upstream and limits, one empty `respond` header map.
@@ -183,8 +187,7 @@ pub(super) struct Resolver<'a> {
     externals: HashMap<(Arc<ProxyTarget>, Option<PathBuf>), Arc<Upstream>>,
     /// By host, port, TLS and `ca_file`: targets that differ only in their path share one.
     remote_pools: HashMap<(String, u16, bool, Option<PathBuf>), Arc<Pool>>,
-    /// By the upstream's address and the limits.
-    forwards: HashMap<(usize, bool, Option<u64>, Duration, Duration), Arc<Forward>>,
+    forwards: HashMap<ForwardKey, Arc<Forward>>,
     no_headers: Arc<HeaderMap>,
 }
 

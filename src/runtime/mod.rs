@@ -503,23 +503,3 @@ impl Serving {
         self.health.answer(&self.load().apps)
     }
 }
-#[cfg(test)]
-mod size_probe {
-    #[test]
-    fn sizes() {
-        use std::mem::size_of;
-        eprintln!(
-            "Route {} Action {} HostPattern {} ProxyTarget {} RouteEntry {} RouteAction {} RouteStats {} RouteMetrics {} Access {} Duration {}",
-            size_of::<crate::config::Route>(),
-            size_of::<crate::config::Action>(),
-            size_of::<Option<crate::route::HostPattern>>(),
-            size_of::<crate::config::ProxyTarget>(),
-            size_of::<super::RouteEntry>(),
-            size_of::<super::RouteAction>(),
-            size_of::<super::RouteStats>(),
-            size_of::<crate::telemetry::RouteMetrics>(),
-            size_of::<crate::config::Access>(),
-            size_of::<std::time::Duration>()
-        );
-    }
-}
