@@ -140,7 +140,7 @@ impl ProxyService {
                         status: response.status().as_u16(),
                         bytes: response.body().size_hint().exact(),
                         duration,
-                        route: &route.key,
+                        route: route.key(),
                         upstream: &route.upstream,
                         upstream_time: trace.upstream_time,
                         request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
@@ -283,7 +283,7 @@ impl ProxyService {
             && !access.admits(client.ip)
         {
             return Err(ProxyError::Forbidden {
-                route: matched.value.stats.key.to_string(),
+                route: matched.value.stats.key().to_string(),
                 client: client.ip,
             });
         }
@@ -293,7 +293,7 @@ impl ProxyService {
             && !gate.admits(request.headers()).await
         {
             return Err(ProxyError::Unauthorized {
-                route: matched.value.stats.key.to_string(),
+                route: matched.value.stats.key().to_string(),
                 challenge: gate.challenge().clone(),
             });
         }
@@ -347,7 +347,7 @@ impl ProxyService {
                     timeout: *timeout,
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
-                    route: &matched.value.stats.key,
+                    route: matched.value.stats.key(),
                     request_headers: rules.map(|steps| RequestRules {
                         steps,
                         path: rules_path.as_deref().unwrap_or(""),

@@ -155,9 +155,6 @@ pub(crate) struct RouteOptions {
 
 /// What a request is recorded under once answered: the route it matched and its upstream.
 pub(crate) struct RouteStats {
-    /// The route's key, shared with its metrics' label (and, for a route of any host, with
-    /// the table's key): one copy of each key.
-    pub(crate) key: Arc<str>,
     /// The upstream's label, `-` for routes zoo answers itself; shared by the routes to it.
     pub(crate) upstream: Arc<str>,
     pub(crate) metrics: RouteMetrics,
@@ -166,10 +163,15 @@ pub(crate) struct RouteStats {
 impl RouteStats {
     pub(super) fn new(key: Arc<str>, upstream: Arc<str>, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
-            metrics: metrics.route(Arc::clone(&key)),
-            key,
+            metrics: metrics.route(key),
             upstream,
         })
+    }
+
+    /// The route's key: its metrics' label, shared (for a route of any host) with the
+    /// table's key, one copy of each key.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        self.metrics.route_key()
     }
 }
 

@@ -240,6 +240,12 @@ struct RouteRecorders {
 }
 
 impl RouteMetrics {
+    /// The route key the series are labelled with.
+    #[must_use]
+    pub fn route_key(&self) -> &Arc<str> {
+        &self.route
+    }
+
     pub fn observe(&self, method: &Method, status: StatusCode, elapsed: Duration) {
         let method = MethodClass::of(method);
         let class = status_class(status);
