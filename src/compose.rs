@@ -3,7 +3,6 @@
 //! everything in order; [`check`] builds the same runtime without processes or sockets and
 //! describes it for `zoo check`. The only module that knows every other.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
 use std::sync::{Arc, Weak};
@@ -214,24 +213,31 @@ async fn watch_certificate(serving: Arc<Serving>) {
     }
 }
 
-/// Builds everything `run` would build except processes and sockets, and describes the
-/// result for `zoo check`.
-pub fn check(config: Config) -> Result<String, RunError> {
+/// Builds everything `run` would build except processes and sockets, and writes the
+/// description of the result for `zoo check` to `out` as it goes (the lines of 300,000
+/// routes are 13 MB, which were held whole). A failed write (a closed pipe: `zoo check |
+/// head -1`) ends the description, not the check.
+pub fn check(config: Config, out: &mut impl std::io::Write) -> Result<(), RunError> {
     let runtime = Runtime::plan(config, &Metrics::new())?;
+    let _ = describe_check(&runtime, out);
+    Ok(())
+}
+
+/// What [`check`] writes about `runtime`.
+fn describe_check(runtime: &Runtime, out: &mut impl std::io::Write) -> std::io::Result<()> {
     let config = &runtime.config;
-    let mut out = String::new();
-    let _ = writeln!(out, "{}: ok", config.path.display());
+    writeln!(out, "{}: ok", config.path.display())?;
     for addr in &config.listen {
-        let _ = writeln!(out, "listen  {addr}");
+        writeln!(out, "listen  {addr}")?;
     }
-    let _ = writeln!(out, "routes (longest match first):");
+    writeln!(out, "routes (longest match first):")?;
     for line in runtime.describe_lines() {
-        let _ = writeln!(out, "  {line}");
+        writeln!(out, "  {line}")?;
     }
     for warning in runtime.uncovered_hosts() {
-        let _ = writeln!(out, "warning: {warning}");
+        writeln!(out, "warning: {warning}")?;
     }
-    let _ = writeln!(out, "apps:");
+    writeln!(out, "apps:")?;
     for app in &config.apps {
         let port = match app.port {
             Some(port) => port.to_string(),
@@ -242,13 +248,13 @@ pub fn check(config: Config) -> Result<String, RunError> {
             config::Command::Shell(line) => line.clone(),
             config::Command::Argv(argv) => format!("{argv:?}"),
         };
-        let _ = writeln!(
+        writeln!(
             out,
             "  {:<12} {:<7}  port {port:<5}  restart {:<10}  {command}",
             app.name,
             app.kind.as_str(),
             app.restart.as_str()
-        );
+        )?;
     }
-    Ok(out)
+    out.flush()
 }

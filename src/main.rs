@@ -174,11 +174,9 @@ fn check(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    match zoo::check(config) {
-        Ok(summary) => {
-            print!("{summary}");
-            ExitCode::SUCCESS
-        }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match zoo::check(config, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{}: error: {error}", path.display());
             ExitCode::from(EXIT_INVALID)

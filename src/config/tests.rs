@@ -191,8 +191,8 @@ fn parse_design_example() {
                 host: None,
                 action: Action::Respond {
                     status: StatusCode::OK,
-                    headers: vec![],
-                    body: "I'm Go!\r\n[{path}]\n".to_owned(),
+                    headers: Box::new([]),
+                    body: "I'm Go!\r\n[{path}]\n".into(),
                 },
                 strip_prefix: false,
                 max_body: None,
@@ -207,7 +207,7 @@ fn parse_design_example() {
                 key: "/google".to_owned(),
                 host: None,
                 action: Action::Proxy {
-                    target: Box::new(ProxyTarget {
+                    target: Arc::new(ProxyTarget {
                         scheme: Scheme::Https,
                         host: "google.com".to_owned(),
                         port: 443,
@@ -346,25 +346,25 @@ fn parse_respond_and_redirect_routes() {
             .action,
         Action::Respond {
             status: StatusCode::NOT_FOUND,
-            headers: vec![(
+            headers: Box::new([(
                 HeaderName::from_static("content-type"),
                 HeaderValue::from_bytes("text/plain; charset=é".as_bytes()).unwrap()
-            )],
-            body: "hi".to_owned(),
+            )]),
+            body: "hi".into(),
         }
     );
     assert_eq!(
         route(r#""/old*" = { redirect = "https://example.com{path}" }"#).action,
         Action::Redirect {
             status: StatusCode::FOUND,
-            location: "https://example.com{path}".to_owned(),
+            location: "https://example.com{path}".into(),
         }
     );
     assert_eq!(
         route(r#""/old" = { redirect = "/new", status = 308 }"#).action,
         Action::Redirect {
             status: StatusCode::PERMANENT_REDIRECT,
-            location: "/new".to_owned(),
+            location: "/new".into(),
         }
     );
 }
@@ -581,15 +581,18 @@ fn error_route_keys() {
 fn host_route_keys_split_into_host_and_path() {
     let r = route(r#""API.Example.com./v1*" = { app = "web" }"#);
     assert_eq!(r.key, "API.Example.com./v1*");
-    assert_eq!(r.host, Some(HostPattern::Exact("api.example.com".into())));
+    assert_eq!(
+        r.host.as_deref(),
+        Some(&HostPattern::Exact("api.example.com".into()))
+    );
     assert_eq!(r.path(), "/v1*");
     let r = route(r#""*.bücher.example/" = { app = "web" }"#);
     assert_eq!(
-        r.host,
-        Some(HostPattern::Wildcard(".xn--bcher-kva.example".into()))
+        r.host.as_deref(),
+        Some(&HostPattern::Wildcard(".xn--bcher-kva.example".into()))
     );
     let r = route(r#""/plain" = { app = "web" }"#);
-    assert_eq!((r.host.clone(), r.path()), (None, "/plain"));
+    assert_eq!((r.host.as_deref(), r.path()), (None, "/plain"));
 }
 
 #[test]

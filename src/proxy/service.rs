@@ -27,7 +27,7 @@ use crate::compress::{self, Wanted};
 use crate::config::AccessLog as AccessLogFormat;
 use crate::log::AccessEntry;
 use crate::route;
-use crate::runtime::{HeaderSteps, RouteAction, RouteStats, Runtime, Serving, Values};
+use crate::runtime::{Forward, HeaderSteps, RouteAction, RouteStats, Runtime, Serving, Values};
 use crate::upstream::RequestBody;
 
 /// Longest request target accepted (nginx's default large header buffer); longer is 414.
@@ -141,7 +141,7 @@ impl ProxyService {
                         status: response.status().as_u16(),
                         bytes: response.body().size_hint().exact(),
                         duration,
-                        route: &route.key,
+                        route: route.key(),
                         upstream: &route.upstream,
                         upstream_time: trace.upstream_time,
                         request_id: request_id.as_ref().and_then(|id| id.to_str().ok()),
@@ -279,19 +279,19 @@ impl ProxyService {
         trace.route = Some(Arc::clone(&matched.value.stats));
         trace
             .response_headers
-            .clone_from(&matched.value.response_headers);
-        if let Some(access) = &matched.value.access
+            .clone_from(&matched.value.options.response_headers);
+        if let Some(access) = &matched.value.options.access
             && !access.admits(client.ip)
         {
             return Err(ProxyError::Forbidden {
-                route: matched.value.stats.key.to_string(),
+                route: matched.value.stats.key().to_string(),
                 client: client.ip,
             });
         }
         // The `Authorization` it checks is removed by the route's request rules (the
         // runtime made that their first step), unless `forward_auth_header`.
-        if let Some(gate) = &matched.value.basic_auth {
-            let route = || matched.value.stats.key.to_string();
+        if let Some(gate) = &matched.value.options.basic_auth {
+            let route = || matched.value.stats.key().to_string();
             match gate.check(request.headers()).await {
                 Verdict::Admitted => {}
                 Verdict::Refused => {
@@ -304,20 +304,25 @@ impl ProxyService {
             }
         }
         // Taken before the request moves on; `None` (the default) skips compression whole.
-        let wanted = Wanted::of(request.method(), request.headers(), &matched.value.compress);
+        let wanted = Wanted::of(
+            request.method(),
+            request.headers(),
+            &matched.value.options.compress,
+        );
         let answered = match &matched.value.action {
             RouteAction::Static(files) => {
                 // Boxed, so the forwarding path's future does not carry the file lookup's space.
                 let response = Box::pin(files.serve(&request, &path, matched.prefix_len)).await;
                 Ok(response.map(|body| Either::Right(Box::new(body))))
             }
-            RouteAction::Forward {
-                upstream,
-                strip_prefix,
-                max_body,
-                timeout,
-                wait,
-            } => {
+            RouteAction::Forward(forward) => {
+                let Forward {
+                    upstream,
+                    strip_prefix,
+                    max_body,
+                    timeout,
+                    wait,
+                } = &**forward;
                 let forwarded_path = if *strip_prefix {
                     route::strip_prefix(&path, matched.prefix_len)
                 } else {
@@ -335,7 +340,7 @@ impl ProxyService {
                     _ => with_query(&forwarded_path, request.uri().query())?,
                 };
                 // Owned, and only with rules: the request moves on while they still need them.
-                let rules = matched.value.request_headers.as_ref();
+                let rules = matched.value.options.request_headers.as_ref();
                 let request_id = rules
                     .and(runtime.config.request_id.as_ref())
                     .and_then(|name| request.headers().get(name))
@@ -348,7 +353,7 @@ impl ProxyService {
                     timeout: *timeout,
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
-                    route: &matched.value.stats.key,
+                    route: matched.value.stats.key(),
                     client: client.ip,
                     request_headers: rules.map(|steps| RequestRules {
                         steps,

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,20 +26,13 @@ use crate::upstream::Pool;
 
 /// What one route does, resolved from the config.
 pub(crate) enum RouteAction {
-    Forward {
-        upstream: Upstream,
-        strip_prefix: bool,
-        /// The route's `max_body`: a larger request body is answered 413.
-        max_body: Option<u64>,
-        /// The route's `timeout` to response headers: then 504.
-        timeout: Duration,
-        /// The route's `wait` for an app that is not ready: then 503.
-        wait: Duration,
-    },
+    /// Shared by the routes with the same upstream and limits (most routes to an app): a
+    /// table of 300,000 routes carried 56 bytes of it in each (issue 13).
+    Forward(Arc<Forward>),
     Respond {
         status: StatusCode,
-        /// Boxed: a `HeaderMap` is ~100 bytes, which every route's entry carried.
-        headers: Box<HeaderMap>,
+        /// Shared: one empty map for the routes without `headers` (most of them).
+        headers: Arc<HeaderMap>,
         body: Template,
     },
     Redirect {
@@ -53,11 +47,26 @@ pub(crate) enum RouteAction {
     Static(Arc<FileServer>),
 }
 
+/// Where a forwarding route sends its requests, and its limits.
+pub(crate) struct Forward {
+    /// Shared by every route to the same app or target, with its pool.
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) strip_prefix: bool,
+    /// The route's `max_body`: a larger request body is answered 413.
+    pub(crate) max_body: Option<u64>,
+    /// The route's `timeout` to response headers: then 504.
+    pub(crate) timeout: Duration,
+    /// The route's `wait` for an app that is not ready: then 503.
+    pub(crate) wait: Duration,
+}
+
+/// An app or an external target, made once for all the routes to it: the pool of
+/// keep-alive connections and the authority cache are per upstream, not per route.
 pub(crate) enum Upstream {
     /// A supervised app; `h2c` when its port speaks HTTP/2 with prior knowledge.
     App {
         app: Arc<AppHandle>,
-        /// Keep-alive connections to the app, shared by every route to it.
+        /// Keep-alive connections to the app.
         pool: Arc<Pool>,
         h2c: bool,
         /// The app's port and its `127.0.0.1:PORT` authority, so that a request clones a
@@ -89,7 +98,8 @@ impl Upstream {
 
 /// An external `proxy` target with everything a request needs already parsed.
 pub(crate) struct External {
-    pub(crate) target: ProxyTarget,
+    /// Shared with the config's routes to it.
+    pub(crate) target: Arc<ProxyTarget>,
     /// The `Host` header sent: the target's authority, which TLS SNI matches.
     pub(crate) host: HeaderValue,
     pub(crate) pool: Arc<Pool>,
@@ -122,6 +132,12 @@ impl Upstream {
 pub(crate) struct RouteEntry {
     pub(crate) action: RouteAction,
     pub(crate) stats: Arc<RouteStats>,
+    /// Shared by the routes without options of their own (most of them).
+    pub(crate) options: Arc<RouteOptions>,
+}
+
+/// What a route checks and rewrites besides its action.
+pub(crate) struct RouteOptions {
     /// The codings its responses may be compressed with (the route's `compress`, else the
     /// top-level one), in zoo's order of preference; empty compresses nothing.
     pub(crate) compress: Vec<Coding>,
@@ -133,16 +149,12 @@ pub(crate) struct RouteEntry {
     /// The top-level and the route's response rules, shared with the top level's list when
     /// the route has none of its own; `None` edits nothing.
     pub(crate) response_headers: Option<Arc<HeaderSteps>>,
-    /// `basic_auth`: the users the route admits; `None` asks for no credentials. Boxed: the
-    /// gate is ~400 bytes and few routes have one (300,000 routes would carry 120 MB of it).
+    /// `basic_auth`: the users the route admits; `None` asks for no credentials.
     pub(crate) basic_auth: Option<Box<BasicAuthGate>>,
 }
 
 /// What a request is recorded under once answered: the route it matched and its upstream.
 pub(crate) struct RouteStats {
-    /// The route's key, shared with its metrics' label (and, for a route of any host, with
-    /// the table's key): one copy of each key.
-    pub(crate) key: Arc<str>,
     /// The upstream's label, `-` for routes zoo answers itself; shared by the routes to it.
     pub(crate) upstream: Arc<str>,
     pub(crate) metrics: RouteMetrics,
@@ -151,85 +163,168 @@ pub(crate) struct RouteStats {
 impl RouteStats {
     pub(super) fn new(key: Arc<str>, upstream: Arc<str>, metrics: &Metrics) -> Arc<Self> {
         Arc::new(Self {
-            metrics: metrics.route(Arc::clone(&key)),
-            key,
+            metrics: metrics.route(key),
             upstream,
         })
     }
+
+    /// The route's key: its metrics' label, shared (for a route of any host) with the
+    /// table's key, one copy of each key.
+    pub(crate) fn key(&self) -> &Arc<str> {
+        self.metrics.route_key()
+    }
 }
 
-pub(super) fn resolve(
-    route: &config::Route,
-    apps: &HashMap<&str, &Arc<AppHandle>>,
-    pools: &HashMap<&str, Arc<Pool>>,
-    h2c: &[&str],
-) -> Result<RouteAction, BuildError> {
-    Ok(match &route.action {
-        Action::App { name } => RouteAction::Forward {
-            upstream: Upstream::App {
-                app: Arc::clone(
-                    apps.get(name.as_str())
-                        .ok_or_else(|| BuildError::UnknownApp {
-                            route: route.key.clone(),
-                            app: name.clone(),
-                        })?,
-                ),
-                pool: Arc::clone(&pools[name.as_str()]),
-                h2c: h2c.contains(&name.as_str()),
-                authority: {
-                    let addr = apps[name.as_str()].addr();
-                    ArcSwap::from_pointee((addr.port(), authority_of(addr)))
+/// What makes two [`Forward`]s alike: the upstream's address, `strip_prefix`, `max_body`,
+/// `timeout` and `wait`.
+type ForwardKey = (usize, bool, Option<u64>, Duration, Duration);
+
+/// Resolves route actions, sharing what routes have in common: one [`Upstream`] per app
+/// and per external target (a target's pool, with its TLS roots, was made per route), one
+/// [`Forward`] per distinct upstream and limits, one empty `respond` header map.
+pub(super) struct Resolver<'a> {
+    /// Each app's upstream, by name.
+    app_upstreams: HashMap<&'a str, Arc<Upstream>>,
+    /// By target and `ca_file`.
+    externals: HashMap<(Arc<ProxyTarget>, Option<PathBuf>), Arc<Upstream>>,
+    /// By host, port, TLS and `ca_file`: targets that differ only in their path share one.
+    remote_pools: HashMap<(String, u16, bool, Option<PathBuf>), Arc<Pool>>,
+    forwards: HashMap<ForwardKey, Arc<Forward>>,
+    no_headers: Arc<HeaderMap>,
+}
+
+impl<'a> Resolver<'a> {
+    /// `apps` by name; `pools`, one per app; `h2c`, the apps whose port speaks HTTP/2.
+    pub(super) fn new(
+        apps: &HashMap<&'a str, &Arc<AppHandle>>,
+        pools: &HashMap<&'a str, Arc<Pool>>,
+        h2c: &[&str],
+    ) -> Self {
+        let app_upstreams = apps
+            .iter()
+            .map(|(name, app)| {
+                let addr = app.addr();
+                let upstream = Upstream::App {
+                    app: Arc::clone(app),
+                    pool: Arc::clone(&pools[name]),
+                    h2c: h2c.contains(name),
+                    authority: ArcSwap::from_pointee((addr.port(), authority_of(addr))),
+                };
+                (*name, Arc::new(upstream))
+            })
+            .collect();
+        Self {
+            app_upstreams,
+            externals: HashMap::new(),
+            remote_pools: HashMap::new(),
+            forwards: HashMap::new(),
+            no_headers: Arc::new(HeaderMap::new()),
+        }
+    }
+
+    pub(super) fn resolve(&mut self, route: &config::Route) -> Result<RouteAction, BuildError> {
+        Ok(match &route.action {
+            Action::App { name } => {
+                let upstream = self.app_upstreams.get(name.as_str()).ok_or_else(|| {
+                    BuildError::UnknownApp {
+                        route: route.key.clone(),
+                        app: name.clone(),
+                    }
+                })?;
+                let upstream = Arc::clone(upstream);
+                self.forward(upstream, route)
+            }
+            Action::Proxy { target, ca_file } => {
+                let upstream = self.external(route, target, ca_file.as_ref())?;
+                self.forward(upstream, route)
+            }
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => RouteAction::Respond {
+                status: *status,
+                headers: if headers.is_empty() {
+                    Arc::clone(&self.no_headers)
+                } else {
+                    Arc::new(headers.iter().cloned().collect())
                 },
+                body: Template::parse(body),
             },
-            strip_prefix: route.strip_prefix,
-            max_body: route.max_body,
-            timeout: route.timeout,
-            wait: route.wait,
-        },
-        Action::Proxy { target, ca_file } => {
-            let pool = Pool::remote(
-                &target.host,
-                target.port,
-                target.scheme == Scheme::Https,
-                ca_file.as_deref(),
-            )
-            .map_err(|source| BuildError::Upstream {
-                route: route.key.clone(),
-                source,
-            })?;
-            let bad_authority = || BuildError::BadAuthority {
-                route: route.key.clone(),
-                target: target.authority.clone(),
-            };
-            RouteAction::Forward {
-                upstream: Upstream::External(Box::new(External {
-                    host: HeaderValue::from_str(&target.authority).map_err(|_| bad_authority())?,
-                    target: (**target).clone(),
-                    pool,
-                })),
+            Action::Redirect { status, location } => RouteAction::Redirect {
+                status: *status,
+                location: Template::parse(location),
+            },
+            Action::Builtin(Builtin::Health) => RouteAction::Health,
+            Action::Builtin(Builtin::Metrics) => RouteAction::Metrics,
+            Action::Static(files) => {
+                RouteAction::Static(Arc::new(FileServer::new(files, route.strip_prefix)?))
+            }
+        })
+    }
+
+    /// The action forwarding to `upstream` with `route`'s limits.
+    fn forward(&mut self, upstream: Arc<Upstream>, route: &config::Route) -> RouteAction {
+        let key = (
+            Arc::as_ptr(&upstream).addr(),
+            route.strip_prefix,
+            route.max_body,
+            route.timeout,
+            route.wait,
+        );
+        let forward = self.forwards.entry(key).or_insert_with(|| {
+            Arc::new(Forward {
+                upstream,
                 strip_prefix: route.strip_prefix,
                 max_body: route.max_body,
                 timeout: route.timeout,
                 wait: route.wait,
+            })
+        });
+        RouteAction::Forward(Arc::clone(forward))
+    }
+
+    /// The upstream of `route`'s `proxy` target.
+    fn external(
+        &mut self,
+        route: &config::Route,
+        target: &Arc<ProxyTarget>,
+        ca_file: Option<&PathBuf>,
+    ) -> Result<Arc<Upstream>, BuildError> {
+        let key = (Arc::clone(target), ca_file.cloned());
+        if let Some(upstream) = self.externals.get(&key) {
+            return Ok(Arc::clone(upstream));
+        }
+        let tls = target.scheme == Scheme::Https;
+        let pool_key = (target.host.clone(), target.port, tls, ca_file.cloned());
+        let pool = match self.remote_pools.get(&pool_key) {
+            Some(pool) => Arc::clone(pool),
+            None => {
+                let pool = Pool::remote(
+                    &target.host,
+                    target.port,
+                    tls,
+                    ca_file.map(PathBuf::as_path),
+                )
+                .map_err(|source| BuildError::Upstream {
+                    route: route.key.clone(),
+                    source,
+                })?;
+                self.remote_pools.insert(pool_key, Arc::clone(&pool));
+                pool
             }
-        }
-        Action::Respond {
-            status,
-            headers,
-            body,
-        } => RouteAction::Respond {
-            status: *status,
-            headers: Box::new(headers.iter().cloned().collect()),
-            body: Template::parse(body),
-        },
-        Action::Redirect { status, location } => RouteAction::Redirect {
-            status: *status,
-            location: Template::parse(location),
-        },
-        Action::Builtin(Builtin::Health) => RouteAction::Health,
-        Action::Builtin(Builtin::Metrics) => RouteAction::Metrics,
-        Action::Static(files) => {
-            RouteAction::Static(Arc::new(FileServer::new(files, route.strip_prefix)?))
-        }
-    })
+        };
+        let host =
+            HeaderValue::from_str(&target.authority).map_err(|_| BuildError::BadAuthority {
+                route: route.key.clone(),
+                target: target.authority.clone(),
+            })?;
+        let upstream = Arc::new(Upstream::External(Box::new(External {
+            host,
+            target: Arc::clone(target),
+            pool,
+        })));
+        self.externals.insert(key, Arc::clone(&upstream));
+        Ok(upstream)
+    }
 }

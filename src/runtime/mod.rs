@@ -26,7 +26,7 @@ use crate::route::{HostPattern, HostRoutes};
 use crate::supervise::{self, AppHandle, SuperviseError};
 use crate::telemetry::{Health, Metrics};
 use crate::upstream::{Pool, UpstreamError};
-pub(crate) use action::{RouteAction, RouteEntry, RouteStats, Upstream};
+pub(crate) use action::{Forward, RouteAction, RouteEntry, RouteOptions, RouteStats, Upstream};
 pub(crate) use header_steps::HeaderSteps;
 pub(crate) use template::Values;
 pub use tls::{ServerTls, TlsError};
@@ -121,11 +121,13 @@ impl Runtime {
             .is_some_and(|steps| steps.reads_target());
         let mut route_hosts: HashMap<HostPattern, String> = HashMap::new();
         let mut labels: HashMap<String, Arc<str>> = HashMap::new();
+        let mut resolver = action::Resolver::new(&by_name, &pools, &h2c);
+        let mut shared_options = SharedOptions::default();
         let mut failed = None;
         let entries = taken.map_while(|route| {
             if let Some(host) = &route.host {
                 route_hosts
-                    .entry(host.clone())
+                    .entry(HostPattern::clone(host))
                     .or_insert_with(|| route.key.clone());
             }
             let key: Arc<str> = Arc::from(route.key.as_str());
@@ -139,10 +141,9 @@ impl Runtime {
                 key,
                 &mut labels,
                 &config,
-                &Resolved {
-                    by_name: &by_name,
-                    pools: &pools,
-                    h2c: &h2c,
+                &mut Resolved {
+                    actions: &mut resolver,
+                    options: &mut shared_options,
                     response_headers: response_headers.as_ref(),
                 },
                 metrics,
@@ -150,10 +151,11 @@ impl Runtime {
             match entry {
                 Ok(entry) => {
                     response_headers_read_target |= entry
+                        .options
                         .response_headers
                         .as_ref()
                         .is_some_and(|steps| steps.reads_target());
-                    Some((route.host, path, entry))
+                    Some((route.host.map(|host| *host), path, entry))
                 }
                 Err(error) => {
                     failed = Some(error);
@@ -236,8 +238,13 @@ impl Runtime {
 
 /// The config's routes, in order, each freed as it is taken, and their list shrunk as it
 /// empties: so the ~200 bytes of each go as the table grows (60 MB less at the peak of
-/// 300,000 routes) instead of all at the end.
+/// 300,000 routes) instead of all at the end. Shrunk every [`SHRINK_EVERY`] routes rather
+/// than at each halving (which kept the whole list until half the table was made): the
+/// list is taken from its end, and a large allocation gives back its tail in place.
 struct TakenRoutes(Vec<Route>);
+
+/// How many routes are taken between two shrinks of [`TakenRoutes`]' list: ~1 MB of them.
+const SHRINK_EVERY: usize = 4096;
 
 impl TakenRoutes {
     fn new(mut routes: Vec<Route>) -> Self {
@@ -252,7 +259,7 @@ impl Iterator for TakenRoutes {
 
     fn next(&mut self) -> Option<Route> {
         let route = self.0.pop()?;
-        if self.0.len() < self.0.capacity() / 2 {
+        if self.0.capacity() - self.0.len() >= SHRINK_EVERY {
             self.0.shrink_to_fit();
         }
         Some(route)
@@ -265,12 +272,20 @@ impl Iterator for TakenRoutes {
 }
 
 /// What every route's entry is resolved against.
-struct Resolved<'r> {
-    by_name: &'r HashMap<&'r str, &'r Arc<AppHandle>>,
-    pools: &'r HashMap<&'r str, Arc<Pool>>,
-    h2c: &'r [&'r str],
+struct Resolved<'r, 'a> {
+    actions: &'r mut action::Resolver<'a>,
+    options: &'r mut SharedOptions,
     /// The top-level response rules, shared by the routes without rules of their own.
     response_headers: Option<&'r Arc<HeaderSteps>>,
+}
+
+/// The options of the routes that set none of their own, made once for the forwarding
+/// routes and once for the others (their request rules differ): the ~60 bytes and the
+/// `compress` list that every entry carried (issue 13).
+#[derive(Default)]
+struct SharedOptions {
+    forwarding: Option<Arc<RouteOptions>>,
+    answered: Option<Arc<RouteOptions>>,
 }
 
 /// The table entry of `route`, a route of `config`, counted under `key` (its key); the
@@ -280,12 +295,12 @@ fn route_entry(
     key: Arc<str>,
     labels: &mut HashMap<String, Arc<str>>,
     config: &Config,
-    resolved: &Resolved<'_>,
+    resolved: &mut Resolved<'_, '_>,
     metrics: &Metrics,
 ) -> Result<RouteEntry, BuildError> {
-    let action = action::resolve(route, resolved.by_name, resolved.pools, resolved.h2c)?;
+    let action = resolved.actions.resolve(route)?;
     let upstream = match &action {
-        RouteAction::Forward { upstream, .. } => upstream.label(),
+        RouteAction::Forward(forward) => forward.upstream.label(),
         _ => "-",
     };
     let upstream = match labels.get(upstream) {
@@ -297,6 +312,49 @@ fn route_entry(
         }
     };
     let stats = RouteStats::new(key, upstream, metrics);
+    let forwarding = matches!(action, RouteAction::Forward(_));
+    let own_options = route.compress.is_some()
+        || route.access.is_some()
+        || route.headers.is_some()
+        || route.basic_auth.is_some();
+    let options = if own_options {
+        Arc::new(route_options(
+            route,
+            forwarding,
+            config,
+            resolved.response_headers,
+        )?)
+    } else {
+        let shared = if forwarding {
+            &mut resolved.options.forwarding
+        } else {
+            &mut resolved.options.answered
+        };
+        match shared {
+            Some(options) => Arc::clone(options),
+            None => Arc::clone(shared.insert(Arc::new(route_options(
+                route,
+                forwarding,
+                config,
+                resolved.response_headers,
+            )?))),
+        }
+    };
+    Ok(RouteEntry {
+        action,
+        stats,
+        options,
+    })
+}
+
+/// The options of `route`, a route of `config` (`forwarding` when its action forwards);
+/// `response_headers` are the top-level response rules.
+fn route_options(
+    route: &Route,
+    forwarding: bool,
+    config: &Config,
+    response_headers: Option<&Arc<HeaderSteps>>,
+) -> Result<RouteOptions, BuildError> {
     let compress = route.compress.as_ref().unwrap_or(&config.compress).clone();
     // Only forwarded requests go anywhere for request rules to matter. The credentials
     // `basic_auth` checked go first, so that a rule may still set an `Authorization` of the
@@ -311,18 +369,19 @@ fn route_entry(
             .collect(),
         ..HeaderEdits::default()
     };
-    let request_headers = match action {
-        RouteAction::Forward { .. } => HeaderSteps::compile(&[
+    let request_headers = if forwarding {
+        HeaderSteps::compile(&[
             &checked_credentials,
             &config.headers.request,
             &route.header_rules().request,
         ])
-        .map(Box::new),
-        _ => None,
+        .map(Box::new)
+    } else {
+        None
     };
     let rules = route.header_rules();
     let response_headers = if rules.response.is_empty() {
-        resolved.response_headers.cloned()
+        response_headers.cloned()
     } else {
         HeaderSteps::compile(&[&config.headers.response, &rules.response]).map(Arc::new)
     };
@@ -335,9 +394,7 @@ fn route_entry(
             route: route.key.clone(),
             source,
         })?;
-    Ok(RouteEntry {
-        action,
-        stats,
+    Ok(RouteOptions {
         compress,
         access: route.access.clone(),
         request_headers,
@@ -348,6 +405,7 @@ fn route_entry(
 
 /// The lines under a route for what it checks and rewrites besides its action.
 fn describe_guards(entry: &RouteEntry) -> Vec<String> {
+    let entry = &*entry.options;
     let mut lines = Vec::new();
     if let Some(access) = &entry.access {
         let networks = |list: &[crate::config::Network]| {
@@ -379,13 +437,13 @@ fn describe_guards(entry: &RouteEntry) -> Vec<String> {
 /// What a route does, as `zoo check` shows it.
 fn describe_action(action: &RouteAction) -> String {
     match action {
-        RouteAction::Forward {
-            upstream,
-            strip_prefix,
-            ..
-        } => {
-            let strip = if *strip_prefix { " (strip prefix)" } else { "" };
-            format!("-> {}{strip}", upstream.describe())
+        RouteAction::Forward(forward) => {
+            let strip = if forward.strip_prefix {
+                " (strip prefix)"
+            } else {
+                ""
+            };
+            format!("-> {}{strip}", forward.upstream.describe())
         }
         RouteAction::Respond { status, body, .. } => {
             format!("respond {} {:?}", status.as_u16(), body.source())

@@ -16,6 +16,7 @@ mod read;
 mod replicas;
 mod routes;
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
@@ -106,6 +107,7 @@ impl<'e> Walker<'e> {
             base: path.parent().unwrap_or(Path::new("")).to_path_buf(),
             problems: Vec::new(),
             unbatchable: false,
+            proxy_targets: HashSet::new(),
         }
     }
 

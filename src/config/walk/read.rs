@@ -4,15 +4,17 @@
 //! name a key's dotted path and quote lists in messages. Each reader reports its own problem
 //! and returns `None`; none knows which key of the config it reads.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::Problem;
-use crate::config::{duration, expand, suggest};
+use crate::config::{ProxyTarget, duration, expand, suggest};
 
 pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -24,6 +26,9 @@ pub(super) struct Walker<'e> {
     /// Set when a batch of routes read apart from the rest of the document is no TOML
     /// document on its own (or repeats a key): the whole document is then read again as one.
     pub(super) unbatchable: bool,
+    /// The `proxy` targets read so far: routes to one target share it (300,000 routes to a
+    /// few targets each held a copy, ~190 bytes with its strings).
+    pub(super) proxy_targets: HashSet<Arc<ProxyTarget>>,
 }
 
 /// The entries of one table whose keys were all checked against an allowed list.

@@ -6,6 +6,7 @@ use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -305,7 +306,7 @@ impl Walker<'_> {
         let headers = headers?;
         Some(Route {
             key: key.to_owned(),
-            host,
+            host: host.map(Box::new),
             action: built?,
             // A `static` route names files below its key unless told otherwise (nginx's `alias`).
             strip_prefix: strip_prefix?.unwrap_or(action == "static"),
@@ -393,8 +394,17 @@ impl Walker<'_> {
             }
             Some(self.base.join(file))
         });
+        let target = target?;
+        let target = match self.proxy_targets.get(&target) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let target = Arc::new(target);
+                self.proxy_targets.insert(Arc::clone(&target));
+                target
+            }
+        };
         Some(Action::Proxy {
-            target: Box::new(target?),
+            target,
             ca_file: ca_file?,
         })
     }
@@ -422,8 +432,8 @@ impl Walker<'_> {
         });
         Some(Action::Respond {
             status: status?.unwrap_or(StatusCode::OK),
-            headers: headers?,
-            body: body?,
+            headers: headers?.into_boxed_slice(),
+            body: body?.into_boxed_str(),
         })
     }
 
@@ -460,7 +470,7 @@ impl Walker<'_> {
         });
         Some(Action::Redirect {
             status: status?.unwrap_or(StatusCode::FOUND),
-            location: location?,
+            location: location?.into_boxed_str(),
         })
     }
 }
