@@ -4,14 +4,15 @@
 //! connection reads the runtime in use when it is accepted: its `client_header_timeout`,
 //! `keepalive_timeout` (HTTP/1.1, timed apart by keepalive.rs) and TLS certificate are those
 //! of the latest reload. An `Upgrade: h2c` request is served as
-//! plain HTTP/1.1 (the upgrade is never performed nor forwarded). Plain HTTP/1.1 is served by
-//! hyper's server or, with `engine = "zoo"`, by zoo's own engine (engine/); HTTP/2 and TLS
-//! by hyper either way.
+//! plain HTTP/1.1 (the upgrade is never performed nor forwarded). HTTP/1.1, plain or over TLS
+//! (ALPN `http/1.1` or none), is served by hyper's server or, with `engine = "zoo"`, by zoo's
+//! own engine (engine/); HTTP/2 (h2c, ALPN h2) by hyper either way.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -83,6 +84,11 @@ pub async fn serve(
             requests: requests.clone(),
             activity: Activity::accepted(),
         };
+        let timeouts = engine::Timeouts {
+            first_head_due: crate::deadline::from(accepted, header_timeout),
+            header: header_timeout,
+            keepalive,
+        };
         let builders = Arc::clone(&builders);
         let stop = stop.clone();
         tracker.spawn(async move {
@@ -96,7 +102,18 @@ pub async fn serve(
                 drop(runtime);
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 service.service.scheme = "https";
-                Box::pin(builders.serve(h2, stream, service, &stop)).await;
+                if !h2 && engine == Engine::Zoo {
+                    Box::pin(engine::serve(
+                        stream,
+                        Bytes::new(),
+                        service,
+                        timeouts,
+                        &stop,
+                    ))
+                    .await;
+                } else {
+                    Box::pin(builders.serve(h2, stream, service, &stop)).await;
+                }
             } else {
                 drop(runtime);
                 let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
@@ -104,11 +121,6 @@ pub async fn serve(
                     return;
                 };
                 if !h2 && engine == Engine::Zoo {
-                    let timeouts = engine::Timeouts {
-                        first_head_due: crate::deadline::from(accepted, header_timeout),
-                        header: header_timeout,
-                        keepalive,
-                    };
                     engine::serve(io.stream, io.head, service, timeouts, &stop).await;
                 } else {
                     // Boxed, as the TLS branch: the task then takes no more space than its

@@ -2,7 +2,8 @@
 //! connection (read the head into a buffer, parse it with `crate::h1`, call the proxy
 //! service, write the response head and relay its body, then the next request), with no
 //! hyper server codec and no channel to a connection task but the request body's
-//! (body.rs). HTTP/2, h2c and TLS stay on hyper (listener.rs).
+//! (body.rs). It serves plain TCP and TLS with ALPN `http/1.1` (or none) alike, over any
+//! [`ClientStream`] (stream.rs); HTTP/2 and h2c stay on hyper (listener.rs).
 //!
 //! What it keeps of hyper's server, so that the two engines answer alike
 //! (tests/integration/engines.rs): the framing of responses (respond.rs), `Date`, `100
@@ -17,6 +18,7 @@
 
 mod body;
 mod respond;
+mod stream;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,7 +27,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, combinators::BoxBody};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,8 @@ use super::drain::{Counted, CountedBody};
 use crate::h1::{self, HeadLimits, RequestHead};
 use crate::upstream::MAX_HEAD_BYTES;
 use respond::{BodyWriter, Delimited};
+pub use stream::{ClientSocket, ClientStream, TunnelStream};
+use stream::{read_now, send};
 
 /// The read buffer made for a request head; it grows to [`MAX_HEAD_BYTES`] if the head does.
 const HEAD_READ_BYTES: usize = 2 * 1024;
@@ -52,7 +55,7 @@ const DRAIN_BYTES: usize = 64 * 1024;
 
 /// A client connection's socket and what was read past a request head, handed to the
 /// WebSocket tunnel after the `101` (forward.rs takes it from the request's extensions).
-pub(super) type Handoff = (TcpStream, Bytes);
+pub(super) type Handoff = (ClientSocket, Bytes);
 
 /// The request extension through which a WebSocket upgrade gets the client's connection.
 #[derive(Clone)]
@@ -80,8 +83,8 @@ pub(super) struct Timeouts {
 }
 
 /// One client connection.
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     /// Bytes read and not yet used; empty (no allocation) while idle.
     buf: BytesMut,
     /// The response being written.
@@ -98,8 +101,8 @@ enum After {
 
 /// Serves the HTTP/1.1 connection `stream` (whose first bytes, read to tell it from h2c,
 /// are `read`) until it closes, a wait runs out, or `stop` is cancelled.
-pub(super) async fn serve(
-    stream: TcpStream,
+pub(super) async fn serve<S: ClientStream>(
+    stream: S,
     read: Bytes,
     service: Counted,
     timeouts: Timeouts,
@@ -128,7 +131,8 @@ pub(super) async fn serve(
         match Box::pin(connection.exchange(head, keep_alive, &service, stop)).await {
             Some(After::KeepAlive) => {}
             Some(After::Switch(handoff)) => {
-                let _ = handoff.send((connection.stream, connection.buf.freeze()));
+                let socket = connection.stream.into_socket();
+                let _ = handoff.send((socket, connection.buf.freeze()));
                 return;
             }
             Some(After::Close) | None => {
@@ -140,7 +144,7 @@ pub(super) async fn serve(
     }
 }
 
-impl Connection {
+impl<S: ClientStream> Connection<S> {
     /// Reads the next request head. `None`: the connection is done (closed by the client,
     /// idle past `keepalive_timeout`, a head past `client_header_timeout`, or shutdown while
     /// idle). `head_deadline` is set for the first request (timed from the accept).
@@ -182,10 +186,21 @@ impl Connection {
                     () = stop.cancelled() => return None,
                 }
                 self.buf.reserve(HEAD_READ_BYTES);
-                match self.stream.try_read_buf(&mut self.buf) {
+                match read_now(&mut self.stream, &mut self.buf) {
                     Ok(0) => return None,
                     Ok(_) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    // Woken without bytes (or a stream that cannot tell before it reads, or a
+                    // TLS record without data): wait in the buffer.
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        let read = tokio::select! {
+                            read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
+                            () = tokio::time::sleep_until(idle_until) => return None,
+                            () = stop.cancelled() => return None,
+                        };
+                        if !matches!(read, Ok(read) if read > 0) {
+                            return None;
+                        }
+                    }
                     Err(_) => return None,
                 }
                 head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
@@ -258,7 +273,7 @@ impl Connection {
         );
         respond::add_date(&mut out, &headers);
         out.extend_from_slice(body.as_bytes());
-        let _ = self.stream.write_all(&out).await;
+        let _ = send(&mut self.stream, &out).await;
         let _ = self.stream.shutdown().await;
     }
 
@@ -349,7 +364,7 @@ impl Connection {
         let body_read = match &mut feeder {
             None => true,
             Some(feeder) => {
-                feeder.complete() || feeder.drain(&self.stream, &mut self.buf, DRAIN_BYTES)
+                feeder.complete() || feeder.drain(&mut self.stream, &mut self.buf, DRAIN_BYTES)
             }
         };
         Some(if complete && keep_alive && body_read {
@@ -370,7 +385,7 @@ impl Connection {
     ) -> Option<bool> {
         if writer.delimited == Delimited::Bodiless {
             drop(body);
-            self.stream.write_all(&self.out).await.ok()?;
+            send(&mut self.stream, &self.out).await.ok()?;
             return Some(true);
         }
         loop {
@@ -382,6 +397,8 @@ impl Connection {
                         self.stream.write_all(&self.out).await.ok()?;
                         self.out.clear();
                     }
+                    // What was written reaches the client before the wait (TLS holds it).
+                    self.stream.flush().await.ok()?;
                     match &mut feeder {
                         Some(feeder) if feeder.active() => tokio::select! {
                             frame = body.frame() => frame,
@@ -406,12 +423,12 @@ impl Connection {
                 }
                 // Cut: what was written stays incomplete for the client to see.
                 Some(Err(_)) => {
-                    let _ = self.stream.write_all(&self.out).await;
+                    let _ = send(&mut self.stream, &self.out).await;
                     return Some(false);
                 }
             };
             drop(body);
-            self.stream.write_all(&self.out).await.ok()?;
+            send(&mut self.stream, &self.out).await.ok()?;
             self.out.clear();
             return Some(ended);
         }
@@ -435,7 +452,7 @@ impl Connection {
             true,
         );
         respond::add_date(&mut self.out, headers);
-        self.stream.write_all(&self.out).await.ok()?;
+        send(&mut self.stream, &self.out).await.ok()?;
         Some(After::Switch(handoff))
     }
 }
