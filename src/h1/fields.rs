@@ -132,7 +132,17 @@ pub enum FieldError {
 
 /// httparse's fields as a `HeaderMap`, in order, repeated names kept.
 pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, FieldError> {
-    let mut map = HeaderMap::try_with_capacity(fields.len()).map_err(|_| FieldError::TooMany)?;
+    header_map_with_room(fields, 0)
+}
+
+/// [`header_map`] with room for `room` more fields, so that a caller who adds them (a proxy's
+/// forwarded fields) does not grow the map (a second allocation of its table and a rehash).
+pub fn header_map_with_room(
+    fields: &[httparse::Header<'_>],
+    room: usize,
+) -> Result<HeaderMap, FieldError> {
+    let capacity = fields.len().saturating_add(room);
+    let mut map = HeaderMap::try_with_capacity(capacity).map_err(|_| FieldError::TooMany)?;
     for field in fields {
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| FieldError::Name)?;
         let value =

@@ -117,6 +117,10 @@ impl HeadError {
     }
 }
 
+/// Room left in a request's header map for the fields a proxy adds (zoo's: X-Forwarded-For,
+/// -Proto, -Host, X-Real-IP, the request ID): the map is made once at its final size.
+const ADDED_FIELDS: usize = 6;
+
 /// Fields parsed into a stack array first; a head with more gets a `Vec` sized from its lines.
 const STACK_FIELDS: usize = 128;
 
@@ -218,11 +222,13 @@ fn build(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HeadError> 
     } else {
         Version::HTTP_11
     };
-    parts.headers = fields::header_map(request.headers).map_err(|error| match error {
-        fields::FieldError::Name => HeadError::InvalidFieldName,
-        fields::FieldError::Value(name) => HeadError::InvalidFieldValue { name },
-        fields::FieldError::TooMany => HeadError::TooManyFields,
-    })?;
+    parts.headers = fields::header_map_with_room(request.headers, ADDED_FIELDS).map_err(
+        |error| match error {
+            fields::FieldError::Name => HeadError::InvalidFieldName,
+            fields::FieldError::Value(name) => HeadError::InvalidFieldValue { name },
+            fields::FieldError::TooMany => HeadError::TooManyFields,
+        },
+    )?;
     let semantics = fields::read(&parts.headers, parts.version)?;
     Ok(RequestHead {
         parts,

@@ -107,8 +107,8 @@ pub fn engine_under_test() -> &'static str {
 /// `config_toml` with `engine = "NAME"` when the environment has `ZOO_TEST_ENGINE=NAME` and
 /// the config sets no engine, so that the whole suite can run on either HTTP/1.1 engine. The
 /// line takes the place of the first blank or comment line before any table (most test
-/// configs start with one), so that the lines a config error names stay where they were;
-/// without one it goes first.
+/// configs have one), so that the lines and columns a config error names stay where they
+/// were; a config without one is left as it is (the tests of `zoo check`'s positions mostly).
 pub fn with_test_engine(config_toml: &str) -> std::borrow::Cow<'_, str> {
     let Ok(engine) = std::env::var("ZOO_TEST_ENGINE") else {
         return config_toml.into();
@@ -131,7 +131,7 @@ pub fn with_test_engine(config_toml: &str) -> std::borrow::Cow<'_, str> {
         line.is_empty() || line.starts_with('#')
     });
     let Some(free) = free else {
-        return format!("{line}\n{config_toml}").into();
+        return config_toml.into();
     };
     let mut lines: Vec<&str> = config_toml.split('\n').collect();
     lines[free] = &line;

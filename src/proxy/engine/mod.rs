@@ -40,8 +40,6 @@ use stream::{read_now, send};
 
 /// The read buffer made for a request head; it grows to [`MAX_HEAD_BYTES`] if the head does.
 const HEAD_READ_BYTES: usize = 2 * 1024;
-/// Fields the proxy adds to a forwarded request at most, besides the client's.
-const PROXY_FIELDS: usize = 6;
 /// The write buffer made for a response: its head and, coalesced, a small body.
 const OUT_BYTES: usize = 1024;
 /// How long a kept-alive connection keeps its buffers while it waits for the next request:
@@ -121,7 +119,8 @@ pub(super) async fn serve<S: ClientStream>(
         let head = match head {
             Ok(head) => head,
             Err(error) => {
-                connection.refuse(&error).await;
+                // Boxed, as the exchange: rare, and an idle task need not have room for it.
+                Box::pin(connection.refuse(&error)).await;
                 return;
             }
         };
@@ -188,22 +187,15 @@ impl<S: ClientStream> Connection<S> {
                 self.buf.reserve(HEAD_READ_BYTES);
                 match read_now(&mut self.stream, &mut self.buf) {
                     Ok(0) => return None,
-                    Ok(_) => {}
-                    // Woken without bytes (or a stream that cannot tell before it reads, or a
-                    // TLS record without data): wait in the buffer.
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        let read = tokio::select! {
-                            read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
-                            () = tokio::time::sleep_until(idle_until) => return None,
-                            () = stop.cancelled() => return None,
-                        };
-                        if !matches!(read, Ok(read) if read > 0) {
-                            return None;
-                        }
+                    Ok(_) => {
+                        head_deadline
+                            .get_or_insert_with(|| crate::deadline::after(timeouts.header));
                     }
+                    // Woken without bytes (or a stream that cannot tell before it reads, or a
+                    // TLS record without data): the read below waits, in the buffer.
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return None,
                 }
-                head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
             }
             // Parse only once the bytes hold the end of a head, so that a head arriving a
             // byte at a time is not parsed again at every byte; and once when the request line
@@ -232,18 +224,22 @@ impl<S: ClientStream> Connection<S> {
                 }
             }
             scanned = self.buf.len();
-            let deadline = head_deadline?;
+            // Idle still (no byte of a head yet): the idle limit and shutdown end the wait.
+            let idle = head_deadline.is_none();
+            let deadline = head_deadline.unwrap_or(idle_until);
             if self.buf.capacity() == self.buf.len() {
                 self.buf.reserve(self.buf.len().max(HEAD_READ_BYTES));
             }
             let read = tokio::select! {
                 read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
                 () = tokio::time::sleep_until(deadline) => return None,
+                () = stop.cancelled(), if idle => return None,
             };
             match read {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
+            head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
         }
     }
 
@@ -293,9 +289,6 @@ impl<S: ClientStream> Connection<S> {
             upgrade,
             ..
         } = head;
-        // Room for the fields the proxy adds (X-Forwarded-For, -Proto, -Host, X-Real-IP, the
-        // request ID) in one growth rather than several.
-        parts.headers.reserve(PROXY_FIELDS);
         if let h1::BodyFraming::Length(length) = framing {
             single_length(&mut parts.headers, length);
         }
