@@ -2,6 +2,7 @@
 //! 9110 7.2, 7.6.1, 7.8, 10.1.1): body framing, `Host`, keep-alive, `Expect`, `Upgrade`.
 //! The refusals here are the ones request smuggling goes through, so each is strict.
 
+use bytes::Bytes;
 use http::Version;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue,
@@ -132,17 +133,7 @@ pub enum FieldError {
 
 /// httparse's fields as a `HeaderMap`, in order, repeated names kept.
 pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, FieldError> {
-    header_map_with_room(fields, 0)
-}
-
-/// [`header_map`] with room for `room` more fields, so that a caller who adds them (a proxy's
-/// forwarded fields) does not grow the map (a second allocation of its table and a rehash).
-pub fn header_map_with_room(
-    fields: &[httparse::Header<'_>],
-    room: usize,
-) -> Result<HeaderMap, FieldError> {
-    let capacity = fields.len().saturating_add(room);
-    let mut map = HeaderMap::try_with_capacity(capacity).map_err(|_| FieldError::TooMany)?;
+    let mut map = HeaderMap::try_with_capacity(fields.len()).map_err(|_| FieldError::TooMany)?;
     for field in fields {
         let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| FieldError::Name)?;
         let value =
@@ -151,6 +142,18 @@ pub fn header_map_with_room(
             .map_err(|_| FieldError::TooMany)?;
     }
     Ok(map)
+}
+
+/// Appends the field `name: value` to `map`, `value` a slice of the head's bytes kept as it is
+/// (checked, not copied: [`header_map`] copies each value into its own allocation).
+pub fn append_shared(map: &mut HeaderMap, name: &[u8], value: Bytes) -> Result<(), FieldError> {
+    let name = HeaderName::from_bytes(name).map_err(|_| FieldError::Name)?;
+    let Ok(value) = HeaderValue::from_maybe_shared(value) else {
+        return Err(FieldError::Value(name));
+    };
+    map.try_append(name, value)
+        .map_err(|_| FieldError::TooMany)?;
+    Ok(())
 }
 
 /// An upper bound on the fields in `section` (each takes a line), to size httparse's array:

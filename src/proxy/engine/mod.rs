@@ -23,7 +23,7 @@ mod stream;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, combinators::BoxBody};
 use tokio::io::AsyncWriteExt;
@@ -214,11 +214,8 @@ impl<S: ClientStream> Connection<S> {
                 || ends_head(&self.buf, scanned)
                 || self.buf.len() >= MAX_HEAD_BYTES
             {
-                match h1::parse_request_head(&self.buf, &limits) {
-                    Ok(Some((head, consumed))) => {
-                        self.buf.advance(consumed);
-                        return Some(Ok(head));
-                    }
+                match h1::parse_request_head_shared(&mut self.buf, &limits) {
+                    Ok(Some(head)) => return Some(Ok(head)),
                     Ok(None) => {}
                     Err(error) => return Some(Err(error)),
                 }
