@@ -1,8 +1,8 @@
 //! Request heads: bytes to [`RequestHead`] with `httparse`, limited by bytes only, and the
 //! status each bad head is answered with ([`HeadError::status`]).
 //!
-//! Stateless: the engine calls [`parse_request_head`] again on its whole buffer after a
-//! read; at most `max_head_bytes` of it are ever looked at, so one call is bounded. Calling it
+//! Stateless: the engine calls [`parse_request_head_shared`] again on its whole buffer after a
+//! read (a complete head is then split off the buffer, its values slices of it); at most `max_head_bytes` of it are ever looked at, so one call is bounded. Calling it
 //! after every read of a head sent a byte at a time would parse it again at every byte
 //! (quadratic, as hyper does), so the engine calls it only once its buffer holds an empty
 //! line or reaches the limit; a head refused for its request line is then refused at that
