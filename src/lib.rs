@@ -29,6 +29,6 @@ mod upstream;
 pub use admin::client as admin_client;
 pub use compose::{check, run};
 pub use control::StatusReport;
-pub use proxy::serve;
+pub use proxy::{ClientStream, serve, serve_http1_stream};
 pub use runtime::{Runtime, Serving};
 pub use telemetry::Metrics;

@@ -2,6 +2,7 @@
 //! 9110 7.2, 7.6.1, 7.8, 10.1.1): body framing, `Host`, keep-alive, `Expect`, `Upgrade`.
 //! The refusals here are the ones request smuggling goes through, so each is strict.
 
+use bytes::Bytes;
 use http::Version;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderMap, HeaderName, HeaderValue,
@@ -141,6 +142,18 @@ pub fn header_map(fields: &[httparse::Header<'_>]) -> Result<HeaderMap, FieldErr
             .map_err(|_| FieldError::TooMany)?;
     }
     Ok(map)
+}
+
+/// Appends the field `name: value` to `map`, `value` a slice of the head's bytes kept as it is
+/// (checked, not copied: [`header_map`] copies each value into its own allocation).
+pub fn append_shared(map: &mut HeaderMap, name: &[u8], value: Bytes) -> Result<(), FieldError> {
+    let name = HeaderName::from_bytes(name).map_err(|_| FieldError::Name)?;
+    let Ok(value) = HeaderValue::from_maybe_shared(value) else {
+        return Err(FieldError::Value(name));
+    };
+    map.try_append(name, value)
+        .map_err(|_| FieldError::TooMany)?;
+    Ok(())
 }
 
 /// An upper bound on the fields in `section` (each takes a line), to size httparse's array:

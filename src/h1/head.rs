@@ -1,15 +1,18 @@
 //! Request heads: bytes to [`RequestHead`] with `httparse`, limited by bytes only, and the
 //! status each bad head is answered with ([`HeadError::status`]).
 //!
-//! Stateless: the engine calls [`parse_request_head`] again on its whole buffer after a
-//! read; at most `max_head_bytes` of it are ever looked at, so one call is bounded. Calling it
+//! Stateless: the engine calls [`parse_request_head_shared`] again on its whole buffer after a
+//! read (a complete head is then split off the buffer, its values slices of it); at most `max_head_bytes` of it are ever looked at, so one call is bounded. Calling it
 //! after every read of a head sent a byte at a time would parse it again at every byte
 //! (quadratic, as hyper does), so the engine calls it only once its buffer holds an empty
 //! line or reaches the limit; a head refused for its request line is then refused at that
 //! point rather than at its first line.
 
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
 use http::header::HeaderName;
-use http::{Method, Request, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
 
 use super::fields;
 
@@ -117,6 +120,10 @@ impl HeadError {
     }
 }
 
+/// Room left in a request's header map for the fields a proxy adds (zoo's: X-Forwarded-For,
+/// -Proto, -Host, X-Real-IP, the request ID): the map is made once at its final size.
+const ADDED_FIELDS: usize = 6;
+
 /// Fields parsed into a stack array first; a head with more gets a `Vec` sized from its lines.
 const STACK_FIELDS: usize = 128;
 
@@ -133,6 +140,32 @@ pub fn parse_request_head(
     buf: &[u8],
     limits: &HeadLimits,
 ) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let Some(layout) = parse_layout(buf, limits)? else {
+        return Ok(None);
+    };
+    let consumed = layout.consumed;
+    let head = Bytes::copy_from_slice(buf.get(..consumed).unwrap_or(buf));
+    Ok(Some((build(&layout, &head)?, consumed)))
+}
+
+/// [`parse_request_head`] on the engine's read buffer: a complete head is split off `buf`,
+/// and its target and field values are slices of those bytes, not copies (one allocation per
+/// value saved; the buffer's memory is reused once the request's fields are dropped).
+///
+/// # Errors
+/// As [`parse_request_head`]; `buf` is left as it was.
+pub fn parse_request_head_shared(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+) -> Result<Option<RequestHead>, HeadError> {
+    let Some(layout) = parse_layout(buf, limits)? else {
+        return Ok(None);
+    };
+    let head = buf.split_to(layout.consumed).freeze();
+    build(&layout, &head).map(Some)
+}
+
+fn parse_layout(buf: &[u8], limits: &HeadLimits) -> Result<Option<Layout>, HeadError> {
     let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
     let parsed = match parse_window(window) {
         Err(HeadError::Malformed {
@@ -142,7 +175,7 @@ pub fn parse_request_head(
             VersionClass::HigherMinor { minor_at } => {
                 // RFC 9110 2.5: a higher minor version of 1 is read as 1.1 (as nginx does).
                 // httparse knows only 1.0 and 1.1, so it reads a copy saying 1.1; same length,
-                // so `consumed` holds for `buf`. Rare enough for the copy.
+                // so `consumed` and every offset hold for `buf`. Rare enough for the copy.
                 let mut patched = window.to_vec();
                 if let Some(minor) = patched.get_mut(minor_at) {
                     *minor = b'1';
@@ -161,7 +194,7 @@ pub fn parse_request_head(
         other => other?,
     };
     match parsed {
-        Parsed::Complete(head, consumed) => Ok(Some((head, consumed))),
+        Parsed::Complete(layout) => Ok(Some(layout)),
         Parsed::Partial if window.len() < limits.max_head_bytes => Ok(None),
         Parsed::Partial => Err(HeadError::TooLarge {
             limit: limits.max_head_bytes,
@@ -169,11 +202,20 @@ pub fn parse_request_head(
     }
 }
 
-// Moved once, into the caller's result; boxing it would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
 enum Parsed {
-    Complete(RequestHead, usize),
+    Complete(Layout),
     Partial,
+}
+
+/// Where a complete head's parts lie in its bytes: what httparse found, as offsets, so that
+/// the head can be split off the buffer before its parts are made.
+struct Layout {
+    consumed: usize,
+    method: Range<usize>,
+    target: Range<usize>,
+    minor: u8,
+    /// Each field's name and value.
+    fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
 fn parse_window(window: &[u8]) -> Result<Parsed, HeadError> {
@@ -184,45 +226,90 @@ fn parse_window(window: &[u8]) -> Result<Parsed, HeadError> {
             let mut heap = vec![httparse::EMPTY_HEADER; fields::max_fields(window)];
             let mut request = httparse::Request::new(&mut heap);
             let status = request.parse(window);
-            outcome(&request, status)
+            outcome(window, &request, status)
         }
-        status => outcome(&request, status),
+        status => outcome(window, &request, status),
     }
 }
 
 fn outcome(
+    window: &[u8],
     request: &httparse::Request<'_, '_>,
     status: httparse::Result<usize>,
 ) -> Result<Parsed, HeadError> {
     match status {
-        Ok(httparse::Status::Complete(consumed)) => Ok(Parsed::Complete(build(request)?, consumed)),
+        Ok(httparse::Status::Complete(consumed)) => {
+            Ok(Parsed::Complete(layout(window, request, consumed)?))
+        }
         Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
         // A refused version is classified by the caller (`classify_version`).
         Err(cause) => Err(HeadError::Malformed { cause }),
     }
 }
 
-fn build(request: &httparse::Request<'_, '_>) -> Result<RequestHead, HeadError> {
+/// The offsets of `part`, a slice of `window`.
+fn offsets(window: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = part.as_ptr().addr().checked_sub(window.as_ptr().addr())?;
+    let end = start.checked_add(part.len())?;
+    (end <= window.len()).then_some(start..end)
+}
+
+fn layout(
+    window: &[u8],
+    request: &httparse::Request<'_, '_>,
+    consumed: usize,
+) -> Result<Layout, HeadError> {
+    // httparse fills method, path and version before it reports a complete head, each a
+    // slice of `window`.
+    let malformed = || HeadError::Malformed {
+        cause: httparse::Error::Token,
+    };
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
-        // httparse fills all three before it reports a complete head.
-        return Err(HeadError::Malformed {
-            cause: httparse::Error::Token,
-        });
+        return Err(malformed());
     };
+    let mut fields = Vec::with_capacity(request.headers.len());
+    for field in request.headers.iter() {
+        let name = offsets(window, field.name.as_bytes()).ok_or_else(malformed)?;
+        let value = offsets(window, field.value).ok_or_else(malformed)?;
+        fields.push((name, value));
+    }
+    Ok(Layout {
+        consumed,
+        method: offsets(window, method.as_bytes()).ok_or_else(malformed)?,
+        target: offsets(window, target.as_bytes()).ok_or_else(malformed)?,
+        minor,
+        fields,
+    })
+}
+
+/// The head `layout` describes, its target and values slices of `head`.
+fn build(layout: &Layout, head: &Bytes) -> Result<RequestHead, HeadError> {
+    let bytes = |range: &Range<usize>| head.get(range.clone()).unwrap_or_default();
     let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = Method::from_bytes(method.as_bytes()).map_err(|_| HeadError::InvalidMethod)?;
-    parts.uri = Uri::try_from(target).map_err(|source| HeadError::InvalidTarget { source })?;
-    parts.version = if minor == 0 {
+    parts.method =
+        Method::from_bytes(bytes(&layout.method)).map_err(|_| HeadError::InvalidMethod)?;
+    parts.uri = Uri::from_maybe_shared(head.slice(layout.target.clone()))
+        .map_err(|source| HeadError::InvalidTarget { source })?;
+    parts.version = if layout.minor == 0 {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
-    parts.headers = fields::header_map(request.headers).map_err(|error| match error {
-        fields::FieldError::Name => HeadError::InvalidFieldName,
-        fields::FieldError::Value(name) => HeadError::InvalidFieldValue { name },
-        fields::FieldError::TooMany => HeadError::TooManyFields,
-    })?;
+    // Room left for the fields a proxy adds: the map is made once at its final size.
+    let capacity = layout.fields.len().saturating_add(ADDED_FIELDS);
+    let mut headers =
+        HeaderMap::try_with_capacity(capacity).map_err(|_| HeadError::TooManyFields)?;
+    for (name, value) in &layout.fields {
+        fields::append_shared(&mut headers, bytes(name), head.slice(value.clone())).map_err(
+            |error| match error {
+                fields::FieldError::Name => HeadError::InvalidFieldName,
+                fields::FieldError::Value(name) => HeadError::InvalidFieldValue { name },
+                fields::FieldError::TooMany => HeadError::TooManyFields,
+            },
+        )?;
+    }
+    parts.headers = headers;
     let semantics = fields::read(&parts.headers, parts.version)?;
     Ok(RequestHead {
         parts,

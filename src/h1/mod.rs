@@ -28,7 +28,9 @@ mod head;
 mod write;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
-pub use head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head};
+pub use head::{
+    BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head, parse_request_head_shared,
+};
 pub use write::{
     CHUNK_END, ResponseFraming, write_chunk_header, write_informational, write_last_chunk,
     write_response_head,

@@ -4,14 +4,16 @@
 //! connection reads the runtime in use when it is accepted: its `client_header_timeout`,
 //! `keepalive_timeout` (HTTP/1.1, timed apart by keepalive.rs) and TLS certificate are those
 //! of the latest reload. An `Upgrade: h2c` request is served as
-//! plain HTTP/1.1 (the upgrade is never performed nor forwarded). Plain HTTP/1.1 is served by
-//! hyper's server or, with `engine = "zoo"`, by zoo's own engine (engine/); HTTP/2 and TLS
-//! by hyper either way.
+//! plain HTTP/1.1 (the upgrade is never performed nor forwarded). HTTP/1.1, plain or over TLS
+//! (ALPN `http/1.1` or none), is served by hyper's server or, with `engine = "zoo"`, by zoo's
+//! own engine (engine/); HTTP/2 (h2c, ALPN h2) by hyper either way.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::drain::Counted;
-use super::engine;
+use super::engine::{self, ClientStream};
 use super::heap;
 use super::keepalive::{self, Activity, Expired, Watched};
 use super::service::ProxyService;
@@ -72,16 +74,11 @@ pub async fn serve(
         if (builders.header_timeout, builders.keepalive) != (header_timeout, keepalive) {
             builders = Builders::new(header_timeout, keepalive);
         }
-        let mut service = Counted {
-            service: ProxyService {
-                serving: Arc::clone(&serving),
-                client_addr,
-                forwarded_for: super::headers::forwarded_for(client_addr.ip()),
-                tunnels: tracker.clone(),
-                scheme: "http",
-            },
-            requests: requests.clone(),
-            activity: Activity::accepted(),
+        let mut service = connection_service(&serving, client_addr, &tracker, &requests);
+        let timeouts = engine::Timeouts {
+            first_head_due: crate::deadline::from(accepted, header_timeout),
+            header: header_timeout,
+            keepalive,
         };
         let builders = Arc::clone(&builders);
         let stop = stop.clone();
@@ -96,7 +93,22 @@ pub async fn serve(
                 drop(runtime);
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 service.service.scheme = "https";
-                Box::pin(builders.serve(h2, stream, service, &stop)).await;
+                // One boxed future either way, made in this statement: a future of the
+                // engine's made in an arm of its own left the TLS stream's room (1.2 KiB) in
+                // every connection's task, plain ones included (measured).
+                let connection: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
+                    if !h2 && engine == Engine::Zoo {
+                        Box::pin(engine::serve(
+                            stream,
+                            Bytes::new(),
+                            service,
+                            timeouts,
+                            &stop,
+                        ))
+                    } else {
+                        Box::pin(builders.serve(h2, stream, service, &stop))
+                    };
+                connection.await;
             } else {
                 drop(runtime);
                 let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
@@ -104,11 +116,6 @@ pub async fn serve(
                     return;
                 };
                 if !h2 && engine == Engine::Zoo {
-                    let timeouts = engine::Timeouts {
-                        first_head_due: crate::deadline::from(accepted, header_timeout),
-                        header: header_timeout,
-                        keepalive,
-                    };
                     engine::serve(io.stream, io.head, service, timeouts, &stop).await;
                 } else {
                     // Boxed, as the TLS branch: the task then takes no more space than its
@@ -120,6 +127,57 @@ pub async fn serve(
         });
         heap::note_open(tracker.len());
     }
+}
+
+/// The proxy service for one connection from `client_addr` (plain HTTP until the TLS branch
+/// says otherwise), its tunnels tracked by `tunnels` and its requests by `requests`.
+fn connection_service(
+    serving: &Arc<Serving>,
+    client_addr: SocketAddr,
+    tunnels: &TaskTracker,
+    requests: &TaskTracker,
+) -> Counted {
+    Counted {
+        service: ProxyService {
+            serving: Arc::clone(serving),
+            client_addr,
+            forwarded_for: super::headers::forwarded_for(client_addr.ip()),
+            tunnels: tunnels.clone(),
+            scheme: "http",
+        },
+        requests: requests.clone(),
+        activity: Activity::accepted(),
+    }
+}
+
+/// Serves one HTTP/1.1 connection, `stream` from `client_addr`, on zoo's own engine with the
+/// routes and timeouts `serving` holds, until it closes: what the accept loop does for a
+/// connection with `engine = "zoo"`, for a stream that is not an accepted socket (the engine
+/// fuzz target's in-memory one, fuzz/fuzz_targets/engine.rs).
+pub async fn serve_http1_stream<S: ClientStream>(
+    stream: S,
+    serving: Arc<Serving>,
+    client_addr: SocketAddr,
+) {
+    let (header, keepalive) = {
+        let config = &serving.load().config;
+        (config.client_header_timeout, config.keepalive_timeout)
+    };
+    let (tunnels, requests) = (TaskTracker::new(), TaskTracker::new());
+    let service = connection_service(&serving, client_addr, &tunnels, &requests);
+    let timeouts = engine::Timeouts {
+        first_head_due: crate::deadline::after(header),
+        header,
+        keepalive,
+    };
+    engine::serve(
+        stream,
+        Bytes::new(),
+        service,
+        timeouts,
+        &CancellationToken::new(),
+    )
+    .await;
 }
 
 /// The HTTP/1.1 and HTTP/2 connection settings the connections of a listener share; made

@@ -22,8 +22,9 @@ mod tunnel;
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 
+pub use engine::ClientStream;
 pub use error::ProxyError;
-pub use listener::serve;
+pub use listener::{serve, serve_http1_stream};
 
 use crate::compress::Compressed;
 use crate::files::FileBody;

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
+use super::engine;
 use super::keepalive::Watched;
 use super::sniff::Sniffed;
 
@@ -56,6 +57,8 @@ enum End {
     Tcp(TcpStream, Bytes),
     Unix(UnixStream, Bytes),
     Other(TokioIo<Upgraded>),
+    /// A client on zoo's engine over TLS, with the bytes it read past the head.
+    Engine(Box<dyn engine::TunnelStream>, Bytes),
 }
 
 fn client_end(upgraded: Upgraded) -> End {
@@ -89,11 +92,15 @@ pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
 /// [`run`] for a client served by zoo's own HTTP/1.1 engine: its socket, and the bytes it
 /// read past the request head.
 pub async fn run_from_socket(
-    client: TcpStream,
+    client: engine::ClientSocket,
     client_early: Bytes,
     upstream: Upgraded,
 ) -> io::Result<()> {
-    between(End::Tcp(client, client_early), upstream_end(upstream)).await
+    let client = match client {
+        engine::ClientSocket::Tcp(socket) => End::Tcp(socket, client_early),
+        engine::ClientSocket::Stream(stream) => End::Engine(stream, client_early),
+    };
+    between(client, upstream_end(upstream)).await
 }
 
 async fn between(client: End, upstream: End) -> io::Result<()> {
@@ -125,6 +132,7 @@ fn boxed(end: End) -> (Box<dyn Stream>, Bytes) {
         End::Tcp(stream, early) => (Box::new(stream), early),
         End::Unix(stream, early) => (Box::new(stream), early),
         End::Other(io) => (Box::new(io), Bytes::new()),
+        End::Engine(stream, early) => (Box::new(stream), early),
     }
 }
 

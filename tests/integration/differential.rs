@@ -546,7 +546,9 @@ fn cases() -> Vec<Case> {
         post("clean-cl", "Content-Length: 5\r\n", "hello"),
         chunked("clean-chunked", CHUNKED_HELLO),
         // Both framings, both orders; the Content-Length counts the chunked bytes, so either
-        // reading ends at the same byte and only the body differs. RFC 9112 6.3: chunked wins.
+        // reading ends at the same byte and only the body differs. RFC 9112 6.3: chunked wins
+        // on hyper's engine (pinned in ZOO_FORWARDS); zoo's engine answers 400, as nginx does
+        // ([`REFUSED_BY_ZOO_ENGINE`]).
         post(
             "cl+te",
             &format!("Content-Length: 15\r\n{te}"),
@@ -695,6 +697,11 @@ fn cases() -> Vec<Case> {
         ),
     ]
 }
+
+/// The cases hyper's engine forwards (chunked winning over Content-Length, RFC 9112 6.3) and
+/// zoo's own engine refuses with 400, as nginx does (issue 19): the pair is how requests are
+/// smuggled.
+const REFUSED_BY_ZOO_ENGINE: [&str; 3] = ["cl+te", "te+cl", "cl+te-short"];
 
 /// What zoo forwards for each case it forwards ([`Forwarded::summary`]), pinned: the table of
 /// outcomes shows where the proxies differ, this says what zoo's one must be. A case missing
@@ -997,9 +1004,11 @@ fn zoo_refuses_what_nginx_and_caddy_refuse_and_forwards_only_unambiguous_request
             }
         }
         let summaries: Vec<String> = z.forwarded.iter().map(Forwarded::summary).collect();
+        let zoo_engine_refuses =
+            util::engine_under_test() == "zoo" && REFUSED_BY_ZOO_ENGINE.contains(&case.name);
         let pinned: Vec<String> = ZOO_FORWARDS
             .iter()
-            .filter(|(name, _)| *name == case.name)
+            .filter(|(name, _)| *name == case.name && !zoo_engine_refuses)
             .map(|(_, summary)| (*summary).to_owned())
             .collect();
         if summaries != pinned {

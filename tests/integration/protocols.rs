@@ -277,6 +277,26 @@ async fn tls_get(
     )
 }
 
+/// zoo serving `config` (whose `tls` names `cert.pem` and `key.pem`) with `certified`'s
+/// certificate, and a runtime for the test's TLS client.
+fn start_tls_zoo(
+    config: &str,
+    certified: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> (Zoo, tokio::runtime::Runtime) {
+    let zoo = Zoo::start(
+        config,
+        &[
+            ("cert.pem", &certified.cert.pem()),
+            ("key.pem", &certified.signing_key.serialize_pem()),
+        ],
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (zoo, runtime)
+}
+
 #[test]
 fn tls_listener_offers_h2_and_http1_by_alpn() {
     let ok = Recorder::start(Reply::Ok);
@@ -289,19 +309,9 @@ fn tls_listener_offers_h2_and_http1_by_alpn() {
          \"/rec\" = {{ proxy = \"http://127.0.0.1:{}\" }}\n",
         ok.port
     );
-    let zoo = Zoo::start(
-        &config,
-        &[
-            ("cert.pem", &certified.cert.pem()),
-            ("key.pem", &certified.signing_key.serialize_pem()),
-        ],
-    );
+    let (zoo, runtime) = start_tls_zoo(&config, &certified);
     let ca = certified.cert.der().clone();
     let addr = zoo.addr();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let results = runtime.block_on(async move {
         let h2 = tls_get(addr, ca.clone(), &[b"h2", b"http/1.1"]).await;
         let h1 = tls_get(addr, ca, &[b"http/1.1"]).await;
@@ -322,5 +332,140 @@ fn tls_listener_offers_h2_and_http1_by_alpn() {
                 .contains("x-forwarded-proto: https"),
             "{head}"
         );
+    }
+}
+
+/// Reads one response (head and a `Content-Length` body) off `stream`; its status line and body.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        let read = stream.read(&mut byte).await.unwrap();
+        assert_eq!(
+            read,
+            1,
+            "closed inside a head: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await.unwrap();
+    let status = head.lines().next().unwrap_or_default().to_owned();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An upstream that answers one WebSocket handshake per connection with a `101`, then echoes
+/// the bytes that follow (zoo tunnels bytes: frames are the peers' business).
+fn start_echo_after_upgrade() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                read_head(&mut stream);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                      Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+                );
+                let mut buf = [0u8; 4096];
+                while let Ok(read @ 1..) = stream.read(&mut buf) {
+                    if stream.write_all(&buf[..read]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn tls_http1_and_websocket_are_served_by_the_configured_engine() {
+    let ok = Recorder::start(Reply::Ok);
+    let echo = start_echo_after_upgrade();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    // Which engine served the TLS connection shows in the one answer where they differ:
+    // Content-Length with Transfer-Encoding (hyper lets chunked win; zoo's engine answers 400).
+    for (engine, cl_te_status) in [
+        ("hyper", "http/1.1 200 ok"),
+        ("zoo", "http/1.1 400 bad request"),
+    ] {
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\n\
+             engine = \"{engine}\"\n\
+             tls = {{ cert = \"cert.pem\", key = \"key.pem\" }}\n\
+             \n\
+             [routes]\n\
+             \"/rec\" = {{ proxy = \"http://127.0.0.1:{}\" }}\n\
+             \"/ws\" = {{ proxy = \"http://127.0.0.1:{echo}\" }}\n",
+            ok.port
+        );
+        let (zoo, runtime) = start_tls_zoo(&config, &certified);
+        let ca = certified.cert.der().clone();
+        let addr = zoo.addr();
+        let (answers, echoed) = runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let exchange = async {
+                // Two kept-alive requests (ALPN http/1.1), then the framing that tells.
+                let mut tls = util::https::connect_tls(addr, ca.clone(), &[b"http/1.1"]).await;
+                let mut answers = Vec::new();
+                for _ in 0..2 {
+                    tls.write_all(b"GET /rec HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                        .await
+                        .unwrap();
+                    answers.push(read_response(&mut tls).await);
+                }
+                tls.write_all(
+                    b"POST /rec HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\
+                      Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                answers.push(read_response(&mut tls).await);
+                // A WebSocket over TLS without ALPN: the tunnel copies both ways.
+                let mut ws = util::https::connect_tls(addr, ca, &[]).await;
+                ws.write_all(
+                    b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                      Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                      Sec-WebSocket-Version: 13\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let (status, _) = read_response(&mut ws).await;
+                answers.push((status, String::new()));
+                ws.write_all(b"through the tunnel").await.unwrap();
+                let mut echoed = [0u8; 18];
+                ws.read_exact(&mut echoed).await.unwrap();
+                (answers, String::from_utf8_lossy(&echoed).into_owned())
+            };
+            tokio::time::timeout(Duration::from_secs(10), exchange)
+                .await
+                .expect("the TLS exchanges took over 10 s")
+        });
+        let ok_answer = ("http/1.1 200 ok".to_owned(), "ok".to_owned());
+        assert_eq!(
+            answers[..2],
+            [ok_answer.clone(), ok_answer],
+            "{engine}\n{}",
+            zoo.output()
+        );
+        assert_eq!(
+            answers[2].0,
+            cl_te_status,
+            "{engine}: {:?}\n{}",
+            answers[2],
+            zoo.output()
+        );
+        assert_eq!(answers[3].0, "http/1.1 101 switching protocols", "{engine}");
+        assert_eq!(echoed, "through the tunnel", "{engine}\n{}", zoo.output());
     }
 }

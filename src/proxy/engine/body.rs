@@ -15,9 +15,10 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
+
+use super::stream::{read_now, send};
 
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
 use crate::upstream::BoxError;
@@ -193,7 +194,11 @@ impl Feeder {
     /// Waits until the body asks for a frame, then reads it from `buf` (and `stream` when
     /// `buf` has none) and sends it. Cancel-safe: an ask is remembered, bytes read stay in
     /// `buf`.
-    pub(super) async fn feed(&mut self, stream: &mut TcpStream, buf: &mut BytesMut) {
+    pub(super) async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+    ) {
         if !self.asked {
             self.wanted.notified().await;
             self.asked = true;
@@ -210,7 +215,7 @@ impl Feeder {
             self.continue_due = false;
             let mut out = Vec::with_capacity(32);
             h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
-            if stream.write_all(&out).await.is_err() {
+            if send(stream, &out).await.is_err() {
                 self.failed = true;
                 return;
             }
@@ -273,7 +278,12 @@ impl Feeder {
     /// from `buf` and what the socket has ready without waiting, up to `limit` bytes (as hyper
     /// drains what it can without waiting). Whether the body ended, so that the connection may
     /// serve another request.
-    pub(super) fn drain(&mut self, stream: &TcpStream, buf: &mut BytesMut, limit: usize) -> bool {
+    pub(super) fn drain<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        buf: &mut BytesMut,
+        limit: usize,
+    ) -> bool {
         self.frames = None;
         let mut read = 0usize;
         loop {
@@ -290,7 +300,7 @@ impl Feeder {
                 return false;
             }
             buf.reserve(BODY_READ_BYTES.min(limit));
-            match stream.try_read_buf(buf) {
+            match read_now(stream, buf) {
                 Ok(0) | Err(_) => return false,
                 Ok(n) => read = read.saturating_add(n),
             }

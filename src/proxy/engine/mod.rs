@@ -2,7 +2,8 @@
 //! connection (read the head into a buffer, parse it with `crate::h1`, call the proxy
 //! service, write the response head and relay its body, then the next request), with no
 //! hyper server codec and no channel to a connection task but the request body's
-//! (body.rs). HTTP/2, h2c and TLS stay on hyper (listener.rs).
+//! (body.rs). It serves plain TCP and TLS with ALPN `http/1.1` (or none) alike, over any
+//! [`ClientStream`] (stream.rs); HTTP/2 and h2c stay on hyper (listener.rs).
 //!
 //! What it keeps of hyper's server, so that the two engines answer alike
 //! (tests/integration/engines.rs): the framing of responses (respond.rs), `Date`, `100
@@ -17,15 +18,15 @@
 
 mod body;
 mod respond;
+mod stream;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Either, Empty, combinators::BoxBody};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -34,11 +35,11 @@ use super::drain::{Counted, CountedBody};
 use crate::h1::{self, HeadLimits, RequestHead};
 use crate::upstream::MAX_HEAD_BYTES;
 use respond::{BodyWriter, Delimited};
+pub use stream::{ClientSocket, ClientStream, TunnelStream};
+use stream::{read_now, send};
 
 /// The read buffer made for a request head; it grows to [`MAX_HEAD_BYTES`] if the head does.
 const HEAD_READ_BYTES: usize = 2 * 1024;
-/// Fields the proxy adds to a forwarded request at most, besides the client's.
-const PROXY_FIELDS: usize = 6;
 /// The write buffer made for a response: its head and, coalesced, a small body.
 const OUT_BYTES: usize = 1024;
 /// How long a kept-alive connection keeps its buffers while it waits for the next request:
@@ -52,7 +53,7 @@ const DRAIN_BYTES: usize = 64 * 1024;
 
 /// A client connection's socket and what was read past a request head, handed to the
 /// WebSocket tunnel after the `101` (forward.rs takes it from the request's extensions).
-pub(super) type Handoff = (TcpStream, Bytes);
+pub(super) type Handoff = (ClientSocket, Bytes);
 
 /// The request extension through which a WebSocket upgrade gets the client's connection.
 #[derive(Clone)]
@@ -80,8 +81,8 @@ pub(super) struct Timeouts {
 }
 
 /// One client connection.
-struct Connection {
-    stream: TcpStream,
+struct Connection<S> {
+    stream: S,
     /// Bytes read and not yet used; empty (no allocation) while idle.
     buf: BytesMut,
     /// The response being written.
@@ -98,8 +99,8 @@ enum After {
 
 /// Serves the HTTP/1.1 connection `stream` (whose first bytes, read to tell it from h2c,
 /// are `read`) until it closes, a wait runs out, or `stop` is cancelled.
-pub(super) async fn serve(
-    stream: TcpStream,
+pub(super) async fn serve<S: ClientStream>(
+    stream: S,
     read: Bytes,
     service: Counted,
     timeouts: Timeouts,
@@ -118,7 +119,8 @@ pub(super) async fn serve(
         let head = match head {
             Ok(head) => head,
             Err(error) => {
-                connection.refuse(&error).await;
+                // Boxed, as the exchange: rare, and an idle task need not have room for it.
+                Box::pin(connection.refuse(&error)).await;
                 return;
             }
         };
@@ -128,7 +130,8 @@ pub(super) async fn serve(
         match Box::pin(connection.exchange(head, keep_alive, &service, stop)).await {
             Some(After::KeepAlive) => {}
             Some(After::Switch(handoff)) => {
-                let _ = handoff.send((connection.stream, connection.buf.freeze()));
+                let socket = connection.stream.into_socket();
+                let _ = handoff.send((socket, connection.buf.freeze()));
                 return;
             }
             Some(After::Close) | None => {
@@ -140,7 +143,7 @@ pub(super) async fn serve(
     }
 }
 
-impl Connection {
+impl<S: ClientStream> Connection<S> {
     /// Reads the next request head. `None`: the connection is done (closed by the client,
     /// idle past `keepalive_timeout`, a head past `client_header_timeout`, or shutdown while
     /// idle). `head_deadline` is set for the first request (timed from the accept).
@@ -182,13 +185,17 @@ impl Connection {
                     () = stop.cancelled() => return None,
                 }
                 self.buf.reserve(HEAD_READ_BYTES);
-                match self.stream.try_read_buf(&mut self.buf) {
+                match read_now(&mut self.stream, &mut self.buf) {
                     Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Ok(_) => {
+                        head_deadline
+                            .get_or_insert_with(|| crate::deadline::after(timeouts.header));
+                    }
+                    // Woken without bytes (or a stream that cannot tell before it reads, or a
+                    // TLS record without data): the read below waits, in the buffer.
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => return None,
                 }
-                head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
             }
             // Parse only once the bytes hold the end of a head, so that a head arriving a
             // byte at a time is not parsed again at every byte; and once when the request line
@@ -207,28 +214,29 @@ impl Connection {
                 || ends_head(&self.buf, scanned)
                 || self.buf.len() >= MAX_HEAD_BYTES
             {
-                match h1::parse_request_head(&self.buf, &limits) {
-                    Ok(Some((head, consumed))) => {
-                        self.buf.advance(consumed);
-                        return Some(Ok(head));
-                    }
+                match h1::parse_request_head_shared(&mut self.buf, &limits) {
+                    Ok(Some(head)) => return Some(Ok(head)),
                     Ok(None) => {}
                     Err(error) => return Some(Err(error)),
                 }
             }
             scanned = self.buf.len();
-            let deadline = head_deadline?;
+            // Idle still (no byte of a head yet): the idle limit and shutdown end the wait.
+            let idle = head_deadline.is_none();
+            let deadline = head_deadline.unwrap_or(idle_until);
             if self.buf.capacity() == self.buf.len() {
                 self.buf.reserve(self.buf.len().max(HEAD_READ_BYTES));
             }
             let read = tokio::select! {
                 read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
                 () = tokio::time::sleep_until(deadline) => return None,
+                () = stop.cancelled(), if idle => return None,
             };
             match read {
                 Ok(0) | Err(_) => return None,
                 Ok(_) => {}
             }
+            head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
         }
     }
 
@@ -258,7 +266,7 @@ impl Connection {
         );
         respond::add_date(&mut out, &headers);
         out.extend_from_slice(body.as_bytes());
-        let _ = self.stream.write_all(&out).await;
+        let _ = send(&mut self.stream, &out).await;
         let _ = self.stream.shutdown().await;
     }
 
@@ -278,9 +286,6 @@ impl Connection {
             upgrade,
             ..
         } = head;
-        // Room for the fields the proxy adds (X-Forwarded-For, -Proto, -Host, X-Real-IP, the
-        // request ID) in one growth rather than several.
-        parts.headers.reserve(PROXY_FIELDS);
         if let h1::BodyFraming::Length(length) = framing {
             single_length(&mut parts.headers, length);
         }
@@ -349,7 +354,7 @@ impl Connection {
         let body_read = match &mut feeder {
             None => true,
             Some(feeder) => {
-                feeder.complete() || feeder.drain(&self.stream, &mut self.buf, DRAIN_BYTES)
+                feeder.complete() || feeder.drain(&mut self.stream, &mut self.buf, DRAIN_BYTES)
             }
         };
         Some(if complete && keep_alive && body_read {
@@ -370,7 +375,7 @@ impl Connection {
     ) -> Option<bool> {
         if writer.delimited == Delimited::Bodiless {
             drop(body);
-            self.stream.write_all(&self.out).await.ok()?;
+            send(&mut self.stream, &self.out).await.ok()?;
             return Some(true);
         }
         loop {
@@ -382,6 +387,8 @@ impl Connection {
                         self.stream.write_all(&self.out).await.ok()?;
                         self.out.clear();
                     }
+                    // What was written reaches the client before the wait (TLS holds it).
+                    self.stream.flush().await.ok()?;
                     match &mut feeder {
                         Some(feeder) if feeder.active() => tokio::select! {
                             frame = body.frame() => frame,
@@ -406,12 +413,12 @@ impl Connection {
                 }
                 // Cut: what was written stays incomplete for the client to see.
                 Some(Err(_)) => {
-                    let _ = self.stream.write_all(&self.out).await;
+                    let _ = send(&mut self.stream, &self.out).await;
                     return Some(false);
                 }
             };
             drop(body);
-            self.stream.write_all(&self.out).await.ok()?;
+            send(&mut self.stream, &self.out).await.ok()?;
             self.out.clear();
             return Some(ended);
         }
@@ -435,7 +442,7 @@ impl Connection {
             true,
         );
         respond::add_date(&mut self.out, headers);
-        self.stream.write_all(&self.out).await.ok()?;
+        send(&mut self.stream, &self.out).await.ok()?;
         Some(After::Switch(handoff))
     }
 }

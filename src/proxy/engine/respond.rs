@@ -10,8 +10,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use hyper::body::{Body, Frame};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::h1::{self, ResponseFraming};
 
@@ -163,9 +162,9 @@ pub(super) struct BodyWriter {
 impl BodyWriter {
     /// Appends `frame` to `out`, or writes `out` and the frame's data to `stream` when the
     /// data is large; `Ok(true)` when this frame ended the body.
-    pub(super) async fn frame(
+    pub(super) async fn frame<S: AsyncWrite + Unpin>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         out: &mut Vec<u8>,
         frame: Frame<Bytes>,
     ) -> std::io::Result<bool> {
@@ -231,7 +230,10 @@ impl BodyWriter {
 }
 
 /// Writes every byte of `parts` in as few system calls as the socket allows.
-async fn write_all_vectored(stream: &mut TcpStream, parts: &[&[u8]]) -> std::io::Result<()> {
+async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    parts: &[&[u8]],
+) -> std::io::Result<()> {
     let mut parts: Vec<&[u8]> = parts
         .iter()
         .copied()
