@@ -343,6 +343,7 @@ impl ProxyService {
                     wait: *wait,
                     body_timeout: runtime.config.client_body_timeout,
                     route: &matched.value.stats.key,
+                    http1_client: super::forward::http1_client(runtime.config.engine),
                     request_headers: rules.map(|steps| RequestRules {
                         steps,
                         path: rules_path.as_deref().unwrap_or(""),

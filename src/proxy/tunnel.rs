@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::keepalive::Watched;
 use super::sniff::Sniffed;
+use crate::upstream::{UpgradedUpstream, UpstreamStream};
 
 /// Whether the request asks to switch to WebSocket: the one upgrade zoo performs (an
 /// `Upgrade: h2c` is served as plain HTTP/1.1 and never forwarded).
@@ -50,12 +51,19 @@ pub fn mark_websocket(headers: &mut HeaderMap) {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
-/// One end of a tunnel: a TCP or Unix socket (spliceable) with the bytes hyper read past the
-/// HTTP message, or any other upgraded stream.
+/// One end of a tunnel: a TCP or Unix socket (spliceable) with the bytes read past the HTTP
+/// message, or any other stream (TLS) with them.
 enum End {
     Tcp(TcpStream, Bytes),
     Unix(UnixStream, Bytes),
-    Other(TokioIo<Upgraded>),
+    Other(Box<dyn Stream>, Bytes),
+}
+
+/// The app's end of a tunnel as an upstream client handed it over: hyper's upgraded
+/// connection, or the stream zoo's client read the `101` on.
+pub enum Upstream {
+    Hyper(Upgraded),
+    Zoo(UpgradedUpstream),
 }
 
 fn client_end(upgraded: Upgraded) -> End {
@@ -65,24 +73,35 @@ fn client_end(upgraded: Upgraded) -> End {
             // Whatever the sniffer read is a prefix of what hyper read; both are unsent.
             End::Tcp(stream, [head, parts.read_buf].concat().into())
         }
-        Err(upgraded) => End::Other(TokioIo::new(upgraded)),
+        Err(upgraded) => End::Other(Box::new(TokioIo::new(upgraded)), Bytes::new()),
     }
 }
 
-/// The app's end: what `upstream.rs` dialled, a loopback port or an app's Unix socket.
-fn upstream_end(upgraded: Upgraded) -> End {
+/// The app's end: what `upstream/` dialled, a loopback port or an app's Unix socket (both
+/// spliced), or a remote host over TLS.
+fn upstream_end(upstream: Upstream) -> End {
+    let upgraded = match upstream {
+        Upstream::Zoo(UpgradedUpstream { stream, early }) => {
+            return match stream {
+                UpstreamStream::Tcp(tcp) => End::Tcp(tcp, early),
+                UpstreamStream::Unix(unix) => End::Unix(unix, early),
+                UpstreamStream::Tls(tls) => End::Other(tls, early),
+            };
+        }
+        Upstream::Hyper(upgraded) => upgraded,
+    };
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => return End::Tcp(parts.io.into_inner(), parts.read_buf),
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<UnixStream>>() {
         Ok(parts) => End::Unix(parts.io.into_inner(), parts.read_buf),
-        Err(upgraded) => End::Other(TokioIo::new(upgraded)),
+        Err(upgraded) => End::Other(Box::new(TokioIo::new(upgraded)), Bytes::new()),
     }
 }
 
 /// Moves bytes between the client and the app until both directions ended or one failed.
-pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
+pub async fn run(client: Upgraded, upstream: Upstream) -> io::Result<()> {
     between(client_end(client), upstream_end(upstream)).await
 }
 
@@ -91,7 +110,7 @@ pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
 pub async fn run_from_socket(
     client: TcpStream,
     client_early: Bytes,
-    upstream: Upgraded,
+    upstream: Upstream,
 ) -> io::Result<()> {
     between(End::Tcp(client, client_early), upstream_end(upstream)).await
 }
@@ -124,7 +143,7 @@ fn boxed(end: End) -> (Box<dyn Stream>, Bytes) {
     match end {
         End::Tcp(stream, early) => (Box::new(stream), early),
         End::Unix(stream, early) => (Box::new(stream), early),
-        End::Other(io) => (Box::new(io), Bytes::new()),
+        End::Other(stream, early) => (stream, early),
     }
 }
 
