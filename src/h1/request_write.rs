@@ -37,7 +37,11 @@ pub enum RequestFraming {
 
 /// Decides the framing of an HTTP/1.1 request with `body`, and sets the framing fields in
 /// `headers` to match (hyper's client's `set_length`).
-pub fn frame_request(method: &Method, headers: &mut HeaderMap, body: OutgoingBody) -> RequestFraming {
+pub fn frame_request(
+    method: &Method,
+    headers: &mut HeaderMap,
+    body: OutgoingBody,
+) -> RequestFraming {
     // The client's `Transfer-Encoding` is hop-by-hop (the proxy removed it); whatever is
     // left must not contradict the framing decided here.
     headers.remove(header::TRANSFER_ENCODING);

@@ -204,8 +204,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
 
 fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
     let has = |token: &[u8]| {
-        elements(headers, &header::CONNECTION)
-            .any(|element| element.eq_ignore_ascii_case(token))
+        elements(headers, &header::CONNECTION).any(|element| element.eq_ignore_ascii_case(token))
     };
     if version == Version::HTTP_10 {
         has(b"keep-alive")

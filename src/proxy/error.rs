@@ -188,10 +188,12 @@ pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> 
         if let Some(ClientBodyTimeout(after)) = error.downcast_ref() {
             return Some(BodyFault::Stalled(*after));
         }
-        // hyper's "user body" errors are failures of the body zoo sent: the client's.
+        // hyper's "user body" errors are failures of the body zoo sent: the client's; zoo's
+        // client names them itself.
         user_body |= error
             .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_user);
+            .is_some_and(hyper::Error::is_user)
+            || matches!(error.downcast_ref(), Some(SendError::RequestBody(_)));
         cause = error.source();
     }
     user_body.then_some(BodyFault::Unreadable)

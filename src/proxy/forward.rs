@@ -17,12 +17,12 @@ use super::engine::EngineUpgrade;
 use super::error::{self, BodyFault};
 use super::service::{ProxyService, Trace};
 use super::{ProxyError, ZooBody, headers, tunnel};
+use crate::config::Engine;
+use crate::h1::ResponseHeadError;
 use crate::route;
 use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
-use crate::config::Engine;
-use crate::h1::ResponseHeadError;
 use crate::upstream::{
     ClientBody, Http1Client, RequestBody, ResponseBody, SendError, UpgradedUpstream, UpstreamBody,
 };
@@ -375,6 +375,8 @@ async fn send(
                     // A malformed body: refused (502), not asked for again.
                     Err(source) => return Err(Some(source.into())),
                 },
+                // A malformed response head is refused (502), not asked for again.
+                Err((error @ SendError::Head(_), _)) => return Err(Some(error)),
                 Err(failure) => failure,
             };
             let next = match (unsent, again) {

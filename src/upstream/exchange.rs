@@ -168,7 +168,13 @@ pub(super) async fn exchange(
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    h1::write_request_head(&mut head, &parts.method, target, parts.version, &parts.headers);
+    h1::write_request_head(
+        &mut head,
+        &parts.method,
+        target,
+        parts.version,
+        &parts.headers,
+    );
     let written = async {
         connection.stream.write_all(&head).await?;
         connection.stream.flush().await
@@ -181,7 +187,12 @@ pub(super) async fn exchange(
         RequestFraming::Length(0) => None,
         RequestFraming::Length(length) => Some(Sending::new(body, Encoding::Length(length), None)),
         RequestFraming::Chunked => {
-            let trailer = parts.headers.get_all(header::TRAILER).iter().next().is_some();
+            let trailer = parts
+                .headers
+                .get_all(header::TRAILER)
+                .iter()
+                .next()
+                .is_some();
             let names = trailer.then(|| {
                 let mut names = HeaderMap::new();
                 for value in &parts.headers.get_all(header::TRAILER) {
@@ -446,21 +457,47 @@ impl ExchangeBody {
     }
 
     /// The body has ended: the connection goes back to its pool if both messages went whole
-    /// and both sides keep it alive; else it is closed (dropped).
+    /// and both sides keep it alive; else it is closed (dropped). An upstream that answered
+    /// before the request body was all sent gets the rest first, from a task of its own (the
+    /// one exchange that outlives its response, as on hyper's client, whose connection task
+    /// goes on sending), and then its connection back in the pool.
     fn finish(&mut self) {
         self.framing = Framing::Done;
-        let reusable = self.keep_alive && self.request_complete && self.sending.is_none();
-        if let (true, Some(mut connection), Some(home)) =
-            (reusable, self.connection.take(), self.home.take())
-            && connection.read.is_empty()
-        {
-            // Released while idle: an idle connection holds no buffer.
-            connection.read = BytesMut::new();
-            home.pool.keep_idle_connection(connection, home.addr);
+        if !self.keep_alive {
+            self.connection = None;
+            return;
+        }
+        let (Some(mut connection), Some(home)) = (self.connection.take(), self.home.take()) else {
+            return;
+        };
+        if !connection.read.is_empty() {
+            return;
+        }
+        // Released while idle: an idle connection holds no buffer.
+        connection.read = BytesMut::new();
+        match self.sending.take() {
+            None if self.request_complete => home.pool.keep_idle_connection(connection, home.addr),
+            None => {}
+            Some(mut sending) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let sent = std::future::poll_fn(|cx| {
+                            sending.poll_send(&mut connection.stream, cx)
+                        })
+                        .await;
+                        if sent.is_ok() {
+                            home.pool.keep_idle_connection(connection, home.addr);
+                        }
+                    });
+                }
+            }
         }
     }
 
-    pub(super) fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    pub(super) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let Some(connection) = &mut self.connection else {
             return Poll::Ready(None);
         };
@@ -564,7 +601,10 @@ impl ExchangeBody {
 
 /// What [`ExchangeBody::step`] found.
 enum Step {
-    Frame { data: Bytes, ended: bool },
+    Frame {
+        data: Bytes,
+        ended: bool,
+    },
     /// The body ended, with these trailers.
     End(Option<HeaderMap>),
     Failed(h1::ChunkError),
@@ -584,7 +624,10 @@ impl Body for ExchangeBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.framing, Framing::Done | Framing::Upgrade | Framing::Length(0))
+        matches!(
+            self.framing,
+            Framing::Done | Framing::Upgrade | Framing::Length(0)
+        )
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -393,24 +393,25 @@ impl Pool {
         mut request: Request<UpstreamBody>,
     ) -> Result<Response<ResponseBody>, SendFailure> {
         loop {
-            let (mut sender, reused) = match Self::checkout(idle, app_addr.as_ref(), Http1Client::Hyper)
-            {
-                Some(IdleConnection::Hyper(sender)) => (sender, true),
-                // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
-                // every request's future would carry its space for the rare new connection.
-                _ => match Box::pin(self.connect_hyper_http1(app_addr.as_ref())).await {
-                    Ok(sender) => (sender, false),
-                    Err(error) => return Err((error, Some(request))),
-                },
-            };
+            let (mut sender, reused) =
+                match Self::checkout(idle, app_addr.as_ref(), Http1Client::Hyper) {
+                    Some(IdleConnection::Hyper(sender)) => (sender, true),
+                    // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
+                    // every request's future would carry its space for the rare new connection.
+                    _ => match Box::pin(self.connect_hyper_http1(app_addr.as_ref())).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
+                };
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    let reuse = (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
-                        pool: Arc::clone(self),
-                        sender,
-                        addr: app_addr.clone(),
-                        ended: false,
-                    });
+                    let reuse =
+                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
+                            pool: Arc::clone(self),
+                            sender,
+                            addr: app_addr.clone(),
+                            ended: false,
+                        });
                     return Ok(response.map(|body| ResponseBody {
                         source: Source::Hyper { body, reuse },
                         first: None,
@@ -432,14 +433,14 @@ impl Pool {
         mut request: Request<UpstreamBody>,
     ) -> Result<Response<ResponseBody>, SendFailure> {
         loop {
-            let (connection, reused) = match Self::checkout(idle, app_addr.as_ref(), Http1Client::Zoo)
-            {
-                Some(IdleConnection::Zoo(connection)) => (connection, true),
-                _ => match Box::pin(self.connect_stream(app_addr.as_ref())).await {
-                    Ok(stream) => (exchange::Connection::new(stream), false),
-                    Err(error) => return Err((error, Some(request))),
-                },
-            };
+            let (connection, reused) =
+                match Self::checkout(idle, app_addr.as_ref(), Http1Client::Zoo) {
+                    Some(IdleConnection::Zoo(connection)) => (connection, true),
+                    _ => match Box::pin(self.connect_stream(app_addr.as_ref())).await {
+                        Ok(stream) => (exchange::Connection::new(stream), false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
+                };
             let home = exchange::Home {
                 pool: Arc::clone(self),
                 addr: app_addr.clone(),
@@ -758,7 +759,10 @@ impl ResponseBody {
         .await
     }
 
-    fn poll_source(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_source(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.source {
             Source::Hyper { body, reuse } => {
                 let polled = Pin::new(body).poll_frame(cx);
