@@ -25,6 +25,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response};
+use http_body_util::{Either, Empty};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -37,6 +38,9 @@ use crate::supervise::Dial;
 /// Room made in the read buffer before reading a head, and before reading a body.
 const HEAD_READ: usize = 8 * 1024;
 const BODY_READ: usize = 64 * 1024;
+
+/// Queued pieces written in one vectored write.
+const MAX_SLICES: usize = 16;
 
 /// hyper's words for an upstream that closed before its response head, kept so that both
 /// clients' 502s read alike.
@@ -94,6 +98,22 @@ impl AsyncWrite for UpstreamStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each_stream!(self, stream => stream.poll_shutdown(cx))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each_stream!(self, stream => stream.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(stream) => stream.is_write_vectored(),
+            Self::Unix(stream) => stream.is_write_vectored(),
+            Self::Tls(stream) => stream.is_write_vectored(),
+        }
     }
 }
 
@@ -175,34 +195,47 @@ pub(super) async fn exchange(
         parts.version,
         &parts.headers,
     );
-    let written = async {
-        connection.stream.write_all(&head).await?;
-        connection.stream.flush().await
-    };
-    if let Err(error) = written.await {
-        let unsent = reused.then(|| Request::from_parts(parts, body));
-        return Err((SendError::Io(error), unsent));
-    }
-    let sending = match framing {
+    let mut sending = match framing {
         RequestFraming::Length(0) => None,
         RequestFraming::Length(length) => Some(Sending::new(body, Encoding::Length(length), None)),
         RequestFraming::Chunked => {
-            let trailer = parts
-                .headers
-                .get_all(header::TRAILER)
-                .iter()
-                .next()
-                .is_some();
-            let names = trailer.then(|| {
+            let trailer = parts.headers.contains_key(header::TRAILER).then(|| {
                 let mut names = HeaderMap::new();
                 for value in &parts.headers.get_all(header::TRAILER) {
                     names.append(header::TRAILER, value.clone());
                 }
                 names
             });
-            Some(Sending::new(body, Encoding::Chunked, names))
+            Some(Sending::new(body, Encoding::Chunked, trailer))
         }
     };
+    // As hyper's client does: the head goes out together with the body's first frame when
+    // that is ready, and a body that fails at once sends nothing at all.
+    let first = match &mut sending {
+        Some(sending) => std::future::poll_fn(|cx| Poll::Ready(sending.poll_next_frame(cx))).await,
+        None => Poll::Pending,
+    };
+    match (first, &mut sending) {
+        (Poll::Ready(Err(error)), _) => return Err((error, None)),
+        (Poll::Ready(Ok(())), Some(sending)) => sending.queue.push_front(head.into()),
+        _ => {
+            let written = async {
+                connection.stream.write_all(&head).await?;
+                connection.stream.flush().await
+            };
+            if let Err(error) = written.await {
+                let unsent = match sending {
+                    None if reused => Some(Request::from_parts(
+                        parts,
+                        Either::Right(Either::Right(Empty::new())),
+                    )),
+                    Some(sending) if reused => Some(Request::from_parts(parts, sending.body)),
+                    _ => None,
+                };
+                return Err((SendError::Io(error), unsent));
+            }
+        }
+    }
     let mut state = ExchangeBody {
         connection: Some(connection),
         sending,
@@ -280,17 +313,28 @@ impl Sending {
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), SendError>> {
         loop {
-            while let Some(front) = self.queue.front_mut() {
-                let written =
-                    ready!(Pin::new(&mut *stream).poll_write(cx, front)).map_err(SendError::Io)?;
+            while !self.queue.is_empty() {
+                // A chunk's size line, data and CRLF (or a head and its body) in one call.
+                let slices: Vec<io::IoSlice<'_>> = self
+                    .queue
+                    .iter()
+                    .take(MAX_SLICES)
+                    .map(|bytes| io::IoSlice::new(bytes))
+                    .collect();
+                let mut written = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices))
+                    .map_err(SendError::Io)?;
                 if written == 0 {
                     return Poll::Ready(Err(SendError::Io(io::ErrorKind::WriteZero.into())));
                 }
-                front.advance(written);
-                if front.is_empty() {
+                self.unflushed = true;
+                while let Some(front) = self.queue.front_mut() {
+                    if written < front.len() {
+                        front.advance(written);
+                        break;
+                    }
+                    written = written.saturating_sub(front.len());
                     self.queue.pop_front();
                 }
-                self.unflushed = true;
             }
             if self.unflushed {
                 ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(SendError::Io)?;
@@ -299,23 +343,27 @@ impl Sending {
             if self.ended {
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-                Some(Ok(frame)) => self.queue_frame(frame)?,
-                Some(Err(error)) => return Poll::Ready(Err(SendError::RequestBody(error))),
-                None => {
-                    match self.encoding {
-                        Encoding::Length(0) => {}
-                        Encoding::Length(_) => {
-                            return Poll::Ready(Err(SendError::RequestBody(LengthMismatch.into())));
-                        }
-                        Encoding::Chunked => {
-                            self.queue.push_back(Bytes::from_static(b"0\r\n\r\n"));
-                        }
+            ready!(self.poll_next_frame(cx))?;
+        }
+    }
+
+    /// Polls the body once and queues what it gave.
+    fn poll_next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        Poll::Ready(match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+            Some(Ok(frame)) => self.queue_frame(frame),
+            Some(Err(error)) => Err(SendError::RequestBody(error)),
+            None => {
+                self.ended = true;
+                match self.encoding {
+                    Encoding::Length(0) => Ok(()),
+                    Encoding::Length(_) => Err(SendError::RequestBody(LengthMismatch.into())),
+                    Encoding::Chunked => {
+                        self.queue.push_back(Bytes::from_static(b"0\r\n\r\n"));
+                        Ok(())
                     }
-                    self.ended = true;
                 }
             }
-        }
+        })
     }
 
     fn queue_frame(&mut self, frame: Frame<Bytes>) -> Result<(), SendError> {
