@@ -130,3 +130,105 @@ pub fn allowed_trailers(request_headers: &HeaderMap, trailers: &HeaderMap) -> Op
     }
     (!kept.is_empty()).then_some(kept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(
+        method: &Method,
+        pairs: &[(&'static str, &'static str)],
+        body: OutgoingBody,
+    ) -> (String, RequestFraming) {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        let framing = frame_request(method, &mut headers, body);
+        let mut out = Vec::new();
+        write_request_head(&mut out, method, "/p?q=1", Version::HTTP_11, &headers);
+        (String::from_utf8(out).unwrap(), framing)
+    }
+
+    #[test]
+    fn requests_are_framed_as_hypers_client_frames_them() {
+        let host = ("host", "x");
+        for (method, pairs, body, head, framing) in [
+            (
+                Method::GET,
+                vec![host],
+                OutgoingBody::Empty,
+                "host: x\r\n",
+                RequestFraming::Length(0),
+            ),
+            (
+                Method::POST,
+                vec![host, ("content-length", "0")],
+                OutgoingBody::Empty,
+                "host: x\r\ncontent-length: 0\r\n",
+                RequestFraming::Length(0),
+            ),
+            (
+                Method::POST,
+                vec![("content-length", "5"), host],
+                OutgoingBody::Known(5),
+                "content-length: 5\r\nhost: x\r\n",
+                RequestFraming::Length(5),
+            ),
+            (
+                Method::POST,
+                vec![host],
+                OutgoingBody::Known(5),
+                "host: x\r\ncontent-length: 5\r\n",
+                RequestFraming::Length(5),
+            ),
+            (
+                Method::POST,
+                vec![host],
+                OutgoingBody::Unknown,
+                "host: x\r\ntransfer-encoding: chunked\r\n",
+                RequestFraming::Chunked,
+            ),
+            (
+                Method::GET,
+                vec![host],
+                OutgoingBody::Unknown,
+                "host: x\r\n",
+                RequestFraming::Length(0),
+            ),
+            (
+                Method::PUT,
+                vec![
+                    host,
+                    ("content-length", "bad"),
+                    ("transfer-encoding", "gzip"),
+                ],
+                OutgoingBody::Unknown,
+                "host: x\r\ntransfer-encoding: chunked\r\n",
+                RequestFraming::Chunked,
+            ),
+        ] {
+            let (got, got_framing) = written(&method, &pairs, body);
+            let start = format!("{method} /p?q=1 HTTP/1.1\r\n");
+            assert_eq!(
+                got,
+                format!("{start}{head}\r\n"),
+                "{method} {pairs:?} {body:?}"
+            );
+            assert_eq!(got_framing, framing, "{method} {pairs:?} {body:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_trailers_the_trailer_field_names_are_kept() {
+        let mut request = HeaderMap::new();
+        request.append(header::TRAILER, HeaderValue::from_static("x-sum, X-Other"));
+        let mut trailers = HeaderMap::new();
+        trailers.append("x-sum", HeaderValue::from_static("5"));
+        trailers.append("x-secret", HeaderValue::from_static("no"));
+        let kept = allowed_trailers(&request, &trailers).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept["x-sum"], "5");
+        assert!(allowed_trailers(&HeaderMap::new(), &trailers).is_none());
+    }
+}

@@ -186,7 +186,13 @@ fn framing(
 /// A value that is not 1*DIGIT fitting a `u64`, or values that differ.
 fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     let mut length = None;
-    for element in elements(headers, &header::CONTENT_LENGTH) {
+    let values = headers.get_all(header::CONTENT_LENGTH);
+    // Every element, empty ones too: `Content-Length: ` names no length and is refused.
+    let all = values
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii);
+    for element in all {
         if element.is_empty() || !element.iter().all(u8::is_ascii_digit) {
             return Err(());
         }
@@ -225,4 +231,152 @@ fn elements<'a>(
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|element| !element.is_empty())
+}
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
+        parse_response_head(bytes, 256 * 1024, &Method::GET)
+    }
+
+    fn head(bytes: &[u8]) -> ResponseHead {
+        parse(bytes).unwrap().unwrap().0
+    }
+
+    fn fault(bytes: &[u8]) -> &'static str {
+        match parse(bytes) {
+            Err(ResponseHeadError::Framing { fault }) => fault,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_head_is_parsed_up_to_its_empty_line() {
+        let bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello";
+        let (head, consumed) = parse(bytes).unwrap().unwrap();
+        assert_eq!(consumed, bytes.len() - 5);
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.framing, ResponseBodyFraming::Length(5));
+        assert!(head.keep_alive);
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+    }
+
+    #[test]
+    fn an_incomplete_head_asks_for_more_until_the_byte_limit() {
+        assert!(parse(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n").unwrap().is_none());
+        let long = [&b"HTTP/1.1 200 OK\r\nX-A: "[..], &[b'a'; 100]].concat();
+        assert!(matches!(
+            parse_response_head(&long, 64, &Method::GET),
+            Err(ResponseHeadError::TooLarge { limit: 64 })
+        ));
+    }
+
+    #[test]
+    fn a_thousand_fields_under_the_byte_limit_pass() {
+        let fields: String = (0..1000).map(|i| format!("x-f{i}: v\r\n")).collect();
+        let bytes = format!("HTTP/1.1 200 OK\r\n{fields}content-length: 0\r\n\r\n");
+        let head = head(bytes.as_bytes());
+        assert_eq!(head.headers.len(), 1001);
+        assert_eq!(head.framing, ResponseBodyFraming::Empty);
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        for (bytes, framing) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                ResponseBodyFraming::Chunked,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\n", ResponseBodyFraming::UntilClose),
+            (
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                ResponseBodyFraming::Empty,
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                ResponseBodyFraming::Empty,
+            ),
+            (b"HTTP/1.1 100 Continue\r\n\r\n", ResponseBodyFraming::Empty),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n",
+                ResponseBodyFraming::Length(7),
+            ),
+        ] {
+            assert_eq!(
+                head(bytes).framing,
+                framing,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        let answer_to_head = parse_response_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n",
+            1024,
+            &Method::HEAD,
+        );
+        assert_eq!(
+            answer_to_head.unwrap().unwrap().0.framing,
+            ResponseBodyFraming::Empty
+        );
+    }
+
+    #[test]
+    fn framing_a_proxy_cannot_pass_on_is_a_fault() {
+        assert_eq!(
+            fault(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            FAULT_LENGTH_AND_CODING
+        );
+        for coding in ["gzip", "gzip, chunked", "chunked, chunked", "identity"] {
+            let bytes = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n");
+            assert_eq!(fault(bytes.as_bytes()), FAULT_CODING, "{coding}");
+        }
+        for length in ["3, 4", "+3", "-1", "3 4", "", "99999999999999999999999"] {
+            let bytes = format!("HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n");
+            assert_eq!(fault(bytes.as_bytes()), FAULT_BAD_LENGTH, "{length:?}");
+        }
+        assert_eq!(
+            fault(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            FAULT_BAD_LENGTH
+        );
+    }
+
+    #[test]
+    fn keep_alive_is_each_version_s_default_unless_the_upstream_says_otherwise() {
+        for (bytes, keep_alive) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..], true),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+                true,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false),
+        ] {
+            assert_eq!(
+                head(bytes).keep_alive,
+                keep_alive,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for bytes in [
+            &b"HTTP/1.1 2000 OK\r\n\r\n"[..],
+            b"HTTP/2.0 200 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX A: 1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-A: a\0b\r\n\r\n",
+        ] {
+            assert!(parse(bytes).is_err(), "{}", String::from_utf8_lossy(bytes));
+        }
+    }
 }

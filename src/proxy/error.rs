@@ -486,7 +486,11 @@ mod tests {
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
         let Err((source, _)) = crate::upstream::Pool::app(false)
-            .send(Some(crate::supervise::Dial::Tcp(closed)), request)
+            .send(
+                Some(crate::supervise::Dial::Tcp(closed)),
+                request,
+                crate::upstream::Http1Client::Zoo,
+            )
             .await
         else {
             panic!("a closed port answered");
