@@ -36,7 +36,9 @@ pub use head::{BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_he
 pub use request_write::{
     OutgoingBody, RequestFraming, allowed_trailers, frame_request, write_request_head,
 };
-pub use response::{ResponseBodyFraming, ResponseHead, ResponseHeadError, parse_response_head};
+pub use response::{
+    ResponseBodyFraming, ResponseHead, ResponseHeadError, parse_response_head, take_response_head,
+};
 pub use write::{
     CHUNK_END, ResponseFraming, write_chunk_header, write_informational, write_last_chunk,
     write_response_head,

@@ -9,6 +9,8 @@
 //! answers them. The fault texts are those `proxy/headers.rs` gives for hyper's client, so
 //! that both clients answer such an upstream alike.
 
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Version, header};
 
 use super::fields;
@@ -56,11 +58,11 @@ pub enum ResponseHeadError {
 }
 
 /// `Transfer-Encoding` other than one `chunked` (the text hyper's path gives too).
-pub const FAULT_CODING: &str = "a Transfer-Encoding other than `chunked`";
+const FAULT_CODING: &str = "a Transfer-Encoding other than `chunked`";
 /// `Content-Length` beside `Transfer-Encoding`.
-pub const FAULT_LENGTH_AND_CODING: &str = "both Content-Length and Transfer-Encoding";
+const FAULT_LENGTH_AND_CODING: &str = "both Content-Length and Transfer-Encoding";
 /// A `Content-Length` that is not one decimal number.
-pub const FAULT_BAD_LENGTH: &str = "an invalid Content-Length";
+const FAULT_BAD_LENGTH: &str = "an invalid Content-Length";
 
 /// Fields parsed into a stack array first; a head with more gets a `Vec` sized from its lines.
 const STACK_FIELDS: usize = 64;
@@ -79,6 +81,77 @@ pub fn parse_response_head(
     max_head_bytes: usize,
     method: &Method,
 ) -> Result<Option<(ResponseHead, usize)>, ResponseHeadError> {
+    let Some(parsed) = parse_fields(buf, max_head_bytes, |fields| {
+        fields::header_map(fields).map_err(|error| match error {
+            fields::FieldError::TooMany => ResponseHeadError::TooManyFields,
+            fields::FieldError::Name | fields::FieldError::Value(_) => {
+                ResponseHeadError::InvalidField
+            }
+        })
+    })?
+    else {
+        return Ok(None);
+    };
+    let head = finish(parsed.status, parsed.version, parsed.fields, method)?;
+    Ok(Some((head, parsed.consumed)))
+}
+
+/// [`parse_response_head`] on a read buffer: a complete head is taken off its front, and its
+/// field values share the head's bytes (no copy per value, as hyper's client reads them).
+///
+/// # Errors
+/// As [`parse_response_head`]; nothing is taken off `buf` then.
+pub fn take_response_head(
+    buf: &mut BytesMut,
+    max_head_bytes: usize,
+    method: &Method,
+) -> Result<Option<ResponseHead>, ResponseHeadError> {
+    let base = buf.as_ptr().addr();
+    let Some(parsed) = parse_fields(buf, max_head_bytes, |fields| {
+        let mut located = Vec::with_capacity(fields.len());
+        for field in fields {
+            let name = HeaderName::from_bytes(field.name.as_bytes())
+                .map_err(|_| ResponseHeadError::InvalidField)?;
+            // httparse's value is a slice of `buf`: where it starts in it.
+            let start = field.value.as_ptr().addr().saturating_sub(base);
+            located.push((name, start, field.value.len()));
+        }
+        Ok(located)
+    })?
+    else {
+        return Ok(None);
+    };
+    let bytes = buf.split_to(parsed.consumed).freeze();
+    let mut headers = HeaderMap::try_with_capacity(parsed.fields.len())
+        .map_err(|_| ResponseHeadError::TooManyFields)?;
+    for (name, start, len) in parsed.fields {
+        let end = start.checked_add(len).filter(|&end| end <= bytes.len());
+        let value = end
+            .map(|end| bytes.slice(start..end))
+            .and_then(|value| HeaderValue::from_maybe_shared(value).ok())
+            .ok_or(ResponseHeadError::InvalidField)?;
+        headers
+            .try_append(name, value)
+            .map_err(|_| ResponseHeadError::TooManyFields)?;
+    }
+    finish(parsed.status, parsed.version, headers, method).map(Some)
+}
+
+/// A complete head's start line, its fields as `fields` made them, and its length.
+struct Parsed<T> {
+    status: StatusCode,
+    version: Version,
+    fields: T,
+    consumed: usize,
+}
+
+/// httparse over the head at the start of `buf` (a stack array of fields first, a `Vec`
+/// sized from its lines for a longer head); `fields` turns what it found into `T`.
+fn parse_fields<T>(
+    buf: &[u8],
+    max_head_bytes: usize,
+    fields: impl FnOnce(&[httparse::Header<'_>]) -> Result<T, ResponseHeadError>,
+) -> Result<Option<Parsed<T>>, ResponseHeadError> {
     let window = buf.get(..max_head_bytes).unwrap_or(buf);
     let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
     let mut response = httparse::Response::new(&mut stack);
@@ -116,22 +189,30 @@ pub fn parse_response_head(
         .ok_or(ResponseHeadError::Malformed {
             cause: httparse::Error::Status,
         })?;
-    let headers = fields::header_map(response.headers).map_err(|error| match error {
-        fields::FieldError::TooMany => ResponseHeadError::TooManyFields,
-        fields::FieldError::Name | fields::FieldError::Value(_) => ResponseHeadError::InvalidField,
-    })?;
+    Ok(Some(Parsed {
+        status,
+        version,
+        fields: fields(response.headers)?,
+        consumed,
+    }))
+}
+
+/// The head with what its fields say about the body and the connection.
+fn finish(
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    method: &Method,
+) -> Result<ResponseHead, ResponseHeadError> {
     let framing = framing(&headers, status, method)?;
     let keep_alive = framing != ResponseBodyFraming::UntilClose && keeps_alive(&headers, version);
-    Ok(Some((
-        ResponseHead {
-            status,
-            version,
-            headers,
-            framing,
-            keep_alive,
-        },
-        consumed,
-    )))
+    Ok(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    })
 }
 
 /// The body's framing (RFC 9112 6.3), the faults checked whatever the status, as they are on
@@ -263,6 +344,29 @@ mod tests {
         assert_eq!(head.framing, ResponseBodyFraming::Length(5));
         assert!(head.keep_alive);
         assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_head_taken_off_a_buffer_leaves_the_body_and_reads_as_parsed() {
+        let bytes = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nSet-Cookie: a=1\r\nContent-Length: 2\r\n\r\nok";
+        let mut buf = BytesMut::from(&bytes[..]);
+        let taken = take_response_head(&mut buf, 1024, &Method::GET)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..], b"ok");
+        let (parsed, _) = parse(bytes).unwrap().unwrap();
+        assert_eq!(taken.headers, parsed.headers);
+        assert_eq!(
+            (taken.status, taken.framing),
+            (parsed.status, parsed.framing)
+        );
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX-A: 1\r\n"[..]);
+        assert!(
+            take_response_head(&mut partial, 1024, &Method::GET)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(partial.len(), 25);
     }
 
     #[test]

@@ -315,14 +315,15 @@ impl Sending {
         loop {
             while !self.queue.is_empty() {
                 // A chunk's size line, data and CRLF (or a head and its body) in one call.
-                let slices: Vec<io::IoSlice<'_>> = self
-                    .queue
-                    .iter()
-                    .take(MAX_SLICES)
-                    .map(|bytes| io::IoSlice::new(bytes))
-                    .collect();
-                let mut written = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices))
-                    .map_err(SendError::Io)?;
+                let mut slices = [io::IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for (slice, bytes) in slices.iter_mut().zip(&self.queue) {
+                    *slice = io::IoSlice::new(bytes);
+                    count += 1;
+                }
+                let mut written =
+                    ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))
+                        .map_err(SendError::Io)?;
                 if written == 0 {
                     return Poll::Ready(Err(SendError::Io(io::ErrorKind::WriteZero.into())));
                 }
@@ -464,12 +465,11 @@ impl ExchangeBody {
                 }
             }
             while !connection.read.is_empty() {
-                let Some((head, consumed)) =
-                    h1::parse_response_head(&connection.read, MAX_HEAD_BYTES, method)?
+                let Some(head) =
+                    h1::take_response_head(&mut connection.read, MAX_HEAD_BYTES, method)?
                 else {
                     break;
                 };
-                connection.read.advance(consumed);
                 // Interim answers (100 Continue, 103 Early Hints) are skipped, as hyper's
                 // client skips them; a 101 is final.
                 if head.status.is_informational()
