@@ -197,7 +197,9 @@ pub(super) async fn exchange(
     );
     let mut sending = match framing {
         RequestFraming::Length(0) => None,
-        RequestFraming::Length(length) => Some(Sending::new(body, Encoding::Length(length), None)),
+        RequestFraming::Length(length) => {
+            Some(Box::new(Sending::new(body, Encoding::Length(length), None)))
+        }
         RequestFraming::Chunked => {
             let trailer = parts.headers.contains_key(header::TRAILER).then(|| {
                 let mut names = HeaderMap::new();
@@ -206,7 +208,7 @@ pub(super) async fn exchange(
                 }
                 names
             });
-            Some(Sending::new(body, Encoding::Chunked, trailer))
+            Some(Box::new(Sending::new(body, Encoding::Chunked, trailer)))
         }
     };
     // As hyper's client does: the head goes out together with the body's first frame when
@@ -424,8 +426,9 @@ enum Framing {
 pub struct ExchangeBody {
     /// `None` once given back, or taken by a tunnel.
     connection: Option<Connection>,
-    /// What is left of the request body to send.
-    sending: Option<Sending>,
+    /// What is left of the request body to send (boxed: only a request with a body has it,
+    /// and the body is moved with every response).
+    sending: Option<Box<Sending>>,
     /// The request went out whole (so the connection is in a known state).
     request_complete: bool,
     framing: Framing,
