@@ -259,7 +259,9 @@ pub(super) async fn exchange(
         ResponseBodyFraming::UntilClose => Framing::UntilClose,
     };
     if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        // The connection speaks another protocol now: the tunnel's, or closed; never pooled.
         state.framing = Framing::Upgrade;
+        state.keep_alive = false;
     }
     let mut response = Response::new(state);
     *response.status_mut() = head.status;

@@ -445,7 +445,10 @@ impl Pool {
                 pool: Arc::clone(self),
                 addr: app_addr.clone(),
             };
-            match exchange::exchange(connection, request, reused, home).await {
+            // Boxed: the exchange's state (its connection, the request, the response being
+            // read) would otherwise be part of every request's future, on either client, and
+            // moved with it.
+            match Box::pin(exchange::exchange(connection, request, reused, home)).await {
                 Ok(response) => return Ok(response.map(ResponseBody::zoo)),
                 Err((_, Some(unsent))) if reused => request = unsent,
                 Err(failure) => return Err(failure),
