@@ -414,8 +414,13 @@ impl Sending {
 
 /// Where the response body is in its framing.
 enum Framing {
-    /// The body has ended (or there is none).
+    /// There is no body, or its length has all been read.
     Done,
+    /// A chunked or close-delimited body has ended. Apart from [`Framing::Done`] only in what
+    /// it tells of the body: such a body does not say it is empty even once it has ended, as
+    /// hyper's does not, so that a response that streams nothing is still treated as a stream
+    /// (compressed, for one).
+    Ended,
     Length(u64),
     Chunked(Box<ChunkedDecoder>),
     UntilClose,
@@ -515,7 +520,10 @@ impl ExchangeBody {
     /// one exchange that outlives its response, as on hyper's client, whose connection task
     /// goes on sending), and then its connection back in the pool.
     fn finish(&mut self) {
-        self.framing = Framing::Done;
+        self.framing = match self.framing {
+            Framing::Chunked(_) | Framing::UntilClose | Framing::Ended => Framing::Ended,
+            Framing::Done | Framing::Length(_) | Framing::Upgrade => Framing::Done,
+        };
         if !self.keep_alive {
             self.connection = None;
             return;
@@ -586,7 +594,7 @@ impl ExchangeBody {
             }
             match ready!(connection.poll_fill(cx, BODY_READ)) {
                 Ok(0) if matches!(self.framing, Framing::UntilClose) => {
-                    self.framing = Framing::Done;
+                    self.framing = Framing::Ended;
                     self.connection = None;
                     return Poll::Ready(None);
                 }
@@ -608,12 +616,12 @@ impl ExchangeBody {
         loop {
             if read.is_empty() {
                 return match framing {
-                    Framing::Done | Framing::Upgrade => Step::End(None),
+                    Framing::Done | Framing::Ended | Framing::Upgrade => Step::End(None),
                     _ => Step::Read,
                 };
             }
             return match framing {
-                Framing::Done | Framing::Upgrade => Step::End(None),
+                Framing::Done | Framing::Ended | Framing::Upgrade => Step::End(None),
                 Framing::Length(left) => {
                     let take =
                         usize::try_from(*left).map_or(read.len(), |left| left.min(read.len()));
@@ -687,7 +695,7 @@ impl Body for ExchangeBody {
         match self.framing {
             Framing::Done | Framing::Upgrade => SizeHint::with_exact(0),
             Framing::Length(left) => SizeHint::with_exact(left),
-            Framing::Chunked(_) | Framing::UntilClose => SizeHint::default(),
+            Framing::Chunked(_) | Framing::UntilClose | Framing::Ended => SizeHint::default(),
         }
     }
 }
@@ -696,7 +704,7 @@ impl Drop for ExchangeBody {
     fn drop(&mut self) {
         // A body dropped at its end (a 204, or a length all read) still gives its connection
         // back; one dropped midway closes it.
-        if matches!(self.framing, Framing::Done | Framing::Length(0)) {
+        if matches!(self.framing, Framing::Done | Framing::Ended | Framing::Length(0)) {
             self.finish();
         }
     }
