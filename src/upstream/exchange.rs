@@ -35,9 +35,12 @@ use super::{BodyError, MAX_HEAD_BYTES, Pool, SendError, UpstreamBody};
 use crate::h1::{self, ChunkedDecoder, Decoded, OutgoingBody, RequestFraming, ResponseBodyFraming};
 use crate::supervise::Dial;
 
-/// Room made in the read buffer before reading a head, and before reading a body.
+/// Room made in the read buffer before reading a head, and before a body's first read.
 const HEAD_READ: usize = 8 * 1024;
 const BODY_READ: usize = 64 * 1024;
+/// A body's reads grow (doubling each time one fills its room) up to this, as hyper's
+/// adaptive read buffer grows (to ~400 KiB): a large body goes in fewer, larger reads.
+const MAX_BODY_READ: usize = 512 * 1024;
 
 /// Queued pieces written in one vectored write.
 const MAX_SLICES: usize = 16;
@@ -151,11 +154,15 @@ impl Connection {
                 .is_pending()
     }
 
-    fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<usize>> {
+    /// Reads into the buffer, with at least `room / 4` of room made first; whether the read
+    /// filled all the room it had comes back too.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, room: usize) -> Poll<io::Result<(usize, bool)>> {
         if self.read.capacity().saturating_sub(self.read.len()) < room / 4 {
             self.read.reserve(room);
         }
+        let spare = self.read.capacity().saturating_sub(self.read.len());
         tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+            .map_ok(|read| (read, read == spare))
     }
 }
 
@@ -245,6 +252,7 @@ pub(super) async fn exchange(
         framing: Framing::Done,
         keep_alive: false,
         home: Some(home),
+        body_read: BODY_READ,
     };
     let head = std::future::poll_fn(|cx| state.poll_head(cx, &parts.method))
         .await
@@ -442,6 +450,8 @@ pub struct ExchangeBody {
     /// The response allows another request on the connection.
     keep_alive: bool,
     home: Option<Home>,
+    /// Room for the body's next read (grows up to [`MAX_BODY_READ`]).
+    body_read: usize,
 }
 
 impl std::fmt::Debug for ExchangeBody {
@@ -489,7 +499,7 @@ impl ExchangeBody {
                 }
                 return Poll::Ready(Ok(head));
             }
-            match ready!(connection.poll_fill(cx, HEAD_READ)) {
+            match ready!(connection.poll_fill(cx, HEAD_READ)).map(|(read, _)| read) {
                 Ok(0) => {
                     return Poll::Ready(Err(SendError::Io(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -592,7 +602,13 @@ impl ExchangeBody {
                 }
                 Step::Read => {}
             }
-            match ready!(connection.poll_fill(cx, BODY_READ)) {
+            let filled = ready!(connection.poll_fill(cx, self.body_read)).map(|(read, full)| {
+                if full {
+                    self.body_read = self.body_read.saturating_mul(2).min(MAX_BODY_READ);
+                }
+                read
+            });
+            match filled {
                 Ok(0) if matches!(self.framing, Framing::UntilClose) => {
                     self.framing = Framing::Ended;
                     self.connection = None;
