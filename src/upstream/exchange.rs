@@ -720,7 +720,10 @@ impl Drop for ExchangeBody {
     fn drop(&mut self) {
         // A body dropped at its end (a 204, or a length all read) still gives its connection
         // back; one dropped midway closes it.
-        if matches!(self.framing, Framing::Done | Framing::Ended | Framing::Length(0)) {
+        if matches!(
+            self.framing,
+            Framing::Done | Framing::Ended | Framing::Length(0)
+        ) {
             self.finish();
         }
     }

@@ -80,11 +80,7 @@ pub fn prepare_dir(config_toml: &str, files: &[(&str, &str)]) -> TempDir {
         .prefix("zoo-test-")
         .tempdir()
         .expect("create temp dir");
-    std::fs::write(
-        dir.path().join("zoo.toml"),
-        with_test_engine(config_toml).as_bytes(),
-    )
-    .expect("write zoo.toml");
+    std::fs::write(dir.path().join("zoo.toml"), config_toml).expect("write zoo.toml");
     for (name, contents) in files {
         let path = dir.path().join(name);
         if let Some(parent) = path.parent() {
@@ -93,49 +89,6 @@ pub fn prepare_dir(config_toml: &str, files: &[(&str, &str)]) -> TempDir {
         std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {name}: {e}"));
     }
     dir
-}
-
-/// The HTTP/1.1 engine the zoos this harness starts use when their config names none: `zoo`
-/// with `ZOO_TEST_ENGINE=zoo`, else hyper's (the config default).
-pub fn engine_under_test() -> &'static str {
-    match std::env::var("ZOO_TEST_ENGINE").as_deref() {
-        Ok("zoo") => "zoo",
-        _ => "hyper",
-    }
-}
-
-/// `config_toml` with `engine = "NAME"` when the environment has `ZOO_TEST_ENGINE=NAME` and
-/// the config sets no engine, so that the whole suite can run on either HTTP/1.1 engine. The
-/// line takes the place of the first blank or comment line before any table (most test
-/// configs start with one), so that the lines a config error names stay where they were;
-/// without one it goes first.
-pub fn with_test_engine(config_toml: &str) -> std::borrow::Cow<'_, str> {
-    let Ok(engine) = std::env::var("ZOO_TEST_ENGINE") else {
-        return config_toml.into();
-    };
-    let top_level: Vec<&str> = config_toml
-        .lines()
-        .take_while(|line| !line.trim_start().starts_with('['))
-        .collect();
-    let sets_engine = top_level.iter().any(|line| {
-        line.trim_start()
-            .strip_prefix("engine")
-            .is_some_and(|rest| rest.trim_start().starts_with('='))
-    });
-    if sets_engine {
-        return config_toml.into();
-    }
-    let line = format!("engine = \"{engine}\"");
-    let free = top_level.iter().position(|line| {
-        let line = line.trim();
-        line.is_empty() || line.starts_with('#')
-    });
-    let Some(free) = free else {
-        return format!("{line}\n{config_toml}").into();
-    };
-    let mut lines: Vec<&str> = config_toml.split('\n').collect();
-    lines[free] = &line;
-    lines.join("\n").into()
 }
 
 /// `WRAPPER... zoo ARGS` in `dir` with the cleaned environment, in its own process group.
