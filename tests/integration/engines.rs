@@ -28,6 +28,8 @@ enum Expect {
     Forwarded { hyper: u16 },
     /// Both answer this status (the reasons' wording differs) and forward the same bytes.
     Status(u16),
+    /// Both answer the same bytes; what reached the upstreams may differ.
+    Answered(u16),
 }
 
 fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
@@ -165,6 +167,9 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
             Expect::Same,
         ),
         ("upstream-unasked-101", b"GET /unasked-101 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        // Both answer the early response whole; the upload behind it reaches the upstream
+        // whole on hyper's server, and on the zoo engine only if it had all arrived when the
+        // response ended (the engine then closes the client's connection: docs/proxy.md).
         (
             "upstream-answers-early",
             [
@@ -172,7 +177,7 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
                 &vec![b'u'; 1 << 20],
             ]
             .concat(),
-            Expect::Same,
+            Expect::Answered(200),
         ),
         // The upstream closes this connection once it idles in zoo's pool; the next request
         // (the next case) goes on a fresh one.
@@ -273,6 +278,11 @@ fn the_zoo_engine_forwards_and_answers_as_hypers_does() {
             Expect::Same => {
                 normalised(&zoo_answer, &zoo_upstream) == normalised(&hyper_answer, &hyper_upstream)
                     && hyper_forwarded == zoo_forwarded
+            }
+            Expect::Answered(both) => {
+                status(&zoo_answer) == Some(both)
+                    && normalised(&zoo_answer, &zoo_upstream)
+                        == normalised(&hyper_answer, &hyper_upstream)
             }
             Expect::Status(both) => {
                 status(&zoo_answer) == Some(both)
