@@ -8,13 +8,19 @@
 //! "read more"); a refusal's status is one the codec may give; every data range lies inside
 //! the input; a body decodes the same whether fed whole or in pieces; trailers and response
 //! heads written by `h1`'s writers read back.
+//!
+//! Input that starts with `HTTP/` is an upstream's response instead: `parse_response_head`
+//! (bytes only: the same prefix checks, no `Content-Length` beside chunked framing, no body
+//! for HEAD's answer), its chunked body decoded whole and in pieces as zoo's client reads it,
+//! and the head's fields written back as a request by `write_request_head` read back.
 #![no_main]
 
 use http::{StatusCode, Version};
 use libfuzzer_sys::fuzz_target;
 use zoo::h1::{
-    BodyFraming, ChunkedDecoder, Decoded, HeadLimits, ResponseFraming, parse_request_head,
-    write_last_chunk, write_response_head,
+    BodyFraming, ChunkedDecoder, Decoded, HeadLimits, ResponseBodyFraming, ResponseFraming,
+    parse_request_head, parse_response_head, write_last_chunk, write_request_head,
+    write_response_head,
 };
 
 const MAX_TRAILER_BYTES: usize = 1024;
@@ -65,6 +71,10 @@ fuzz_target!(|bytes: &[u8]| {
     let max_head_bytes = if control & 1 == 0 { 256 * 1024 } else { 16 + usize::from(control) * 4 };
     let piece = 1 + usize::from(control >> 4);
     let limits = HeadLimits { max_head_bytes };
+    if input.starts_with(b"HTTP/") {
+        response(input, max_head_bytes, piece);
+        return;
+    }
 
     let (head, consumed) = match parse_request_head(input, &limits) {
         Ok(Some(parsed)) => parsed,
@@ -124,3 +134,48 @@ fuzz_target!(|bytes: &[u8]| {
         }
     }
 });
+
+/// An upstream's response: its head, then a chunked body.
+fn response(input: &[u8], max_head_bytes: usize, piece: usize) {
+    let get = http::Method::GET;
+    let (head, consumed) = match parse_response_head(input, max_head_bytes, &get) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => {
+            assert!(input.len() < max_head_bytes, "incomplete past the limit");
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(consumed > 0 && consumed <= input.len().min(max_head_bytes));
+    match parse_response_head(&input[..consumed], max_head_bytes, &get) {
+        Ok(Some((_, again))) => assert_eq!(again, consumed, "head is not its own bytes"),
+        other => panic!("head alone does not parse: {other:?}"),
+    }
+    assert!(
+        matches!(parse_response_head(&input[..consumed - 1], max_head_bytes, &get), Ok(None)),
+        "a prefix of a head is not `read more`"
+    );
+    let answer_to_head = parse_response_head(input, max_head_bytes, &http::Method::HEAD);
+    assert!(matches!(
+        answer_to_head,
+        Ok(Some((ref head, _))) if head.framing == ResponseBodyFraming::Empty
+    ));
+    if head.framing == ResponseBodyFraming::UntilClose {
+        assert!(!head.keep_alive, "a body ended by the close keeps the connection");
+    }
+
+    // The head's fields, written back as a request, read back whole.
+    let mut out = Vec::new();
+    write_request_head(&mut out, &get, "/", Version::HTTP_11, &head.headers);
+    let mut slots = vec![httparse::EMPTY_HEADER; head.headers.len() + 1];
+    let mut request = httparse::Request::new(&mut slots);
+    assert_eq!(request.parse(&out), Ok(httparse::Status::Complete(out.len())));
+
+    if head.framing != ResponseBodyFraming::Chunked {
+        return;
+    }
+    assert!(!head.headers.contains_key("content-length"));
+    let body = &input[consumed..];
+    let whole = decode(body, body.len().max(1), MAX_TRAILER_BYTES);
+    assert_eq!(whole, decode(body, piece, MAX_TRAILER_BYTES), "the split changed the outcome");
+}

@@ -1,6 +1,8 @@
 //! zoo's own HTTP/1.1 codec: request heads parsed from bytes (`head.rs`, with the framing and
 //! connection rules of RFC 9112 in `fields.rs`), response heads and chunk framing written to
-//! bytes (`write.rs`), and a strict streaming decoder for chunked bodies (`chunked.rs`).
+//! bytes (`write.rs`), and a strict streaming decoder for chunked bodies (`chunked.rs`); for
+//! zoo's upstream client, request heads written (`request_write.rs`) and response heads
+//! parsed (`response.rs`).
 //!
 //! Pure: no sockets, no tokio, no buffers of its own beyond a chunked body's trailers; it
 //! works on the byte slices the HTTP/1 engine in `proxy/` reads and writes. It decides what a
@@ -25,11 +27,19 @@
 mod chunked;
 mod fields;
 mod head;
+mod request_write;
+mod response;
 mod write;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
 pub use head::{
     BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head, parse_request_head_shared,
+};
+pub use request_write::{
+    OutgoingBody, RequestFraming, allowed_trailers, frame_request, write_request_head,
+};
+pub use response::{
+    ResponseBodyFraming, ResponseHead, ResponseHeadError, parse_response_head, take_response_head,
 };
 pub use write::{
     CHUNK_END, ResponseFraming, write_chunk_header, write_informational, write_last_chunk,

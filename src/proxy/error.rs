@@ -192,10 +192,12 @@ pub(super) fn body_fault(error: &(dyn StdError + 'static)) -> Option<BodyFault> 
         if let Some(ClientBodyTimeout(after)) = error.downcast_ref() {
             return Some(BodyFault::Stalled(*after));
         }
-        // hyper's "user body" errors are failures of the body zoo sent: the client's.
+        // hyper's "user body" errors are failures of the body zoo sent: the client's; zoo's
+        // client names them itself.
         user_body |= error
             .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_user);
+            .is_some_and(hyper::Error::is_user)
+            || matches!(error.downcast_ref(), Some(SendError::RequestBody(_)));
         cause = error.source();
     }
     user_body.then_some(BodyFault::Unreadable)
@@ -488,7 +490,11 @@ mod tests {
             .body(Either::Right(Either::Right(http_body_util::Empty::new())))
             .unwrap();
         let Err((source, _)) = crate::upstream::Pool::app(false)
-            .send(Some(crate::supervise::Dial::Tcp(closed)), request)
+            .send(
+                Some(crate::supervise::Dial::Tcp(closed)),
+                request,
+                crate::upstream::Http1Client::Zoo,
+            )
             .await
         else {
             panic!("a closed port answered");

@@ -18,11 +18,15 @@ use super::engine::EngineUpgrade;
 use super::error::{self, BodyFault};
 use super::service::{ProxyService, Trace};
 use super::{ProxyError, ZooBody, headers, tunnel};
+use crate::config::Engine;
+use crate::h1::ResponseHeadError;
 use crate::route;
 use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
-use crate::upstream::{ClientBody, RequestBody, ResponseBody, SendError, UpstreamBody};
+use crate::upstream::{
+    ClientBody, Http1Client, RequestBody, ResponseBody, SendError, UpgradedUpstream, UpstreamBody,
+};
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
 /// may not have seen it die yet.
@@ -148,7 +152,10 @@ impl ProxyService {
             && response.status() == StatusCode::SWITCHING_PROTOCOLS
         {
             tunnel::mark_websocket(response.headers_mut());
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            let upstream_upgrade = match response.body_mut().take_upgrade() {
+                Some(upgraded) => UpstreamUpgrade::Zoo(upgraded),
+                None => UpstreamUpgrade::Hyper(hyper::upgrade::on(&mut response)),
+            };
             let open_tunnels = self.serving.metrics.open_tunnels.clone();
             // An open tunnel counts as a request in flight to its instance.
             let tunnel_lease = lease.take();
@@ -183,20 +190,26 @@ impl ClientUpgrade {
     /// Runs the tunnel between the client and the upstream's upgraded connection.
     async fn tunnel(
         self,
-        upstream: hyper::upgrade::OnUpgrade,
+        upstream: UpstreamUpgrade,
         open_tunnels: &prometheus_client::metrics::gauge::Gauge,
     ) {
+        let upstream = async move {
+            match upstream {
+                UpstreamUpgrade::Hyper(upgrade) => upgrade.await.ok().map(tunnel::Upstream::Hyper),
+                UpstreamUpgrade::Zoo(upgraded) => Some(tunnel::Upstream::Zoo(upgraded)),
+            }
+        };
         // A reset either way just ends the tunnel: nobody is left to tell.
         match self {
             Self::Hyper(client) => {
-                if let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) {
+                if let (Ok(client), Some(upstream)) = tokio::join!(client, upstream) {
                     open_tunnels.inc();
                     let _ = tunnel::run(client, upstream).await;
                     open_tunnels.dec();
                 }
             }
             Self::Engine(client) => {
-                if let (Some((client, early)), Ok(upstream)) =
+                if let (Some((client, early)), Some(upstream)) =
                     tokio::join!(client.connection(), upstream)
                 {
                     open_tunnels.inc();
@@ -206,6 +219,13 @@ impl ClientUpgrade {
             }
         }
     }
+}
+
+/// The upstream's end of a tunnel once it answered `101`: from hyper's client, or the raw
+/// connection zoo's client read the `101` on.
+enum UpstreamUpgrade {
+    Hyper(hyper::upgrade::OnUpgrade),
+    Zoo(UpgradedUpstream),
 }
 
 /// Refuses (502) an upstream response that zoo cannot pass on as it decoded it: framing other
@@ -234,6 +254,15 @@ fn check_response(
     Ok(())
 }
 
+/// The HTTP/1.1 client that goes with a server `engine`: each engine uses its own, so that
+/// `engine = "hyper"` is hyper's whole path, the one the zoo engine is compared with.
+pub(super) fn http1_client(engine: Engine) -> Http1Client {
+    match engine {
+        Engine::Hyper => Http1Client::Hyper,
+        Engine::Zoo => Http1Client::Zoo,
+    }
+}
+
 /// The per-route limits a forwarded request is held to.
 pub(super) struct Limits<'a> {
     pub(super) max_body: Option<u64>,
@@ -246,6 +275,8 @@ pub(super) struct Limits<'a> {
     /// The client's address as zoo determined it (proxy/client.rs), for `balance =
     /// "client_ip"`.
     pub(super) client: IpAddr,
+    /// hyper's HTTP/1.1 client or zoo's (the top-level `engine`).
+    pub(super) http1_client: Http1Client,
     /// The request rules (top level, then the route's), applied last, so that they may
     /// replace what zoo set (`X-Forwarded-*`, `Host`); `None` edits nothing.
     pub(super) request_headers: Option<RequestRules<'a>>,
@@ -339,16 +370,18 @@ async fn send(
                 Upstream::External(external) => (&external.pool, None),
             };
             let app_addr = lease.as_ref().map(|lease| lease.instance().dial());
-            let (error, unsent) = match pool.send(app_addr, request).await {
+            let (error, unsent) = match pool.send(app_addr, request, limits.http1_client).await {
                 // A body that fails before any of it was read (an app killed between writing
                 // its head and its body) is an exchange broken after writing: resent like one
                 // when that is safe, since the client has been sent nothing yet.
                 Ok(mut response) => match response.body_mut().take_ready_start().await {
                     Ok(()) => return Ok((response, lease)),
-                    Err(source) if connection_lost(&source) => (SendError::Exchange(source), None),
+                    Err(source) if source.is_connection_lost() => (source.into(), None),
                     // A malformed body: refused (502), not asked for again.
-                    Err(source) => return Err(Some(SendError::Exchange(source))),
+                    Err(source) => return Err(Some(source.into())),
                 },
+                // A malformed response head is refused (502), not asked for again.
+                Err((error @ SendError::Head(_), _)) => return Err(Some(error)),
                 Err(failure) => failure,
             };
             let next = match (unsent, again) {
@@ -388,6 +421,12 @@ async fn send(
             upstream: upstream.describe(),
             waited: limits.wait,
         }),
+        Ok(Err(Some(SendError::Head(ResponseHeadError::Framing { fault })))) => {
+            Err(ProxyError::UpstreamFraming {
+                upstream: upstream.describe(),
+                fault,
+            })
+        }
         Ok(Err(Some(source))) => Err(match error::body_fault(&source) {
             Some(BodyFault::TooLarge) => ProxyError::BodyTooLarge {
                 route: limits.route.to_owned(),
@@ -408,24 +447,6 @@ async fn send(
             after: limits.timeout,
         }),
     }
-}
-
-/// Whether a response body failed because the connection went away (closed or reset before
-/// the body was complete), rather than because the upstream sent a malformed one.
-fn connection_lost(error: &hyper::Error) -> bool {
-    if error.is_incomplete_message() {
-        return true;
-    }
-    std::error::Error::source(error)
-        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
-        .is_some_and(|io| {
-            matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            )
-        })
 }
 
 /// The instance of `app` for the next attempt: a ready one other than `avoid` (the one that

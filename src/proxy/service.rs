@@ -355,6 +355,7 @@ impl ProxyService {
                     body_timeout: runtime.config.client_body_timeout,
                     route: matched.value.stats.key(),
                     client: client.ip,
+                    http1_client: super::forward::http1_client(runtime.config.engine),
                     request_headers: rules.map(|steps| RequestRules {
                         steps,
                         path: rules_path.as_deref().unwrap_or(""),

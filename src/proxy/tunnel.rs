@@ -16,12 +16,13 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, header};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 
-use super::engine;
+use super::engine::{self, TunnelStream};
 use super::keepalive::Watched;
 use super::sniff::Sniffed;
+use crate::upstream::{UpgradedUpstream, UpstreamStream};
 
 /// Whether the request asks to switch to WebSocket: the one upgrade zoo performs (an
 /// `Upgrade: h2c` is served as plain HTTP/1.1 and never forwarded).
@@ -51,14 +52,19 @@ pub fn mark_websocket(headers: &mut HeaderMap) {
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
-/// One end of a tunnel: a TCP or Unix socket (spliceable) with the bytes hyper read past the
-/// HTTP message, or any other upgraded stream.
+/// One end of a tunnel: a TCP or Unix socket (spliceable) with the bytes read past the HTTP
+/// message, or any other stream (TLS) with them.
 enum End {
     Tcp(TcpStream, Bytes),
     Unix(UnixStream, Bytes),
-    Other(TokioIo<Upgraded>),
-    /// A client on zoo's engine over TLS, with the bytes it read past the head.
-    Engine(Box<dyn engine::TunnelStream>, Bytes),
+    Other(Box<dyn TunnelStream>, Bytes),
+}
+
+/// The app's end of a tunnel as an upstream client handed it over: hyper's upgraded
+/// connection, or the stream zoo's client read the `101` on.
+pub enum Upstream {
+    Hyper(Upgraded),
+    Zoo(UpgradedUpstream),
 }
 
 fn client_end(upgraded: Upgraded) -> End {
@@ -68,24 +74,35 @@ fn client_end(upgraded: Upgraded) -> End {
             // Whatever the sniffer read is a prefix of what hyper read; both are unsent.
             End::Tcp(stream, [head, parts.read_buf].concat().into())
         }
-        Err(upgraded) => End::Other(TokioIo::new(upgraded)),
+        Err(upgraded) => End::Other(Box::new(TokioIo::new(upgraded)), Bytes::new()),
     }
 }
 
-/// The app's end: what `upstream.rs` dialled, a loopback port or an app's Unix socket.
-fn upstream_end(upgraded: Upgraded) -> End {
+/// The app's end: what `upstream/` dialled, a loopback port or an app's Unix socket (both
+/// spliced), or a remote host over TLS.
+fn upstream_end(upstream: Upstream) -> End {
+    let upgraded = match upstream {
+        Upstream::Zoo(UpgradedUpstream { stream, early }) => {
+            return match stream {
+                UpstreamStream::Tcp(tcp) => End::Tcp(tcp, early),
+                UpstreamStream::Unix(unix) => End::Unix(unix, early),
+                UpstreamStream::Tls(tls) => End::Other(tls, early),
+            };
+        }
+        Upstream::Hyper(upgraded) => upgraded,
+    };
     let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => return End::Tcp(parts.io.into_inner(), parts.read_buf),
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<UnixStream>>() {
         Ok(parts) => End::Unix(parts.io.into_inner(), parts.read_buf),
-        Err(upgraded) => End::Other(TokioIo::new(upgraded)),
+        Err(upgraded) => End::Other(Box::new(TokioIo::new(upgraded)), Bytes::new()),
     }
 }
 
 /// Moves bytes between the client and the app until both directions ended or one failed.
-pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
+pub async fn run(client: Upgraded, upstream: Upstream) -> io::Result<()> {
     between(client_end(client), upstream_end(upstream)).await
 }
 
@@ -94,11 +111,11 @@ pub async fn run(client: Upgraded, upstream: Upgraded) -> io::Result<()> {
 pub async fn run_from_socket(
     client: engine::ClientSocket,
     client_early: Bytes,
-    upstream: Upgraded,
+    upstream: Upstream,
 ) -> io::Result<()> {
     let client = match client {
         engine::ClientSocket::Tcp(socket) => End::Tcp(socket, client_early),
-        engine::ClientSocket::Stream(stream) => End::Engine(stream, client_early),
+        engine::ClientSocket::Stream(stream) => End::Other(Box::new(stream), client_early),
     };
     between(client, upstream_end(upstream)).await
 }
@@ -124,15 +141,11 @@ async fn between(client: End, upstream: End) -> io::Result<()> {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-fn boxed(end: End) -> (Box<dyn Stream>, Bytes) {
+fn boxed(end: End) -> (Box<dyn TunnelStream>, Bytes) {
     match end {
         End::Tcp(stream, early) => (Box::new(stream), early),
         End::Unix(stream, early) => (Box::new(stream), early),
-        End::Other(io) => (Box::new(io), Bytes::new()),
-        End::Engine(stream, early) => (Box::new(stream), early),
+        End::Other(stream, early) => (stream, early),
     }
 }
 
@@ -420,6 +433,7 @@ mod splice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncRead, AsyncWrite};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs

@@ -26,6 +26,10 @@ enum Expect {
     Refused { zoo: u16, hyper: u16 },
     /// The zoo engine forwards it (the app answers 200); hyper's answers that status.
     Forwarded { hyper: u16 },
+    /// Both answer this status (the reasons' wording differs) and forward the same bytes.
+    Status(u16),
+    /// Both answer the same bytes; what reached the upstreams may differ.
+    Answered(u16),
 }
 
 fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
@@ -146,6 +150,39 @@ fn corpus() -> Vec<(&'static str, Vec<u8>, Expect)> {
                 .to_vec(),
             Expect::Refused { zoo: 400, hyper: 400 },
         ),
+        // Upstream behaviours (tests/util/scripted.rs), for the two HTTP/1.1 clients.
+        ("upstream-connection-close", b"GET /conn-close HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        // hyper's server echoes the upstream's HTTP/1.0 in its status line, the zoo engine
+        // answers in the client's version (docs/proxy.md lists it).
+        ("upstream-http10", b"GET /http10 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Status(200)),
+        ("upstream-length-and-chunked", b"GET /cl-te HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        (
+            "upstream-bad-chunk-before-head",
+            b"GET /bad-chunk-first HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            Expect::Status(502),
+        ),
+        (
+            "upstream-bad-chunk-after-head",
+            b"GET /bad-chunk-later HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            Expect::Same,
+        ),
+        ("upstream-unasked-101", b"GET /unasked-101 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        // Both answer the early response whole; the upload behind it reaches the upstream
+        // whole on hyper's server, and on the zoo engine only if it had all arrived when the
+        // response ended (the engine then closes the client's connection: docs/proxy.md).
+        (
+            "upstream-answers-early",
+            [
+                &b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n"[..],
+                &vec![b'u'; 1 << 20],
+            ]
+            .concat(),
+            Expect::Answered(200),
+        ),
+        // The upstream closes this connection once it idles in zoo's pool; the next request
+        // (the next case) goes on a fresh one.
+        ("upstream-closes-idle", b"GET /idle-close HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
+        ("after-idle-close", b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), Expect::Same),
         (
             "1000-fields",
             format!("GET /a HTTP/1.1\r\nHost: x\r\n{many_fields}\r\n").into_bytes(),
@@ -192,9 +229,11 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     answer
 }
 
-/// The bytes with their `Date` lines taken out.
-fn normalised(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+/// The bytes with their `Date` lines taken out, and `upstream`'s address (in a 502's reason)
+/// named `upstream`.
+fn normalised(bytes: &[u8], upstream: &Scripted) -> String {
+    let text =
+        String::from_utf8_lossy(bytes).replace(&format!("127.0.0.1:{}", upstream.port), "upstream");
     text.split("\r\n")
         .filter(|line| !line.starts_with("date: "))
         .collect::<Vec<_>>()
@@ -237,7 +276,17 @@ fn the_zoo_engine_forwards_and_answers_as_hypers_does() {
         ));
         let fine = match expect {
             Expect::Same => {
-                normalised(&zoo_answer) == normalised(&hyper_answer)
+                normalised(&zoo_answer, &zoo_upstream) == normalised(&hyper_answer, &hyper_upstream)
+                    && hyper_forwarded == zoo_forwarded
+            }
+            Expect::Answered(both) => {
+                status(&zoo_answer) == Some(both)
+                    && normalised(&zoo_answer, &zoo_upstream)
+                        == normalised(&hyper_answer, &hyper_upstream)
+            }
+            Expect::Status(both) => {
+                status(&zoo_answer) == Some(both)
+                    && status(&hyper_answer) == Some(both)
                     && hyper_forwarded == zoo_forwarded
             }
             Expect::Refused { zoo, hyper } => {
@@ -271,6 +320,34 @@ fn the_zoo_engine_forwards_and_answers_as_hypers_does() {
         hyper.output(),
         zoo.output()
     );
+}
+
+/// Both clients keep an upstream connection alive between requests: two requests, each on
+/// a new client connection, reach the upstream on one connection.
+#[test]
+fn both_clients_reuse_an_upstream_connection() {
+    for engine in ["hyper", "zoo"] {
+        let upstream = Scripted::start();
+        let zoo = zoo(engine, &upstream);
+        for path in ["/a", "/b"] {
+            let answer = exchange(
+                zoo.addr(),
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            assert_eq!(
+                status(&answer),
+                Some(200),
+                "{engine}: {path}\n{}",
+                zoo.output()
+            );
+        }
+        assert_eq!(upstream.take().len(), 2, "{engine}");
+        assert_eq!(
+            upstream.accepts(),
+            1,
+            "{engine}: one upstream connection for both requests"
+        );
+    }
 }
 
 /// A bad request line whose head has not ended is answered when the line ends, not at the

@@ -8,18 +8,31 @@
 //! | `/204` | `204` with a field |
 //! | `/close` | `200` without a length, the body ended by closing |
 //! | `/ws` | `101` to WebSocket, then echoes bytes |
+//! | `/conn-close` | `200` with `Connection: close` and a length, then closes |
+//! | `/http10` | an `HTTP/1.0` `200` with a length, then closes |
+//! | `/cl-te` | `200` with both `Content-Length` and chunked |
+//! | `/bad-chunk-first` | `200` chunked, then a bad chunk size at once |
+//! | `/bad-chunk-later` | `200` chunked, one good chunk, then a bad chunk size |
+//! | `/unasked-101` | `101` to WebSocket whatever was asked |
+//! | `/early` | `200` as soon as the head is in, before the body is read |
+//! | `/idle-close` | `200` with a length, then closes the idle connection 100 ms later |
 //! | anything else | `200`, `echo PATH LENGTH` (the body's framed length) |
+//!
+//! [`Scripted::accepts`] counts the connections it accepted, to see keep-alive reuse.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use super::raw::IO_TIMEOUT;
 
 pub struct Scripted {
     pub port: u16,
     requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -28,14 +41,26 @@ impl Scripted {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&requests);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
                 let seen = Arc::clone(&seen);
                 thread::spawn(move || serve(stream, &seen));
             }
         });
-        Scripted { port, requests }
+        Scripted {
+            port,
+            requests,
+            accepted,
+        }
+    }
+
+    /// How many connections it has accepted so far.
+    pub fn accepts(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// The requests received since the last call, each as its bytes.
@@ -61,6 +86,14 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
             .find_map(|line| line.strip_prefix("content-length:"))
             .and_then(|value| value.trim().parse::<usize>().ok());
         let chunked = head.contains("\r\ntransfer-encoding: chunked");
+        let early = path.starts_with("/early");
+        if early
+            && stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+                .is_err()
+        {
+            return;
+        }
         let end = if chunked {
             fill_until(&mut stream, &mut pending, |bytes| {
                 let body = &bytes[head_end..];
@@ -83,9 +116,39 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
         let request: Vec<u8> = pending.drain(..end).collect();
         seen.lock().unwrap().push(request);
         let body_length = end - head_end;
+        if early {
+            continue;
+        }
+        // Answers after which the upstream closes the connection.
+        let closing: Option<&[u8]> = if path.starts_with("/conn-close") {
+            Some(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+        } else if path.starts_with("/http10") {
+            Some(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        } else if path.starts_with("/idle-close") {
+            Some(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nidle")
+        } else {
+            None
+        };
+        if let Some(answer) = closing {
+            let _ = stream.write_all(answer);
+            // Long enough for the connection to be back in zoo's pool, idle.
+            thread::sleep(Duration::from_millis(100));
+            return;
+        }
         let answer = if path.starts_with("/chunked") {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
               5\r\nhello\r\n0\r\nx-sum: 5\r\n\r\n"
+                .to_vec()
+        } else if path.starts_with("/cl-te") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n"
+                .to_vec()
+        } else if path.starts_with("/bad-chunk-first") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n".to_vec()
+        } else if path.starts_with("/bad-chunk-later") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n".to_vec()
+        } else if path.starts_with("/unasked-101") {
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
                 .to_vec()
         } else if path.starts_with("/204") {
             b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n".to_vec()

@@ -9,6 +9,14 @@
 //! zoo keeps its own pools rather than hyper-util's generic client because the table already
 //! knows each request's upstream: no pool key is hashed per request, and a connection goes
 //! back to its pool when the response body ends, without a task per request.
+//!
+//! Two HTTP/1.1 clients, chosen per request ([`Http1Client`], from the top-level `engine`):
+//! hyper's (a task and a channel per connection), or zoo's own (`exchange.rs`: the request's
+//! future does the exchange on the connection it checked out). h2c apps use hyper's HTTP/2
+//! client either way. The response body either client gives, and its errors, are `body.rs`'s.
+
+mod body;
+mod exchange;
 
 use std::future::Future as _;
 use std::io;
@@ -18,7 +26,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+pub use body::{BodyError, ResponseBody};
+use body::{Reuse, Source};
 use bytes::Bytes;
+pub use exchange::{ExchangeBody, UpgradedUpstream, UpstreamStream};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{Either, Empty, Limited};
@@ -32,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
 
-use crate::supervise::{Dial, Lease};
+use crate::supervise::Dial;
 
 /// Time allowed to establish a TCP connection to an upstream (DESIGN.md).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -167,6 +178,29 @@ pub enum SendError {
     /// The connection failed during the exchange; the request may have been written.
     #[error("{0}")]
     Exchange(#[from] hyper::Error),
+    /// zoo's client: the connection failed during the exchange (the request may have been
+    /// written), or closed before a response head.
+    #[error("{0}")]
+    Io(#[source] io::Error),
+    /// zoo's client: the response head was malformed, too large, or framed as a proxy must
+    /// not pass on.
+    #[error("{0}")]
+    Head(#[from] crate::h1::ResponseHeadError),
+    /// The response body failed before any of it was passed on.
+    #[error("{0}")]
+    Body(#[source] BodyError),
+    /// zoo's client: the client's request body failed while it was sent.
+    #[error("request body: {0}")]
+    RequestBody(#[source] BoxError),
+}
+
+/// Which HTTP/1.1 client exchanges a request with an app or a remote upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Client {
+    /// hyper's `http1` client connection (`engine = "hyper"`).
+    Hyper,
+    /// zoo's own (`engine = "zoo"`).
+    Zoo,
 }
 
 impl SendError {
@@ -199,10 +233,16 @@ enum Connections {
 }
 
 struct Idle {
-    sender: http1::SendRequest<UpstreamBody>,
+    connection: IdleConnection,
     /// The address it is connected to, for an app's pool; `None` for a remote one.
     addr: Option<Dial>,
     since: Instant,
+}
+
+/// An idle HTTP/1.1 connection of either client.
+enum IdleConnection {
+    Hyper(http1::SendRequest<UpstreamBody>),
+    Zoo(exchange::Connection),
 }
 
 /// Keep-alive connections to one upstream.
@@ -255,48 +295,23 @@ impl Pool {
 
     /// Sends `request` on a pooled connection (a new one when none is idle) to `app_addr`, the
     /// address of the app instance chosen for it, for an app's pool (`None` for a remote
-    /// one). A request that a reused connection could not take (the upstream had closed it)
-    /// goes on a fresh one, whatever its method: none of it was written. A request that no
-    /// connection took at all is given back with the error.
+    /// one), with `client` for HTTP/1.1. A request that a reused connection could not take
+    /// (the upstream had closed it) goes on a fresh one, whatever its method: none of it was
+    /// written. A request that no connection took at all is given back with the error.
     pub async fn send(
         self: &Arc<Self>,
         app_addr: Option<Dial>,
-        mut request: Request<UpstreamBody>,
+        request: Request<UpstreamBody>,
+        client: Http1Client,
     ) -> Result<Response<ResponseBody>, SendFailure> {
         let shared = match &self.connections {
             Connections::Http2(shared) => shared,
-            Connections::Http1(idle) => loop {
-                let (mut sender, reused) = match Self::checkout(idle, app_addr.as_ref()) {
-                    Some(sender) => (sender, true),
-                    // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
-                    // every request's future would carry its space for the rare new connection.
-                    None => match Box::pin(self.connect_http1(app_addr.as_ref())).await {
-                        Ok(sender) => (sender, false),
-                        Err(error) => return Err((error, Some(request))),
-                    },
+            Connections::Http1(idle) => {
+                return match client {
+                    Http1Client::Hyper => self.send_hyper_http1(idle, app_addr, request).await,
+                    Http1Client::Zoo => self.send_zoo_http1(idle, app_addr, request).await,
                 };
-                match sender.try_send_request(request).await {
-                    Ok(response) => {
-                        let reuse =
-                            (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
-                                pool: Arc::clone(self),
-                                sender,
-                                addr: app_addr.clone(),
-                                ended: false,
-                            });
-                        return Ok(response.map(|body| ResponseBody {
-                            body,
-                            first: None,
-                            reuse,
-                            lease: None,
-                        }));
-                    }
-                    Err(mut error) => match error.take_message() {
-                        Some(unsent) if reused => request = unsent,
-                        unsent => return Err((error.into_error().into(), unsent)),
-                    },
-                }
-            },
+            }
         };
         let current = lock(shared)
             .iter()
@@ -322,23 +337,107 @@ impl Pool {
         .map_err(|(unsent, error)| (error, unsent))
     }
 
-    /// The most recently used idle connection to `addr` that can take a request now, if
-    /// any. Connections to other addresses (an app's other instances) stay; closed or expired
-    /// ones met on the way are dropped.
+    async fn send_hyper_http1(
+        self: &Arc<Self>,
+        idle: &Mutex<Vec<Idle>>,
+        app_addr: Option<Dial>,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, SendFailure> {
+        loop {
+            let (mut sender, reused) =
+                match Self::checkout(idle, app_addr.as_ref(), Http1Client::Hyper) {
+                    Some(IdleConnection::Hyper(sender)) => (sender, true),
+                    // Boxed, here and for HTTP/2: a (TLS) connect is a large future, and
+                    // every request's future would carry its space for the rare new connection.
+                    _ => match Box::pin(self.connect_hyper_http1(app_addr.as_ref())).await {
+                        Ok(sender) => (sender, false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
+                };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let reuse =
+                        (response.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Reuse {
+                            pool: Arc::clone(self),
+                            sender,
+                            addr: app_addr.clone(),
+                            ended: false,
+                        });
+                    return Ok(response.map(|body| ResponseBody {
+                        source: Source::Hyper { body, reuse },
+                        first: None,
+                        lease: None,
+                    }));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    unsent => return Err((error.into_error().into(), unsent)),
+                },
+            }
+        }
+    }
+
+    async fn send_zoo_http1(
+        self: &Arc<Self>,
+        idle: &Mutex<Vec<Idle>>,
+        app_addr: Option<Dial>,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, SendFailure> {
+        loop {
+            let (connection, reused) =
+                match Self::checkout(idle, app_addr.as_ref(), Http1Client::Zoo) {
+                    Some(IdleConnection::Zoo(connection)) => (connection, true),
+                    _ => match Box::pin(self.connect_stream(app_addr.as_ref())).await {
+                        Ok(stream) => (exchange::Connection::new(stream), false),
+                        Err(error) => return Err((error, Some(request))),
+                    },
+                };
+            let home = exchange::Home {
+                pool: Arc::clone(self),
+                addr: app_addr.clone(),
+            };
+            // Boxed: the exchange's state (its connection, the request, the response being
+            // read) would otherwise be part of every request's future, on either client, and
+            // moved with it.
+            match Box::pin(exchange::exchange(connection, request, reused, home)).await {
+                Ok(response) => return Ok(response.map(ResponseBody::zoo)),
+                Err((_, Some(unsent))) if reused => request = unsent,
+                Err(failure) => return Err(failure),
+            }
+        }
+    }
+
+    /// The most recently used idle connection of `client` to `addr` that can take a request
+    /// now, if any. Connections to other addresses (an app's other instances) stay; closed or
+    /// expired ones met on the way are dropped.
     fn checkout(
         idle: &Mutex<Vec<Idle>>,
         addr: Option<&Dial>,
-    ) -> Option<http1::SendRequest<UpstreamBody>> {
+        client: Http1Client,
+    ) -> Option<IdleConnection> {
         let mut idle = lock(idle);
         let mut index = idle.len();
         while index > 0 {
             index -= 1;
-            let entry = &idle[index];
-            let usable = entry.sender.is_ready() && entry.since.elapsed() <= POOL_IDLE_TIMEOUT;
+            let entry = &mut idle[index];
+            let expired = entry.since.elapsed() > POOL_IDLE_TIMEOUT;
+            let wanted = entry.addr.as_ref() == addr;
+            let usable = !expired
+                && match &mut entry.connection {
+                    IdleConnection::Hyper(sender) => sender.is_ready(),
+                    // Probed only when it would be taken: the probe is a system call.
+                    IdleConnection::Zoo(connection) => {
+                        !wanted || client != Http1Client::Zoo || connection.is_open_and_quiet()
+                    }
+                };
+            let kind = match entry.connection {
+                IdleConnection::Hyper(_) => Http1Client::Hyper,
+                IdleConnection::Zoo(_) => Http1Client::Zoo,
+            };
             if !usable {
                 idle.remove(index);
-            } else if entry.addr.as_ref() == addr {
-                return Some(idle.remove(index).sender);
+            } else if wanted && kind == client {
+                return Some(idle.remove(index).connection);
             }
         }
         None
@@ -349,40 +448,56 @@ impl Pool {
     /// is still sending the request body to an upstream that answered early).
     fn put_back(self: Arc<Self>, sender: http1::SendRequest<UpstreamBody>, addr: Option<Dial>) {
         if sender.is_ready() {
-            self.keep_idle(sender, addr);
+            self.keep_idle(IdleConnection::Hyper(sender), addr);
         } else if !sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
                 let mut sender = sender;
                 if sender.ready().await.is_ok() {
-                    self.keep_idle(sender, addr);
+                    self.keep_idle(IdleConnection::Hyper(sender), addr);
                 }
             });
         }
     }
 
-    fn keep_idle(&self, sender: http1::SendRequest<UpstreamBody>, addr: Option<Dial>) {
+    /// Keeps a connection of zoo's client whose exchange ended cleanly.
+    fn keep_idle_connection(&self, connection: exchange::Connection, addr: Option<Dial>) {
+        self.keep_idle(IdleConnection::Zoo(connection), addr);
+    }
+
+    fn keep_idle(&self, connection: IdleConnection, addr: Option<Dial>) {
         let Connections::Http1(idle) = &self.connections else {
             return;
         };
         let mut idle = lock(idle);
         if idle.len() < MAX_IDLE {
             idle.push(Idle {
-                sender,
+                connection,
                 addr,
                 since: Instant::now(),
             });
         }
     }
 
-    async fn connect_http1(
+    /// A new connection for hyper's HTTP/1.1 client, its task spawned. Each stream type is
+    /// handed to hyper as itself, so that an upgrade can be taken apart again (tunnel.rs).
+    async fn connect_hyper_http1(
         &self,
         addr: Option<&Dial>,
     ) -> Result<http1::SendRequest<UpstreamBody>, SendError> {
+        match self.connect_stream(addr).await? {
+            UpstreamStream::Tcp(tcp) => handshake_http1(tcp).await,
+            UpstreamStream::Unix(unix) => handshake_http1(unix).await,
+            UpstreamStream::Tls(tls) => handshake_http1(*tls).await,
+        }
+    }
+
+    /// A new HTTP/1.1 connection's stream: TCP or Unix, then TLS for an `https` target.
+    async fn connect_stream(&self, addr: Option<&Dial>) -> Result<UpstreamStream, SendError> {
         let tcp = match self.connect(addr).await? {
             Connected::Tcp(tcp) => tcp,
-            Connected::Unix(unix) => return handshake_http1(unix).await,
+            Connected::Unix(unix) => return Ok(UpstreamStream::Unix(unix)),
         };
         match &self.endpoint {
             Endpoint::Remote {
@@ -393,9 +508,9 @@ impl Pool {
                     .connect(server_name.clone(), tcp)
                     .await
                     .map_err(SendError::Connect)?;
-                handshake_http1(tls).await
+                Ok(UpstreamStream::Tls(Box::new(tls)))
             }
-            _ => handshake_http1(tcp).await,
+            _ => Ok(UpstreamStream::Tcp(tcp)),
         }
     }
 
@@ -501,129 +616,6 @@ where
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded data is a list of connections, valid whatever a panicking holder did.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// An upstream's response body, streamed as it arrives; once read to its end, its HTTP/1.1
-/// connection goes back to the pool for the next request.
-pub struct ResponseBody {
-    body: Incoming,
-    /// The first frame, when [`ResponseBody::take_ready_start`] found it already there; it
-    /// goes out before anything else.
-    first: Option<Frame<Bytes>>,
-    reuse: Option<Reuse>,
-    /// The app instance's count of requests in flight, held until the body is dropped.
-    lease: Option<Lease>,
-}
-
-struct Reuse {
-    pool: Arc<Pool>,
-    sender: http1::SendRequest<UpstreamBody>,
-    addr: Option<Dial>,
-    /// The body returned its last frame.
-    ended: bool,
-}
-
-impl std::fmt::Debug for ResponseBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseBody")
-            .field("body", &self.body)
-            .field("pooled", &self.reuse.is_some())
-            .finish()
-    }
-}
-
-impl ResponseBody {
-    fn unpooled(body: Incoming) -> Self {
-        Self {
-            body,
-            first: None,
-            reuse: None,
-            lease: None,
-        }
-    }
-
-    /// Counts the response as in flight to the instance `lease` holds until it ends.
-    pub fn hold(&mut self, lease: Lease) {
-        self.lease = Some(lease);
-    }
-
-    /// Takes the body's first frame if the upstream's connection already has it, without
-    /// waiting; fails if the body already failed (bad chunked framing, cut short). Done before
-    /// the response head is passed on, so that such an upstream can still be answered 502:
-    /// hyper writes a head only together with the first body frame (or when the body is
-    /// pending), and a body that fails at once would give the client an empty reply. Never
-    /// waits, so a stream whose first event comes later (SSE) is not held back.
-    pub async fn take_ready_start(&mut self) -> Result<(), hyper::Error> {
-        if self.first.is_some() || self.body.is_end_stream() {
-            return Ok(());
-        }
-        std::future::poll_fn(|cx| {
-            Poll::Ready(match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Pending => Ok(()),
-                Poll::Ready(None) => {
-                    if let Some(reuse) = &mut self.reuse {
-                        reuse.ended = true;
-                    }
-                    Ok(())
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    self.first = Some(frame);
-                    Ok(())
-                }
-                Poll::Ready(Some(Err(error))) => Err(error),
-            })
-        })
-        .await
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        if let Some(first) = this.first.take() {
-            return Poll::Ready(Some(Ok(first)));
-        }
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        if let (Poll::Ready(None), Some(reuse)) = (&polled, &mut this.reuse) {
-            reuse.ended = true;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let rest = self.body.size_hint();
-        // hyper frames the response to the client by this hint: the frame taken early counts.
-        let Some(first) = self.first.as_ref().and_then(Frame::data_ref) else {
-            return rest;
-        };
-        let first = u64::try_from(first.len()).unwrap_or(u64::MAX);
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower().saturating_add(first));
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(first));
-        }
-        hint
-    }
-}
-
-impl Drop for ResponseBody {
-    fn drop(&mut self) {
-        if let Some(reuse) = self.reuse.take()
-            && (reuse.ended || self.body.is_end_stream())
-        {
-            reuse.pool.put_back(reuse.sender, reuse.addr);
-        }
-    }
 }
 
 /// rustls trusting the webpki roots plus `ca_file`'s certificates, offering HTTP/1.1.
