@@ -3,7 +3,7 @@
 # i.e. bench/setup.sh, and a release build).
 #
 #   bench/guard.sh [path/to/zoo]     (default: ${CARGO_TARGET_DIR:-target}/release/zoo)
-#   ZOO_ENGINE=zoo bench/guard.sh    (zoo's HTTP/1.1 engine; default: the config default)
+#   ZOO_ENGINE=hyper bench/guard.sh (hyper's HTTP/1.1 server and client; default: the config default, zoo's)
 #
 # Counts user-space instructions per proxied keep-alive `GET /small` under
 # valgrind's callgrind, for zoo and for nginx (same private upstream, see

@@ -209,14 +209,17 @@ impl Config {
 }
 
 keyword_enum! {
-    /// `engine = "hyper" | "zoo"`: the HTTP/1.1 server of the public listeners (HTTP/2 is
-    /// hyper's either way).
+    /// `engine = "zoo" | "hyper"`: the HTTP/1.1 server of the public listeners and the
+    /// HTTP/1.1 client to upstreams (HTTP/2 is hyper's either way).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
     pub enum Engine {
-        /// hyper's `http1` server connection.
-        #[default]
+        /// hyper's `http1` server connection and client: the fallback, kept so that the two
+        /// can be compared (tests/integration/engines.rs).
         Hyper => "hyper",
-        /// zoo's own one-task-per-connection engine (`proxy/engine/`).
+        /// zoo's own one-task-per-connection engine (`proxy/engine/`) and its client
+        /// (`upstream/exchange.rs`): the default, cheaper per request and limited by bytes
+        /// only.
+        #[default]
         Zoo => "zoo",
     }
 }

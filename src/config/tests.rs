@@ -95,7 +95,7 @@ fn parse_design_example() {
         client_header_timeout: Duration::from_secs(30),
         keepalive_timeout: Duration::from_secs(75),
         client_body_timeout: Duration::from_secs(60),
-        engine: Engine::Hyper,
+        engine: Engine::Zoo,
         trust_forwarded: vec![],
         tls: None,
         apps: vec![

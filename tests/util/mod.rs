@@ -95,12 +95,12 @@ pub fn prepare_dir(config_toml: &str, files: &[(&str, &str)]) -> TempDir {
     dir
 }
 
-/// The HTTP/1.1 engine the zoos this harness starts use when their config names none: `zoo`
-/// with `ZOO_TEST_ENGINE=zoo`, else hyper's (the config default).
+/// The HTTP/1.1 engine the zoos this harness starts use when their config names none:
+/// hyper's with `ZOO_TEST_ENGINE=hyper`, else zoo's (the config default).
 pub fn engine_under_test() -> &'static str {
     match std::env::var("ZOO_TEST_ENGINE").as_deref() {
-        Ok("zoo") => "zoo",
-        _ => "hyper",
+        Ok("hyper") => "hyper",
+        _ => "zoo",
     }
 }
 
