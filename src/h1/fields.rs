@@ -110,8 +110,9 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 }
 
 /// The non-empty elements of a comma-separated field, over all its lines, without their
-/// surrounding whitespace (RFC 9110 5.6.1: empty elements are ignored).
-fn list_elements<'a>(
+/// surrounding whitespace (RFC 9110 5.6.1: empty elements are ignored); requests' and
+/// responses' alike (`response.rs`).
+pub(super) fn list_elements<'a>(
     headers: &'a HeaderMap,
     name: &'a HeaderName,
 ) -> impl Iterator<Item = &'a [u8]> {

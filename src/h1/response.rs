@@ -291,27 +291,14 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
 
 fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
     let has = |token: &[u8]| {
-        elements(headers, &header::CONNECTION).any(|element| element.eq_ignore_ascii_case(token))
+        fields::list_elements(headers, &header::CONNECTION)
+            .any(|element| element.eq_ignore_ascii_case(token))
     };
     if version == Version::HTTP_10 {
         has(b"keep-alive")
     } else {
         !has(b"close")
     }
-}
-
-/// The non-empty elements of a comma-separated field over all its lines, trimmed (RFC 9110
-/// 5.6.1). Its own copy rather than `fields.rs`'s private one, which the request side owns.
-fn elements<'a>(
-    headers: &'a HeaderMap,
-    name: &'a header::HeaderName,
-) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|element| !element.is_empty())
 }
 
 #[cfg(test)]

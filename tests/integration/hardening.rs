@@ -582,19 +582,25 @@ fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-#[test]
-fn idle_keepalive_and_a_started_head_are_timed_apart() {
-    let zoo = zoo_in_front_of(
-        &[],
-        "client_header_timeout = \"1s\"\nkeepalive_timeout = \"4s\"\n",
-    );
-    let request = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
+/// A connection to `zoo` that has had one `GET /ok` answered, and that request's bytes.
+fn kept_alive_after_one_request(zoo: &Zoo) -> (TcpStream, &'static [u8]) {
+    let request: &'static [u8] = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut stream = TcpStream::connect(zoo.addr()).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     stream.write_all(request).unwrap();
     read_one_response(&mut stream).unwrap();
+    (stream, request)
+}
+
+#[test]
+fn idle_keepalive_and_a_started_head_are_timed_apart() {
+    let zoo = zoo_in_front_of(
+        &[],
+        "client_header_timeout = \"1s\"\nkeepalive_timeout = \"4s\"\n",
+    );
+    let (mut stream, request) = kept_alive_after_one_request(&zoo);
     // Idle twice the header timeout: still kept alive.
     thread::sleep(Duration::from_secs(2));
     stream.write_all(request).unwrap();
@@ -615,11 +621,7 @@ fn idle_keepalive_and_a_started_head_are_timed_apart() {
         zoo.output()
     );
     // An idle connection is closed once the keep-alive time has passed.
-    let mut idle = TcpStream::connect(zoo.addr()).unwrap();
-    idle.write_all(request).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    read_one_response(&mut idle).unwrap();
+    let (mut idle, _) = kept_alive_after_one_request(&zoo);
     assert!(
         !closed_within(&mut idle, Duration::from_secs(3)),
         "closed before keepalive_timeout\n{}",
@@ -638,13 +640,7 @@ fn an_idle_connection_with_the_defaults_outlives_30_seconds() {
     // when it starts waiting for a head, so idle time too: zoo must turn it off for its
     // `keepalive_timeout` (75 s by default) to hold.
     let zoo = zoo_in_front_of(&[], "");
-    let request = b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n";
-    let mut stream = TcpStream::connect(zoo.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    read_one_response(&mut stream).unwrap();
+    let (mut stream, request) = kept_alive_after_one_request(&zoo);
     thread::sleep(Duration::from_secs(32));
     let again = stream
         .write_all(request)
