@@ -21,20 +21,21 @@ pub struct Semantics {
 
 pub fn read(headers: &HeaderMap, version: Version) -> Result<Semantics, HeadError> {
     let http10 = version == Version::HTTP_10;
-    match headers.get_all(HOST).iter().count() {
+    let fields = Framing::of(headers);
+    match fields.count(Tracked::Host) {
         0 if !http10 => return Err(HeadError::MissingHost),
         0 | 1 => {}
         _ => return Err(HeadError::DuplicateHost),
     }
-    let framing = framing(headers, http10)?;
+    let framing = framing(&fields, http10)?;
     let (mut close, mut keep_alive, mut upgrade) = (false, false, false);
-    for token in list_elements(headers, &CONNECTION) {
+    for token in fields.elements(Tracked::Connection) {
         close |= token.eq_ignore_ascii_case(b"close");
         keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
         upgrade |= token.eq_ignore_ascii_case(b"upgrade");
     }
     let expect_continue = !http10
-        && headers.get_all(EXPECT).iter().any(|value| {
+        && fields.values(Tracked::Expect).any(|value| {
             value
                 .as_bytes()
                 .trim_ascii()
@@ -44,28 +45,115 @@ pub fn read(headers: &HeaderMap, version: Version) -> Result<Semantics, HeadErro
         framing,
         keep_alive: !close && (!http10 || keep_alive),
         expect_continue,
-        upgrade: !http10 && upgrade && headers.contains_key(UPGRADE),
+        upgrade: !http10 && upgrade && fields.count(Tracked::Upgrade) > 0,
     })
+}
+
+/// The fields whose values decide a message's framing and its connection's fate.
+#[derive(Clone, Copy)]
+pub(super) enum Tracked {
+    Host,
+    Connection,
+    ContentLength,
+    TransferEncoding,
+    Expect,
+    Upgrade,
+}
+
+impl Tracked {
+    fn index(self) -> usize {
+        match self {
+            Self::Host => 0,
+            Self::Connection => 1,
+            Self::ContentLength => 2,
+            Self::TransferEncoding => 3,
+            Self::Expect => 4,
+            Self::Upgrade => 5,
+        }
+    }
+}
+
+/// The names of [`Tracked`], at its indices.
+const TRACKED: [HeaderName; 6] = [
+    HOST,
+    CONNECTION,
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    EXPECT,
+    UPGRADE,
+];
+
+/// Where a head's [`Tracked`] fields are, found in one pass over its fields (standard names
+/// compare by tag) rather than by one hashed lookup per name (issue 19: six lookups cost
+/// more than the pass). A name sent once is read from here; one sent more often is looked up
+/// in the map, whose values of a name are in the order they came.
+pub(super) struct Framing<'a> {
+    headers: &'a HeaderMap,
+    /// Each tracked name's first value and how many fields have the name.
+    found: [(Option<&'a HeaderValue>, usize); 6],
+}
+
+impl<'a> Framing<'a> {
+    pub(super) fn of(headers: &'a HeaderMap) -> Self {
+        let mut found = [(None, 0_usize); 6];
+        for (name, value) in headers {
+            if let Some((first, count)) = TRACKED
+                .iter()
+                .position(|tracked| tracked == name)
+                .and_then(|index| found.get_mut(index))
+            {
+                first.get_or_insert(value);
+                *count = count.saturating_add(1);
+            }
+        }
+        Self { headers, found }
+    }
+
+    pub(super) fn count(&self, which: Tracked) -> usize {
+        self.found.get(which.index()).map_or(0, |&(_, count)| count)
+    }
+
+    /// The values of `which`, in order.
+    pub(super) fn values(&self, which: Tracked) -> impl Iterator<Item = &'a HeaderValue> {
+        let (first, count) = self.found.get(which.index()).copied().unwrap_or((None, 0));
+        let many = TRACKED
+            .get(which.index())
+            .filter(|_| count > 1)
+            .map(|name| self.headers.get_all(name).iter());
+        first
+            .filter(|_| count == 1)
+            .into_iter()
+            .chain(many.into_iter().flatten())
+    }
+
+    /// The non-empty elements of the comma-separated field `which`, over all its lines,
+    /// without their surrounding whitespace (RFC 9110 5.6.1: empty elements are ignored).
+    pub(super) fn elements(&self, which: Tracked) -> impl Iterator<Item = &'a [u8]> {
+        self.values(which)
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|element| !element.is_empty())
+    }
 }
 
 /// RFC 9112 6.3, for a request: `Transfer-Encoding` wins over nothing, it is refused next to
 /// `Content-Length` (the pair is how requests are smuggled: issue 19), and its last coding
 /// must be `chunked` (else the body's end is unknowable).
-fn framing(headers: &HeaderMap, http10: bool) -> Result<BodyFraming, HeadError> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+fn framing(fields: &Framing<'_>, http10: bool) -> Result<BodyFraming, HeadError> {
+    if fields.count(Tracked::TransferEncoding) > 0 {
         if http10 {
             // RFC 9112 6.1: an HTTP/1.0 recipient may not read it; treat as faulty framing.
             return Err(HeadError::TransferEncodingInHttp10);
         }
-        if headers.contains_key(CONTENT_LENGTH) {
+        if fields.count(Tracked::ContentLength) > 0 {
             return Err(HeadError::LengthWithTransferEncoding);
         }
-        return transfer_coding(headers);
+        return transfer_coding(fields);
     }
     let mut length = None;
     // Each field is one number: a list in one field (`5, 5`) is refused, as hyper, nginx and
     // Caddy refuse it (RFC 9110 8.6 allows either).
-    for field in &headers.get_all(CONTENT_LENGTH) {
+    for field in fields.values(Tracked::ContentLength) {
         let value =
             parse_length(field.as_bytes().trim_ascii()).ok_or(HeadError::InvalidContentLength)?;
         // Repeated identical fields are one length (RFC 9110 8.6, as hyper reads them).
@@ -77,9 +165,9 @@ fn framing(headers: &HeaderMap, http10: bool) -> Result<BodyFraming, HeadError> 
     Ok(length.map_or(BodyFraming::Empty, BodyFraming::Length))
 }
 
-fn transfer_coding(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
+fn transfer_coding(fields: &Framing<'_>) -> Result<BodyFraming, HeadError> {
     let (mut chunked, mut other, mut last_is_chunked) = (0_usize, false, false);
-    for coding in list_elements(headers, &TRANSFER_ENCODING) {
+    for coding in fields.elements(Tracked::TransferEncoding) {
         last_is_chunked = coding.eq_ignore_ascii_case(b"chunked");
         if last_is_chunked {
             chunked = chunked.saturating_add(1);
@@ -107,21 +195,6 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
         let digit = char::from(b).to_digit(10)?;
         value.checked_mul(10)?.checked_add(u64::from(digit))
     })
-}
-
-/// The non-empty elements of a comma-separated field, over all its lines, without their
-/// surrounding whitespace (RFC 9110 5.6.1: empty elements are ignored); requests' and
-/// responses' alike (`response.rs`).
-pub(super) fn list_elements<'a>(
-    headers: &'a HeaderMap,
-    name: &'a HeaderName,
-) -> impl Iterator<Item = &'a [u8]> {
-    headers
-        .get_all(name)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|element| !element.is_empty())
 }
 
 /// Why [`header_map`] refused a field httparse accepted.

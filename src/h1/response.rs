@@ -9,11 +9,13 @@
 //! answers them. The fault texts are those `proxy/headers.rs` gives for hyper's client, so
 //! that both clients answer such an upstream alike.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, StatusCode, Version, header};
+use http::{HeaderMap, Method, StatusCode, Version};
 
-use super::fields;
+use super::fields::{self, Tracked};
 
 /// A parsed response head and what it says about the body and the connection.
 #[derive(Debug)]
@@ -153,9 +155,14 @@ fn parse_fields<T>(
     fields: impl FnOnce(&[httparse::Header<'_>]) -> Result<T, ResponseHeadError>,
 ) -> Result<Option<Parsed<T>>, ResponseHeadError> {
     let window = buf.get(..max_head_bytes).unwrap_or(buf);
-    let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
-    let mut response = httparse::Response::new(&mut stack);
-    let status = match response.parse(window) {
+    // Left uninitialised, as for request heads (head.rs).
+    let mut stack = [MaybeUninit::<httparse::Header<'_>>::uninit(); STACK_FIELDS];
+    let mut response = httparse::Response::new(&mut []);
+    let status = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        window,
+        &mut stack,
+    ) {
         Err(httparse::Error::TooManyHeaders) => None,
         other => Some(other),
     };
@@ -204,8 +211,9 @@ fn finish(
     headers: HeaderMap,
     method: &Method,
 ) -> Result<ResponseHead, ResponseHeadError> {
-    let framing = framing(&headers, status, method)?;
-    let keep_alive = framing != ResponseBodyFraming::UntilClose && keeps_alive(&headers, version);
+    let fields = fields::Framing::of(&headers);
+    let framing = framing(&fields, status, method)?;
+    let keep_alive = framing != ResponseBodyFraming::UntilClose && keeps_alive(&fields, version);
     Ok(ResponseHead {
         status,
         version,
@@ -218,12 +226,12 @@ fn finish(
 /// The body's framing (RFC 9112 6.3), the faults checked whatever the status, as they are on
 /// hyper's path.
 fn framing(
-    headers: &HeaderMap,
+    fields: &fields::Framing<'_>,
     status: StatusCode,
     method: &Method,
 ) -> Result<ResponseBodyFraming, ResponseHeadError> {
     let fault = |fault| Err(ResponseHeadError::Framing { fault });
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let mut codings = fields.values(Tracked::TransferEncoding);
     let chunked = match codings.next() {
         None => false,
         Some(first) => {
@@ -235,7 +243,7 @@ fn framing(
             {
                 return fault(FAULT_CODING);
             }
-            if headers.contains_key(header::CONTENT_LENGTH) {
+            if fields.count(Tracked::ContentLength) > 0 {
                 return fault(FAULT_LENGTH_AND_CODING);
             }
             true
@@ -244,7 +252,7 @@ fn framing(
     let length = if chunked {
         None
     } else {
-        match content_length(headers) {
+        match content_length(fields) {
             Ok(length) => length,
             Err(()) => return fault(FAULT_BAD_LENGTH),
         }
@@ -265,12 +273,11 @@ fn framing(
 ///
 /// # Errors
 /// A value that is not 1*DIGIT fitting a `u64`, or values that differ.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+fn content_length(fields: &fields::Framing<'_>) -> Result<Option<u64>, ()> {
     let mut length = None;
-    let values = headers.get_all(header::CONTENT_LENGTH);
     // Every element, empty ones too: `Content-Length: ` names no length and is refused.
-    let all = values
-        .iter()
+    let all = fields
+        .values(Tracked::ContentLength)
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(<[u8]>::trim_ascii);
     for element in all {
@@ -289,9 +296,10 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
     Ok(length)
 }
 
-fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
+fn keeps_alive(fields: &fields::Framing<'_>, version: Version) -> bool {
     let has = |token: &[u8]| {
-        fields::list_elements(headers, &header::CONNECTION)
+        fields
+            .elements(Tracked::Connection)
             .any(|element| element.eq_ignore_ascii_case(token))
     };
     if version == Version::HTTP_10 {
