@@ -37,30 +37,38 @@ fn one_request(stream: &mut TcpStream) {
     }
 }
 
+/// Issue 19's measure: after the wave closes, resident memory is back within 20% of where it
+/// started. On each engine: hyper's holds ~20 KiB per connection while they are open, so a
+/// pinned heap shows at once; zoo's holds a few KiB, so its wave is small next to the 20%.
 #[test]
 fn memory_of_closed_idle_connections_is_given_back() {
-    let mut zoo = Zoo::start(
-        "listen = \"127.0.0.1:0\"\nkeepalive_timeout = \"300s\"\n\n[routes]\n\"/\" = { respond = \"ok\" }\n",
-        &[],
-    );
-    zoo.wait_ready("/", READY_DEADLINE);
-    let pid = zoo.pid().as_raw();
-    let start = resident_kib(pid);
-    for wave in 0..2 {
-        let mut open: Vec<TcpStream> = (0..WAVE).map(|_| connect(zoo.addr())).collect();
-        for stream in &mut open {
-            one_request(stream);
-        }
-        let held = resident_kib(pid);
-        drop(open);
-        let target = start + (held - start) / 5;
-        assert!(
-            poll_until(GIVE_BACK_DEADLINE, || resident_kib(pid) <= target),
-            "wave {wave}: {WAVE} idle connections took zoo from {start} to {held} KiB; \
-             after they closed it still holds {} KiB (expected at most {target})\n{}",
-            resident_kib(pid),
-            zoo.output()
+    for engine in ["zoo", "hyper"] {
+        let mut zoo = Zoo::start(
+            &format!(
+                "listen = \"127.0.0.1:0\"\nengine = \"{engine}\"\nkeepalive_timeout = \"300s\"\n\n\
+                 [routes]\n\"/\" = {{ respond = \"ok\" }}\n"
+            ),
+            &[],
         );
+        zoo.wait_ready("/", READY_DEADLINE);
+        let pid = zoo.pid().as_raw();
+        let start = resident_kib(pid);
+        let target = start + start / 5;
+        for wave in 0..2 {
+            let mut open: Vec<TcpStream> = (0..WAVE).map(|_| connect(zoo.addr())).collect();
+            for stream in &mut open {
+                one_request(stream);
+            }
+            let held = resident_kib(pid);
+            drop(open);
+            assert!(
+                poll_until(GIVE_BACK_DEADLINE, || resident_kib(pid) <= target),
+                "engine {engine}, wave {wave}: {WAVE} idle connections took zoo from {start} to \
+                 {held} KiB; after they closed it still holds {} KiB (expected at most {target})\n{}",
+                resident_kib(pid),
+                zoo.output()
+            );
+        }
     }
 }
 
