@@ -17,6 +17,8 @@ mod listener;
 mod request_id;
 mod service;
 mod sniff;
+#[cfg(target_os = "linux")]
+mod splice;
 mod tunnel;
 
 use bytes::Bytes;

@@ -1,0 +1,284 @@
+//! Zero-copy moving between two stream sockets (TCP, or an app's Unix socket) through a
+//! pipe, driven by tokio readiness: both ways for a WebSocket tunnel (tunnel.rs), and one
+//! way for a response body of known length once the engine hands one over (not yet: issue 19).
+//!
+//! A pipe costs two descriptors, so a tunnel does not keep one: each transfer leases a
+//! pipe from [`PIPES`] once its source is readable and returns it when it is drained
+//! again, as HAProxy's pipe pool does. An idle tunnel thus holds only its two sockets
+//! (nginx's count), and the pipes in the whole process are bounded. When none is free the
+//! transfer copies through a buffer that lives only as long as the transfer.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use bytes::Bytes;
+use nix::fcntl::{OFlag, SpliceFFlags, splice};
+use nix::unistd::pipe2;
+use tokio::io::{AsyncWrite, AsyncWriteExt, Interest, Ready};
+use tokio::net::{TcpStream, UnixStream, tcp, unix};
+
+/// Bytes moved per splice call: the default pipe capacity on Linux.
+const CHUNK: usize = 64 * 1024;
+
+/// The most pipes open at once in the process: 128 descriptors. A pipe is held only while
+/// a transfer's bytes are in it, so this many transfers can be in flight zero-copy; more
+/// copy (a 2-core machine moves no more at once anyway).
+const MAX_PIPES: usize = 64;
+
+/// Bytes a copying transfer moves per read (when no pipe is free).
+const COPY_CHUNK: usize = 16 * 1024;
+
+/// The pipes of every tunnel in the process. A process-wide static like the descriptor
+/// limit it protects: tunnels share it whichever listener or reload opened them.
+static PIPES: PipePool = PipePool::new(MAX_PIPES);
+
+/// Empty pipes ready to lend, and how many pipes are open in all (lent or idle).
+pub struct PipePool {
+    /// Only ever empty pipes: a lease goes back here only once drained.
+    idle: Mutex<Vec<Pipe>>,
+    open: AtomicUsize,
+    max: usize,
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+/// A pipe lent to one transfer. Dropped (an error midway, bytes maybe left in it), it
+/// closes the pipe; [`Lease::drained`] is the one way back to the pool.
+struct Lease<'pool> {
+    pipe: Option<Pipe>,
+    pool: &'pool PipePool,
+}
+
+impl PipePool {
+    pub const fn new(max: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// An idle pipe, or a new one while fewer than `max` are open; `None` means copy.
+    fn lease(&self) -> Option<Lease<'_>> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let pipe = match idle {
+            Some(pipe) => pipe,
+            None => {
+                let opened = self.open.fetch_add(1, Ordering::Relaxed);
+                let made = (opened < self.max)
+                    .then(|| pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).ok())
+                    .flatten();
+                let Some((read, write)) = made else {
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                    return None;
+                };
+                Pipe { read, write }
+            }
+        };
+        Some(Lease {
+            pipe: Some(pipe),
+            pool: self,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+impl Lease<'_> {
+    fn pipe(&self) -> &Pipe {
+        self.pipe
+            .as_ref()
+            .expect("a lease holds its pipe until it ends")
+    }
+
+    /// Gives the pipe back; called only once every byte spliced in was spliced out.
+    fn drained(mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            let mut idle = self
+                .pool
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            idle.push(pipe);
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if self.pipe.take().is_some() {
+            self.pool.open.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A stream socket tokio drives that splice(2) reads from and writes to: TCP, or Unix
+/// (an app with `socket = true`). Its halves let both directions of a tunnel run at once.
+pub trait Socket: AsFd + Sync {
+    type Reading<'a>: AsRef<Self> + Send
+    where
+        Self: 'a;
+    type Writing<'a>: AsyncWrite + AsRef<Self> + Unpin + Send
+    where
+        Self: 'a;
+    fn halves(&mut self) -> (Self::Reading<'_>, Self::Writing<'_>);
+    fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+    fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize>;
+    fn try_write(&self, buffer: &[u8]) -> io::Result<usize>;
+}
+
+/// [`Socket`] for tokio's two stream sockets, whose methods of these names agree.
+macro_rules! stream_socket {
+    ($stream:ty, $halves:ident) => {
+        impl Socket for $stream {
+            type Reading<'a> = $halves::ReadHalf<'a>;
+            type Writing<'a> = $halves::WriteHalf<'a>;
+            fn halves(&mut self) -> (Self::Reading<'_>, Self::Writing<'_>) {
+                self.split()
+            }
+            fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send {
+                <$stream>::ready(self, interest)
+            }
+            fn try_io<R>(
+                &self,
+                interest: Interest,
+                f: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                <$stream>::try_io(self, interest, f)
+            }
+            fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+                <$stream>::try_read(self, buffer)
+            }
+            fn try_write(&self, buffer: &[u8]) -> io::Result<usize> {
+                <$stream>::try_write(self, buffer)
+            }
+        }
+    };
+}
+stream_socket!(TcpStream, tcp);
+stream_socket!(UnixStream, unix);
+
+pub async fn both_ways<U: Socket>(
+    client: &mut TcpStream,
+    client_early: Bytes,
+    upstream: &mut U,
+    upstream_early: Bytes,
+) -> io::Result<()> {
+    both_ways_with(&PIPES, client, client_early, upstream, upstream_early).await
+}
+
+/// [`both_ways`] with the pipes of `pool` (a small one in the tests).
+pub async fn both_ways_with<C: Socket, U: Socket>(
+    pool: &PipePool,
+    client: &mut C,
+    client_early: Bytes,
+    upstream: &mut U,
+    upstream_early: Bytes,
+) -> io::Result<()> {
+    let (client_read, client_write) = client.halves();
+    let (upstream_read, upstream_write) = upstream.halves();
+    // try_join: when one direction fails (a reset), the other is dropped with it.
+    tokio::try_join!(
+        pump(pool, client_read.as_ref(), client_early, upstream_write),
+        pump(pool, upstream_read.as_ref(), upstream_early, client_write),
+    )?;
+    Ok(())
+}
+
+/// `early`, then everything `from` sends, into `to`; at EOF shuts down writing to `to`.
+async fn pump<S: Socket, T: Socket>(
+    pool: &PipePool,
+    from: &S,
+    early: Bytes,
+    mut to: impl AsyncWrite + AsRef<T> + Unpin,
+) -> io::Result<()> {
+    to.write_all(&early).await?;
+    loop {
+        // Idle here, holding no pipe.
+        from.ready(Interest::READABLE).await?;
+        let moved = match pool.lease() {
+            Some(lease) => through_pipe(lease, from, to.as_ref(), CHUNK).await?,
+            None => copy_once(from, to.as_ref(), COPY_CHUNK).await?,
+        };
+        // EOF ends this direction; bytes moved or a stale readiness wait again.
+        if moved == Some(0) {
+            return to.shutdown().await;
+        }
+    }
+}
+
+const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
+
+/// One splice of at most `max` bytes from `from` into the leased pipe and out to `to` until
+/// the pipe is empty; the bytes moved (0 at EOF), or `None` when `from` had nothing after
+/// all.
+async fn through_pipe(
+    lease: Lease<'_>,
+    from: &impl Socket,
+    to: &impl Socket,
+    max: usize,
+) -> io::Result<Option<usize>> {
+    let pipe = lease.pipe();
+    let filled = match from.try_io(Interest::READABLE, || {
+        Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
+    }) {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+            lease.drained();
+            return Ok(None);
+        }
+        filled => filled?,
+    };
+    let mut left = filled;
+    while left > 0 {
+        left -= out_of_pipe(&pipe.read, to, left).await?;
+    }
+    lease.drained();
+    Ok(Some(filled))
+}
+
+async fn out_of_pipe(pipe_out: &OwnedFd, to: &impl Socket, len: usize) -> io::Result<usize> {
+    loop {
+        to.ready(Interest::WRITABLE).await?;
+        match to.try_io(Interest::WRITABLE, || {
+            Ok(splice(pipe_out, None, to, None, len, FLAGS)?)
+        }) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+    }
+}
+
+/// One read of at most `max` bytes from `from` copied whole to `to`, for when no pipe is
+/// free; like [`through_pipe`]'s answer.
+async fn copy_once(from: &impl Socket, to: &impl Socket, max: usize) -> io::Result<Option<usize>> {
+    let mut buffer = vec![0; max];
+    let read = match from.try_read(&mut buffer) {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        read => read?,
+    };
+    let mut written = 0;
+    while written < read {
+        to.ready(Interest::WRITABLE).await?;
+        match to.try_write(&buffer[written..read]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(more) => written += more,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Some(read))
+}
