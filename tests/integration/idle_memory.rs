@@ -37,21 +37,28 @@ fn one_request(stream: &mut TcpStream) {
     }
 }
 
+/// A zoo on `engine` that answers `ok` and keeps idle connections for 5 minutes, ready; and
+/// its pid.
+fn answering_ok(engine: &str) -> (Zoo, i32) {
+    let mut zoo = Zoo::start(
+        &format!(
+            "listen = \"127.0.0.1:0\"\nengine = \"{engine}\"\nkeepalive_timeout = \"300s\"\n\n\
+             [routes]\n\"/\" = {{ respond = \"ok\" }}\n"
+        ),
+        &[],
+    );
+    zoo.wait_ready("/", READY_DEADLINE);
+    let pid = zoo.pid().as_raw();
+    (zoo, pid)
+}
+
 /// Issue 19's measure: after the wave closes, resident memory is back within 20% of where it
 /// started. On each engine: hyper's holds ~20 KiB per connection while they are open, so a
 /// pinned heap shows at once; zoo's holds a few KiB, so its wave is small next to the 20%.
 #[test]
 fn memory_of_closed_idle_connections_is_given_back() {
     for engine in ["zoo", "hyper"] {
-        let mut zoo = Zoo::start(
-            &format!(
-                "listen = \"127.0.0.1:0\"\nengine = \"{engine}\"\nkeepalive_timeout = \"300s\"\n\n\
-                 [routes]\n\"/\" = {{ respond = \"ok\" }}\n"
-            ),
-            &[],
-        );
-        zoo.wait_ready("/", READY_DEADLINE);
-        let pid = zoo.pid().as_raw();
+        let (zoo, pid) = answering_ok(engine);
         let start = resident_kib(pid);
         let target = start + start / 5;
         for wave in 0..2 {
@@ -78,15 +85,7 @@ fn memory_of_closed_idle_connections_is_given_back() {
 #[test]
 fn an_idle_connection_on_the_zoo_engine_costs_a_few_kib() {
     let per_connection = |engine: &str| {
-        let mut zoo = Zoo::start(
-            &format!(
-                "listen = \"127.0.0.1:0\"\nengine = \"{engine}\"\nkeepalive_timeout = \"300s\"\n\n\
-                 [routes]\n\"/\" = {{ respond = \"ok\" }}\n"
-            ),
-            &[],
-        );
-        zoo.wait_ready("/", READY_DEADLINE);
-        let pid = zoo.pid().as_raw();
+        let (zoo, pid) = answering_ok(engine);
         let start = resident_kib(pid);
         let mut open: Vec<TcpStream> = (0..WAVE).map(|_| connect(zoo.addr())).collect();
         for stream in &mut open {
