@@ -67,7 +67,7 @@ SCENARIOS = [
              "event latency = upstream write -> client read"},
 ]
 # Scenario families kept in files of their own (each: SCENARIOS, TARGETS, prepare(data_dir),
-# check(port, proxy, data_dir) -> why-not or None, report(summary) -> markdown).
+# check(port, proxy, data_dir) -> {scenario: why not}, report(summary) -> markdown).
 import scenarios_static  # noqa: E402  static files and compression (issue 15)
 SCENARIO_MODULES = [scenarios_static]
 for _module in SCENARIO_MODULES:
@@ -378,7 +378,7 @@ class Proxy:
             return (["haproxy", "-db", "-f", conf], {})
         if self.name == "caddy":
             conf = render("Caddyfile", os.path.join(d, "Caddyfile"),
-                          PORT=port, UPSTREAM=UPSTREAM)
+                          PORT=port, UPSTREAM=UPSTREAM, DATA=DATA)
             env = {"HOME": d, "XDG_DATA_HOME": os.path.join(d, "data"),
                    "XDG_CONFIG_HOME": os.path.join(d, "config")}
             return (["caddy", "run", "--config", conf, "--adapter", "caddyfile"], env)
@@ -498,6 +498,16 @@ def check_streaming(port: int, name: str, logpath: str) -> dict[str, str]:
         except BenchError as e:
             bad[sc["name"]] = str(e)[:120]
     return bad
+
+
+def skip_unserved(skipped: dict[tuple[str, str], str], scenarios: list[dict], px: str,
+                  bad: dict[str, str]) -> None:
+    """Records the scenarios of this run that the preflight found `px` cannot serve (
+    {scenario: why}): they are skipped for it and reported as pending."""
+    for scn, why in bad.items():
+        if any(sc["name"] == scn for sc in scenarios):
+            skipped[(scn, px)] = why
+            log(f"  ! {px}: {scn} does not work through it, skipped: {why}")
 
 
 def binary_of(px: str) -> str:
@@ -961,8 +971,7 @@ def main() -> int:
         log("preflight: upstream endpoints, body-read check, IPv6 listener")
         small = check_endpoints(UPSTREAM_PORT, "direct", big_sha)
         for module in SCENARIO_MODULES:
-            why = module.check(UPSTREAM_PORT, "direct", DATA)
-            if why:
+            for why in module.check(UPSTREAM_PORT, "direct", DATA).values():
                 raise BenchError(f"direct: {why}")
         check_upload_body_is_read()
         try:
@@ -976,13 +985,13 @@ def main() -> int:
             pr.start()
             try:
                 check_endpoints(pr.port, px, big_sha, small=small)
+                bad = {}
                 for module in SCENARIO_MODULES:
-                    why = module.check(pr.port, px, DATA)
-                    if why:
-                        raise BenchError(f"{px}: {why}")
+                    bad.update(module.check(pr.port, px, DATA))
             finally:
                 pr.stop()
             log(f"  {px}: /small, /big (sha256), /upload (1 MiB read upstream) OK")
+            skip_unserved(skipped, scenarios, px, bad)
         if streamer is not None:
             for px in proxies:
                 pr = Proxy(px, args)
@@ -991,10 +1000,7 @@ def main() -> int:
                     bad = check_streaming(pr.port, px, os.path.join(logdir, "preflight.log"))
                 finally:
                     pr.stop()
-                for scn, why in bad.items():
-                    if any(sc["name"] == scn for sc in scenarios):
-                        skipped[(scn, px)] = why
-                        log(f"  ! {px}: {scn} does not work through it, skipped: {why}")
+                skip_unserved(skipped, scenarios, px, bad)
                 if not bad:
                     log(f"  {px}: websocket echo, sse OK")
         if not args.no_coldstart:
