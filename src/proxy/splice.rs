@@ -1,6 +1,5 @@
 //! Zero-copy moving between two stream sockets (TCP, or an app's Unix socket) through a
-//! pipe, driven by tokio readiness: both ways for a WebSocket tunnel (tunnel.rs), and one
-//! way for a response body of known length once the engine hands one over (not yet: issue 19).
+//! pipe, driven by tokio readiness, both ways, for a WebSocket tunnel (tunnel.rs).
 //!
 //! A pipe costs two descriptors, so a tunnel does not keep one: each transfer leases a
 //! pipe from [`PIPES`] once its source is readable and returns it when it is drained
@@ -138,7 +137,6 @@ pub trait Socket: AsFd + Sync {
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
     fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
     fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize>;
-    fn try_write(&self, buffer: &[u8]) -> io::Result<usize>;
 }
 
 /// [`Socket`] for tokio's two stream sockets, whose methods of these names agree.
@@ -162,9 +160,6 @@ macro_rules! stream_socket {
             }
             fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
                 <$stream>::try_read(self, buffer)
-            }
-            fn try_write(&self, buffer: &[u8]) -> io::Result<usize> {
-                <$stream>::try_write(self, buffer)
             }
         }
     };
@@ -211,8 +206,8 @@ async fn pump<S: Socket, T: Socket>(
         // Idle here, holding no pipe.
         from.ready(Interest::READABLE).await?;
         let moved = match pool.lease() {
-            Some(lease) => through_pipe(lease, from, to.as_ref(), CHUNK).await?,
-            None => copy_once(from, to.as_ref(), COPY_CHUNK).await?,
+            Some(lease) => through_pipe(lease, from, to.as_ref()).await?,
+            None => copy_once(from, &mut to).await?,
         };
         // EOF ends this direction; bytes moved or a stale readiness wait again.
         if moved == Some(0) {
@@ -223,18 +218,16 @@ async fn pump<S: Socket, T: Socket>(
 
 const FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
-/// One splice of at most `max` bytes from `from` into the leased pipe and out to `to` until
-/// the pipe is empty; the bytes moved (0 at EOF), or `None` when `from` had nothing after
-/// all.
+/// One splice from `from` into the leased pipe and out to `to` until the pipe is empty; the
+/// bytes moved (0 at EOF), or `None` when `from` had nothing after all.
 async fn through_pipe(
     lease: Lease<'_>,
     from: &impl Socket,
     to: &impl Socket,
-    max: usize,
 ) -> io::Result<Option<usize>> {
     let pipe = lease.pipe();
     let filled = match from.try_io(Interest::READABLE, || {
-        Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
+        Ok(splice(from, None, &pipe.write, None, CHUNK, FLAGS)?)
     }) {
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
             lease.drained();
@@ -262,23 +255,19 @@ async fn out_of_pipe(pipe_out: &OwnedFd, to: &impl Socket, len: usize) -> io::Re
     }
 }
 
-/// One read of at most `max` bytes from `from` copied whole to `to`, for when no pipe is
-/// free; like [`through_pipe`]'s answer.
-async fn copy_once(from: &impl Socket, to: &impl Socket, max: usize) -> io::Result<Option<usize>> {
-    let mut buffer = vec![0; max];
-    let read = match from.try_read(&mut buffer) {
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-        read => read?,
-    };
-    let mut written = 0;
-    while written < read {
-        to.ready(Interest::WRITABLE).await?;
-        match to.try_write(&buffer[written..read]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(more) => written += more,
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
+/// One read from `from` copied whole to `to`, for when no pipe is free; like
+/// [`through_pipe`]'s answer.
+async fn copy_once(
+    from: &impl Socket,
+    to: &mut (impl AsyncWrite + Unpin),
+) -> io::Result<Option<usize>> {
+    let mut buffer = vec![0; COPY_CHUNK];
+    match from.try_read(&mut buffer) {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(error) => Err(error),
+        Ok(read) => {
+            to.write_all(&buffer[..read]).await?;
+            Ok(Some(read))
         }
     }
-    Ok(Some(read))
 }
