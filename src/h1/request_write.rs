@@ -50,7 +50,7 @@ pub fn frame_request(
         OutgoingBody::Known(length) => Some(length),
         OutgoingBody::Unknown => None,
     };
-    if let Some(existing) = existing_length(headers) {
+    if let Some(existing) = super::fields::listed_content_length(headers) {
         return RequestFraming::Length(existing);
     }
     match length {
@@ -71,23 +71,6 @@ pub fn frame_request(
             RequestFraming::Chunked
         }
     }
-}
-
-/// The one valid length all `Content-Length` values name, as hyper reads them.
-fn existing_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in &headers.get_all(header::CONTENT_LENGTH) {
-        for element in value.as_bytes().split(|&b| b == b',') {
-            let element = element.trim_ascii();
-            let parsed: u64 = std::str::from_utf8(element).ok()?.parse().ok()?;
-            if !element.iter().all(u8::is_ascii_digit) || length.is_some_and(|seen| seen != parsed)
-            {
-                return None;
-            }
-            length = Some(parsed);
-        }
-    }
-    length
 }
 
 /// Writes `METHOD target HTTP/1.1`, the fields and the empty line. `version` is the request's

@@ -274,26 +274,12 @@ fn framing(
 /// # Errors
 /// A value that is not 1*DIGIT fitting a `u64`, or values that differ.
 fn content_length(fields: &fields::Framing<'_>) -> Result<Option<u64>, ()> {
-    let mut length = None;
-    // Every element, empty ones too: `Content-Length: ` names no length and is refused.
-    let all = fields
-        .values(Tracked::ContentLength)
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii);
-    for element in all {
-        if element.is_empty() || !element.iter().all(u8::is_ascii_digit) {
-            return Err(());
-        }
-        let parsed = std::str::from_utf8(element)
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or(())?;
-        if length.is_some_and(|seen| seen != parsed) {
-            return Err(());
-        }
-        length = Some(parsed);
+    if fields.count(Tracked::ContentLength) == 0 {
+        return Ok(None);
     }
-    Ok(length)
+    fields::length_of(fields.values(Tracked::ContentLength))
+        .map(Some)
+        .ok_or(())
 }
 
 fn keeps_alive(fields: &fields::Framing<'_>, version: Version) -> bool {

@@ -286,8 +286,9 @@ impl<S: ClientStream> Connection<S> {
             upgrade,
             ..
         } = head;
-        if let h1::BodyFraming::Length(length) = framing {
-            single_length(&mut parts.headers, length);
+        if let h1::BodyFraming::Length(_) = framing {
+            // Equal duplicates (`5` twice) reach the app as the one field zoo decoded.
+            h1::single_content_length(&mut parts.headers);
         }
         let method = parts.method.clone();
         let version = parts.version;
@@ -444,19 +445,6 @@ impl<S: ClientStream> Connection<S> {
         respond::add_date(&mut self.out, headers);
         send(&mut self.stream, &self.out).await.ok()?;
         Some(After::Switch(handoff))
-    }
-}
-
-/// Leaves one `Content-Length` field of `length` where the client sent equal duplicates
-/// (`5` twice, or `5, 5`), as hyper does: the framing the app gets is the one zoo decoded.
-fn single_length(headers: &mut http::HeaderMap, length: u64) {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let single = match (values.next(), values.next()) {
-        (Some(value), None) => !value.as_bytes().contains(&b','),
-        _ => false,
-    };
-    if !single {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
 }
 

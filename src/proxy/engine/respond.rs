@@ -53,18 +53,14 @@ pub(super) fn framing<B: Body>(
         headers.remove(header::CONTENT_LENGTH);
         return (ResponseFraming::None, Delimited::Bodiless);
     }
+    let declared = h1::single_content_length(headers);
     if method == Method::HEAD {
         let field = match exact {
-            Some(length) if length > 0 && !headers.contains_key(header::CONTENT_LENGTH) => {
-                ResponseFraming::Length(length)
-            }
+            Some(length) if length > 0 && declared.is_none() => ResponseFraming::Length(length),
             _ => ResponseFraming::None,
         };
         return (field, Delimited::Bodiless);
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     match (declared, exact) {
         (Some(_), Some(0)) | (None, Some(0)) => {
             headers.remove(header::CONTENT_LENGTH);
@@ -347,6 +343,36 @@ mod tests {
             decide(Method::GET, Version::HTTP_11, 200, Some("0"), Some(b"")),
             (F::Length(0), D::Length(0), None)
         );
+        // One field of digits goes out, never two (the fuzz suite's find) nor a sign.
+        assert_eq!(
+            decide(Method::GET, Version::HTTP_11, 200, Some("5, 5"), None),
+            (F::None, D::Length(5), Some(HeaderValue::from_static("5")))
+        );
+        assert_eq!(
+            decide(Method::GET, Version::HTTP_11, 200, Some("+3"), Some(b"abc")),
+            (F::Length(3), D::Length(3), None)
+        );
+    }
+
+    #[test]
+    fn equal_length_fields_go_out_as_one() {
+        let mut headers = HeaderMap::new();
+        for _ in 0..2 {
+            headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        }
+        let (field, delimited) = framing(
+            &Method::GET,
+            Version::HTTP_11,
+            StatusCode::OK,
+            &mut headers,
+            &Full::new(Bytes::from_static(b"hello")),
+        );
+        assert_eq!(
+            (field, delimited),
+            (ResponseFraming::None, Delimited::Length(5))
+        );
+        let values: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(values, [HeaderValue::from_static("5")]);
     }
 
     #[test]
