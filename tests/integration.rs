@@ -40,6 +40,7 @@ mod integration {
     mod routes;
     mod shutdown;
     mod sockets;
+    mod spliced_bodies;
     mod sse;
     mod static_files;
     mod supervise;

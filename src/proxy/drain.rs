@@ -24,7 +24,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::ServedBody;
 use super::keepalive::{Activity, RequestActive};
 use super::service::{Answer, ProxyService};
-use crate::upstream::RequestBody;
+use crate::upstream::{RawBody, RequestBody};
 
 /// The proxy service, each of its requests tracked by `requests` until its response ends.
 #[derive(Clone)]
@@ -90,6 +90,17 @@ impl Future for HyperAnswering {
 pub struct CountedBody {
     body: ServedBody,
     _token: Option<(TaskTrackerToken, RequestActive)>,
+}
+
+impl CountedBody {
+    /// The rest of an upstream's body for moving socket to socket, when it is one that can be
+    /// (`ResponseBody::raw`): not a file, not compressed, not one zoo made.
+    pub(super) fn raw(&mut self) -> Option<(Option<Bytes>, RawBody<'_>)> {
+        match &mut self.body {
+            Either::Left(Either::Left(Either::Left(upstream))) => upstream.raw(),
+            _ => None,
+        }
+    }
 }
 
 impl Body for CountedBody {

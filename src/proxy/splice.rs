@@ -14,13 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
-use nix::fcntl::{OFlag, SpliceFFlags, splice};
+use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use nix::unistd::pipe2;
 use tokio::io::{AsyncWrite, AsyncWriteExt, Interest, Ready};
 use tokio::net::{TcpStream, UnixStream, tcp, unix};
 
 /// Bytes moved per splice call: the default pipe capacity on Linux.
 const CHUNK: usize = 64 * 1024;
+
+/// What a pipe is made to hold (`F_SETPIPE_SZ`), for a body's pieces: the default 64 KiB
+/// would take 16 splices in and 16 out per MiB. Its pages are taken only while bytes are in
+/// it, and a tunnel's transfers still move at most [`CHUNK`] at a time.
+const BODY_PIPE_BYTES: usize = 256 * 1024;
 
 /// The most pipes open at once in the process: 128 descriptors. A pipe is held only while
 /// a transfer's bytes are in it, so this many transfers can be in flight zero-copy; more
@@ -81,6 +86,10 @@ impl PipePool {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                     return None;
                 };
+                // Refused past the system's limits (`/proc/sys/fs/pipe-max-size`, a user's
+                // pipe pages): the pipe keeps its default size and works the same.
+                let size = i32::try_from(BODY_PIPE_BYTES).unwrap_or(i32::MAX);
+                let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(size));
                 Pipe { read, write }
             }
         };
@@ -225,22 +234,71 @@ async fn through_pipe(
     from: &impl Socket,
     to: &impl Socket,
 ) -> io::Result<Option<usize>> {
-    let pipe = lease.pipe();
+    let moved = splice_once(lease.pipe(), from, to, CHUNK).await?;
+    lease.drained();
+    Ok(moved)
+}
+
+/// Up to `max` bytes spliced from `from` into `pipe` (empty) and out to `to` until `pipe` is
+/// empty again; the bytes moved (0 at EOF), or `None` when `from` had nothing after all.
+async fn splice_once(
+    pipe: &Pipe,
+    from: &impl Socket,
+    to: &impl Socket,
+    max: usize,
+) -> io::Result<Option<usize>> {
     let filled = match from.try_io(Interest::READABLE, || {
-        Ok(splice(from, None, &pipe.write, None, CHUNK, FLAGS)?)
+        Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
     }) {
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-            lease.drained();
-            return Ok(None);
-        }
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         filled => filled?,
     };
     let mut left = filled;
     while left > 0 {
         left -= out_of_pipe(&pipe.read, to, left).await?;
     }
-    lease.drained();
     Ok(Some(filled))
+}
+
+/// A pipe lent to one response body of known length, which it moves from the upstream's
+/// socket to the client's (HAProxy's `splice-response`): the body's bytes are not copied
+/// through zoo, and a large one goes in pieces of [`BODY_PIPE_BYTES`].
+pub struct BodyPipe(Lease<'static>);
+
+/// A pipe for a body; `None` when all [`MAX_PIPES`] are in use (the body is then copied).
+pub fn body_pipe() -> Option<BodyPipe> {
+    PIPES.lease().map(BodyPipe)
+}
+
+impl BodyPipe {
+    /// Back to the pool, never used.
+    pub fn unused(self) {
+        self.0.drained();
+    }
+
+    /// Moves exactly `len` bytes from `from` to `to`. `from` ending sooner is
+    /// `UnexpectedEof`; on any error the pipe, bytes maybe left in it, is closed.
+    pub async fn move_exactly(
+        self,
+        from: &impl Socket,
+        to: &impl Socket,
+        len: u64,
+    ) -> io::Result<()> {
+        let pipe = self.0.pipe();
+        let mut left = len;
+        while left > 0 {
+            from.ready(Interest::READABLE).await?;
+            let max =
+                usize::try_from(left).map_or(BODY_PIPE_BYTES, |left| left.min(BODY_PIPE_BYTES));
+            match splice_once(pipe, from, to, max).await? {
+                None => {}
+                Some(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Some(moved) => left = left.saturating_sub(u64::try_from(moved).unwrap_or(u64::MAX)),
+            }
+        }
+        self.0.drained();
+        Ok(())
+    }
 }
 
 async fn out_of_pipe(pipe_out: &OwnedFd, to: &impl Socket, len: usize) -> io::Result<usize> {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http1;
 
-use super::{ExchangeBody, Pool, SendError, UpgradedUpstream, UpstreamBody};
+use super::{ExchangeBody, Pool, RawBody, SendError, UpgradedUpstream, UpstreamBody};
 use crate::supervise::{Dial, Lease};
 
 /// Why an upstream's response body failed.
@@ -135,6 +135,30 @@ impl ResponseBody {
         match &mut self.source {
             Source::Zoo(body) => body.take_upgrade(),
             Source::Hyper { .. } => None,
+        }
+    }
+
+    /// The rest of the body for moving socket to socket ([`ExchangeBody::raw`]), with the
+    /// data of a first frame already taken ([`ResponseBody::take_ready_start`]), which goes
+    /// out first.
+    pub fn raw(&mut self) -> Option<(Option<Bytes>, RawBody<'_>)> {
+        let Source::Zoo(body) = &mut self.source else {
+            return None;
+        };
+        let first = match self.first.take().map(Frame::into_data) {
+            None => None,
+            Some(Ok(data)) => Some(data),
+            Some(Err(frame)) => {
+                self.first = Some(frame);
+                return None;
+            }
+        };
+        match body.raw() {
+            Some(raw) => Some((first, raw)),
+            None => {
+                self.first = first.map(Frame::data);
+                None
+            }
         }
     }
 

@@ -512,6 +512,17 @@ impl ExchangeBody {
         }
     }
 
+    /// The rest of the body for moving socket to socket: only a body of known length whose
+    /// request went out whole (so the connection has nothing else to do), over TCP or Unix.
+    pub fn raw(&mut self) -> Option<RawBody<'_>> {
+        let plain = matches!(
+            self.connection.as_ref()?.stream,
+            UpstreamStream::Tcp(_) | UpstreamStream::Unix(_)
+        );
+        (plain && self.request_complete && matches!(self.framing, Framing::Length(_)))
+            .then_some(RawBody { body: self })
+    }
+
     /// The raw connection after a `101`, for the tunnel; `None` for any other response.
     pub fn take_upgrade(&mut self) -> Option<UpgradedUpstream> {
         if !matches!(self.framing, Framing::Upgrade) {
@@ -672,6 +683,64 @@ impl ExchangeBody {
                     }
                 },
             };
+        }
+    }
+}
+
+/// The upstream's socket under a body zoo may move without copying it (splice(2)); a TLS
+/// upstream has none.
+pub enum RawSocket<'a> {
+    Tcp(&'a TcpStream),
+    Unix(&'a UnixStream),
+}
+
+/// The rest of a response body of known length on zoo's client, for the proxy to move from
+/// the upstream's socket to the client's itself: the bytes already read come out of
+/// [`RawBody::take_buffered`], the others are read off [`RawBody::socket`], and
+/// [`RawBody::moved`] says they all went, which ends the body as reading them would have
+/// (its connection back to the pool). A body dropped before that closes its connection.
+pub struct RawBody<'a> {
+    body: &'a mut ExchangeBody,
+}
+
+impl RawBody<'_> {
+    /// The body's bytes not yet taken, buffered ones included.
+    #[must_use]
+    pub fn left(&self) -> u64 {
+        match self.body.framing {
+            Framing::Length(left) => left,
+            _ => 0,
+        }
+    }
+
+    /// The body's bytes read along with its head (at most [`RawBody::left`]).
+    pub fn take_buffered(&mut self) -> Bytes {
+        let (Some(connection), Framing::Length(left)) =
+            (&mut self.body.connection, &mut self.body.framing)
+        else {
+            return Bytes::new();
+        };
+        let take = usize::try_from(*left).map_or(connection.read.len(), |left| {
+            left.min(connection.read.len())
+        });
+        *left = left.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+        connection.read.split_to(take).freeze()
+    }
+
+    #[must_use]
+    pub fn socket(&self) -> Option<RawSocket<'_>> {
+        match &self.body.connection.as_ref()?.stream {
+            UpstreamStream::Tcp(stream) => Some(RawSocket::Tcp(stream)),
+            UpstreamStream::Unix(stream) => Some(RawSocket::Unix(stream)),
+            UpstreamStream::Tls(_) => None,
+        }
+    }
+
+    /// Every byte [`RawBody::left`] counted went to the client: the body has ended.
+    pub fn moved_all(self) {
+        if let Framing::Length(left) = &mut self.body.framing {
+            *left = 0;
+            self.body.finish();
         }
     }
 }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub use body::{BodyError, ResponseBody};
 use body::{Reuse, Source};
 use bytes::Bytes;
-pub use exchange::{ExchangeBody, UpgradedUpstream, UpstreamStream};
+pub use exchange::{ExchangeBody, RawBody, RawSocket, UpgradedUpstream, UpstreamStream};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{Either, Empty, Limited};

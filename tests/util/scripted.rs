@@ -16,6 +16,8 @@
 //! | `/unasked-101` | `101` to WebSocket whatever was asked |
 //! | `/early` | `200` as soon as the head is in, before the body is read |
 //! | `/idle-close` | `200` with a length, then closes the idle connection 100 ms later |
+//! | `/big-N` | `200` with a `Content-Length` of N and N bytes of [`big_body`], in pieces |
+//! | `/big-cut-N` | `200` with a `Content-Length` of N, half of [`big_body`], then closes |
 //! | anything else | `200`, `echo PATH LENGTH` (the body's framed length) |
 //!
 //! [`Scripted::accepts`] counts the connections it accepted, to see keep-alive reuse.
@@ -135,6 +137,26 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
             thread::sleep(Duration::from_millis(100));
             return;
         }
+        if let Some(size) = path.strip_prefix("/big-") {
+            let cut = size.starts_with("cut-");
+            let size: usize = size.trim_start_matches("cut-").parse().unwrap_or(0);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
+            let body = big_body(size);
+            let sent = if cut { &body[..size / 2] } else { &body[..] };
+            // The head alone first, then pieces: most of the body arrives after the head.
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for piece in sent.chunks(64 * 1024) {
+                if stream.write_all(piece).is_err() {
+                    return;
+                }
+            }
+            if cut {
+                return;
+            }
+            continue;
+        }
         let answer = if path.starts_with("/chunked") {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
               5\r\nhello\r\n0\r\nx-sum: 5\r\n\r\n"
@@ -174,6 +196,12 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
             return;
         }
     }
+}
+
+/// The body of `/big-N`: N bytes that differ from their neighbours' (no 251-byte period
+/// lines up with a 64 KiB piece), so a byte out of place shows.
+pub fn big_body(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
 }
 
 /// Reads into `pending` until `done` finds where the message ends; `None` at EOF first.

@@ -379,6 +379,15 @@ impl<S: ClientStream> Connection<S> {
             send(&mut self.stream, &self.out).await.ok()?;
             return Some(true);
         }
+        // Spliced only once the request body is all read: the feeder needs the task too.
+        if let Delimited::Length(length) = writer.delimited
+            && feeder.as_ref().is_none_or(|feeder| !feeder.active())
+            && let Some(whole) =
+                respond::splice_body(&mut self.stream, &self.out, &mut body, length).await
+        {
+            self.out.clear();
+            return Some(whole);
+        }
         loop {
             // Gather what the body has ready; write once it has to wait.
             let frame = match body.frame_now() {

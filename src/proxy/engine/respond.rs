@@ -12,7 +12,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use hyper::body::{Body, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use super::super::drain::CountedBody;
+use super::super::splice;
 use crate::h1::{self, ResponseFraming};
+use crate::upstream::RawSocket;
 
 /// Body data up to this size is copied next to its framing (one write); larger data is
 /// written from where it is, beside its framing (one vectored write).
@@ -222,6 +225,58 @@ impl BodyWriter {
         });
         let allowed = allowed.filter(|allowed| !allowed.is_empty() && !self.announced.is_empty());
         h1::write_last_chunk(out, allowed.as_ref());
+    }
+}
+
+/// A body shorter than this is copied: what arrives with its head is most of it, and two
+/// splices and a pipe cost more than the copy.
+const SPLICE_MIN: u64 = 64 * 1024;
+
+/// Writes `head` and then `body`, an upstream's body of `length` bytes, moving its bytes from
+/// the upstream's socket to the client's through a pipe (splice(2)), when it can be: a
+/// plain TCP client, a TCP or Unix upstream on zoo's client, a pipe free. `None` when it
+/// cannot (nothing written: the caller copies the body), else whether the body went whole.
+pub(super) async fn splice_body<S: super::ClientStream>(
+    stream: &mut S,
+    head: &[u8],
+    body: &mut CountedBody,
+    length: u64,
+) -> Option<bool> {
+    if length < SPLICE_MIN || stream.tcp().is_none() || body.size_hint().exact() != Some(length) {
+        return None;
+    }
+    let pipe = splice::body_pipe()?;
+    let Some((first, mut raw)) = body.raw() else {
+        pipe.unused();
+        return None;
+    };
+    let buffered = raw.take_buffered();
+    let first = first.unwrap_or_default();
+    if write_all_vectored(stream, &[head, &first, &buffered])
+        .await
+        .is_err()
+    {
+        return Some(false);
+    }
+    let left = raw.left();
+    let client = stream.tcp()?;
+    let moved = match raw.socket() {
+        Some(RawSocket::Tcp(upstream)) => pipe.move_exactly(upstream, client, left).await,
+        Some(RawSocket::Unix(upstream)) => pipe.move_exactly(upstream, client, left).await,
+        // `raw` is given only over TCP or Unix.
+        None => return Some(false),
+    };
+    match moved {
+        Ok(()) => {
+            raw.moved_all();
+            tracing::debug!(bytes = length, spliced = left, "response body spliced");
+            Some(true)
+        }
+        // Cut (the upstream closed early, or the client went): the connection closes.
+        Err(error) => {
+            tracing::debug!("spliced response body cut: {error}");
+            Some(false)
+        }
     }
 }
 

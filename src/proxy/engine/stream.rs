@@ -22,6 +22,12 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         std::future::ready(Ok(()))
     }
 
+    /// The bare TCP socket under the stream, when there is nothing between (no TLS): a body
+    /// can then be spliced into it.
+    fn tcp(&self) -> Option<&TcpStream> {
+        None
+    }
+
     /// The client's end of a WebSocket tunnel.
     fn into_socket(self) -> ClientSocket
     where
@@ -34,6 +40,10 @@ pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 impl ClientStream for TcpStream {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
         TcpStream::readable(self)
+    }
+
+    fn tcp(&self) -> Option<&TcpStream> {
+        Some(self)
     }
 
     fn into_socket(self) -> ClientSocket {
