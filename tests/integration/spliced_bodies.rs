@@ -61,8 +61,8 @@ fn spliced_count(zoo: &Zoo) -> usize {
     zoo.output().matches(SPLICED).count()
 }
 
-#[test]
-fn known_length_bodies_are_spliced_whole_and_their_upstream_connection_reused() {
+/// A scripted upstream (tests/util/scripted.rs) and zoo proxying `/` to it.
+fn scripted_zoo() -> (Scripted, Zoo) {
     let upstream = Scripted::start();
     let zoo = start(
         &format!(
@@ -73,6 +73,12 @@ fn known_length_bodies_are_spliced_whole_and_their_upstream_connection_reused() 
         &[],
         "",
     );
+    (upstream, zoo)
+}
+
+#[test]
+fn known_length_bodies_are_spliced_whole_and_their_upstream_connection_reused() {
+    let (upstream, zoo) = scripted_zoo();
     let mut client = connect(zoo.addr());
     // Large, just over the threshold, small (copied), large again: one client connection.
     for (size, spliced) in [(1 << 20, 1), (70_000, 2), (1_000, 2), (3 << 20, 3)] {
@@ -96,16 +102,7 @@ fn known_length_bodies_are_spliced_whole_and_their_upstream_connection_reused() 
 
 #[test]
 fn a_body_the_upstream_cuts_reaches_the_client_cut_and_closed() {
-    let upstream = Scripted::start();
-    let zoo = start(
-        &format!(
-            "\"/\" = {{ proxy = \"http://127.0.0.1:{}\" }}\n",
-            upstream.port
-        ),
-        &[],
-        &[],
-        "",
-    );
+    let (_upstream, zoo) = scripted_zoo();
     let mut client = connect(zoo.addr());
     let size = 1 << 20;
     let (head, body) = get(&mut client, &format!("/big-cut-{size}"));
