@@ -329,3 +329,76 @@ async fn copy_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Both ends of a loopback TCP connection: (accepted, connected).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connected = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (listener.accept().await.unwrap().0, connected)
+    }
+
+    fn patterned(len: usize) -> Vec<u8> {
+        (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_body_moves_exactly_its_length_and_leaves_the_next_bytes_unread() {
+        let (mut upstream, mut app) = pair().await;
+        let (to_client, mut client) = pair().await;
+        // Not a multiple of the pipe's size, and the next response right behind it.
+        let body = patterned(1_000_003);
+        let mut sent = body.clone();
+        sent.extend_from_slice(b"NEXT");
+        let app_side = tokio::spawn(async move { app.write_all(&sent).await.map(|()| app) });
+        let length = body.len();
+        let client_side = tokio::spawn(async move {
+            let mut got = vec![0; length];
+            client.read_exact(&mut got).await.map(|_| got)
+        });
+        let pipe = body_pipe().expect("a pipe is free");
+        pipe.move_exactly(&upstream, &to_client, u64::try_from(length).unwrap())
+            .await
+            .unwrap();
+        assert!(
+            client_side.await.unwrap().unwrap() == body,
+            "the body differs"
+        );
+        let mut next = [0; 4];
+        // Bounded: had the pipe taken them, they would never come.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            upstream.read_exact(&mut next),
+        )
+        .await
+        .expect("the bytes after the body are still there")
+        .unwrap();
+        assert_eq!(
+            &next, b"NEXT",
+            "what follows the body stays in the upstream's socket"
+        );
+        drop(app_side.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_closes_before_the_length_is_an_unexpected_end() {
+        let (upstream, mut app) = pair().await;
+        let (to_client, _client) = pair().await;
+        app.write_all(&patterned(1000)).await.unwrap();
+        app.shutdown().await.unwrap();
+        let pipe = body_pipe().expect("a pipe is free");
+        let moved = pipe.move_exactly(&upstream, &to_client, 5000).await;
+        assert_eq!(
+            moved.map_err(|error| error.kind()),
+            Err(io::ErrorKind::UnexpectedEof)
+        );
+    }
+}
