@@ -381,6 +381,7 @@ impl<S: ClientStream> Connection<S> {
         }
         // Spliced only once the request body is all read: the feeder needs the task too.
         if let Delimited::Length(length) = writer.delimited
+            && length >= respond::SPLICE_MIN
             && feeder.as_ref().is_none_or(|feeder| !feeder.active())
             && let Some(whole) =
                 respond::splice_body(&mut self.stream, &self.out, &mut body, length).await

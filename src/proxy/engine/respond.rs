@@ -230,11 +230,12 @@ impl BodyWriter {
 
 /// A body shorter than this is copied: what arrives with its head is most of it, and two
 /// splices and a pipe cost more than the copy.
-const SPLICE_MIN: u64 = 64 * 1024;
+pub(super) const SPLICE_MIN: u64 = 64 * 1024;
 
-/// Writes `head` and then `body`, an upstream's body of `length` bytes, moving its bytes from
-/// the upstream's socket to the client's through a pipe (splice(2)), when it can be: a
-/// plain TCP client, a TCP or Unix upstream on zoo's client, a pipe free. `None` when it
+/// Writes `head` and then `body`, an upstream's body of `length` bytes (at least
+/// [`SPLICE_MIN`]: the caller checks, so that a small response builds no future of this),
+/// moving its bytes from the upstream's socket to the client's through a pipe (splice(2)),
+/// when it can be: a plain TCP client, a TCP or Unix upstream on zoo's client, a pipe free. `None` when it
 /// cannot (nothing written: the caller copies the body), else whether the body went whole.
 pub(super) async fn splice_body<S: super::ClientStream>(
     stream: &mut S,
@@ -242,7 +243,7 @@ pub(super) async fn splice_body<S: super::ClientStream>(
     body: &mut CountedBody,
     length: u64,
 ) -> Option<bool> {
-    if length < SPLICE_MIN || stream.tcp().is_none() || body.size_hint().exact() != Some(length) {
+    if stream.tcp().is_none() || body.size_hint().exact() != Some(length) {
         return None;
     }
     let pipe = splice::body_pipe()?;
