@@ -16,7 +16,7 @@
 //! | `/unasked-101` | `101` to WebSocket whatever was asked |
 //! | `/early` | `200` as soon as the head is in, before the body is read |
 //! | `/idle-close` | `200` with a length, then closes the idle connection 100 ms later |
-//! | `/big-N` | `200` with a `Content-Length` of N and N bytes of [`big_body`], in pieces |
+//! | `/big-N` | `200` with a `Content-Length` of N, then 20 ms later N bytes of [`big_body`] |
 //! | `/big-cut-N` | `200` with a `Content-Length` of N, half of [`big_body`], then closes |
 //! | anything else | `200`, `echo PATH LENGTH` (the body's framed length) |
 //!
@@ -143,10 +143,13 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Vec<u8>>>) {
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n");
             let body = big_body(size);
             let sent = if cut { &body[..size / 2] } else { &body[..] };
-            // The head alone first, then pieces: most of the body arrives after the head.
+            // The head alone first, then, a little later, pieces: the body comes after the
+            // head has been read (else a body of 70 KB may come whole with it, and zoo has
+            // nothing left to splice).
             if stream.write_all(head.as_bytes()).is_err() {
                 return;
             }
+            thread::sleep(Duration::from_millis(20));
             for piece in sent.chunks(64 * 1024) {
                 if stream.write_all(piece).is_err() {
                     return;
