@@ -99,47 +99,61 @@ enum After {
 
 /// Serves the HTTP/1.1 connection `stream` (whose first bytes, read to tell it from h2c,
 /// are `read`) until it closes, a wait runs out, or `stop` is cancelled.
-pub(super) async fn serve<S: ClientStream>(
+///
+/// Not an `async fn`: one keeps its arguments and the locals moved from them side by side in
+/// its future, room that every idle connection's task would hold (issue 19: memory per idle
+/// connection). The connection is made here and the block below uses what it captures in
+/// place; the service and the timeouts are the caller's, borrowed.
+pub(super) fn serve<'a, S: ClientStream>(
     stream: S,
     read: Bytes,
-    service: Counted,
-    timeouts: Timeouts,
-    stop: &CancellationToken,
-) {
+    service: &'a Counted,
+    timeouts: &'a Timeouts,
+    stop: &'a CancellationToken,
+) -> impl Future<Output = ()> + Send + 'a {
     let mut connection = Connection {
         stream,
-        buf: BytesMut::from(&read[..]),
+        // The sniffed bytes' own buffer, not a copy of them.
+        buf: BytesMut::from(read),
         out: Vec::new(),
     };
-    let mut head_deadline = Some(timeouts.first_head_due);
-    loop {
-        let Some(head) = connection.read_head(timeouts, head_deadline, stop).await else {
-            return;
-        };
-        let head = match head {
-            Ok(head) => head,
-            Err(error) => {
-                // Boxed, as the exchange: rare, and an idle task need not have room for it.
-                Box::pin(connection.refuse(&error)).await;
-                return;
+    async move {
+        let mut head_deadline = Some(timeouts.first_head_due);
+        loop {
+            // Boxed: an idle connection's task then holds only what waiting for a head needs,
+            // not the space of an exchange's futures (issue 19: memory per idle connection).
+            // Made in a block of its own, so that the head (248 bytes) bound there has no room
+            // in the task while the next head is awaited.
+            let exchange = {
+                let Some(head) = connection.read_head(timeouts, head_deadline, stop).await else {
+                    return;
+                };
+                let head = match head {
+                    Ok(head) => head,
+                    Err(error) => {
+                        // Boxed, as the exchange: rare, and an idle task need not have room
+                        // for it.
+                        Box::pin(connection.refuse(&error)).await;
+                        return;
+                    }
+                };
+                let keep_alive = head.keep_alive && !timeouts.keepalive.is_zero();
+                Box::pin(connection.exchange(head, keep_alive, service, stop))
+            };
+            match exchange.await {
+                Some(After::KeepAlive) => {}
+                Some(After::Switch(handoff)) => {
+                    let socket = connection.stream.into_socket();
+                    let _ = handoff.send((socket, connection.buf.freeze()));
+                    return;
+                }
+                Some(After::Close) | None => {
+                    let _ = connection.stream.shutdown().await;
+                    return;
+                }
             }
-        };
-        let keep_alive = head.keep_alive && !timeouts.keepalive.is_zero();
-        // Boxed: an idle connection's task then holds only what waiting for a head needs,
-        // not the space of an exchange's futures (issue 19: memory per idle connection).
-        match Box::pin(connection.exchange(head, keep_alive, &service, stop)).await {
-            Some(After::KeepAlive) => {}
-            Some(After::Switch(handoff)) => {
-                let socket = connection.stream.into_socket();
-                let _ = handoff.send((socket, connection.buf.freeze()));
-                return;
-            }
-            Some(After::Close) | None => {
-                let _ = connection.stream.shutdown().await;
-                return;
-            }
+            head_deadline = None;
         }
-        head_deadline = None;
     }
 }
 
@@ -149,7 +163,7 @@ impl<S: ClientStream> Connection<S> {
     /// idle). `head_deadline` is set for the first request (timed from the accept).
     async fn read_head(
         &mut self,
-        timeouts: Timeouts,
+        timeouts: &Timeouts,
         mut head_deadline: Option<Instant>,
         stop: &CancellationToken,
     ) -> Option<Result<RequestHead, h1::HeadError>> {
