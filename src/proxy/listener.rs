@@ -18,6 +18,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,45 +85,54 @@ pub async fn serve(
         let stop = stop.clone();
         tracker.spawn(async move {
             // The sniff or handshake is part of the request head: the slowloris limit applies.
+            // Each branch makes its connection's future in a block of its own, which ends
+            // before the future is awaited: what the block binds (the TLS stream's 1.2 KiB,
+            // the sniffed socket) then takes no room in the task while it serves.
             if let Some(tls) = &runtime.tls {
-                let accept = tls.acceptor().accept(stream);
-                let accept = Box::pin(tokio::time::timeout(header_timeout, accept));
-                let Ok(Ok(stream)) = accept.await else {
-                    return;
+                let connection = {
+                    let accept = tls.acceptor().accept(stream);
+                    let accept = Box::pin(tokio::time::timeout(timeouts.header, accept));
+                    let Ok(Ok(stream)) = accept.await else {
+                        return;
+                    };
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    service.service.scheme = "https";
+                    // Boxed either way: a TLS connection's future in the task would make every
+                    // connection's task, plain ones included, as large.
+                    let connection: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
+                        if !h2 && engine == Engine::Zoo {
+                            Box::pin(engine::serve(
+                                stream,
+                                Bytes::new(),
+                                &service,
+                                &timeouts,
+                                &stop,
+                            ))
+                        } else {
+                            Box::pin(builders.serve(h2, stream, service, &stop))
+                        };
+                    connection
                 };
                 drop(runtime);
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                service.service.scheme = "https";
-                // One boxed future either way, made in this statement: a future of the
-                // engine's made in an arm of its own left the TLS stream's room (1.2 KiB) in
-                // every connection's task, plain ones included (measured).
-                let connection: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
-                    if !h2 && engine == Engine::Zoo {
-                        Box::pin(engine::serve(
-                            stream,
-                            Bytes::new(),
-                            service,
-                            timeouts,
-                            &stop,
-                        ))
-                    } else {
-                        Box::pin(builders.serve(h2, stream, service, &stop))
-                    };
                 connection.await;
             } else {
                 drop(runtime);
-                let Ok(Some((h2, io))) = tokio::time::timeout(header_timeout, sniff(stream)).await
-                else {
-                    return;
+                let connection = {
+                    let sniffed = tokio::time::timeout(timeouts.header, sniff(stream)).await;
+                    let Ok(Some((h2, io))) = sniffed else {
+                        return;
+                    };
+                    if !h2 && engine == Engine::Zoo {
+                        Either::Left(engine::serve(
+                            io.stream, io.head, &service, &timeouts, &stop,
+                        ))
+                    } else {
+                        // Boxed: the task then takes no more space than zoo's engine needs
+                        // (a few hundred bytes while idle; hyper's connections several KiB).
+                        Either::Right(Box::pin(builders.serve(h2, io, service, &stop)))
+                    }
                 };
-                if !h2 && engine == Engine::Zoo {
-                    engine::serve(io.stream, io.head, service, timeouts, &stop).await;
-                } else {
-                    // Boxed, as the TLS branch: the task then takes no more space than its
-                    // connection needs (zoo's engine holds a few hundred bytes while idle,
-                    // hyper's connections several KiB).
-                    Box::pin(builders.serve(h2, io, service, &stop)).await;
-                }
+                connection.await;
             }
         });
         heap::note_open(tracker.len());
@@ -173,8 +183,8 @@ pub async fn serve_http1_stream<S: ClientStream>(
     engine::serve(
         stream,
         Bytes::new(),
-        service,
-        timeouts,
+        &service,
+        &timeouts,
         &CancellationToken::new(),
     )
     .await;

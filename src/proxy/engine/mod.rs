@@ -47,6 +47,10 @@ const OUT_BYTES: usize = 1024;
 /// that a wave of new connections does not leave many buffers' worth of holes in the heap
 /// (1 s left 7.2 KiB per idle connection after a wave of 5,000; 50 ms, 2.7).
 const BUFFERS_KEPT_IDLE: Duration = Duration::from_millis(50);
+/// The limits a request head is parsed with.
+const HEAD_LIMITS: HeadLimits = HeadLimits {
+    max_head_bytes: MAX_HEAD_BYTES,
+};
 /// Bytes of a request body the service did not read that are read and dropped after the
 /// response so that the connection may serve another request; past this it closes.
 const DRAIN_BYTES: usize = 64 * 1024;
@@ -99,47 +103,65 @@ enum After {
 
 /// Serves the HTTP/1.1 connection `stream` (whose first bytes, read to tell it from h2c,
 /// are `read`) until it closes, a wait runs out, or `stop` is cancelled.
-pub(super) async fn serve<S: ClientStream>(
+///
+/// Not an `async fn`: one keeps its arguments and the locals moved from them side by side in
+/// its future, room that every idle connection's task would hold (issue 19: memory per idle
+/// connection). The connection is made here and the block below uses what it captures in
+/// place; the service and the timeouts are the caller's, borrowed.
+pub(super) fn serve<'a, S: ClientStream>(
     stream: S,
     read: Bytes,
-    service: Counted,
-    timeouts: Timeouts,
-    stop: &CancellationToken,
-) {
+    service: &'a Counted,
+    timeouts: &'a Timeouts,
+    stop: &'a CancellationToken,
+) -> impl Future<Output = ()> + Send + 'a {
     let mut connection = Connection {
         stream,
-        buf: BytesMut::from(&read[..]),
+        // The sniffed bytes' own buffer, not a copy of them.
+        buf: BytesMut::from(read),
         out: Vec::new(),
     };
-    let mut head_deadline = Some(timeouts.first_head_due);
-    loop {
-        let Some(head) = connection.read_head(timeouts, head_deadline, stop).await else {
-            return;
-        };
-        let head = match head {
-            Ok(head) => head,
-            Err(error) => {
-                // Boxed, as the exchange: rare, and an idle task need not have room for it.
-                Box::pin(connection.refuse(&error)).await;
-                return;
+    async move {
+        // Not the first head's deadline itself: a copy of it kept across the waits would take
+        // room in the task.
+        let mut first = true;
+        loop {
+            // Boxed: an idle connection's task then holds only what waiting for a head needs,
+            // not the space of an exchange's futures (issue 19: memory per idle connection).
+            // Made in a block of its own, so that the head (248 bytes) bound there has no room
+            // in the task while the next head is awaited.
+            let exchange = {
+                let Some(head) = connection
+                    .read_head(timeouts, first.then_some(timeouts.first_head_due), stop)
+                    .await
+                else {
+                    return;
+                };
+                let head = match head {
+                    Ok(head) => head,
+                    Err(error) => {
+                        // Boxed, as the exchange: rare, and an idle task need not have room
+                        // for it.
+                        Box::pin(connection.refuse(&error)).await;
+                        return;
+                    }
+                };
+                let keep_alive = head.keep_alive && !timeouts.keepalive.is_zero();
+                Box::pin(connection.exchange(head, keep_alive, service, stop))
+            };
+            match exchange.await {
+                Some(After::KeepAlive) => {}
+                Some(After::Switch(handoff)) => {
+                    let socket = connection.stream.into_socket();
+                    let _ = handoff.send((socket, connection.buf.freeze()));
+                    return;
+                }
+                // Closed after the match: a value matched stays in the task while an arm waits.
+                Some(After::Close) | None => break,
             }
-        };
-        let keep_alive = head.keep_alive && !timeouts.keepalive.is_zero();
-        // Boxed: an idle connection's task then holds only what waiting for a head needs,
-        // not the space of an exchange's futures (issue 19: memory per idle connection).
-        match Box::pin(connection.exchange(head, keep_alive, &service, stop)).await {
-            Some(After::KeepAlive) => {}
-            Some(After::Switch(handoff)) => {
-                let socket = connection.stream.into_socket();
-                let _ = handoff.send((socket, connection.buf.freeze()));
-                return;
-            }
-            Some(After::Close) | None => {
-                let _ = connection.stream.shutdown().await;
-                return;
-            }
+            first = false;
         }
-        head_deadline = None;
+        let _ = connection.stream.shutdown().await;
     }
 }
 
@@ -147,96 +169,106 @@ impl<S: ClientStream> Connection<S> {
     /// Reads the next request head. `None`: the connection is done (closed by the client,
     /// idle past `keepalive_timeout`, a head past `client_header_timeout`, or shutdown while
     /// idle). `head_deadline` is set for the first request (timed from the accept).
-    async fn read_head(
-        &mut self,
-        timeouts: Timeouts,
+    ///
+    /// Not an `async fn`, as [`serve`]: its arguments would take room twice in every idle
+    /// connection's task.
+    #[allow(clippy::manual_async_fn)] // what the lint asks for is what this avoids
+    fn read_head<'a>(
+        &'a mut self,
+        timeouts: &'a Timeouts,
         mut head_deadline: Option<Instant>,
-        stop: &CancellationToken,
-    ) -> Option<Result<RequestHead, h1::HeadError>> {
-        let limits = HeadLimits {
-            max_head_bytes: MAX_HEAD_BYTES,
-        };
-        let mut scanned = 0;
-        let mut line_seen = false;
-        let idle_until = match head_deadline {
-            Some(deadline) => deadline,
-            None => crate::deadline::after(timeouts.keepalive),
-        };
-        // Between two requests of a busy connection the buffers are kept (made again for
-        // each request they cost more instructions than the rest of the head's handling).
-        let mut release_at = Some(crate::deadline::after(BUFFERS_KEPT_IDLE).min(idle_until))
-            .filter(|_| self.buf.capacity() > 0 || self.out.capacity() > 0);
-        if !self.buf.is_empty() {
-            // A pipelined head has started arriving already.
-            head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
-        }
-        loop {
-            if self.buf.is_empty() {
-                let wait_until = release_at.unwrap_or(idle_until);
-                tokio::select! {
-                    readable = self.stream.readable() => readable.ok()?,
-                    () = tokio::time::sleep_until(wait_until) => {
-                        // Past the idle limit, or idle for a while: then hold no buffer.
-                        release_at.take()?;
-                        self.buf = BytesMut::new();
-                        self.out = Vec::new();
-                        continue;
-                    }
-                    () = stop.cancelled() => return None,
-                }
-                self.buf.reserve(HEAD_READ_BYTES);
-                match read_now(&mut self.stream, &mut self.buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {
-                        head_deadline
-                            .get_or_insert_with(|| crate::deadline::after(timeouts.header));
-                    }
-                    // Woken without bytes (or a stream that cannot tell before it reads, or a
-                    // TLS record without data): the read below waits, in the buffer.
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return None,
-                }
-            }
-            // Parse only once the bytes hold the end of a head, so that a head arriving a
-            // byte at a time is not parsed again at every byte; and once when the request line
-            // ends, so that a bad one (TLS bytes on the plain port) is answered at once, as
-            // hyper answers it, not when an empty line or the byte limit comes.
-            // Only the new bytes are looked at: a long line arriving a byte at a time costs
-            // no rescans.
-            let line_ended = !line_seen
-                && self
-                    .buf
-                    .get(scanned..)
-                    .is_some_and(|new| new.contains(&b'\n'));
-            line_seen |= line_ended;
-            if scanned == 0
-                || line_ended
-                || ends_head(&self.buf, scanned)
-                || self.buf.len() >= MAX_HEAD_BYTES
-            {
-                match h1::parse_request_head_shared(&mut self.buf, &limits) {
-                    Ok(Some(head)) => return Some(Ok(head)),
-                    Ok(None) => {}
-                    Err(error) => return Some(Err(error)),
-                }
-            }
-            scanned = self.buf.len();
-            // Idle still (no byte of a head yet): the idle limit and shutdown end the wait.
-            let idle = head_deadline.is_none();
-            let deadline = head_deadline.unwrap_or(idle_until);
-            if self.buf.capacity() == self.buf.len() {
-                self.buf.reserve(self.buf.len().max(HEAD_READ_BYTES));
-            }
-            let read = tokio::select! {
-                read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
-                () = tokio::time::sleep_until(deadline) => return None,
-                () = stop.cancelled(), if idle => return None,
+        stop: &'a CancellationToken,
+    ) -> impl Future<Output = Option<Result<RequestHead, h1::HeadError>>> + Send + 'a {
+        async move {
+            let mut scanned = 0;
+            let mut line_seen = false;
+            let idle_until = match head_deadline {
+                Some(deadline) => deadline,
+                None => crate::deadline::after(timeouts.keepalive),
             };
-            match read {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
+            if !self.buf.is_empty() {
+                // A pipelined head has started arriving already.
+                head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
             }
-            head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
+            loop {
+                if self.buf.is_empty() {
+                    // Between two requests of a busy connection the buffers are kept (made
+                    // again for each request they cost more instructions than the rest of the
+                    // head's handling), for a while. Not a deadline kept across the waits: it
+                    // would take room in the task.
+                    let holding = self.buf.capacity() > 0 || self.out.capacity() > 0;
+                    let wait_until = if holding {
+                        crate::deadline::after(BUFFERS_KEPT_IDLE).min(idle_until)
+                    } else {
+                        idle_until
+                    };
+                    tokio::select! {
+                        readable = self.stream.readable() => readable.ok()?,
+                        () = tokio::time::sleep_until(wait_until) => {
+                            // Past the idle limit, or idle for a while: then hold no buffer.
+                            if self.buf.capacity() == 0 && self.out.capacity() == 0 {
+                                return None;
+                            }
+                            self.buf = BytesMut::new();
+                            self.out = Vec::new();
+                            continue;
+                        }
+                        () = stop.cancelled() => return None,
+                    }
+                    self.buf.reserve(HEAD_READ_BYTES);
+                    match read_now(&mut self.stream, &mut self.buf) {
+                        Ok(0) => return None,
+                        Ok(_) => {
+                            head_deadline
+                                .get_or_insert_with(|| crate::deadline::after(timeouts.header));
+                        }
+                        // Woken without bytes (or a stream that cannot tell before it reads, or a
+                        // TLS record without data): the read below waits, in the buffer.
+                        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return None,
+                    }
+                }
+                // Parse only once the bytes hold the end of a head, so that a head arriving a
+                // byte at a time is not parsed again at every byte; and once when the request line
+                // ends, so that a bad one (TLS bytes on the plain port) is answered at once, as
+                // hyper answers it, not when an empty line or the byte limit comes.
+                // Only the new bytes are looked at: a long line arriving a byte at a time costs
+                // no rescans.
+                let line_ended = !line_seen
+                    && self
+                        .buf
+                        .get(scanned..)
+                        .is_some_and(|new| new.contains(&b'\n'));
+                line_seen |= line_ended;
+                if scanned == 0
+                    || line_ended
+                    || ends_head(&self.buf, scanned)
+                    || self.buf.len() >= MAX_HEAD_BYTES
+                {
+                    match h1::parse_request_head_shared(&mut self.buf, &HEAD_LIMITS) {
+                        Ok(Some(head)) => return Some(Ok(head)),
+                        Ok(None) => {}
+                        Err(error) => return Some(Err(error)),
+                    }
+                }
+                scanned = self.buf.len();
+                // Idle still (no byte of a head yet): the idle limit and shutdown end the wait.
+                let idle = head_deadline.is_none();
+                let deadline = head_deadline.unwrap_or(idle_until);
+                if self.buf.capacity() == self.buf.len() {
+                    self.buf.reserve(self.buf.len().max(HEAD_READ_BYTES));
+                }
+                let read = tokio::select! {
+                    read = tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf) => read,
+                    () = tokio::time::sleep_until(deadline) => return None,
+                    () = stop.cancelled(), if idle => return None,
+                };
+                match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+                head_deadline.get_or_insert_with(|| crate::deadline::after(timeouts.header));
+            }
         }
     }
 
