@@ -10,7 +10,7 @@ use crate::util::fastapi::fastapi_zoo;
 
 /// Tunnels the test keeps open at once.
 const TUNNELS: usize = 200;
-/// The most pipes zoo keeps in all (`MAX_PIPES` in src/proxy/tunnel.rs), two descriptors each.
+/// The most pipes zoo keeps in all (`MAX_PIPES` in src/proxy/splice.rs), two descriptors each.
 const POOL_DESCRIPTORS: usize = 2 * 64;
 /// Descriptors zoo may open besides the tunnels' (a log file, an upstream connection).
 const SLACK: usize = 16;
