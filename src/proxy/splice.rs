@@ -1,5 +1,7 @@
 //! Zero-copy moving between two stream sockets (TCP, or an app's Unix socket) through a
-//! pipe, driven by tokio readiness, both ways, for a WebSocket tunnel (tunnel.rs).
+//! pipe, driven by tokio readiness: both ways for a WebSocket tunnel (tunnel.rs), and one
+//! response body of known length from an upstream to a client ([`BodyPipe`], used by the
+//! HTTP/1.1 engine).
 //!
 //! A pipe costs two descriptors, so a tunnel does not keep one: each transfer leases a
 //! pipe from [`PIPES`] once its source is readable and returns it when it is drained
@@ -35,7 +37,7 @@ const MAX_PIPES: usize = 64;
 /// Bytes a copying transfer moves per read (when no pipe is free).
 const COPY_CHUNK: usize = 16 * 1024;
 
-/// The pipes of every tunnel in the process. A process-wide static like the descriptor
+/// The pipes of every tunnel and spliced body in the process. A process-wide static like the descriptor
 /// limit it protects: tunnels share it whichever listener or reload opened them.
 static PIPES: PipePool = PipePool::new(MAX_PIPES);
 

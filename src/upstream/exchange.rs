@@ -514,7 +514,7 @@ impl ExchangeBody {
 
     /// The rest of the body for moving socket to socket: only a body of known length whose
     /// request went out whole (so the connection has nothing else to do), over TCP or Unix.
-    pub fn raw(&mut self) -> Option<RawBody<'_>> {
+    pub(super) fn raw(&mut self) -> Option<RawBody<'_>> {
         let plain = matches!(
             self.connection.as_ref()?.stream,
             UpstreamStream::Tcp(_) | UpstreamStream::Unix(_)
@@ -650,10 +650,7 @@ impl ExchangeBody {
             return match framing {
                 Framing::Done | Framing::Ended | Framing::Upgrade => Step::End(None),
                 Framing::Length(left) => {
-                    let take =
-                        usize::try_from(*left).map_or(read.len(), |left| left.min(read.len()));
-                    let data = read.split_to(take).freeze();
-                    *left = left.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+                    let data = take_length(left, read);
                     Step::Frame {
                         data,
                         ended: *left == 0,
@@ -697,7 +694,7 @@ pub enum RawSocket<'a> {
 /// The rest of a response body of known length on zoo's client, for the proxy to move from
 /// the upstream's socket to the client's itself: the bytes already read come out of
 /// [`RawBody::take_buffered`], the others are read off [`RawBody::socket`], and
-/// [`RawBody::moved`] says they all went, which ends the body as reading them would have
+/// [`RawBody::moved_all`] says they all went, which ends the body as reading them would have
 /// (its connection back to the pool). A body dropped before that closes its connection.
 pub struct RawBody<'a> {
     body: &'a mut ExchangeBody,
@@ -720,11 +717,7 @@ impl RawBody<'_> {
         else {
             return Bytes::new();
         };
-        let take = usize::try_from(*left).map_or(connection.read.len(), |left| {
-            left.min(connection.read.len())
-        });
-        *left = left.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
-        connection.read.split_to(take).freeze()
+        take_length(left, &mut connection.read)
     }
 
     #[must_use]
@@ -743,6 +736,13 @@ impl RawBody<'_> {
             self.body.finish();
         }
     }
+}
+
+/// The bytes of `read` that are the body's, at most `left`, which counts them off.
+fn take_length(left: &mut u64, read: &mut BytesMut) -> Bytes {
+    let take = usize::try_from(*left).map_or(read.len(), |left| left.min(read.len()));
+    *left = left.saturating_sub(u64::try_from(take).unwrap_or(u64::MAX));
+    read.split_to(take).freeze()
 }
 
 /// What [`ExchangeBody::step`] found.

@@ -235,8 +235,9 @@ pub(super) const SPLICE_MIN: u64 = 64 * 1024;
 /// Writes `head` and then `body`, an upstream's body of `length` bytes (at least
 /// [`SPLICE_MIN`]: the caller checks, so that a small response builds no future of this),
 /// moving its bytes from the upstream's socket to the client's through a pipe (splice(2)),
-/// when it can be: a plain TCP client, a TCP or Unix upstream on zoo's client, a pipe free. `None` when it
-/// cannot (nothing written: the caller copies the body), else whether the body went whole.
+/// when it can be: a plain TCP client, a TCP or Unix upstream on zoo's client, a pipe free.
+/// `None` when it cannot (nothing written: the caller copies the body), else whether the
+/// body went whole.
 pub(super) async fn splice_body<S: super::ClientStream>(
     stream: &mut S,
     head: &[u8],
@@ -260,12 +261,16 @@ pub(super) async fn splice_body<S: super::ClientStream>(
         return Some(false);
     }
     let left = raw.left();
-    let client = stream.tcp()?;
-    let moved = match raw.socket() {
-        Some(RawSocket::Tcp(upstream)) => pipe.move_exactly(upstream, client, left).await,
-        Some(RawSocket::Unix(upstream)) => pipe.move_exactly(upstream, client, left).await,
-        // `raw` is given only over TCP or Unix.
-        None => return Some(false),
+    // The head is written: from here on a failure can only cut the response. (`raw` is
+    // given only over TCP or Unix, and `tcp()` was there above: neither fails in fact.)
+    let moved = match (raw.socket(), stream.tcp()) {
+        (Some(RawSocket::Tcp(upstream)), Some(client)) => {
+            pipe.move_exactly(upstream, client, left).await
+        }
+        (Some(RawSocket::Unix(upstream)), Some(client)) => {
+            pipe.move_exactly(upstream, client, left).await
+        }
+        _ => return Some(false),
     };
     match moved {
         Ok(()) => {
