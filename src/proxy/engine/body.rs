@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 
 use super::stream::{read_now, send};
+use super::upload::{self, Uploaded};
 
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
 use crate::upstream::BoxError;
@@ -109,6 +110,8 @@ pub(super) struct Feeder {
     continue_due: bool,
     /// The body could not be read: the connection closes after the response.
     pub(super) failed: bool,
+    /// The rest of the body was offered to the exchange to move itself (upload.rs).
+    uploaded: Option<Uploaded>,
 }
 
 /// A body and its feeder for a request framed `framing`; `None` when it has no body.
@@ -136,6 +139,7 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
         asked: false,
         continue_due: expect_continue,
         failed: false,
+        uploaded: None,
     };
     Some((body, feeder))
 }
@@ -143,7 +147,30 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
 impl Feeder {
     /// Whether the body still has bytes on the connection and someone to take them.
     pub(super) fn active(&self) -> bool {
-        !matches!(self.left, Left::Done) && self.frames.is_some() && !self.failed
+        !matches!(self.left, Left::Done)
+            && self.frames.is_some()
+            && !self.failed
+            && !self.uploaded.as_ref().is_some_and(Uploaded::taken)
+    }
+
+    /// An offer to the exchange to move the rest of a body of known length off `client`'s
+    /// socket itself (upload.rs), for the request's extensions: only once every byte of it
+    /// that came with the head went into the channel (`buf` has none), so that those go
+    /// first. The feeder goes on as before unless the exchange takes it.
+    pub(super) fn offer_upload(
+        &mut self,
+        client: &tokio::net::TcpStream,
+        buf: &BytesMut,
+    ) -> Option<crate::upstream::UploadOffer> {
+        let Left::Length(left) = self.left else {
+            return None;
+        };
+        if !buf.is_empty() || self.failed || self.frames.is_none() {
+            return None;
+        }
+        let (offer, uploaded) = upload::offer(client, left, self.continue_due)?;
+        self.uploaded = Some(uploaded);
+        Some(offer)
     }
 
     /// Whether every byte of the body was read off the connection.
@@ -285,6 +312,10 @@ impl Feeder {
         limit: usize,
     ) -> bool {
         self.frames = None;
+        if let Some(uploaded) = self.uploaded.as_ref().filter(|uploaded| uploaded.taken()) {
+            // The exchange read the socket: the body ended there if all of it went.
+            return uploaded.moved();
+        }
         let mut read = 0usize;
         loop {
             if self.failed {
