@@ -109,10 +109,11 @@ impl PipePool {
 }
 
 impl Lease<'_> {
-    fn pipe(&self) -> &Pipe {
+    fn pipe(&self) -> io::Result<&Pipe> {
+        // A lease holds its pipe until it ends.
         self.pipe
             .as_ref()
-            .expect("a lease holds its pipe until it ends")
+            .ok_or_else(|| io::ErrorKind::BrokenPipe.into())
     }
 
     /// Gives the pipe back; called only once every byte spliced in was spliced out.
@@ -250,7 +251,7 @@ async fn through_pipe(
     from: &impl Socket,
     to: &impl Socket,
 ) -> io::Result<Option<usize>> {
-    let moved = splice_once(lease.pipe(), from, to, CHUNK).await?;
+    let moved = splice_once(lease.pipe()?, from, to, CHUNK).await?;
     lease.drained();
     Ok(moved)
 }
@@ -328,24 +329,35 @@ impl BodyPipe {
         to: &impl Socket,
         max: usize,
     ) -> Poll<io::Result<usize>> {
-        let Some(pipe) = self.lease.pipe.as_ref() else {
-            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-        };
         while self.piece == 0 {
             ready!(from.poll_read_ready(cx))?;
-            match from.try_io(Interest::READABLE, || {
-                Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
-            }) {
+            match self.try_fill(from, max) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                 Err(error) => return Poll::Ready(Err(error)),
                 Ok(0) => return Poll::Ready(Ok(0)),
-                Ok(filled) => {
-                    self.piece = filled;
-                    self.held = filled;
-                }
+                Ok(_) => {}
             }
         }
+        ready!(self.poll_empty(cx, to))?;
+        Poll::Ready(Ok(std::mem::take(&mut self.piece)))
+    }
+
+    /// One splice of up to `max` bytes from `from` into the pipe, which must be empty (a
+    /// full pipe would read as `from` having nothing); `WouldBlock` when `from` has nothing.
+    pub fn try_fill(&mut self, from: &impl Socket, max: usize) -> io::Result<usize> {
+        let pipe = self.lease.pipe()?;
+        let filled = from.try_io(Interest::READABLE, || {
+            Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
+        })?;
+        self.piece = filled;
+        self.held = filled;
+        Ok(filled)
+    }
+
+    /// Splices what the pipe holds out to `to`; ready once the pipe is empty.
+    pub fn poll_empty(&mut self, cx: &mut Context<'_>, to: &impl Socket) -> Poll<io::Result<()>> {
         while self.held > 0 {
+            let pipe = self.lease.pipe()?;
             ready!(to.poll_write_ready(cx))?;
             match to.try_io(Interest::WRITABLE, || {
                 Ok(splice(&pipe.read, None, to, None, self.held, FLAGS)?)
@@ -356,12 +368,12 @@ impl BodyPipe {
                 Ok(out) => self.held = self.held.saturating_sub(out),
             }
         }
-        Poll::Ready(Ok(std::mem::take(&mut self.piece)))
+        Poll::Ready(Ok(()))
     }
 
-    /// Whether the piece under way waits for its source (nothing of it was read yet).
-    pub fn awaits_source(&self) -> bool {
-        self.piece == 0
+    /// Whether the pipe holds bytes not yet spliced out.
+    pub fn holds(&self) -> bool {
+        self.held > 0
     }
 }
 

@@ -18,8 +18,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 
+use super::stream::ClientStream;
 use super::stream::{read_now, send};
-use super::upload::{self, Uploaded};
+use super::upload::{self, Upload};
 
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
 use crate::upstream::BoxError;
@@ -110,8 +111,8 @@ pub(super) struct Feeder {
     continue_due: bool,
     /// The body could not be read: the connection closes after the response.
     pub(super) failed: bool,
-    /// The rest of the body was offered to the exchange to move itself (upload.rs).
-    uploaded: Option<Uploaded>,
+    /// The rest of the body was offered to the exchange to splice (upload.rs).
+    upload: Option<Upload>,
 }
 
 /// A body and its feeder for a request framed `framing`; `None` when it has no body.
@@ -139,7 +140,7 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
         asked: false,
         continue_due: expect_continue,
         failed: false,
-        uploaded: None,
+        upload: None,
     };
     Some((body, feeder))
 }
@@ -147,29 +148,22 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
 impl Feeder {
     /// Whether the body still has bytes on the connection and someone to take them.
     pub(super) fn active(&self) -> bool {
-        !matches!(self.left, Left::Done)
-            && self.frames.is_some()
-            && !self.failed
-            && !self.uploaded.as_ref().is_some_and(Uploaded::taken)
+        !matches!(self.left, Left::Done) && self.frames.is_some() && !self.failed
     }
 
-    /// An offer to the exchange to move the rest of a body of known length off `client`'s
-    /// socket itself (upload.rs), for the request's extensions: only once every byte of it
-    /// that came with the head went into the channel (`buf` has none), so that those go
-    /// first. The feeder goes on as before unless the exchange takes it.
-    pub(super) fn offer_upload(
-        &mut self,
-        client: &tokio::net::TcpStream,
-        buf: &BytesMut,
-    ) -> Option<crate::upstream::UploadOffer> {
+    /// An offer to the exchange to splice the rest of a body of known length (upload.rs),
+    /// for the request's extensions: only once every byte of it that came with the head went
+    /// into the channel (`buf` has none), so that those go first. The feeder reads the body
+    /// as before unless the exchange takes it; then it splices it into the offer's pipe.
+    pub(super) fn offer_upload(&mut self, buf: &BytesMut) -> Option<crate::upstream::UploadOffer> {
         let Left::Length(left) = self.left else {
             return None;
         };
         if !buf.is_empty() || self.failed || self.frames.is_none() {
             return None;
         }
-        let (offer, uploaded) = upload::offer(client, left, self.continue_due)?;
-        self.uploaded = Some(uploaded);
+        let (offer, upload) = upload::offer(left, Arc::clone(&self.wanted));
+        self.upload = Some(upload);
         Some(offer)
     }
 
@@ -221,14 +215,13 @@ impl Feeder {
     /// Waits until the body asks for a frame, then reads it from `buf` (and `stream` when
     /// `buf` has none) and sends it. Cancel-safe: an ask is remembered, bytes read stay in
     /// `buf`.
-    pub(super) async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        stream: &mut S,
-        buf: &mut BytesMut,
-    ) {
+    pub(super) async fn feed<S: ClientStream>(&mut self, stream: &mut S, buf: &mut BytesMut) {
         if !self.asked {
             self.wanted.notified().await;
             self.asked = true;
+        }
+        if let Some(upload) = self.upload.clone().filter(Upload::taken) {
+            return self.splice_piece(&upload, stream).await;
         }
         let Some(frames) = self.frames.clone() else {
             return;
@@ -238,14 +231,8 @@ impl Feeder {
             self.asked = false;
             return;
         };
-        if self.continue_due {
-            self.continue_due = false;
-            let mut out = Vec::with_capacity(32);
-            h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
-            if send(stream, &out).await.is_err() {
-                self.failed = true;
-                return;
-            }
+        if !self.send_continue(stream).await {
+            return;
         }
         let sent = loop {
             match self.next_frame(buf) {
@@ -262,6 +249,56 @@ impl Feeder {
         };
         self.asked = false;
         self.deliver(permit, sent);
+    }
+
+    /// Writes `100 Continue` if it is due, as the body is first wanted; false when the
+    /// client's socket failed.
+    async fn send_continue<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> bool {
+        if !self.continue_due {
+            return true;
+        }
+        self.continue_due = false;
+        let mut out = Vec::with_capacity(32);
+        h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
+        let sent = send(stream, &out).await.is_ok();
+        self.failed |= !sent;
+        sent
+    }
+
+    /// Splices the body's next piece from the client's socket into the pipe of the
+    /// `upload` the exchange took, counting it off as a frame's bytes are.
+    async fn splice_piece<S: ClientStream>(&mut self, upload: &Upload, stream: &mut S) {
+        let Left::Length(left) = &mut self.left else {
+            return;
+        };
+        let left = *left;
+        if !self.send_continue(stream).await {
+            upload.fail(BodyError::Incomplete);
+            return;
+        }
+        let filled = match stream.tcp() {
+            Some(client) => {
+                upload
+                    .fill(client, super::super::splice::piece_max(left))
+                    .await
+            }
+            None => Err(BodyError::Incomplete),
+        };
+        self.asked = false;
+        match filled {
+            Ok(filled) => {
+                let left = left.saturating_sub(u64::try_from(filled).unwrap_or(u64::MAX));
+                self.left = if left == 0 {
+                    Left::Done
+                } else {
+                    Left::Length(left)
+                };
+            }
+            Err(error) => {
+                self.failed = true;
+                upload.fail(error);
+            }
+        }
     }
 
     /// The next frame from `buf`: `Ok(None)` when `buf` needs more bytes, `Ok(Some(None))`
@@ -312,10 +349,6 @@ impl Feeder {
         limit: usize,
     ) -> bool {
         self.frames = None;
-        if let Some(uploaded) = self.uploaded.as_ref().filter(|uploaded| uploaded.taken()) {
-            // The exchange read the socket: the body ended there if all of it went.
-            return uploaded.moved();
-        }
         let mut read = 0usize;
         loop {
             if self.failed {

@@ -342,11 +342,12 @@ impl<S: ClientStream> Connection<S> {
             .iter()
             .any(|value| respond::lists_token(value, "trailers"));
         let mut request = Request::from_parts(parts, Either::Right(body));
-        // A large body of known length may be moved by the exchange itself (upload.rs).
+        // A large body of known length may be spliced (upload.rs).
         if let h1::BodyFraming::Length(length) = framing
             && length >= respond::SPLICE_MIN
-            && let (Some(client), Some(feeder)) = (self.stream.tcp(), &mut feeder)
-            && let Some(offer) = feeder.offer_upload(client, &self.buf)
+            && self.stream.tcp().is_some()
+            && let Some(feeder) = &mut feeder
+            && let Some(offer) = feeder.offer_upload(&self.buf)
         {
             request.extensions_mut().insert(offer);
         }
