@@ -49,17 +49,22 @@ pub(super) struct Upload(Arc<Shared>);
 /// The offer of the `left` bytes of a body still on the client's socket (none in the
 /// connection's buffer), which asks for pieces through `wanted`.
 pub(super) fn offer(left: u64, wanted: Arc<Notify>) -> (UploadOffer, Upload) {
+    let (exchange, feeder) = halves(left, wanted);
+    (UploadOffer::new(Box::new(exchange)), feeder)
+}
+
+fn halves(left: u64, wanted: Arc<Notify>) -> (ClientUpload, Upload) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
         wanted,
     });
-    let upload = ClientUpload {
+    let exchange = ClientUpload {
         shared: Arc::clone(&shared),
         len: left,
         idle: None,
         idle_timeout: Duration::ZERO,
     };
-    (UploadOffer::new(Box::new(upload)), Upload(shared))
+    (exchange, Upload(shared))
 }
 
 impl Shared {
@@ -188,5 +193,112 @@ impl ClientUpload {
             ready!(idle.as_mut().poll(cx));
             return Poll::Ready(Err(Box::new(ClientBodyTimeout(timeout))));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Both ends of a loopback TCP connection: (accepted, connected).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connected = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        (listener.accept().await.unwrap().0, connected)
+    }
+
+    /// What the feeder does with a taken offer: a piece each time the exchange asks, until
+    /// `len` bytes went or the client failed.
+    async fn feed(upload: &Upload, wanted: &Notify, client: &TcpStream, len: u64) {
+        let mut left = len;
+        while left > 0 {
+            wanted.notified().await;
+            match upload.fill(client, splice::piece_max(left)).await {
+                Ok(filled) => left -= u64::try_from(filled).unwrap(),
+                Err(error) => return upload.fail(error),
+            }
+        }
+    }
+
+    /// The exchange's move of `len` bytes from `engine_side` to `to`, fed as the engine does.
+    async fn upload(
+        len: u64,
+        idle: Duration,
+        engine_side: &TcpStream,
+        to: &TcpStream,
+    ) -> Result<(), BoxError> {
+        let wanted = Arc::new(Notify::new());
+        let (mut exchange, feeder) = halves(len, Arc::clone(&wanted));
+        assert!(exchange.prepare(idle), "a pipe is free");
+        let moving = std::future::poll_fn(|cx| exchange.poll_move(cx, RawSocket::Tcp(to)));
+        tokio::select! {
+            moved = moving => moved,
+            // Ends once the last piece is in the pipe; the move ends after it.
+            () = feed(&feeder, &wanted, engine_side, len) => {
+                std::future::poll_fn(|cx| exchange.poll_move(cx, RawSocket::Tcp(to))).await
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn exactly_the_offered_bytes_go_and_the_next_request_stays() {
+        let (engine_side, mut client) = pair().await;
+        let (to, mut app) = pair().await;
+        let body: Vec<u8> = (0..600_003)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let mut sent = body.clone();
+        sent.extend_from_slice(b"NEXT");
+        let writing = tokio::spawn(async move { client.write_all(&sent).await.map(|()| client) });
+        let len = u64::try_from(body.len()).unwrap();
+        let receiving = tokio::spawn(async move {
+            let mut got = vec![0; body.len()];
+            app.read_exact(&mut got).await.map(|_| got == body)
+        });
+        upload(len, Duration::from_secs(10), &engine_side, &to)
+            .await
+            .unwrap();
+        assert!(receiving.await.unwrap().unwrap(), "the body differs");
+        let mut next = [0; 4];
+        let mut engine_side = engine_side;
+        tokio::time::timeout(Duration::from_secs(5), engine_side.read_exact(&mut next))
+            .await
+            .expect("the next request's bytes are still on the socket")
+            .unwrap();
+        assert_eq!(&next, b"NEXT");
+        drop(writing.await.unwrap().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_early_fails_the_move_as_incomplete() {
+        let (engine_side, mut client) = pair().await;
+        let (to, _app) = pair().await;
+        client.write_all(&[7; 1000]).await.unwrap();
+        drop(client);
+        let moved = upload(5000, Duration::from_secs(10), &engine_side, &to).await;
+        let error = moved.expect_err("the body ended short");
+        assert!(
+            matches!(error.downcast_ref(), Some(BodyError::Incomplete)),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_fails_the_move_after_the_idle_timeout() {
+        let (engine_side, _client) = pair().await;
+        let (to, _app) = pair().await;
+        let moved = tokio::time::timeout(
+            Duration::from_secs(5),
+            upload(5000, Duration::from_millis(100), &engine_side, &to),
+        )
+        .await
+        .expect("the idle timeout ends the wait");
+        let error = moved.expect_err("nothing came");
+        assert!(error.is::<ClientBodyTimeout>(), "{error}");
     }
 }
