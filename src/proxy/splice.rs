@@ -419,15 +419,13 @@ async fn copy_once(
     }
 }
 
+/// Both ends of a loopback TCP connection, (accepted, connected), and bytes that differ from
+/// their neighbours, for the tests of what splices (here and engine/upload.rs).
 #[cfg(test)]
-mod tests {
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+pub mod test_sockets {
+    use tokio::net::{TcpListener, TcpStream};
 
-    use super::*;
-
-    /// Both ends of a loopback TCP connection: (accepted, connected).
-    async fn pair() -> (TcpStream, TcpStream) {
+    pub async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connected = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -435,9 +433,17 @@ mod tests {
         (listener.accept().await.unwrap().0, connected)
     }
 
-    fn patterned(len: usize) -> Vec<u8> {
+    pub fn patterned(len: usize) -> Vec<u8> {
         (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::test_sockets::{pair, patterned};
+    use super::*;
 
     #[tokio::test]
     async fn a_body_moves_exactly_its_length_and_leaves_the_next_bytes_unread() {

@@ -199,18 +199,9 @@ impl ClientUpload {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
+    use super::super::super::splice::test_sockets::{pair, patterned};
     use super::*;
-
-    /// Both ends of a loopback TCP connection: (accepted, connected).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let connected = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        (listener.accept().await.unwrap().0, connected)
-    }
 
     /// What the feeder does with a taken offer: a piece each time the exchange asks, until
     /// `len` bytes went or the client failed.
