@@ -240,9 +240,7 @@ mod tests {
     async fn exactly_the_offered_bytes_go_and_the_next_request_stays() {
         let (engine_side, mut client) = pair().await;
         let (to, mut app) = pair().await;
-        let body: Vec<u8> = (0..600_003)
-            .map(|i| u8::try_from(i % 251).unwrap())
-            .collect();
+        let body = patterned(600_003);
         let mut sent = body.clone();
         sent.extend_from_slice(b"NEXT");
         let writing = tokio::spawn(async move { client.write_all(&sent).await.map(|()| client) });
