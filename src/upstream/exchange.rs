@@ -207,7 +207,7 @@ pub(super) async fn exchange(
         RequestFraming::Length(0) => None,
         RequestFraming::Length(length) => {
             let mut sending = Sending::new(body, Encoding::Length(length), None);
-            // The client's connection moves what it offers itself, over a plain socket.
+            // What the client's connection offers is spliced, over a plain socket (upload.rs).
             if let Some(offer) = parts.extensions.remove::<UploadOffer>()
                 && !matches!(connection.stream, UpstreamStream::Tls(_))
             {
@@ -314,7 +314,7 @@ struct Sending {
     unflushed: bool,
     /// The body's last bytes are in the queue.
     ended: bool,
-    /// The body's last bytes, which the client's connection moves itself (upload.rs) once
+    /// The body's last bytes, spliced through the pipe the client's connection fills (upload.rs) once
     /// the frames have given the others; with the route's `client_body_timeout`.
     splice: Option<(Box<dyn RequestSplice>, std::time::Duration)>,
 }

@@ -1,8 +1,9 @@
-//! A request body that the client's connection moves to the upstream's socket itself
-//! (splice(2), no copy through zoo): the side door beside the body's frames. zoo's HTTP/1.1
-//! engine offers one ([`UploadOffer`], in the request's extensions) for a body of known,
-//! large length from a plain TCP client; zoo's client takes it when it sends the body on a
-//! TCP or Unix connection, and otherwise the body's frames carry every byte as before.
+//! The last bytes of a request body moved to the upstream's socket without a copy through
+//! zoo (splice(2), through a pipe the client's connection fills): the side door beside the
+//! body's frames. zoo's HTTP/1.1 engine offers one ([`UploadOffer`], in the request's
+//! extensions) for a body of known, large length from a plain TCP client; zoo's client takes
+//! it when it sends the body on a TCP or Unix connection, and otherwise the body's frames
+//! carry every byte as before.
 //!
 //! The body is type-erased on its way here (`RequestBody`, under `ClientBody` and `Limited`),
 //! so the offer cannot be the body itself; and `upstream` may not name the engine's types,
@@ -14,14 +15,14 @@ use std::time::Duration;
 
 use super::{BoxError, RawSocket};
 
-/// The bytes of a request body not in its frames, which the client's connection moves to an
-/// upstream socket when polled. Its errors are the body's (the client closed early, or
+/// The bytes of a request body not in its frames, which reach an upstream socket when
+/// polled. Its errors are the body's (the client closed early, or
 /// sent nothing for the idle timeout), so the request fails as if its frames had failed.
 pub trait RequestSplice: Send + Sync {
     /// How many bytes it moves: the body's last ones, after all its frames' bytes.
     fn len(&self) -> u64;
 
-    /// Readies the move (a pipe, the client's socket), failing it once the client leaves
+    /// Readies the move (a pipe), failing it once the client leaves
     /// `idle` between two reads; `false` when it cannot be (no pipe free): then the body's
     /// frames carry every byte.
     fn prepare(&mut self, idle: Duration) -> bool;

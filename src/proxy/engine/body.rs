@@ -6,7 +6,9 @@
 //! A channel of one frame plus a "wanted" signal, as hyper's own `Incoming` is made: the
 //! connection reads a piece of the body only once the service asked for one, so that a body
 //! the service never reads is never read (and `100 Continue` is sent only then, as hyper
-//! sends it), and the socket stays owned by the one task that also writes the response.
+//! sends it), and the socket stays owned by the one task that also writes the response. A
+//! large body of known length may instead go through a pipe the exchange shares (upload.rs):
+//! the feeder then splices each piece it is asked for into the pipe rather than reading it.
 
 use std::pin::Pin;
 use std::sync::Arc;
