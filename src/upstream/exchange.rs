@@ -314,8 +314,9 @@ struct Sending {
     unflushed: bool,
     /// The body's last bytes are in the queue.
     ended: bool,
-    /// The body's last bytes, spliced through the pipe the client's connection fills (upload.rs) once
-    /// the frames have given the others; with the route's `client_body_timeout`.
+    /// The body's last bytes, spliced through the pipe the client's connection fills
+    /// (upload.rs) once the frames have given the others; with the route's
+    /// `client_body_timeout`.
     splice: Option<(Box<dyn RequestSplice>, std::time::Duration)>,
 }
 
