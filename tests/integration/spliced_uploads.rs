@@ -1,6 +1,7 @@
 //! Request bodies of known length moved from the client's socket to the upstream's through a
-//! pipe (splice(2), issue 19) on zoo's engine: they reach the upstream byte for byte, the
-//! bytes that came with the head first, a small body is still copied, a pipelined request
+//! pipe (splice(2), issue 19) on zoo's engine: they reach the upstream (TCP, or an app's Unix
+//! socket) byte for byte, the bytes that came with the head first, a small body is still
+//! copied, a stall is `client_body_timeout`'s 408, a pipelined request
 //! behind a spliced body is not eaten, `max_body` and `Expect: 100-continue` hold as when
 //! copied, and a client that stops halfway cuts the upstream's request.
 
@@ -225,4 +226,61 @@ fn a_client_that_stalls_in_a_spliced_body_gets_408() {
         zoo.output()
     );
     assert!(upstream.take().is_empty());
+}
+
+/// A Node app on `SOCKET` that answers each request with its body's length and digest
+/// ([`digest`]), as it read them.
+const DIGEST_JS: &str = r#"
+const http = require("http");
+const server = http.createServer((req, res) => {
+  let length = 0;
+  let sum = 0;
+  req.on("data", (chunk) => {
+    for (const byte of chunk) sum = (sum * 31 + byte) % 1000000007;
+    length += chunk.length;
+  });
+  req.on("end", () => {
+    const body = `${length} ${sum}`;
+    res.writeHead(200, { "Content-Length": body.length });
+    res.end(body);
+  });
+});
+server.listen(process.env.SOCKET);
+"#;
+
+/// What [`DIGEST_JS`] answers for `body`: a digest in which a byte out of place shows.
+fn digest(body: &[u8]) -> String {
+    let sum = body.iter().fold(0_u64, |sum, &byte| {
+        (sum * 31 + u64::from(byte)) % 1_000_000_007
+    });
+    format!("{} {sum}", body.len())
+}
+
+#[test]
+fn an_upload_to_a_unix_socket_app_is_spliced() {
+    let run = tempfile::tempdir().unwrap();
+    let zoo_run = format!("ZOO_RUN={}", run.path().display());
+    let zoo = start(
+        "\"/digest\" = { app = \"node\" }\n",
+        &[&zoo_run],
+        &[("digest.js", DIGEST_JS)],
+        "[apps.node]\ncommand = \"node digest.js\"\nsocket = true\n",
+    );
+    let mut client = connect(zoo.addr());
+    // The app may still be starting: the route waits for it.
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    for round in 1..=2 {
+        let body = other_body(1 << 20);
+        let mut sent = post_head("/digest", body.len(), "").into_bytes();
+        sent.extend_from_slice(&body);
+        let mut writer = client.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(&sent));
+        let (head, answer) = read_response(&mut client);
+        writing.join().unwrap().unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(answer, digest(&body), "round {round}");
+        assert!(line_count_reaches(&zoo, SPLICED, round), "{}", zoo.output());
+    }
 }
