@@ -1,9 +1,9 @@
 //! Request bodies of known length moved from the client's socket to the upstream's through a
 //! pipe (splice(2), issue 19) on zoo's engine: they reach the upstream (TCP, or an app's Unix
 //! socket) byte for byte, the bytes that came with the head first, a small body is still
-//! copied, a stall is `client_body_timeout`'s 408, a pipelined request
-//! behind a spliced body is not eaten, `max_body` and `Expect: 100-continue` hold as when
-//! copied, and a client that stops halfway cuts the upstream's request.
+//! copied, a stall is `client_body_timeout`'s 408, a pipelined request behind a spliced body
+//! is not eaten, `max_body` and `Expect: 100-continue` hold as when copied, and a client that
+//! stops halfway cuts the upstream's request.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
