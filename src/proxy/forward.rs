@@ -302,8 +302,8 @@ fn limit_body(
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let (mut parts, body) = request.into_parts();
     if let Some(offer) = parts.extensions.get_mut::<UploadOffer>() {
-        // A body the client's connection moves itself is held to the same timeout; its
-        // length, known, is within `max_body` once past the check below.
+        // A body spliced rather than read as frames (engine/upload.rs) is held to the same
+        // timeout; its length, known, is within `max_body` once past the check below.
         offer.idle_timeout(limits.body_timeout);
     }
     let body = if body.is_end_stream() {

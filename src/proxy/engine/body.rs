@@ -20,8 +20,8 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 
-use super::stream::ClientStream;
-use super::stream::{read_now, send};
+use super::super::splice::piece_max;
+use super::stream::{ClientStream, read_now, send};
 use super::upload::{self, Upload};
 
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
@@ -279,11 +279,7 @@ impl Feeder {
             return;
         }
         let filled = match stream.tcp() {
-            Some(client) => {
-                upload
-                    .fill(client, super::super::splice::piece_max(left))
-                    .await
-            }
+            Some(client) => upload.fill(client, piece_max(left)).await,
             None => Err(BodyError::Incomplete),
         };
         self.asked = false;
