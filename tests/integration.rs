@@ -41,6 +41,7 @@ mod integration {
     mod shutdown;
     mod sockets;
     mod spliced_bodies;
+    mod spliced_uploads;
     mod sse;
     mod static_files;
     mod supervise;

@@ -25,7 +25,8 @@ use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
 use crate::upstream::{
-    ClientBody, Http1Client, RequestBody, ResponseBody, SendError, UpgradedUpstream, UpstreamBody,
+    ClientBody, Http1Client, RequestBody, ResponseBody, SendError, UpgradedUpstream, UploadOffer,
+    UpstreamBody,
 };
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
@@ -299,7 +300,12 @@ fn limit_body(
     request: Request<RequestBody>,
     limits: &Limits<'_>,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    if let Some(offer) = parts.extensions.get_mut::<UploadOffer>() {
+        // A body spliced rather than read as frames (engine/upload.rs) is held to the same
+        // timeout; its length, known, is within `max_body` once past the check below.
+        offer.idle_timeout(limits.body_timeout);
+    }
     let body = if body.is_end_stream() {
         Either::Right(Either::Right(Empty::new()))
     } else if let Some(limit) = limits.max_body {

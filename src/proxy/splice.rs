@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
@@ -108,14 +109,20 @@ impl PipePool {
 }
 
 impl Lease<'_> {
-    fn pipe(&self) -> &Pipe {
+    fn pipe(&self) -> io::Result<&Pipe> {
+        // A lease holds its pipe until it ends.
         self.pipe
             .as_ref()
-            .expect("a lease holds its pipe until it ends")
+            .ok_or_else(|| io::ErrorKind::BrokenPipe.into())
     }
 
     /// Gives the pipe back; called only once every byte spliced in was spliced out.
     fn drained(mut self) {
+        self.give_back();
+    }
+
+    /// [`Lease::drained`] for a lease inside another value.
+    fn give_back(&mut self) {
         if let Some(pipe) = self.pipe.take() {
             let mut idle = self
                 .pool
@@ -148,6 +155,8 @@ pub trait Socket: AsFd + Sync {
     fn ready(&self, interest: Interest) -> impl Future<Output = io::Result<Ready>> + Send;
     fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
     fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize>;
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 /// [`Socket`] for tokio's two stream sockets, whose methods of these names agree.
@@ -171,6 +180,12 @@ macro_rules! stream_socket {
             }
             fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
                 <$stream>::try_read(self, buffer)
+            }
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_read_ready(self, cx)
+            }
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$stream>::poll_write_ready(self, cx)
             }
         }
     };
@@ -236,7 +251,7 @@ async fn through_pipe(
     from: &impl Socket,
     to: &impl Socket,
 ) -> io::Result<Option<usize>> {
-    let moved = splice_once(lease.pipe(), from, to, CHUNK).await?;
+    let moved = splice_once(lease.pipe()?, from, to, CHUNK).await?;
     lease.drained();
     Ok(moved)
 }
@@ -262,44 +277,116 @@ async fn splice_once(
     Ok(Some(filled))
 }
 
-/// A pipe lent to one response body of known length, which it moves from the upstream's
-/// socket to the client's (HAProxy's `splice-response`): the body's bytes are not copied
-/// through zoo, and a large one goes in pieces of [`BODY_PIPE_BYTES`].
-pub struct BodyPipe(Lease<'static>);
+/// A pipe lent to one body of known length, which it moves between two sockets: a
+/// response's from the upstream to the client (HAProxy's `splice-response`), a request's
+/// from the client to the upstream. The body's bytes are not copied through zoo, and a large
+/// one goes in pieces of [`BODY_PIPE_BYTES`]. Dropped empty, the pipe goes back to the pool;
+/// with bytes in it (an error midway), it is closed.
+pub struct BodyPipe {
+    lease: Lease<'static>,
+    /// Bytes of the piece under way: spliced in, and not yet all out.
+    piece: usize,
+    /// Bytes of the piece still in the pipe.
+    held: usize,
+}
 
 /// A pipe for a body; `None` when all [`MAX_PIPES`] are in use (the body is then copied).
 pub fn body_pipe() -> Option<BodyPipe> {
-    PIPES.lease().map(BodyPipe)
+    PIPES.lease().map(|lease| BodyPipe {
+        lease,
+        piece: 0,
+        held: 0,
+    })
 }
 
 impl BodyPipe {
-    /// Back to the pool, never used.
-    pub fn unused(self) {
-        self.0.drained();
-    }
-
     /// Moves exactly `len` bytes from `from` to `to`. `from` ending sooner is
-    /// `UnexpectedEof`; on any error the pipe, bytes maybe left in it, is closed.
+    /// `UnexpectedEof`.
     pub async fn move_exactly(
-        self,
+        mut self,
         from: &impl Socket,
         to: &impl Socket,
         len: u64,
     ) -> io::Result<()> {
-        let pipe = self.0.pipe();
         let mut left = len;
         while left > 0 {
-            from.ready(Interest::READABLE).await?;
-            let max =
-                usize::try_from(left).map_or(BODY_PIPE_BYTES, |left| left.min(BODY_PIPE_BYTES));
-            match splice_once(pipe, from, to, max).await? {
-                None => {}
-                Some(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Some(moved) => left = left.saturating_sub(u64::try_from(moved).unwrap_or(u64::MAX)),
+            let max = piece_max(left);
+            match std::future::poll_fn(|cx| self.poll_piece(cx, from, to, max)).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                moved => left = left.saturating_sub(u64::try_from(moved).unwrap_or(u64::MAX)),
             }
         }
-        self.0.drained();
         Ok(())
+    }
+
+    /// Moves one piece of up to `max` bytes: spliced from `from` into the pipe once `from`
+    /// has some, then out to `to` until the pipe is empty. Ready with the piece's size (0:
+    /// `from` ended) once it is all in `to`; polled again after pending, it goes on.
+    pub fn poll_piece(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &impl Socket,
+        to: &impl Socket,
+        max: usize,
+    ) -> Poll<io::Result<usize>> {
+        while self.piece == 0 {
+            ready!(from.poll_read_ready(cx))?;
+            match self.try_fill(from, max) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+                Ok(0) => return Poll::Ready(Ok(0)),
+                Ok(_) => {}
+            }
+        }
+        ready!(self.poll_empty(cx, to))?;
+        Poll::Ready(Ok(std::mem::take(&mut self.piece)))
+    }
+
+    /// One splice of up to `max` bytes from `from` into the pipe, which must be empty (a
+    /// full pipe would read as `from` having nothing); `WouldBlock` when `from` has nothing.
+    pub fn try_fill(&mut self, from: &impl Socket, max: usize) -> io::Result<usize> {
+        let pipe = self.lease.pipe()?;
+        let filled = from.try_io(Interest::READABLE, || {
+            Ok(splice(from, None, &pipe.write, None, max, FLAGS)?)
+        })?;
+        self.piece = filled;
+        self.held = filled;
+        Ok(filled)
+    }
+
+    /// Splices what the pipe holds out to `to`; ready once the pipe is empty.
+    pub fn poll_empty(&mut self, cx: &mut Context<'_>, to: &impl Socket) -> Poll<io::Result<()>> {
+        while self.held > 0 {
+            let pipe = self.lease.pipe()?;
+            ready!(to.poll_write_ready(cx))?;
+            match to.try_io(Interest::WRITABLE, || {
+                Ok(splice(&pipe.read, None, to, None, self.held, FLAGS)?)
+            }) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Poll::Ready(Err(error)),
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(out) => self.held = self.held.saturating_sub(out),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether the pipe holds bytes not yet spliced out.
+    pub fn holds(&self) -> bool {
+        self.held > 0
+    }
+}
+
+/// The largest piece for a body with `left` bytes to go.
+pub fn piece_max(left: u64) -> usize {
+    usize::try_from(left).map_or(BODY_PIPE_BYTES, |left| left.min(BODY_PIPE_BYTES))
+}
+
+impl Drop for BodyPipe {
+    fn drop(&mut self) {
+        if self.held == 0 {
+            self.lease.give_back();
+        }
     }
 }
 
@@ -332,15 +419,13 @@ async fn copy_once(
     }
 }
 
+/// Both ends of a loopback TCP connection, (accepted, connected), and bytes that differ from
+/// their neighbours, for the tests of what splices (here and engine/upload.rs).
 #[cfg(test)]
-mod tests {
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+pub mod test_sockets {
+    use tokio::net::{TcpListener, TcpStream};
 
-    use super::*;
-
-    /// Both ends of a loopback TCP connection: (accepted, connected).
-    async fn pair() -> (TcpStream, TcpStream) {
+    pub async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let connected = TcpStream::connect(listener.local_addr().unwrap())
             .await
@@ -348,9 +433,17 @@ mod tests {
         (listener.accept().await.unwrap().0, connected)
     }
 
-    fn patterned(len: usize) -> Vec<u8> {
+    pub fn patterned(len: usize) -> Vec<u8> {
         (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::test_sockets::{pair, patterned};
+    use super::*;
 
     #[tokio::test]
     async fn a_body_moves_exactly_its_length_and_leaves_the_next_bytes_unread() {

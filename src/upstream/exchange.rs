@@ -31,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 
+use super::upload::{RequestSplice, UploadOffer};
 use super::{BodyError, MAX_HEAD_BYTES, Pool, SendError, UpstreamBody};
 use crate::h1::{self, ChunkedDecoder, Decoded, OutgoingBody, RequestFraming, ResponseBodyFraming};
 use crate::supervise::Dial;
@@ -205,7 +206,14 @@ pub(super) async fn exchange(
     let mut sending = match framing {
         RequestFraming::Length(0) => None,
         RequestFraming::Length(length) => {
-            Some(Box::new(Sending::new(body, Encoding::Length(length), None)))
+            let mut sending = Sending::new(body, Encoding::Length(length), None);
+            // What the client's connection offers is spliced, over a plain socket (upload.rs).
+            if let Some(offer) = parts.extensions.remove::<UploadOffer>()
+                && !matches!(connection.stream, UpstreamStream::Tls(_))
+            {
+                sending.splice = offer.take(length);
+            }
+            Some(Box::new(sending))
         }
         RequestFraming::Chunked => {
             let trailer = parts.headers.contains_key(header::TRAILER).then(|| {
@@ -221,8 +229,10 @@ pub(super) async fn exchange(
     // As hyper's client does: the head goes out together with the body's first frame when
     // that is ready, and a body that fails at once sends nothing at all.
     let first = match &mut sending {
-        Some(sending) => std::future::poll_fn(|cx| Poll::Ready(sending.poll_next_frame(cx))).await,
-        None => Poll::Pending,
+        Some(sending) if !sending.splice_due() => {
+            std::future::poll_fn(|cx| Poll::Ready(sending.poll_next_frame(cx))).await
+        }
+        _ => Poll::Pending,
     };
     match (first, &mut sending) {
         (Poll::Ready(Err(error)), _) => return Err((error, None)),
@@ -238,7 +248,13 @@ pub(super) async fn exchange(
                         parts,
                         Either::Right(Either::Right(Empty::new())),
                     )),
-                    Some(sending) if reused => Some(Request::from_parts(parts, sending.body)),
+                    Some(sending) if reused => {
+                        let Sending { body, splice, .. } = *sending;
+                        if let Some((splice, idle)) = splice {
+                            parts.extensions.insert(UploadOffer::again(splice, idle));
+                        }
+                        Some(Request::from_parts(parts, body))
+                    }
                     _ => None,
                 };
                 return Err((SendError::Io(error), unsent));
@@ -298,6 +314,10 @@ struct Sending {
     unflushed: bool,
     /// The body's last bytes are in the queue.
     ended: bool,
+    /// The body's last bytes, spliced through the pipe the client's connection fills
+    /// (upload.rs) once the frames have given the others; with the route's
+    /// `client_body_timeout`.
+    splice: Option<(Box<dyn RequestSplice>, std::time::Duration)>,
 }
 
 /// The client's body framed otherwise than its `Content-Length` said.
@@ -314,7 +334,41 @@ impl Sending {
             queue: VecDeque::new(),
             unflushed: false,
             ended: false,
+            splice: None,
         }
+    }
+
+    /// Whether the frames have given their bytes and the splice's are next.
+    fn splice_due(&self) -> bool {
+        match (&self.splice, self.encoding) {
+            (Some((splice, _)), Encoding::Length(left)) => left == splice.len(),
+            _ => false,
+        }
+    }
+
+    /// Moves the splice's bytes to `stream` (all there is left of the body), then the body
+    /// has ended.
+    fn poll_splice(
+        &mut self,
+        stream: &UpstreamStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), SendError>> {
+        let Some((splice, _)) = &mut self.splice else {
+            return Poll::Ready(Ok(()));
+        };
+        let socket = match stream {
+            UpstreamStream::Tcp(stream) => RawSocket::Tcp(stream),
+            UpstreamStream::Unix(stream) => RawSocket::Unix(stream),
+            // Not taken over TLS (exchange).
+            UpstreamStream::Tls(_) => {
+                return Poll::Ready(Err(SendError::Io(io::ErrorKind::Unsupported.into())));
+            }
+        };
+        ready!(splice.poll_move(cx, socket)).map_err(SendError::RequestBody)?;
+        self.splice = None;
+        self.encoding = Encoding::Length(0);
+        self.ended = true;
+        Poll::Ready(Ok(()))
     }
 
     /// Writes what is queued, then the body's next frames, until the body has ended (ready)
@@ -355,6 +409,10 @@ impl Sending {
             }
             if self.ended {
                 return Poll::Ready(Ok(()));
+            }
+            if self.splice_due() {
+                ready!(self.poll_splice(stream, cx))?;
+                continue;
             }
             ready!(self.poll_next_frame(cx))?;
         }

@@ -17,6 +17,7 @@
 
 mod body;
 mod exchange;
+mod upload;
 
 use std::future::Future as _;
 use std::io;
@@ -42,6 +43,7 @@ use rustls::{ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsConnector;
+pub use upload::{RequestSplice, UploadOffer};
 
 use crate::supervise::Dial;
 

@@ -16,7 +16,7 @@ use crate::util::{self, READY_DEADLINE, Zoo};
 const SPLICED: &str = "response body spliced";
 
 /// zoo on its own engine (splicing is the engine's) with debug lines, `routes` its routes.
-fn start(routes: &str, wrapper: &[&str], files: &[(&str, &str)], apps: &str) -> Zoo {
+pub(super) fn start(routes: &str, wrapper: &[&str], files: &[(&str, &str)], apps: &str) -> Zoo {
     let config = format!(
         "listen = \"127.0.0.1:0\"\n\
          engine = \"zoo\"\n\
@@ -36,15 +36,7 @@ fn start(routes: &str, wrapper: &[&str], files: &[(&str, &str)], apps: &str) -> 
 fn get(stream: &mut TcpStream, target: &str) -> (String, Vec<u8>) {
     write!(stream, "GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let head = read_head(stream);
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(str::to_owned)
-        })
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no length in {head:?}"));
+    let length = content_length(&head);
     let mut body = vec![0; length];
     let mut got = 0;
     while got < length {
@@ -57,15 +49,27 @@ fn get(stream: &mut TcpStream, target: &str) -> (String, Vec<u8>) {
     (head, body)
 }
 
-fn spliced_count(zoo: &Zoo) -> usize {
-    zoo.output().matches(SPLICED).count()
+/// The `Content-Length` of a response head.
+pub(super) fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|line| {
+            line.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(str::to_owned)
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no length in {head:?}"))
 }
 
-/// Whether zoo's count of spliced bodies reaches `count` (its line comes after the body's last
-/// byte, so it may trail the client's read a little).
+/// Whether zoo's count of `line` (a spliced body's) reaches `count`, and no more (its line
+/// comes after the body's last byte, so it may trail the client's read a little).
+pub(super) fn line_count_reaches(zoo: &Zoo, line: &str, count: usize) -> bool {
+    let seen = || zoo.output().matches(line).count();
+    util::poll_until(Duration::from_secs(5), || seen() >= count) && seen() == count
+}
+
 fn spliced_reaches(zoo: &Zoo, count: usize) -> bool {
-    util::poll_until(Duration::from_secs(5), || spliced_count(zoo) >= count)
-        && spliced_count(zoo) == count
+    line_count_reaches(zoo, SPLICED, count)
 }
 
 /// A scripted upstream (tests/util/scripted.rs) and zoo proxying `/` to it.

@@ -6,7 +6,9 @@
 //! A channel of one frame plus a "wanted" signal, as hyper's own `Incoming` is made: the
 //! connection reads a piece of the body only once the service asked for one, so that a body
 //! the service never reads is never read (and `100 Continue` is sent only then, as hyper
-//! sends it), and the socket stays owned by the one task that also writes the response.
+//! sends it), and the socket stays owned by the one task that also writes the response. A
+//! large body of known length may instead go through a pipe the exchange shares (upload.rs):
+//! the feeder then splices each piece it is asked for into the pipe rather than reading it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +20,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
 
-use super::stream::{read_now, send};
+use super::super::splice::piece_max;
+use super::stream::{ClientStream, read_now, send};
+use super::upload::{self, Upload};
 
 use crate::h1::{self, BodyFraming, ChunkedDecoder, Decoded};
 use crate::upstream::BoxError;
@@ -109,6 +113,8 @@ pub(super) struct Feeder {
     continue_due: bool,
     /// The body could not be read: the connection closes after the response.
     pub(super) failed: bool,
+    /// The rest of the body was offered to the exchange to splice (upload.rs).
+    upload: Option<Upload>,
 }
 
 /// A body and its feeder for a request framed `framing`; `None` when it has no body.
@@ -136,6 +142,7 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
         asked: false,
         continue_due: expect_continue,
         failed: false,
+        upload: None,
     };
     Some((body, feeder))
 }
@@ -144,6 +151,22 @@ impl Feeder {
     /// Whether the body still has bytes on the connection and someone to take them.
     pub(super) fn active(&self) -> bool {
         !matches!(self.left, Left::Done) && self.frames.is_some() && !self.failed
+    }
+
+    /// An offer to the exchange to splice the rest of a body of known length (upload.rs),
+    /// for the request's extensions: only once every byte of it that came with the head went
+    /// into the channel (`buf` has none), so that those go first. The feeder reads the body
+    /// as before unless the exchange takes it; then it splices it into the offer's pipe.
+    pub(super) fn offer_upload(&mut self, buf: &BytesMut) -> Option<crate::upstream::UploadOffer> {
+        let Left::Length(left) = self.left else {
+            return None;
+        };
+        if !buf.is_empty() || self.failed || self.frames.is_none() {
+            return None;
+        }
+        let (offer, upload) = upload::offer(left, Arc::clone(&self.wanted));
+        self.upload = Some(upload);
+        Some(offer)
     }
 
     /// Whether every byte of the body was read off the connection.
@@ -194,14 +217,13 @@ impl Feeder {
     /// Waits until the body asks for a frame, then reads it from `buf` (and `stream` when
     /// `buf` has none) and sends it. Cancel-safe: an ask is remembered, bytes read stay in
     /// `buf`.
-    pub(super) async fn feed<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        stream: &mut S,
-        buf: &mut BytesMut,
-    ) {
+    pub(super) async fn feed<S: ClientStream>(&mut self, stream: &mut S, buf: &mut BytesMut) {
         if !self.asked {
             self.wanted.notified().await;
             self.asked = true;
+        }
+        if let Some(upload) = self.upload.clone().filter(Upload::taken) {
+            return self.splice_piece(&upload, stream).await;
         }
         let Some(frames) = self.frames.clone() else {
             return;
@@ -211,14 +233,8 @@ impl Feeder {
             self.asked = false;
             return;
         };
-        if self.continue_due {
-            self.continue_due = false;
-            let mut out = Vec::with_capacity(32);
-            h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
-            if send(stream, &out).await.is_err() {
-                self.failed = true;
-                return;
-            }
+        if !self.send_continue(stream).await {
+            return;
         }
         let sent = loop {
             match self.next_frame(buf) {
@@ -235,6 +251,52 @@ impl Feeder {
         };
         self.asked = false;
         self.deliver(permit, sent);
+    }
+
+    /// Writes `100 Continue` if it is due, as the body is first wanted; false when the
+    /// client's socket failed.
+    async fn send_continue<S: AsyncWrite + Unpin>(&mut self, stream: &mut S) -> bool {
+        if !self.continue_due {
+            return true;
+        }
+        self.continue_due = false;
+        let mut out = Vec::with_capacity(32);
+        h1::write_informational(&mut out, http::StatusCode::CONTINUE, &HeaderMap::new());
+        let sent = send(stream, &out).await.is_ok();
+        self.failed |= !sent;
+        sent
+    }
+
+    /// Splices the body's next piece from the client's socket into the pipe of the
+    /// `upload` the exchange took, counting it off as a frame's bytes are.
+    async fn splice_piece<S: ClientStream>(&mut self, upload: &Upload, stream: &mut S) {
+        let Left::Length(left) = &mut self.left else {
+            return;
+        };
+        let left = *left;
+        if !self.send_continue(stream).await {
+            upload.fail(BodyError::Incomplete);
+            return;
+        }
+        let filled = match stream.tcp() {
+            Some(client) => upload.fill(client, piece_max(left)).await,
+            None => Err(BodyError::Incomplete),
+        };
+        self.asked = false;
+        match filled {
+            Ok(filled) => {
+                let left = left.saturating_sub(u64::try_from(filled).unwrap_or(u64::MAX));
+                self.left = if left == 0 {
+                    Left::Done
+                } else {
+                    Left::Length(left)
+                };
+            }
+            Err(error) => {
+                self.failed = true;
+                upload.fail(error);
+            }
+        }
     }
 
     /// The next frame from `buf`: `Ok(None)` when `buf` needs more bytes, `Ok(Some(None))`

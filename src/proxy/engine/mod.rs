@@ -19,6 +19,7 @@
 mod body;
 mod respond;
 mod stream;
+mod upload;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -341,6 +342,15 @@ impl<S: ClientStream> Connection<S> {
             .iter()
             .any(|value| respond::lists_token(value, "trailers"));
         let mut request = Request::from_parts(parts, Either::Right(body));
+        // A large body of known length may be spliced (upload.rs).
+        if let h1::BodyFraming::Length(length) = framing
+            && length >= respond::SPLICE_MIN
+            && self.stream.tcp().is_some()
+            && let Some(feeder) = &mut feeder
+            && let Some(offer) = feeder.offer_upload(&self.buf)
+        {
+            request.extensions_mut().insert(offer);
+        }
         let handoff = (upgrade && super::tunnel::wants_websocket(request.headers())).then(|| {
             let (sender, receiver) = oneshot::channel();
             request

@@ -249,7 +249,8 @@ pub(super) async fn splice_body<S: super::ClientStream>(
     }
     let pipe = splice::body_pipe()?;
     let Some((first, mut raw)) = body.raw() else {
-        pipe.unused();
+        // Back to the pool, never used.
+        drop(pipe);
         return None;
     };
     let buffered = raw.take_buffered();
