@@ -2,8 +2,9 @@
 //! pipe (splice(2), issue 19) on zoo's engine: they reach the upstream (TCP, or an app's Unix
 //! socket) byte for byte, the bytes that came with the head first, a small body is still
 //! copied, a stall is `client_body_timeout`'s 408, a pipelined request behind a spliced body
-//! is not eaten, `max_body` and `Expect: 100-continue` hold as when copied, and a client that
-//! stops halfway cuts the upstream's request.
+//! is not eaten, `max_body` and `Expect: 100-continue` hold as when copied, a client that
+//! stops halfway cuts the upstream's request, and so does a client connection closed after an
+//! early answer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -226,6 +227,44 @@ fn a_client_that_stalls_in_a_spliced_body_gets_408() {
         zoo.output()
     );
     assert!(upstream.take().is_empty());
+}
+
+#[test]
+fn an_upstream_that_answers_before_a_spliced_body_ends_is_let_go_at_once() {
+    // The upstream answers `/early` after the head and goes on reading the body; zoo relays
+    // the answer and closes the client's connection (the rest of the body is never read).
+    // The splice must end with it, not wait out the 60 s `client_body_timeout` (the default)
+    // for pieces nobody will send while holding the upstream connection and a pipe.
+    let (upstream, zoo) = scripted_zoo();
+    let size = 1 << 20;
+    let mut client = connect(zoo.addr());
+    let mut sent = post_head("/early", size, "").into_bytes();
+    sent.extend_from_slice(&big_body(size)[..100_000]);
+    client.write_all(&sent).unwrap();
+    let (head, body) = read_response(&mut client);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "early");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut rest = [0; 64];
+    assert_eq!(
+        client.read(&mut rest).map_err(|error| error.kind()),
+        Ok(0),
+        "zoo kept the client's connection with its body unread\n{}",
+        zoo.output()
+    );
+    assert!(
+        util::poll_until(Duration::from_secs(10), || zoo
+            .output()
+            .contains("spliced request body cut")),
+        "the splice still waits for the client\n{}",
+        zoo.output()
+    );
+    assert!(
+        upstream.take().is_empty(),
+        "no whole request reached the upstream"
+    );
 }
 
 /// A Node app on `SOCKET` that answers each request with its body's length and digest

@@ -147,6 +147,20 @@ pub(super) fn channel(framing: BodyFraming, expect_continue: bool) -> Option<(En
     Some((body, feeder))
 }
 
+/// A body given up before its end (the connection's task answered and moved on, or closed)
+/// ends its splice too: the exchange, or the task that sends the rest to an upstream that
+/// answered early, would otherwise wait out `client_body_timeout` for pieces nobody sends.
+/// (Dropping the channel's sender does the same for a body read as frames.)
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        if let Some(upload) = &self.upload
+            && !matches!(self.left, Left::Done)
+        {
+            upload.fail(BodyError::Incomplete);
+        }
+    }
+}
+
 impl Feeder {
     /// Whether the body still has bytes on the connection and someone to take them.
     pub(super) fn active(&self) -> bool {
