@@ -17,6 +17,7 @@
 
 mod body;
 mod exchange;
+mod sending;
 mod upload;
 
 use std::future::Future as _;
