@@ -336,7 +336,9 @@ fn tls_listener_offers_h2_and_http1_by_alpn() {
 }
 
 /// Reads one response (head and a `Content-Length` body) off `stream`; its status line and body.
-async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> (String, String) {
+pub(super) async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> (String, String) {
     use tokio::io::AsyncReadExt;
     let mut bytes = Vec::new();
     let mut byte = [0u8; 1];
