@@ -18,6 +18,8 @@ use crate::util::{self, Zoo};
 
 /// What zoo logs (at debug) for each spliced request body.
 const SPLICED: &str = "request body spliced";
+/// What zoo logs (at debug) for a spliced request body that failed midway.
+const CUT: &str = "spliced request body cut";
 
 /// A scripted upstream (tests/util/scripted.rs: it records each request's bytes and answers
 /// `echo PATH LENGTH`) and zoo proxying `/` to it, `/small` with a `max_body` of 100 KB, its
@@ -184,7 +186,8 @@ fn a_client_that_stops_halfway_cuts_the_upstream_request() {
     let logged = access_line(&zoo, "/cut");
     assert_eq!(logged["status"], 400, "{logged}");
     assert!(
-        zoo.output().contains("spliced request body cut"),
+        // Waited for: the line reaches zoo's output on its own way, after the answer may have.
+        line_count_reaches(&zoo, CUT, 1),
         "{}",
         zoo.output()
     );
@@ -222,7 +225,8 @@ fn a_client_that_stalls_in_a_spliced_body_gets_408() {
         began.elapsed()
     );
     assert!(
-        zoo.output().contains("spliced request body cut"),
+        // Waited for: the line reaches zoo's output on its own way, after the answer may have.
+        line_count_reaches(&zoo, CUT, 1),
         "the stalled body was being spliced\n{}",
         zoo.output()
     );
@@ -255,9 +259,7 @@ fn an_upstream_that_answers_before_a_spliced_body_ends_is_let_go_at_once() {
         zoo.output()
     );
     assert!(
-        util::poll_until(Duration::from_secs(10), || zoo
-            .output()
-            .contains("spliced request body cut")),
+        util::poll_until(Duration::from_secs(10), || zoo.output().contains(CUT)),
         "the splice still waits for the client\n{}",
         zoo.output()
     );
