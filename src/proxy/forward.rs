@@ -25,8 +25,8 @@ use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
 use crate::upstream::{
-    ClientBody, Http1Client, RequestBody, ResponseBody, SendError, UpgradedUpstream, UploadOffer,
-    UpstreamBody,
+    ClientBody, Http1Client, RequestBody, ResponseBody, Returned, SendError, UpgradedUpstream,
+    UploadOffer, UpstreamBody,
 };
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
@@ -325,18 +325,15 @@ fn limit_body(
     Ok(Request::from_parts(parts, body))
 }
 
-/// A copy of a request that may be sent a second time: an idempotent method and no body.
-fn replayable(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
-    let no_body = matches!(request.body(), Either::Right(Either::Right(_)));
-    if !(no_body && request.method().is_idempotent()) {
-        return None;
+/// Whether sending a request given back once more is harmless even if it was written: an
+/// idempotent method and no body.
+fn harmless_twice(returned: &Returned) -> bool {
+    match returned {
+        Returned::Written(request) | Returned::Unsent(request) => {
+            request.method().is_idempotent()
+                && matches!(request.body(), Either::Right(Either::Right(_)))
+        }
     }
-    let mut copy = Request::new(Either::Right(Either::Right(Empty::new())));
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    copy.headers_mut().clone_from(request.headers());
-    Some(copy)
 }
 
 /// Sends `request` to its upstream's pool and waits for the response headers up to the
@@ -364,7 +361,6 @@ async fn send(
         // The instance the last attempt failed on, and why.
         let mut failed: Option<(usize, SendError)> = None;
         loop {
-            let again = replayable(&request);
             let (pool, lease) = match upstream {
                 Upstream::App { app, pool, .. } => {
                     let avoid = failed.as_ref().map(|(index, _)| *index);
@@ -376,24 +372,19 @@ async fn send(
                 Upstream::External(external) => (&external.pool, None),
             };
             let app_addr = lease.as_ref().map(|lease| lease.instance().dial());
-            let (error, unsent) = match pool.send(app_addr, request, limits.http1_client).await {
-                // A body that fails before any of it was read (an app killed between writing
-                // its head and its body) is an exchange broken after writing: resent like one
-                // when that is safe, since the client has been sent nothing yet.
-                Ok(mut response) => match response.body_mut().take_ready_start().await {
-                    Ok(()) => return Ok((response, lease)),
-                    Err(source) if source.is_connection_lost() => (source.into(), None),
-                    // A malformed body: refused (502), not asked for again.
-                    Err(source) => return Err(Some(source.into())),
-                },
+            let (error, returned) = match pool.send(app_addr, request, limits.http1_client).await {
+                Ok(response) => return Ok((response, lease)),
                 // A malformed response head is refused (502), not asked for again.
                 Err((error @ SendError::Head(_), _)) => return Err(Some(error)),
                 Err(failure) => failure,
             };
-            let next = match (unsent, again) {
-                // Nothing of it was written: it may go anywhere again.
-                (Some(unsent), _) if lease.is_some() => unsent,
-                (_, Some(again)) => {
+            let next = match returned {
+                // Nothing of it was written: it may go to any instance again.
+                Some(Returned::Unsent(unsent)) if lease.is_some() => unsent,
+                // Written, or its response's body lost before any of it was read (an app
+                // killed between writing its head and its body): the client has been sent
+                // nothing yet, so it goes again when doing it twice is harmless.
+                Some(returned) if harmless_twice(&returned) => {
                     let may_resend = match upstream {
                         Upstream::App { .. } => resent_after_writing < APP_RESENDS,
                         Upstream::External(_) => resent_after_writing == 0,
@@ -407,7 +398,7 @@ async fn send(
                     } else if lease.is_none() {
                         return Err(Some(error));
                     }
-                    again
+                    returned.into_request()
                 }
                 _ => return Err(Some(error)),
             };

@@ -32,7 +32,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::sending::{Encoding, Sending};
 use super::upload::UploadOffer;
-use super::{BodyError, MAX_HEAD_BYTES, Pool, SendError, UpstreamBody};
+use super::{BodyError, MAX_HEAD_BYTES, Pool, Returned, SendError, SendFailure, UpstreamBody};
 use crate::h1::{self, ChunkedDecoder, Decoded, OutgoingBody, RequestFraming, ResponseBodyFraming};
 use crate::supervise::Dial;
 
@@ -171,14 +171,17 @@ pub(super) struct Home {
 }
 
 /// Sends `request` on `connection` and reads the response head; the response's body owns the
-/// connection. On failure, the request is given back when `reused` and its head could not
-/// even be written: the upstream had closed the idle connection, and a fresh one may take it.
+/// connection, and a bodiless request's head comes back beside it (in case its body fails
+/// before any of it is read: the request may then go again). On failure, the request is given
+/// back unsent when `reused` and its head could not even be written (the upstream had closed
+/// the idle connection, and a fresh one may take it), and as written when it had no body.
 pub(super) async fn exchange(
     mut connection: Connection,
     request: Request<UpstreamBody>,
     reused: bool,
     home: Home,
-) -> Result<Response<ExchangeBody>, (SendError, Option<Request<UpstreamBody>>)> {
+) -> Result<(Response<ExchangeBody>, Option<http::request::Parts>), SendFailure> {
+    let bodiless = matches!(request.body(), Either::Right(Either::Right(_)));
     let (mut parts, body) = request.into_parts();
     let outgoing = if body.is_end_stream() {
         OutgoingBody::Empty
@@ -240,21 +243,19 @@ pub(super) async fn exchange(
                 connection.stream.flush().await
             };
             if let Err(error) = written.await {
-                let unsent = match sending {
-                    None if reused => Some(Request::from_parts(
-                        parts,
-                        Either::Right(Either::Right(Empty::new())),
-                    )),
+                let returned = match sending {
+                    None if reused => Some(Returned::Unsent(bodiless_request(parts))),
                     Some(sending) if reused => {
                         let Sending { body, splice, .. } = *sending;
                         if let Some((splice, idle)) = splice {
                             parts.extensions.insert(UploadOffer::again(splice, idle));
                         }
-                        Some(Request::from_parts(parts, body))
+                        Some(Returned::Unsent(Request::from_parts(parts, body)))
                     }
+                    _ if bodiless => Some(Returned::Written(bodiless_request(parts))),
                     _ => None,
                 };
-                return Err((SendError::Io(error), unsent));
+                return Err((SendError::Io(error), returned));
             }
         }
     }
@@ -267,9 +268,13 @@ pub(super) async fn exchange(
         home: Some(home),
         body_read: BODY_READ,
     };
-    let head = std::future::poll_fn(|cx| state.poll_head(cx, &parts.method))
-        .await
-        .map_err(|error| (error, None))?;
+    let head = match std::future::poll_fn(|cx| state.poll_head(cx, &parts.method)).await {
+        Ok(head) => head,
+        Err(error) => {
+            let returned = bodiless.then(|| Returned::Written(bodiless_request(parts)));
+            return Err((error, returned));
+        }
+    };
     state.keep_alive = head.keep_alive;
     state.framing = match head.framing {
         ResponseBodyFraming::Empty => Framing::Done,
@@ -288,7 +293,12 @@ pub(super) async fn exchange(
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
     *response.headers_mut() = head.headers;
-    Ok(response)
+    Ok((response, bodiless.then_some(parts)))
+}
+
+/// A request head sent again without a body.
+pub(super) fn bodiless_request(parts: http::request::Parts) -> Request<UpstreamBody> {
+    Request::from_parts(parts, Either::Right(Either::Right(Empty::new())))
 }
 
 /// Where the response body is in its framing.

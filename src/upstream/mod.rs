@@ -168,9 +168,29 @@ pub enum UpstreamError {
     ServerName(String),
 }
 
-/// A request that could not be exchanged: why, and the request itself when none of it was
-/// written (so it can go to another instance whatever its method and body).
-pub type SendFailure = (SendError, Option<Request<UpstreamBody>>);
+/// A request that could not be exchanged: why, and the request itself when it may go again.
+pub type SendFailure = (SendError, Option<Returned>);
+
+/// A request a failed exchange gives back, and how far it got.
+pub enum Returned {
+    /// None of it was written: it may go to another instance whatever its method and body.
+    Unsent(Request<UpstreamBody>),
+    /// It had no body and was (or may have been) written, or its response's body failed
+    /// before any of it was read: it may go again when doing it twice is harmless (the
+    /// caller checks the method). zoo's client gives back the request it sent; hyper's
+    /// clients, which keep it, give back a copy made before sending.
+    Written(Request<UpstreamBody>),
+}
+
+impl Returned {
+    /// The request, whichever way it came back.
+    #[must_use]
+    pub fn into_request(self) -> Request<UpstreamBody> {
+        match self {
+            Self::Unsent(request) | Self::Written(request) => request,
+        }
+    }
+}
 
 /// Why a request could not be exchanged with its upstream.
 #[derive(Debug, thiserror::Error)]
@@ -298,24 +318,46 @@ impl Pool {
 
     /// Sends `request` on a pooled connection (a new one when none is idle) to `app_addr`, the
     /// address of the app instance chosen for it, for an app's pool (`None` for a remote
-    /// one), with `client` for HTTP/1.1. A request that a reused connection could not take
-    /// (the upstream had closed it) goes on a fresh one, whatever its method: none of it was
-    /// written. A request that no connection took at all is given back with the error.
+    /// one), with `client` for HTTP/1.1, and waits for the response head and for what
+    /// [`ResponseBody::take_ready_start`] checks. A request that a reused connection could not
+    /// take (the upstream had closed it) goes on a fresh one, whatever its method: none of it
+    /// was written. On failure the request comes back when it may go again ([`Returned`]).
     pub async fn send(
         self: &Arc<Self>,
         app_addr: Option<Dial>,
         request: Request<UpstreamBody>,
         client: Http1Client,
     ) -> Result<Response<ResponseBody>, SendFailure> {
-        let shared = match &self.connections {
-            Connections::Http2(shared) => shared,
-            Connections::Http1(idle) => {
-                return match client {
-                    Http1Client::Hyper => self.send_hyper_http1(idle, app_addr, request).await,
-                    Http1Client::Zoo => self.send_zoo_http1(idle, app_addr, request).await,
-                };
+        // hyper's clients keep the request they were given: a bodiless one that may need
+        // sending again is copied first. zoo's gives back the one it sent.
+        let (again, sent) = match &self.connections {
+            Connections::Http1(idle) if client == Http1Client::Zoo => {
+                return self.send_zoo_http1(idle, app_addr, request).await;
             }
+            Connections::Http1(idle) => (
+                copy_to_resend(&request),
+                self.send_hyper_http1(idle, app_addr, request).await,
+            ),
+            Connections::Http2(shared) => (
+                copy_to_resend(&request),
+                self.send_pooled_http2(shared, app_addr, request).await,
+            ),
         };
+        match sent {
+            Ok(response) => with_ready_start(response)
+                .await
+                .map_err(|(error, lost)| (error, again.filter(|_| lost).map(Returned::Written))),
+            Err((error, Some(unsent))) => Err((error, Some(Returned::Unsent(unsent)))),
+            Err((error, None)) => Err((error, again.map(Returned::Written))),
+        }
+    }
+
+    async fn send_pooled_http2(
+        self: &Arc<Self>,
+        shared: &Mutex<Vec<(Dial, http2::SendRequest<UpstreamBody>)>>,
+        app_addr: Option<Dial>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<ResponseBody>, Unsent> {
         let current = lock(shared)
             .iter()
             .find(|(to, sender)| Some(to) == app_addr.as_ref() && !sender.is_closed())
@@ -345,7 +387,7 @@ impl Pool {
         idle: &Mutex<Vec<Idle>>,
         app_addr: Option<Dial>,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<ResponseBody>, SendFailure> {
+    ) -> Result<Response<ResponseBody>, Unsent> {
         loop {
             let (mut sender, reused) =
                 match Self::checkout(idle, app_addr.as_ref(), Http1Client::Hyper) {
@@ -392,7 +434,7 @@ impl Pool {
                     Some(IdleConnection::Zoo(connection)) => (connection, true),
                     _ => match Box::pin(self.connect_stream(app_addr.as_ref())).await {
                         Ok(stream) => (exchange::Connection::new(stream), false),
-                        Err(error) => return Err((error, Some(request))),
+                        Err(error) => return Err((error, Some(Returned::Unsent(request)))),
                     },
                 };
             let home = exchange::Home {
@@ -403,8 +445,15 @@ impl Pool {
             // read) would otherwise be part of every request's future, on either client, and
             // moved with it.
             match Box::pin(exchange::exchange(connection, request, reused, home)).await {
-                Ok(response) => return Ok(response.map(ResponseBody::zoo)),
-                Err((_, Some(unsent))) if reused => request = unsent,
+                Ok((response, sent)) => {
+                    return with_ready_start(response.map(ResponseBody::zoo))
+                        .await
+                        .map_err(|(error, lost)| {
+                            let again = sent.filter(|_| lost).map(exchange::bodiless_request);
+                            (error, again.map(Returned::Written))
+                        });
+                }
+                Err((_, Some(Returned::Unsent(unsent)))) if reused => request = unsent,
                 Err(failure) => return Err(failure),
             }
         }
@@ -585,6 +634,39 @@ where
         .await?;
     tokio::spawn(connection);
     Ok(sender)
+}
+
+/// What hyper's clients give back on failure: the request when none of it was sent.
+type Unsent = (SendError, Option<Request<UpstreamBody>>);
+
+/// A copy of a request that may be sent a second time after it was written: an idempotent
+/// method and no body.
+fn copy_to_resend(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let no_body = matches!(request.body(), Either::Right(Either::Right(_)));
+    if !(no_body && request.method().is_idempotent()) {
+        return None;
+    }
+    let mut copy = Request::new(Either::Right(Either::Right(Empty::new())));
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    copy.headers_mut().clone_from(request.headers());
+    Some(copy)
+}
+
+/// `response` once [`ResponseBody::take_ready_start`] passed; else why, and whether the body
+/// was lost before any of it was read (the connection went away between head and body: the
+/// client has been sent nothing yet, so the request may go again).
+async fn with_ready_start(
+    mut response: Response<ResponseBody>,
+) -> Result<Response<ResponseBody>, (SendError, bool)> {
+    match response.body_mut().take_ready_start().await {
+        Ok(()) => Ok(response),
+        Err(source) => {
+            let lost = source.is_connection_lost();
+            Err((source.into(), lost))
+        }
+    }
 }
 
 /// Sends `request` on a shared HTTP/2 connection; on failure, gives the request back if none
