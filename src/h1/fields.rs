@@ -230,7 +230,7 @@ pub fn single_content_length(headers: &mut HeaderMap) -> Option<u64> {
 }
 
 /// `1*DIGIT` as a `u64`: no sign, no space inside, no overflow.
-fn parse_length(digits: &[u8]) -> Option<u64> {
+pub fn parse_length(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }

@@ -32,7 +32,7 @@ mod response;
 mod write;
 
 pub use chunked::{ChunkError, ChunkedDecoder, Decoded};
-pub use fields::single_content_length;
+pub use fields::{parse_length, single_content_length};
 pub use head::{
     BodyFraming, HeadError, HeadLimits, RequestHead, parse_request_head, parse_request_head_shared,
 };

@@ -230,10 +230,11 @@ enum UpstreamUpgrade {
 }
 
 /// Refuses (502) an upstream response that zoo cannot pass on as it decoded it: framing other
-/// than what hyper decoded (RFC 9112 6.1: `Content-Length` beside `Transfer-Encoding`, or a
-/// coding other than `chunked` that would reach the client unnamed) and a `101` nobody asked
-/// for (the client would be left on a connection in an unknown protocol). A body that failed
-/// before any of it was sent is `send`'s to resend or refuse.
+/// than what hyper's client decoded (RFC 9112 6.1: `Content-Length` beside
+/// `Transfer-Encoding`, or a coding other than `chunked` that would reach the client unnamed;
+/// zoo's client refused those while parsing) and a `101` nobody asked for (the client would be
+/// left on a connection in an unknown protocol). A body that failed before any of it was sent
+/// is `send`'s to resend or refuse.
 fn check_response(
     response: &Response<ResponseBody>,
     upstream: &Upstream,
@@ -245,6 +246,9 @@ fn check_response(
         return Err(ProxyError::UnsolicitedUpgrade {
             upstream: upstream.describe(),
         });
+    }
+    if response.body().framing_checked() {
+        return Ok(());
     }
     if let Some(fault) = headers::response_framing_fault(response.headers()) {
         return Err(ProxyError::UpstreamFraming {

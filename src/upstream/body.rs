@@ -129,6 +129,14 @@ impl ResponseBody {
         self.lease = Some(lease);
     }
 
+    /// Whether zoo's own client read the head: its parser already refused the framing a
+    /// proxy must not pass on (`h1::ResponseHeadError::Framing`), so it need not be checked
+    /// again; hyper's clients decode what they are given.
+    #[must_use]
+    pub fn framing_checked(&self) -> bool {
+        matches!(self.source, Source::Zoo(_))
+    }
+
     /// The upstream's raw connection after a `101` on zoo's client (hyper's hands its
     /// connection over through `hyper::upgrade::on` instead).
     pub fn take_upgrade(&mut self) -> Option<UpgradedUpstream> {

@@ -297,7 +297,7 @@ impl<S: ClientStream> Connection<S> {
             h1::ResponseFraming::Length(length),
             false,
         );
-        respond::add_date(&mut out, &headers);
+        respond::add_date(&mut out, false);
         out.extend_from_slice(body.as_bytes());
         let _ = send(&mut self.stream, &out).await;
         let _ = self.stream.shutdown().await;
@@ -380,14 +380,14 @@ impl<S: ClientStream> Connection<S> {
             || feeder.as_ref().is_some_and(|feeder| feeder.failed);
         let (mut parts, body) = response.into_parts();
         let headers = &mut parts.headers;
-        let (field, delimited) = respond::framing(&method, version, status, headers, &body);
+        let (field, delimited, fields) = respond::framing(&method, version, status, headers, &body);
         let keep_alive = !closing && delimited != Delimited::Close;
-        let announced = respond::trailers_allowed(headers, delimited, version, te_trailers);
+        let announced = respond::trailers_allowed(headers, fields, delimited, version, te_trailers);
         self.out.clear();
         // Room for a usual head and a small body at once, rather than growing to it.
         self.out.reserve(OUT_BYTES);
         h1::write_response_head(&mut self.out, status, version, headers, field, keep_alive);
-        respond::add_date(&mut self.out, headers);
+        respond::add_date(&mut self.out, fields.date);
         let mut writer = BodyWriter {
             delimited,
             announced,
@@ -494,7 +494,7 @@ impl<S: ClientStream> Connection<S> {
             h1::ResponseFraming::None,
             true,
         );
-        respond::add_date(&mut self.out, headers);
+        respond::add_date(&mut self.out, headers.contains_key(header::DATE));
         send(&mut self.stream, &self.out).await.ok()?;
         Some(After::Switch(handoff))
     }

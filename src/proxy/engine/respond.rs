@@ -32,17 +32,73 @@ pub(super) enum Delimited {
     Close,
 }
 
+/// What the engine reads of a response's fields besides their framing, found by [`framing`]
+/// in its one pass over them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HeadFields {
+    /// The response has a `Date` (else the engine adds one: [`add_date`]).
+    pub(super) date: bool,
+    /// The response has a `Trailer` ([`trailers_allowed`]).
+    trailer: bool,
+}
+
+/// The fields [`framing`] reads: `Date`, `Trailer`, and `Content-Length` (how many, and the
+/// first one's number), in one pass over the fields where standard names compare by tag, not
+/// three hashed lookups (issue 19).
+fn read_fields(headers: &HeaderMap) -> (HeadFields, usize, Option<u64>) {
+    let mut fields = HeadFields {
+        date: false,
+        trailer: false,
+    };
+    let (mut lengths, mut first_length) = (0_usize, None);
+    for (name, value) in headers {
+        if *name == header::CONTENT_LENGTH {
+            if lengths == 0 {
+                first_length = h1::parse_length(value.as_bytes());
+            }
+            lengths = lengths.saturating_add(1);
+        } else if *name == header::DATE {
+            fields.date = true;
+        } else if *name == header::TRAILER {
+            fields.trailer = true;
+        }
+    }
+    (fields, lengths, first_length)
+}
+
 /// The response head's framing, decided as hyper's server decides it
 /// (`proto/h1/role.rs`): a `Content-Length` the response carries is kept where it is; one
 /// that a body without bytes contradicts is replaced by `0`; without one, the body's exact
 /// size, else chunked to HTTP/1.1 and close-delimited to HTTP/1.0. The field to write (if
-/// any) and how the body is delimited.
+/// any), how the body is delimited, and what else the head's writing needs of the fields.
 pub(super) fn framing<B: Body>(
     method: &Method,
     version: Version,
     status: StatusCode,
     headers: &mut HeaderMap,
     body: &B,
+) -> (ResponseFraming, Delimited, HeadFields) {
+    let (fields, lengths, first_length) = read_fields(headers);
+    let (field, delimited) = framing_of(
+        method,
+        version,
+        status,
+        headers,
+        body,
+        lengths,
+        first_length,
+    );
+    (field, delimited, fields)
+}
+
+fn framing_of<B: Body>(
+    method: &Method,
+    version: Version,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    body: &B,
+    lengths: usize,
+    first_length: Option<u64>,
 ) -> (ResponseFraming, Delimited) {
     let exact = if body.is_end_stream() {
         Some(0)
@@ -56,7 +112,12 @@ pub(super) fn framing<B: Body>(
         headers.remove(header::CONTENT_LENGTH);
         return (ResponseFraming::None, Delimited::Bodiless);
     }
-    let declared = h1::single_content_length(headers);
+    let declared = match (lengths, first_length) {
+        (0, _) => None,
+        (1, Some(length)) => Some(length),
+        // Several, or one that is not a number: normalised (or dropped) as hyper does.
+        _ => h1::single_content_length(headers),
+    };
     if method == Method::HEAD {
         let field = match exact {
             Some(length) if length > 0 && declared.is_none() => ResponseFraming::Length(length),
@@ -76,9 +137,10 @@ pub(super) fn framing<B: Body>(
     }
 }
 
-/// Ends the head in `out` with `Date` (last, where hyper writes it), unless `headers` has one.
-pub(super) fn add_date(out: &mut Vec<u8>, headers: &HeaderMap) {
-    if headers.contains_key(header::DATE) {
+/// Ends the head in `out` with `Date` (last, where hyper writes it), unless the response
+/// `has_date`.
+pub(super) fn add_date(out: &mut Vec<u8>, has_date: bool) {
+    if has_date {
         return;
     }
     // The head ends with its empty line: the field goes before it.
@@ -120,11 +182,12 @@ pub(super) fn lists_token(value: &HeaderValue, token: &str) -> bool {
 /// A response that cannot be chunked (to HTTP/1.0, or bodiless) loses its `Trailer` field.
 pub(super) fn trailers_allowed(
     headers: &mut HeaderMap,
+    fields: HeadFields,
     delimited: Delimited,
     version: Version,
     te_trailers: bool,
 ) -> Vec<HeaderName> {
-    if !headers.contains_key(header::TRAILER) {
+    if !fields.trailer {
         return Vec::new();
     }
     if version == Version::HTTP_10 || delimited == Delimited::Bodiless {
@@ -351,7 +414,7 @@ mod tests {
             );
         }
         let status = StatusCode::from_u16(status).unwrap();
-        let (field, delimited) = match body {
+        let (field, delimited, _) = match body {
             Some(bytes) => framing(
                 &method,
                 version,
@@ -422,7 +485,7 @@ mod tests {
         for _ in 0..2 {
             headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         }
-        let (field, delimited) = framing(
+        let (field, delimited, _) = framing(
             &Method::GET,
             Version::HTTP_11,
             StatusCode::OK,
@@ -435,6 +498,33 @@ mod tests {
         );
         let values: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
         assert_eq!(values, [HeaderValue::from_static("5")]);
+    }
+
+    #[test]
+    fn the_one_pass_finds_date_and_trailer() {
+        let found = |names: &[HeaderName]| {
+            let mut headers = HeaderMap::new();
+            for name in names {
+                headers.append(name, HeaderValue::from_static("x"));
+            }
+            let (.., fields) = framing(
+                &Method::GET,
+                Version::HTTP_11,
+                StatusCode::OK,
+                &mut headers,
+                &Streamed,
+            );
+            (fields.date, fields.trailer)
+        };
+        assert_eq!(found(&[header::CONTENT_TYPE]), (false, false));
+        assert_eq!(found(&[header::DATE, header::SERVER]), (true, false));
+        assert_eq!(found(&[header::TRAILER, header::DATE]), (true, true));
+        let mut out = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        add_date(&mut out, true);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\n\r\n");
+        add_date(&mut out, false);
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\ndate: "), "{out:?}");
+        assert!(out.ends_with(b" GMT\r\n\r\n"), "{out:?}");
     }
 
     #[test]
