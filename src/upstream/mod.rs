@@ -344,9 +344,10 @@ impl Pool {
             ),
         };
         match sent {
-            Ok(response) => with_ready_start(response)
-                .await
-                .map_err(|(error, lost)| (error, again.filter(|_| lost).map(Returned::Written))),
+            Ok(mut response) => match response.body_mut().take_ready_start().await {
+                Ok(()) => Ok(response),
+                Err(source) => Err(failed_start(source, again)),
+            },
             Err((error, Some(unsent))) => Err((error, Some(Returned::Unsent(unsent)))),
             Err((error, None)) => Err((error, again.map(Returned::Written))),
         }
@@ -444,18 +445,20 @@ impl Pool {
             // Boxed: the exchange's state (its connection, the request, the response being
             // read) would otherwise be part of every request's future, on either client, and
             // moved with it.
-            match Box::pin(exchange::exchange(connection, request, reused, home)).await {
-                Ok((response, sent)) => {
-                    return with_ready_start(response.map(ResponseBody::zoo))
-                        .await
-                        .map_err(|(error, lost)| {
-                            let again = sent.filter(|_| lost).map(exchange::bodiless_request);
-                            (error, again.map(Returned::Written))
-                        });
-                }
-                Err((_, Some(Returned::Unsent(unsent)))) if reused => request = unsent,
-                Err(failure) => return Err(failure),
-            }
+            let (response, sent) =
+                match Box::pin(exchange::exchange(connection, request, reused, home)).await {
+                    Ok(exchanged) => exchanged,
+                    Err((_, Some(Returned::Unsent(unsent)))) if reused => {
+                        request = unsent;
+                        continue;
+                    }
+                    Err(failure) => return Err(failure),
+                };
+            let mut response = response.map(ResponseBody::zoo);
+            return match response.body_mut().take_ready_start().await {
+                Ok(()) => Ok(response),
+                Err(source) => Err(failed_start(source, sent.map(exchange::bodiless_request))),
+            };
         }
     }
 
@@ -654,19 +657,13 @@ fn copy_to_resend(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBod
     Some(copy)
 }
 
-/// `response` once [`ResponseBody::take_ready_start`] passed; else why, and whether the body
-/// was lost before any of it was read (the connection went away between head and body: the
-/// client has been sent nothing yet, so the request may go again).
-async fn with_ready_start(
-    mut response: Response<ResponseBody>,
-) -> Result<Response<ResponseBody>, (SendError, bool)> {
-    match response.body_mut().take_ready_start().await {
-        Ok(()) => Ok(response),
-        Err(source) => {
-            let lost = source.is_connection_lost();
-            Err((source.into(), lost))
-        }
-    }
+/// A response whose body failed at once ([`ResponseBody::take_ready_start`]): its request
+/// (`again`, when it may go twice) comes back as written if the connection went away before
+/// any of the body was read, since the client has been sent nothing yet; a malformed body is
+/// refused, not asked for again.
+fn failed_start(source: BodyError, again: Option<Request<UpstreamBody>>) -> SendFailure {
+    let again = again.filter(|_| source.is_connection_lost());
+    (source.into(), again.map(Returned::Written))
 }
 
 /// Sends `request` on a shared HTTP/2 connection; on failure, gives the request back if none
