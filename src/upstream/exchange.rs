@@ -32,7 +32,10 @@ use tokio_rustls::client::TlsStream;
 
 use super::sending::{Encoding, Sending};
 use super::upload::UploadOffer;
-use super::{BodyError, MAX_HEAD_BYTES, Pool, Returned, SendError, SendFailure, UpstreamBody};
+use super::{
+    BodyError, MAX_HEAD_BYTES, Pool, ResponseBody, Returned, SendError, SendFailure, UpstreamBody,
+    failed_start,
+};
 use crate::h1::{self, ChunkedDecoder, Decoded, OutgoingBody, RequestFraming, ResponseBodyFraming};
 use crate::supervise::Dial;
 
@@ -170,17 +173,17 @@ pub(super) struct Home {
     pub(super) addr: Option<Dial>,
 }
 
-/// Sends `request` on `connection` and reads the response head; the response's body owns the
-/// connection, and a bodiless request's head comes back beside it (in case its body fails
-/// before any of it is read: the request may then go again). On failure, the request is given
-/// back unsent when `reused` and its head could not even be written (the upstream had closed
-/// the idle connection, and a fresh one may take it), and as written when it had no body.
+/// Sends `request` on `connection` and reads the response head and what
+/// [`ResponseBody::take_ready_start`] checks; the response's body owns the connection. On
+/// failure, the request is given back unsent when `reused` and its head could not even be
+/// written (the upstream had closed the idle connection, and a fresh one may take it), and as
+/// written when it had no body.
 pub(super) async fn exchange(
     mut connection: Connection,
     request: Request<UpstreamBody>,
     reused: bool,
     home: Home,
-) -> Result<(Response<ExchangeBody>, Option<http::request::Parts>), SendFailure> {
+) -> Result<Response<ResponseBody>, SendFailure> {
     let bodiless = matches!(request.body(), Either::Right(Either::Right(_)));
     let (mut parts, body) = request.into_parts();
     let outgoing = if body.is_end_stream() {
@@ -289,15 +292,22 @@ pub(super) async fn exchange(
         state.framing = Framing::Upgrade;
         state.keep_alive = false;
     }
-    let mut response = Response::new(state);
+    let mut response = Response::new(ResponseBody::zoo(state));
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
     *response.headers_mut() = head.headers;
-    Ok((response, bodiless.then_some(parts)))
+    // Checked here, where the request's head still is (it may have to go again).
+    if let Err(source) = response.body_mut().take_ready_start().await {
+        return Err(failed_start(
+            source,
+            bodiless.then(|| bodiless_request(parts)),
+        ));
+    }
+    Ok(response)
 }
 
 /// A request head sent again without a body.
-pub(super) fn bodiless_request(parts: http::request::Parts) -> Request<UpstreamBody> {
+fn bodiless_request(parts: http::request::Parts) -> Request<UpstreamBody> {
     Request::from_parts(parts, Either::Right(Either::Right(Empty::new())))
 }
 

@@ -445,20 +445,10 @@ impl Pool {
             // Boxed: the exchange's state (its connection, the request, the response being
             // read) would otherwise be part of every request's future, on either client, and
             // moved with it.
-            let (response, sent) =
-                match Box::pin(exchange::exchange(connection, request, reused, home)).await {
-                    Ok(exchanged) => exchanged,
-                    Err((_, Some(Returned::Unsent(unsent)))) if reused => {
-                        request = unsent;
-                        continue;
-                    }
-                    Err(failure) => return Err(failure),
-                };
-            let mut response = response.map(ResponseBody::zoo);
-            return match response.body_mut().take_ready_start().await {
-                Ok(()) => Ok(response),
-                Err(source) => Err(failed_start(source, sent.map(exchange::bodiless_request))),
-            };
+            match Box::pin(exchange::exchange(connection, request, reused, home)).await {
+                Err((_, Some(Returned::Unsent(unsent)))) if reused => request = unsent,
+                exchanged => return exchanged,
+            }
         }
     }
 
