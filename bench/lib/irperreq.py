@@ -100,6 +100,34 @@ grace = "1s"
 "/" = {{ proxy = "http://127.0.0.1:{up}" }}
 """
 
+# `--route app|replicas`: the same GET /small from an app zoo supervises, one instance or two
+# balanced (issue 18's route), each a native nginx on its own port (only zoo runs under
+# callgrind; its children run natively). zoo expands $PORT in the command.
+ZOO_APP_CONF = """
+listen = "127.0.0.1:{port}"
+grace = "1s"
+{engine}
+[apps.up]
+command = "nginx -p {d}/ -e {d}/app-$PORT-error.log -c {d}/app-$PORT.conf"
+port = {ports}
+replicas = {replicas}
+
+[routes]
+"/" = {{ app = "up" }}
+"""
+
+APP_CONF = """
+worker_processes 1; daemon off; master_process off; pid {d}/app-{up}.pid; error_log {d}/app-{up}-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
+  client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;
+  uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5;
+  server {{ listen 127.0.0.1:{up};
+    location = /small {{ default_type text/plain; return 200 "{small}"; }} }}
+}}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -290,7 +318,13 @@ def main() -> int:
     ap.add_argument("--engine", choices=("hyper", "zoo"),
                     help="zoo's HTTP/1.1 engine (default: the config default)")
     ap.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
+    ap.add_argument("--route", choices=("proxy", "app", "replicas"), default="proxy",
+                    help="zoo's route: a `proxy` to the upstream (default), an app zoo runs, "
+                         "or an app with replicas = 2 (small requests only; nginx's row "
+                         "stays its proxy to one upstream)")
     args = ap.parse_args()
+    if args.route != "proxy" and args.scenario != "small":
+        ap.error("--route app|replicas serves GET /small only")
     if args.parallel and not args.strace:
         ap.error("--parallel needs --strace (callgrind counts are kept one request at a time)")
     bodies = args.scenario != "small"
@@ -320,7 +354,17 @@ def main() -> int:
         wait_port(up, upstream, "upstream nginx", 10)
         with open(os.path.join(d, "zoo.toml"), "w") as f:
             engine = f'engine = "{args.engine}"' if args.engine else ""
-            f.write(ZOO_CONF.format(port=pz, up=up, engine=engine))
+            if args.route == "proxy":
+                f.write(ZOO_CONF.format(port=pz, up=up, engine=engine))
+            else:
+                replicas = 2 if args.route == "replicas" else 1
+                ports = [free_port() for _ in range(replicas)]
+                for app_port in ports:
+                    with open(os.path.join(d, f"app-{app_port}.conf"), "w") as conf:
+                        conf.write(APP_CONF.format(d=d, up=app_port,
+                                                   small=SMALL.replace("\n", "\\n")))
+                f.write(ZOO_APP_CONF.format(port=pz, engine=engine, d=d, replicas=replicas,
+                                            ports=ports if replicas > 1 else ports[0]))
         def run(name: str, cmd: list[str], port: int) -> dict:
             if args.strace:
                 return strace_measure(name, cmd, port, d, args.n, args.warmup, args.conns,
