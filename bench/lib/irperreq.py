@@ -52,14 +52,17 @@ BENCH = os.path.dirname(HERE)
 BODY = 1 << 20  # /big's and /upload's size, as in the benchmark
 SMALL = "small-response-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-0123456789-0123456\n"
 
-UPSTREAM_CONF = """
-worker_processes 1; daemon off; master_process off; pid {d}/up.pid; error_log {d}/up-error.log warn;
+# The upstreams' one worker, no master, and http settings; NAME names its pid and error log.
+UPSTREAM_HEAD = """
+worker_processes 1; daemon off; master_process off; pid {d}/NAME.pid; error_log {d}/NAME-error.log warn;
 events {{ worker_connections 1024; }}
 http {{
   access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
   client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;
   uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5;
-  server {{ listen 127.0.0.1:{up};
+"""
+
+UPSTREAM_CONF = UPSTREAM_HEAD.replace("NAME", "up") + """  server {{ listen 127.0.0.1:{up};
     location = /small {{ default_type text/plain; return 200 "{small}"; }}
     location = /big {{ default_type application/octet-stream; sendfile on; tcp_nopush on;
                       alias {d}/big.bin; }}
@@ -116,14 +119,7 @@ replicas = {replicas}
 "/" = {{ app = "up" }}
 """
 
-APP_CONF = """
-worker_processes 1; daemon off; master_process off; pid {d}/app-{up}.pid; error_log {d}/app-{up}-error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
-  client_body_temp_path {d}/t1; proxy_temp_path {d}/t2; fastcgi_temp_path {d}/t3;
-  uwsgi_temp_path {d}/t4; scgi_temp_path {d}/t5;
-  server {{ listen 127.0.0.1:{up};
+APP_CONF = UPSTREAM_HEAD.replace("NAME", "app-{up}") + """  server {{ listen 127.0.0.1:{up};
     location = /small {{ default_type text/plain; return 200 "{small}"; }} }}
 }}
 """

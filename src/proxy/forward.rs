@@ -25,8 +25,8 @@ use crate::runtime::{HeaderSteps, Upstream, Values};
 use crate::supervise::{AppHandle, Lease};
 use crate::telemetry::Metrics;
 use crate::upstream::{
-    ClientBody, Http1Client, RequestBody, ResponseBody, Returned, SendError, UpgradedUpstream,
-    UploadOffer, UpstreamBody,
+    self, ClientBody, Http1Client, RequestBody, ResponseBody, Returned, SendError,
+    UpgradedUpstream, UploadOffer, UpstreamBody,
 };
 
 /// Pause before asking again whether an app that refused a connection is ready: the reaper
@@ -334,8 +334,7 @@ fn limit_body(
 fn harmless_twice(returned: &Returned) -> bool {
     match returned {
         Returned::Written(request) | Returned::Unsent(request) => {
-            request.method().is_idempotent()
-                && matches!(request.body(), Either::Right(Either::Right(_)))
+            request.method().is_idempotent() && upstream::is_bodiless(request)
         }
     }
 }

@@ -184,7 +184,7 @@ pub(super) async fn exchange(
     reused: bool,
     home: Home,
 ) -> Result<Response<ResponseBody>, SendFailure> {
-    let bodiless = matches!(request.body(), Either::Right(Either::Right(_)));
+    let bodiless = super::is_bodiless(&request);
     let (mut parts, body) = request.into_parts();
     let outgoing = if body.is_end_stream() {
         OutgoingBody::Empty

@@ -632,11 +632,17 @@ where
 /// What hyper's clients give back on failure: the request when none of it was sent.
 type Unsent = (SendError, Option<Request<UpstreamBody>>);
 
+/// Whether `request` goes without a body (the proxy gave it none: `Empty`), so that it can be
+/// sent again as it is.
+#[must_use]
+pub fn is_bodiless(request: &Request<UpstreamBody>) -> bool {
+    matches!(request.body(), Either::Right(Either::Right(_)))
+}
+
 /// A copy of a request that may be sent a second time after it was written: an idempotent
 /// method and no body.
 fn copy_to_resend(request: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
-    let no_body = matches!(request.body(), Either::Right(Either::Right(_)));
-    if !(no_body && request.method().is_idempotent()) {
+    if !(is_bodiless(request) && request.method().is_idempotent()) {
         return None;
     }
     let mut copy = Request::new(Either::Right(Either::Right(Empty::new())));

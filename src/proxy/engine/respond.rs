@@ -44,14 +44,14 @@ pub(super) struct HeadFields {
 
 /// The fields [`framing`] reads: `Date`, `Trailer`, and `Content-Length` (how many, and the
 /// first one's number), in one pass over the fields where standard names compare by tag, not
-/// three hashed lookups (issue 19).
-fn read_fields(headers: &HeaderMap) -> (HeadFields, usize, Option<u64>) {
+/// three hashed lookups (issue 19); and the declared length from those.
+fn read_fields(headers: &mut HeaderMap) -> (HeadFields, Option<u64>) {
     let mut fields = HeadFields {
         date: false,
         trailer: false,
     };
     let (mut lengths, mut first_length) = (0_usize, None);
-    for (name, value) in headers {
+    for (name, value) in headers.iter() {
         if *name == header::CONTENT_LENGTH {
             if lengths == 0 {
                 first_length = h1::parse_length(value.as_bytes());
@@ -63,7 +63,13 @@ fn read_fields(headers: &HeaderMap) -> (HeadFields, usize, Option<u64>) {
             fields.trailer = true;
         }
     }
-    (fields, lengths, first_length)
+    let declared = match (lengths, first_length) {
+        (0, _) => None,
+        (1, Some(length)) => Some(length),
+        // Several, or one that is not a number: normalised (or dropped) as hyper does.
+        _ => h1::single_content_length(headers),
+    };
+    (fields, declared)
 }
 
 /// The response head's framing, decided as hyper's server decides it
@@ -78,27 +84,19 @@ pub(super) fn framing<B: Body>(
     headers: &mut HeaderMap,
     body: &B,
 ) -> (ResponseFraming, Delimited, HeadFields) {
-    let (fields, lengths, first_length) = read_fields(headers);
-    let (field, delimited) = framing_of(
-        method,
-        version,
-        status,
-        headers,
-        body,
-        lengths,
-        first_length,
-    );
+    let (fields, declared) = read_fields(headers);
+    let (field, delimited) = framing_of(method, version, status, headers, body, declared);
     (field, delimited, fields)
 }
 
+/// [`framing`] once the response's declared `Content-Length` is known.
 fn framing_of<B: Body>(
     method: &Method,
     version: Version,
     status: StatusCode,
     headers: &mut HeaderMap,
     body: &B,
-    lengths: usize,
-    first_length: Option<u64>,
+    declared: Option<u64>,
 ) -> (ResponseFraming, Delimited) {
     let exact = if body.is_end_stream() {
         Some(0)
@@ -112,12 +110,6 @@ fn framing_of<B: Body>(
         headers.remove(header::CONTENT_LENGTH);
         return (ResponseFraming::None, Delimited::Bodiless);
     }
-    let declared = match (lengths, first_length) {
-        (0, _) => None,
-        (1, Some(length)) => Some(length),
-        // Several, or one that is not a number: normalised (or dropped) as hyper does.
-        _ => h1::single_content_length(headers),
-    };
     if method == Method::HEAD {
         let field = match exact {
             Some(length) if length > 0 && declared.is_none() => ResponseFraming::Length(length),
