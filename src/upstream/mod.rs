@@ -329,18 +329,20 @@ impl Pool {
         client: Http1Client,
     ) -> Result<Response<ResponseBody>, SendFailure> {
         // hyper's clients keep the request they were given: a bodiless one that may need
-        // sending again is copied first. zoo's gives back the one it sent.
+        // sending again is copied first. zoo's gives back the one it sent. hyper's paths are
+        // boxed: their futures (0.8k and 1.5k bytes) would otherwise be part of every
+        // request's future on zoo's client, moved and copied with it.
         let (again, sent) = match &self.connections {
             Connections::Http1(idle) if client == Http1Client::Zoo => {
                 return self.send_zoo_http1(idle, app_addr, request).await;
             }
             Connections::Http1(idle) => (
                 copy_to_resend(&request),
-                self.send_hyper_http1(idle, app_addr, request).await,
+                Box::pin(self.send_hyper_http1(idle, app_addr, request)).await,
             ),
             Connections::Http2(shared) => (
                 copy_to_resend(&request),
-                self.send_pooled_http2(shared, app_addr, request).await,
+                Box::pin(self.send_pooled_http2(shared, app_addr, request)).await,
             ),
         };
         match sent {
